@@ -1,0 +1,175 @@
+"""Attention entropy of transformer tickets: how focused each head's attention is.
+
+For an attention row ``p`` over the valid keys, ``H = -sum p log p`` (nats);
+normalised by ``log(n_valid_keys)`` it lies in [0, 1]: 0 for attention on one
+token, 1 for uniform attention. Pruned tickets tend to focus attention (lower
+entropy). Only numpy here: the torch probe that produces the attention maps
+lives in :mod:`analysis.attention_probe`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ATTENTION_COLUMNS", "attention_entropy", "attention_entropy_table"]
+
+ATTENTION_COLUMNS = [
+    "layer",
+    "head",
+    "mean_entropy",
+    "mean_entropy_nats",
+    "effective_tokens",
+    "dense_entropy",
+    "entropy_change",
+    "near_one_hot",
+    "near_uniform",
+    "n_rows",
+]
+
+
+def attention_entropy(
+    probs: np.ndarray, key_mask: np.ndarray | None = None, normalize: bool = True
+) -> np.ndarray:
+    """Entropy of each attention row over its valid keys.
+
+    Parameters
+    ----------
+    probs : ndarray of float, shape (..., T_query, T_key)
+        Attention probabilities (non-negative; each row is renormalised over
+        its valid keys, as ``scipy.stats.entropy`` does).
+    key_mask : ndarray of bool, shape (..., T_key) or broadcastable to (..., T_query, T_key), optional
+        True for real keys, False for padding. A (..., T_key) mask is applied
+        to every query row. Default: all keys valid.
+    normalize : bool
+        Divide by ``log(n_valid_keys)`` so the result lies in [0, 1].
+
+    Returns
+    -------
+    ndarray of float64, shape (..., T_query)
+        Entropy in nats (or normalised). Equals
+        ``scipy.stats.entropy(probs[..., q, valid])`` for each row. A row with
+        a single valid key has entropy 0 (and normalised entropy 0); a row
+        with no valid key or zero total mass is NaN.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim < 2:
+        raise ValueError(f"probs must have shape (..., T_query, T_key), got {p.shape}")
+    if np.any(p < 0):
+        raise ValueError("attention probabilities must be non-negative")
+    if key_mask is None:
+        valid = np.ones(p.shape[-1:], dtype=bool)
+    else:
+        valid = np.asarray(key_mask, dtype=bool)
+        if valid.ndim == p.ndim - 1 and valid.shape[-1] == p.shape[-1]:
+            valid = valid[..., None, :]  # (..., 1, T_key): same keys for every query
+    valid = np.broadcast_to(valid, p.shape)
+    p = np.where(valid, p, 0.0)
+    total = p.sum(axis=-1, keepdims=True)
+    q = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+    plogp = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
+    h = -plogp.sum(axis=-1)
+    h = np.where(total[..., 0] > 0, h, np.nan)
+    if not normalize:
+        return h
+    n_valid = valid.sum(axis=-1)
+    log_n = np.log(np.maximum(n_valid, 1))
+    # One valid key: the attention is necessarily one-hot, normalised entropy 0.
+    out = np.divide(h, log_n, out=np.zeros_like(h), where=log_n > 0)
+    return np.where(np.isnan(h) | (n_valid == 0), np.nan, out)
+
+
+def _layer_stats(probs: np.ndarray, key_mask: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """Per-head mean normalised entropy, mean entropy (nats), mean exp(H), row count."""
+    p = np.asarray(probs)
+    if p.ndim != 4 or p.shape[-1] != p.shape[-2]:
+        raise ValueError(f"attention maps must have shape (B, H, T, T), got {p.shape}")
+    b, n_heads, t, _ = p.shape
+    km = None if key_mask is None else np.asarray(key_mask, dtype=bool).reshape(b, 1, t)  # (B, 1, T)
+    h_norm = attention_entropy(p, km, normalize=True)  # (B, H, T)
+    h_nats = attention_entropy(p, km, normalize=False)
+    rows = np.ones((b, n_heads, t), dtype=bool) if km is None else np.broadcast_to(km, (b, n_heads, t))
+    rows = rows & np.isfinite(h_nats)  # padded queries are not rows of the sequence
+    count = rows.sum(axis=(0, 2))  # (H,)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        s = np.where(rows, x, 0.0).sum(axis=(0, 2))
+        return np.divide(s, count, out=np.full(n_heads, np.nan), where=count > 0)
+
+    return mean(h_norm), mean(h_nats), mean(np.exp(h_nats)), count
+
+
+def attention_entropy_table(
+    attention: Sequence[np.ndarray],
+    key_mask: np.ndarray | None = None,
+    dense: Sequence[np.ndarray] | pd.DataFrame | None = None,
+    dense_key_mask: np.ndarray | None = None,
+    layer_names: Sequence[str] | None = None,
+    one_hot_below: float = 0.1,
+    uniform_above: float = 0.95,
+) -> pd.DataFrame:
+    """Per layer and head entropy summary, and its change against the dense model.
+
+    Parameters
+    ----------
+    attention : sequence of ndarray of float, shape (B, H, T, T)
+        One attention map per transformer block (self-attention: queries and
+        keys are the same T tokens).
+    key_mask : ndarray of bool, shape (B, T), optional
+        True for real tokens. Padded tokens are excluded as keys and their
+        query rows are left out of the means.
+    dense : sequence of ndarray (B, H, T, T), or DataFrame, optional
+        The dense model's maps on the same inputs, or its table from this
+        function; gives ``dense_entropy`` and ``entropy_change``.
+    dense_key_mask : ndarray of bool, shape (B, T), optional
+        Padding mask of ``dense`` maps (default: ``key_mask``).
+    layer_names : sequence of str, optional
+        Default ``"0", "1", ...``.
+    one_hot_below, uniform_above : float
+        Thresholds on the mean normalised entropy for the flags.
+
+    Returns
+    -------
+    DataFrame
+        One row per (layer, head), columns:
+        ``layer`` (str), ``head`` (int), ``mean_entropy`` (mean normalised
+        entropy over valid query rows, 0..1), ``mean_entropy_nats``,
+        ``effective_tokens`` (mean over rows of ``exp(H)``, the effective number
+        of attended tokens), ``dense_entropy`` and ``entropy_change``
+        (``mean_entropy - dense_entropy``; NaN without ``dense``),
+        ``near_one_hot`` (``mean_entropy < one_hot_below``), ``near_uniform``
+        (``mean_entropy > uniform_above``), ``n_rows`` (query rows averaged).
+    """
+    names = [str(i) for i in range(len(attention))] if layer_names is None else [str(n) for n in layer_names]
+    if len(names) != len(attention):
+        raise ValueError(f"{len(names)} layer names for {len(attention)} layers")
+    frames = []
+    for name, probs in zip(names, attention, strict=True):
+        h, h_nats, eff, count = _layer_stats(probs, key_mask)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "layer": name,
+                    "head": np.arange(h.size),
+                    "mean_entropy": h,
+                    "mean_entropy_nats": h_nats,
+                    "effective_tokens": eff,
+                    "n_rows": count.astype(np.int64),
+                }
+            )
+        )
+    out = pd.concat(frames, ignore_index=True)
+    if dense is None:
+        out["dense_entropy"] = np.nan
+    else:
+        if not isinstance(dense, pd.DataFrame):
+            dmask = key_mask if dense_key_mask is None else dense_key_mask
+            dense = attention_entropy_table(dense, dmask, layer_names=names)
+        ref = dense.set_index(["layer", "head"])["mean_entropy"]
+        out["dense_entropy"] = ref.reindex(pd.MultiIndex.from_frame(out[["layer", "head"]])).to_numpy()
+    out["entropy_change"] = out["mean_entropy"] - out["dense_entropy"]
+    out["near_one_hot"] = out["mean_entropy"] < one_hot_below
+    out["near_uniform"] = out["mean_entropy"] > uniform_above
+    return out[ATTENTION_COLUMNS]

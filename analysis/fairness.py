@@ -1,0 +1,511 @@
+"""Fairness across subgroups: per-group metrics, and how pruning widens the gaps.
+
+Pruning can hurt under-represented groups first (Hooker et al. 2019/2020, Tran
+et al. 2022). Groups are the values of any group column of a predictions table
+(``class``, ``cluster``, audit attributes such as ``sex`` and ``race``) or the
+intersections of several columns. Point estimates come from fairlearn's
+:class:`~fairlearn.metrics.MetricFrame` over sklearn metrics.
+
+Metrics
+-------
+accuracy, balanced_accuracy, recall_macro
+    sklearn's ``accuracy_score``, ``balanced_accuracy_score`` and
+    ``recall_score(average="macro", zero_division=0)``. Balanced accuracy
+    averages recall over the classes present in the group's labels;
+    ``recall_macro`` uses sklearn's default label set (labels and predictions),
+    so it also counts a 0 for every class predicted in the group but absent
+    from its labels (e.g. in a ``class`` group it is not the class recall).
+selection_rate, true_positive_rate, false_positive_rate
+    Binary tasks only (fairlearn's functions, positive label ``pos_label``).
+    TPR (FPR) is NaN in a group with no positive (negative) sample, where it
+    is undefined, rather than fairlearn's 0.
+
+Group tables (:func:`group_metrics`) are tidy: ``group_by, group, n, small,
+metric, value, ci_low, ci_high``. ``small`` flags groups with fewer than
+``min_count`` samples; groups with no sample (expected from ``groups=`` or from
+the categories of a categorical column) appear with ``n = 0``, ``small = True``
+and NaN values. Confidence intervals are percentile bootstrap intervals that
+resample each group's own samples (the group size stays fixed), seeded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import sklearn.metrics as skm
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+
+if TYPE_CHECKING:
+    from artifacts.run_format import Run
+
+__all__ = [
+    "BINARY_METRICS",
+    "GROUP_COLUMNS",
+    "METRICS",
+    "fairness_gaps",
+    "group_drops",
+    "group_labels",
+    "group_metrics",
+    "run_fairness_gaps",
+    "run_group_drops",
+]
+
+METRICS = ("accuracy", "balanced_accuracy", "recall_macro")
+BINARY_METRICS = ("selection_rate", "true_positive_rate", "false_positive_rate")
+GROUP_COLUMNS = ["group_by", "group", "n", "small", "metric", "value", "ci_low", "ci_high"]
+# Direction of "better" for the worst-group statistic; selection rate has none.
+_HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "recall_macro": True,
+    "true_positive_rate": True,
+    "false_positive_rate": False,
+}
+_JOIN = " & "
+_BOOT_CELLS = 1 << 21  # resampled labels held at once per metric batch
+
+
+# ----------------------------------------------------------------------------- metric functions
+
+
+def _quiet(fn: Callable) -> Callable:
+    def wrapped(y_true, y_pred):
+        with warnings.catch_warnings():
+            # sklearn warns about classes missing from a group; the convention is documented.
+            warnings.simplefilter("ignore")
+            return fn(y_true, y_pred)
+
+    wrapped.__name__ = getattr(fn, "__name__", "metric")
+    return wrapped
+
+
+def _tpr(y_true, y_pred, pos_label) -> float:
+    if not np.any(np.asarray(y_true) == pos_label):
+        return float("nan")
+    return float(true_positive_rate(y_true, y_pred, pos_label=pos_label))
+
+
+def _fpr(y_true, y_pred, pos_label) -> float:
+    if np.all(np.asarray(y_true) == pos_label):
+        return float("nan")
+    return float(false_positive_rate(y_true, y_pred, pos_label=pos_label))
+
+
+def _metric_functions(names: Sequence[str], pos_label) -> dict[str, Callable]:
+    table = {
+        "accuracy": skm.accuracy_score,
+        "balanced_accuracy": skm.balanced_accuracy_score,
+        "recall_macro": partial(skm.recall_score, average="macro", zero_division=0.0),
+        "selection_rate": partial(selection_rate, pos_label=pos_label),
+        "true_positive_rate": partial(_tpr, pos_label=pos_label),
+        "false_positive_rate": partial(_fpr, pos_label=pos_label),
+    }
+    unknown = set(names) - set(table)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; known: {sorted(table)}")
+    return {n: _quiet(table[n]) for n in names}
+
+
+def _batch_metric(name: str, yt: np.ndarray, yp: np.ndarray, n_classes: int, pos: int) -> np.ndarray:
+    """A metric on B resamples at once: ``yt, yp`` int codes of shape (B, n) -> (B,).
+
+    Mirrors the sklearn / fairlearn definitions used for the point estimates
+    (the tests hold each row equal to them).
+    """
+    b, n = yt.shape
+    if name == "accuracy":
+        return (yt == yp).mean(axis=1)
+    if name == "selection_rate":
+        return (yp == pos).mean(axis=1)
+    if name in ("true_positive_rate", "false_positive_rate"):
+        want = yt == pos if name == "true_positive_rate" else yt != pos
+        den = want.sum(axis=1)
+        num = (want & (yp == pos)).sum(axis=1)
+        return np.divide(num, den, out=np.full(b, np.nan), where=den > 0)
+    offset = (np.arange(b) * n_classes)[:, None]  # (B, 1)
+
+    def counts(codes: np.ndarray) -> np.ndarray:  # (B, C)
+        return np.bincount((offset + codes).ravel(), minlength=b * n_classes).reshape(b, n_classes)
+
+    support = counts(yt)
+    tp = _hits(yt, yp, offset, b, n_classes)
+    recall = np.divide(tp, support, out=np.zeros((b, n_classes)), where=support > 0)
+    if name == "balanced_accuracy":
+        return recall.sum(axis=1) / (support > 0).sum(axis=1)
+    if name == "recall_macro":
+        present = (support > 0) | (counts(yp) > 0)
+        return recall.sum(axis=1) / present.sum(axis=1)
+    raise ValueError(f"unknown metric {name!r}")
+
+
+def _hits(yt: np.ndarray, yp: np.ndarray, offset: np.ndarray, b: int, n_classes: int) -> np.ndarray:
+    # True positives per class: count the true class of correctly predicted samples.
+    idx = (offset + yt)[yt == yp]
+    return np.bincount(idx, minlength=b * n_classes).reshape(b, n_classes)
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+def group_labels(predictions: pd.DataFrame, group_by: str | Sequence[str]) -> pd.Series:
+    """The group of each sample, as strings; several columns give their intersection.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+    group_by : str or sequence of str
+        One group column, or several whose values are joined by ``" & "``
+        (e.g. ``("sex", "race")`` gives groups like ``"F & white"``).
+
+    Returns
+    -------
+    Series of str, shape (n,)
+        Named after the column(s) (``"sex & race"``); missing values become ``"<NA>"``.
+    """
+    cols = [group_by] if isinstance(group_by, str) else list(group_by)
+    if not cols:
+        raise ValueError("group_by names no column")
+    missing = [c for c in cols if c not in predictions.columns]
+    if missing:
+        raise KeyError(f"no group column(s) {missing} in predictions")
+    parts = [predictions[c].astype(object).where(predictions[c].notna(), "<NA>").astype(str) for c in cols]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + _JOIN + p
+    return pd.Series(out.to_numpy(dtype=object), index=predictions.index, name=_JOIN.join(cols))
+
+
+def _expected_groups(predictions: pd.DataFrame, group_by: str | Sequence[str]) -> list[str]:
+    cols = [group_by] if isinstance(group_by, str) else list(group_by)
+    cats = []
+    for c in cols:
+        if isinstance(predictions[c].dtype, pd.CategoricalDtype):
+            cats.append([str(v) for v in predictions[c].cat.categories])
+        else:
+            return []
+    combos = cats[0]
+    for more in cats[1:]:
+        combos = [a + _JOIN + b for a in combos for b in more]
+    return combos
+
+
+def _is_binary(predictions: pd.DataFrame, label_col: str, pred_col: str) -> bool:
+    values = pd.unique(pd.concat([predictions[label_col], predictions[pred_col]], ignore_index=True))
+    return len(values) <= 2
+
+
+def group_metrics(
+    predictions: pd.DataFrame,
+    group_by: str | Sequence[str],
+    *,
+    pred_col: str = "pred",
+    label_col: str = "label",
+    metrics: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    binary: bool | None = None,
+    pos_label: int = 1,
+    min_count: int = 30,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """Per-group metrics with counts and bootstrap confidence intervals.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        One row per sample with ``label_col``, ``pred_col`` and the group column(s).
+    group_by : str or sequence of str
+        Group column, or several for their intersection (:func:`group_labels`).
+    pred_col, label_col : str
+        Predicted and true class columns (``"pred_oracle"`` etc. for another routing).
+    metrics : sequence of str, optional
+        Default :data:`METRICS`, plus :data:`BINARY_METRICS` for a binary task.
+    groups : sequence of str, optional
+        Groups expected even if absent from the table (they get ``n = 0``).
+    binary : bool, optional
+        Whether the task has two classes; default: at most two distinct values
+        among labels and predictions.
+    pos_label : int
+        Positive class of a binary task.
+    min_count : int
+        Groups with fewer samples are flagged ``small``.
+    n_boot : int
+        Bootstrap resamples per group (0: no intervals, NaN bounds).
+    ci : float
+        Coverage of the percentile interval.
+    random_state : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``group_by, group, n, small, metric, value, ci_low, ci_high``;
+        groups sorted by name, metrics in the order asked.
+    """
+    if binary is None:
+        binary = _is_binary(predictions, label_col, pred_col)
+    names = list(metrics) if metrics is not None else [*METRICS, *(BINARY_METRICS if binary else ())]
+    fns = _metric_functions(names, pos_label)
+    g = group_labels(predictions, group_by)
+    y_true = predictions[label_col].to_numpy()
+    y_pred = predictions[pred_col].to_numpy()
+    expected = sorted(set(g) | set(groups or ()) | set(_expected_groups(predictions, group_by)))
+
+    if len(g):
+        frame = MetricFrame(metrics=fns, y_true=y_true, y_pred=y_pred, sensitive_features=g)
+        by_group = frame.by_group.reindex(expected)
+    else:
+        by_group = pd.DataFrame(np.nan, index=expected, columns=names)
+    counts = g.value_counts().reindex(expected, fill_value=0)
+
+    lo = pd.DataFrame(np.nan, index=expected, columns=names)
+    hi = lo.copy()
+    if n_boot > 0 and len(g):
+        q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
+        labels, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+        yt_all, yp_all = codes[: len(y_true)], codes[len(y_true) :]
+        pos = int(np.searchsorted(labels, pos_label)) if pos_label in labels else -1
+        rng = np.random.default_rng(random_state)
+        group_values = g.to_numpy()
+        for name in expected:
+            members = np.flatnonzero(group_values == name)
+            if members.size == 0:
+                continue
+            idx = members[rng.integers(0, members.size, size=(n_boot, members.size))]  # (B, n_g)
+            step = max(1, _BOOT_CELLS // members.size)
+            for m in names:
+                vals = np.concatenate(
+                    [
+                        _batch_metric(m, yt_all[idx[s : s + step]], yp_all[idx[s : s + step]], labels.size, pos)
+                        for s in range(0, n_boot, step)
+                    ]
+                )
+                if np.isfinite(vals).any():
+                    lo.loc[name, m], hi.loc[name, m] = np.nanquantile(vals, q)
+
+    rows = []
+    label = g.name
+    for name in expected:
+        n = int(counts[name])
+        for m in names:
+            rows.append((label, name, n, n < min_count, m, by_group.loc[name, m], lo.loc[name, m], hi.loc[name, m]))
+    out = pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    for c in ("value", "ci_low", "ci_high"):
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype(np.float64)
+    out["n"] = out["n"].astype(np.int64)
+    out["small"] = out["small"].astype(bool)
+    return out
+
+
+# ----------------------------------------------------------------------------- against sparsity
+
+
+def group_drops(
+    predictions_by_level: Mapping[int, pd.DataFrame],
+    sparsity: Mapping[int, float],
+    group_by: str | Sequence[str],
+    *,
+    dense_level: int = 0,
+    **kwargs,
+) -> pd.DataFrame:
+    """Each group's metric at every level and its drop from the dense model.
+
+    The drop is ``psi_g = m_dense(g) - m_level(g)`` (positive = the pruned
+    model is worse, for metrics where higher is better).
+
+    Parameters
+    ----------
+    predictions_by_level : mapping of int to DataFrame
+        One method's predictions per level; must contain ``dense_level``.
+    sparsity : mapping of int to float
+        Sparsity of each level.
+    group_by : str or sequence of str
+    dense_level : int
+        Reference level (0 = the dense model).
+    **kwargs
+        Passed to :func:`group_metrics` (``n_boot`` defaults to 0 here).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``level, sparsity`` then those of :func:`group_metrics`, then
+        ``dense_value`` and ``drop``.
+    """
+    if dense_level not in predictions_by_level:
+        raise ValueError(f"no dense level {dense_level} among {sorted(predictions_by_level)}")
+    kwargs.setdefault("n_boot", 0)
+    # Every level reports the same groups, so drops align even if a group empties.
+    all_groups = sorted(set().union(*(set(group_labels(p, group_by)) for p in predictions_by_level.values())))
+    kwargs["groups"] = sorted(set(all_groups) | set(kwargs.get("groups") or ()))
+    tables = {lv: group_metrics(p, group_by, **kwargs) for lv, p in sorted(predictions_by_level.items())}
+    dense = tables[dense_level].set_index(["group", "metric"])["value"]
+    frames = []
+    for lv, t in tables.items():
+        t = t.copy()
+        t.insert(0, "sparsity", float(sparsity[lv]))
+        t.insert(0, "level", int(lv))
+        t["dense_value"] = dense.reindex(pd.MultiIndex.from_frame(t[["group", "metric"]])).to_numpy()
+        t["drop"] = t["dense_value"] - t["value"]
+        frames.append(t)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _stat_rows(level, sp, group_by, metric, stats: list[tuple[str, float, str | None]]) -> list[tuple]:
+    return [(level, sp, group_by, metric, s, float(v), grp) for s, v, grp in stats]
+
+
+def fairness_gaps(
+    predictions_by_level: Mapping[int, pd.DataFrame],
+    sparsity: Mapping[int, float],
+    group_by: str | Sequence[str],
+    *,
+    dense_level: int = 0,
+    pred_col: str = "pred",
+    label_col: str = "label",
+    metrics: Sequence[str] | None = None,
+    binary: bool | None = None,
+    pos_label: int = 1,
+    min_count: int = 30,
+) -> pd.DataFrame:
+    """Between-group gaps and the spread of per-group drops, level by level.
+
+    Only groups with at least ``min_count`` samples at a level enter its
+    statistics (a group of 3 samples would otherwise decide every gap).
+
+    Parameters
+    ----------
+    predictions_by_level : mapping of int to DataFrame
+        One method's predictions per level; must contain ``dense_level``.
+    sparsity : mapping of int to float
+    group_by : str or sequence of str
+    dense_level : int
+    pred_col, label_col, metrics, binary, pos_label, min_count
+        As in :func:`group_metrics`.
+
+    Returns
+    -------
+    DataFrame
+        Tidy, columns ``level, sparsity, group_by, metric, statistic, value, group``.
+        Statistics per metric:
+
+        - ``difference``, ``ratio``: fairlearn ``MetricFrame.difference()`` and
+          ``.ratio()`` (between groups: max - min, min / max);
+        - ``group_min``, ``group_max``: the extreme group values (``group`` names the group);
+        - ``worst``: the lowest value (highest for FPR), for metrics with a direction;
+        - ``drop_max``, ``drop_min``: the largest and smallest drop from the dense
+          model ``psi_g = m_dense(g) - m(g)`` (``group`` names the group);
+        - ``drop_spread``: ``drop_max - drop_min``; ``drop_std``: population std of the drops.
+
+        For a binary task, also metric ``demographic_parity`` and
+        ``equalized_odds``, statistic ``difference`` (fairlearn's
+        ``demographic_parity_difference`` / ``equalized_odds_difference``).
+        ``group`` is ``None`` where no single group is behind the value.
+    """
+    lv0 = predictions_by_level.get(dense_level)
+    if lv0 is None:
+        raise ValueError(f"no dense level {dense_level} among {sorted(predictions_by_level)}")
+    if binary is None:
+        binary = _is_binary(lv0, label_col, pred_col)
+    names = list(metrics) if metrics is not None else [*METRICS, *(BINARY_METRICS if binary else ())]
+    drops = group_drops(
+        predictions_by_level,
+        sparsity,
+        group_by,
+        dense_level=dense_level,
+        pred_col=pred_col,
+        label_col=label_col,
+        metrics=names,
+        binary=binary,
+        pos_label=pos_label,
+        min_count=min_count,
+    )
+    fns = _metric_functions(names, pos_label)
+    label = group_labels(lv0, group_by).name
+    rows: list[tuple] = []
+    for lv, preds in sorted(predictions_by_level.items()):
+        sp = float(sparsity[lv])
+        g = group_labels(preds, group_by)
+        big = g.map(g.value_counts()) >= min_count
+        if not big.any():
+            continue
+        y_true = preds[label_col].to_numpy()[big.to_numpy()]
+        y_pred = preds[pred_col].to_numpy()[big.to_numpy()]
+        gb = g[big]
+        frame = MetricFrame(metrics=fns, y_true=y_true, y_pred=y_pred, sensitive_features=gb)
+        diff, ratio = frame.difference(), frame.ratio()
+        d = drops[(drops["level"] == lv) & ~drops["small"]]
+        for m in names:
+            vals = frame.by_group[m].astype(float).dropna()
+            dm = d[d["metric"] == m].dropna(subset=["drop"]).set_index("group")["drop"]
+            stats: list[tuple[str, float, str | None]] = [
+                ("difference", diff[m], None),
+                ("ratio", ratio[m], None),
+            ]
+            if len(vals):
+                stats += [("group_min", vals.min(), vals.idxmin()), ("group_max", vals.max(), vals.idxmax())]
+                if m in _HIGHER_IS_BETTER:
+                    worst = vals.idxmin() if _HIGHER_IS_BETTER[m] else vals.idxmax()
+                    stats.append(("worst", vals[worst], worst))
+            if len(dm):
+                stats += [
+                    ("drop_max", dm.max(), dm.idxmax()),
+                    ("drop_min", dm.min(), dm.idxmin()),
+                    ("drop_spread", dm.max() - dm.min(), None),
+                    ("drop_std", dm.std(ddof=0), None),
+                ]
+            rows += _stat_rows(lv, sp, label, m, stats)
+        if binary:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dp = demographic_parity_difference(y_true, y_pred, sensitive_features=gb.to_numpy())
+                eo = equalized_odds_difference(y_true, y_pred, sensitive_features=gb.to_numpy())
+            rows += _stat_rows(lv, sp, label, "demographic_parity", [("difference", dp, None)])
+            rows += _stat_rows(lv, sp, label, "equalized_odds", [("difference", eo, None)])
+    out = pd.DataFrame(rows, columns=["level", "sparsity", "group_by", "metric", "statistic", "value", "group"])
+    out["value"] = out["value"].astype(np.float64)
+    return out
+
+
+# ----------------------------------------------------------------------------- run helpers
+
+
+def _by_level(run: Run, method: str) -> tuple[dict[int, pd.DataFrame], dict[int, float]]:
+    levels = run.levels(method)
+    return {lv: run.predictions(method, lv) for lv in levels}, {lv: run.sparsity(method, lv) for lv in levels}
+
+
+def run_group_drops(
+    run: Run, group_by: str | Sequence[str], methods: Sequence[str] | None = None, **kwargs
+) -> pd.DataFrame:
+    """:func:`group_drops` for every method of a run, with a leading ``method`` column."""
+    frames = []
+    for method in methods or run.methods:
+        df = group_drops(*_by_level(run, method), group_by, **kwargs)
+        df.insert(0, "method", method)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_fairness_gaps(
+    run: Run, group_by: str | Sequence[str], methods: Sequence[str] | None = None, **kwargs
+) -> pd.DataFrame:
+    """:func:`fairness_gaps` for every method of a run, with a leading ``method`` column."""
+    frames = []
+    for method in methods or run.methods:
+        df = fairness_gaps(*_by_level(run, method), group_by, **kwargs)
+        df.insert(0, "method", method)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)

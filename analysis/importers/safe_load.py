@@ -1,0 +1,203 @@
+"""Read checkpoint files without ever executing code from them.
+
+PyTorch files (``.pt``, ``.pth``, ``.bin``, ``.ckpt``) are read only with
+``torch.load(path, map_location="cpu", weights_only=True)``: its restricted
+unpickler accepts tensors, dicts, lists, tuples, strings and numbers and refuses
+any other global, so a pickle whose ``__reduce__`` would run a command is
+rejected before anything runs. Safetensors files hold no code at all. Plain
+``pickle`` and ``weights_only=False`` are never used.
+
+Everything comes back as a tree of dicts and lists with numpy arrays at the
+leaves, so the format parsers never see torch.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.importers.errors import CheckpointError
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+SAFETENSORS_SUFFIXES = (".safetensors",)
+CHECKPOINT_SUFFIXES = TORCH_SUFFIXES + SAFETENSORS_SUFFIXES
+
+_MAX_DEPTH = 32  # a weights-only pickle can still hold self-referencing lists
+_SAFETENSORS_MAX_HEADER = 100 * 2**20  # the safetensors library's own limit
+
+
+def sniff(path: Path) -> str:
+    """Tell a checkpoint's kind from its first bytes.
+
+    Parameters
+    ----------
+    path : Path
+        A file.
+
+    Returns
+    -------
+    str
+        ``"torch_zip"`` (``torch.save`` since PyTorch 1.6), ``"torch_legacy"``
+        (an older ``torch.save`` pickle) or ``"safetensors"``.
+
+    Raises
+    ------
+    CheckpointError
+        For an empty file, a zip archive that is not a PyTorch checkpoint, a
+        safetensors file cut short inside its header, or unrecognised bytes.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read file ({e.strerror or e})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: file is empty")
+    if head.startswith(b"PK\x03\x04"):
+        if _is_torch_zip(path):
+            return "torch_zip"
+        raise CheckpointError(
+            f"{path}: is a zip archive, not a PyTorch checkpoint; unzip it and import the folder"
+        )
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "torch_legacy"  # a pickle stream (protocol 2+): torch.load's legacy format
+    if len(head) >= 9 and head[8:9] == b"{":
+        header_len = int.from_bytes(head[:8], "little")
+        if header_len > size - 8 and header_len <= _SAFETENSORS_MAX_HEADER:
+            raise CheckpointError(
+                f"{path}: truncated safetensors file (its header announces {header_len} bytes "
+                f"but the file has only {size - 8} after the length field)"
+            )
+        if 2 <= header_len <= size - 8:
+            return "safetensors"
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        raise CheckpointError(f"{path}: not a valid safetensors file (truncated or corrupt header)")
+    raise CheckpointError(
+        f"{path}: unrecognised file content (not a PyTorch checkpoint or a safetensors file; "
+        f"first bytes {head[:8].hex(' ')})"
+    )
+
+
+def _is_torch_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n == "data.pkl" or n.endswith("/data.pkl") for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        # A cut-off torch archive loses its central directory; say so plainly.
+        raise CheckpointError(
+            f"{path}: truncated or corrupt PyTorch checkpoint (the zip archive is incomplete)"
+        ) from None
+
+
+def load_checkpoint(path: str | Path) -> Any:
+    """Load a checkpoint file safely as a tree of dicts/lists with numpy leaves.
+
+    Parameters
+    ----------
+    path : str or Path
+        A PyTorch file (any ``torch.save`` output of tensors and containers) or
+        a ``.safetensors`` file.
+
+    Returns
+    -------
+    object
+        The file's content with every tensor converted to a numpy array
+        (bfloat16 and float8 widened to float32, sparse tensors made dense).
+
+    Raises
+    ------
+    CheckpointError
+        For unsafe pickles (never executed), empty, truncated, corrupt or
+        unrecognised files.
+    """
+    path = Path(path)
+    kind = sniff(path)
+    if kind == "safetensors":
+        return _load_safetensors(path)
+    return _to_numpy_tree(_torch_load(path), str(path), 0)
+
+
+def _torch_load(path: Path) -> Any:
+    import torch  # heavy; only when a PyTorch file is actually read
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # protocol-version chatter from the weights-only unpickler
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported" in str(e) or "not an allowed global" in str(e):
+            raise CheckpointError(
+                f"{path}: refused: the file contains arbitrary Python objects (a pickle that could "
+                "run code), so it was not loaded. Only tensors, dicts, lists, strings and numbers "
+                "are accepted. If you trust the file, load it yourself and save just the tensors "
+                "(torch.save(model.state_dict(), ...) or safetensors)."
+            ) from None
+        raise CheckpointError(f"{path}: truncated or corrupt PyTorch checkpoint ({_first_line(e)})") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, IndexError, ... on broken files
+        raise CheckpointError(f"{path}: truncated or corrupt PyTorch checkpoint ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0][:200] if text else type(e).__name__) or type(e).__name__
+
+
+def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({_first_line(e)})") from None
+    except TypeError:
+        pass  # numpy lacks bfloat16/float8: read through torch, which widens them below
+    from safetensors.torch import load_file as load_torch
+
+    try:
+        tensors = load_torch(str(path))
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({_first_line(e)})") from None
+    return _to_numpy_tree(tensors, str(path), 0)
+
+
+def _to_numpy_tree(obj: Any, where: str, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise CheckpointError(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+    if _is_torch_tensor(obj):
+        return _tensor_to_numpy(obj, where)
+    if isinstance(obj, Mapping):
+        return {k: _to_numpy_tree(v, f"{where}[{k!r}]", depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_numpy_tree(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(obj)]
+    return obj
+
+
+def _is_torch_tensor(obj: Any) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _tensor_to_numpy(t: Any, where: str) -> np.ndarray:
+    import torch
+
+    t = t.detach()
+    if t.is_quantized:
+        raise CheckpointError(f"{where}: quantized tensors ({t.dtype}) are not supported")
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        t = t.float()  # bfloat16 / float8 have no numpy dtype
+    try:
+        return t.cpu().numpy()
+    except (TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{where}: tensor of unsupported dtype {t.dtype} ({_first_line(e)})") from None

@@ -1,0 +1,398 @@
+"""What a run is and how its methods score: the tables of the dashboard's Overview page.
+
+Every function reads a :class:`~artifacts.run_format.Run` (or a table made
+from one) and returns a tidy :class:`pandas.DataFrame`; nothing here renders.
+
+Results table (:func:`results_table`), one row per (method, level, metric):
+
+method : str
+level : int
+sparsity : float
+    Fraction of prunable weights removed at that level (mean over tickets), 0..1.
+metric : str
+    - ``balanced_accuracy``, ``precision``, ``recall``: one-vs-rest detector
+      metrics averaged over tickets, as the paper reports them
+      (:func:`analysis.metrics.ticket_metrics`);
+    - ``accuracy``: K-way accuracy under the method's default routing;
+      ``accuracy_<routing>`` under each routing the run recorded;
+    - ``params_union``: weights kept by at least one ticket (what a method
+      whose tickets share one network stores); ``params_total``: the
+      parameter count the run wrote for the method (``level.json``; for
+      independent networks the sum over tickets).
+value : float
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from analysis.metrics import ticket_metrics
+
+if TYPE_CHECKING:
+    from artifacts.run_format import Run
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "alarm_overview",
+    "closest_level",
+    "describe_run",
+    "level_table",
+    "method_table",
+    "paper_table",
+    "results_table",
+    "subset_table",
+]
+
+RESULT_COLUMNS = ["method", "level", "sparsity", "metric", "value"]
+# Column order of the paper-style table: the paper's three, then ours.
+_PAPER_ORDER = ["balanced_accuracy", "precision", "recall", "accuracy"]
+_PARAM_METRICS = ["params_union", "params_total"]
+
+
+def _fmt_int(n: object) -> str:
+    return f"{int(n):,}" if isinstance(n, int | np.integer) else str(n)
+
+
+def describe_run(run: Run) -> pd.DataFrame:
+    """What a run is: data, model, partition, methods, in plain words.
+
+    Parameters
+    ----------
+    run : Run
+
+    Returns
+    -------
+    DataFrame
+        Columns ``section`` (``run``, ``data``, ``model``, ``partition``,
+        ``methods``), ``item`` and ``value`` (all str), one row per fact.
+    """
+    m = run.manifest
+    data = m.get("dataset", {})
+    model = m.get("model", {})
+    part = m.get("partition", {})
+    prunable = m.get("prunable", {})
+    n_prunable = int(sum(int(np.prod(s)) for s in prunable.values()))
+    rows: list[tuple[str, str, str]] = [
+        ("run", "name", run.name),
+        ("run", "folder", str(run.path)),
+    ]
+    for key in ("run_hash", "created", "git_commit"):
+        if m.get(key):
+            rows.append(("run", key, str(m[key])))
+    rows.append(("data", "dataset", str(data.get("name", "?"))))
+    classes = data.get("classes", [])
+    if classes:
+        rows.append(("data", "classes", f"{len(classes)}: {', '.join(map(str, classes))}"))
+    for key in ("n_train", "n_val", "n_test"):
+        if key in data:
+            rows.append(("data", key, _fmt_int(data[key])))
+    if "input_shape" in data:
+        rows.append(("data", "input shape", " x ".join(map(str, data["input_shape"]))))
+    rows.append(("data", "group columns", ", ".join(run.groups()) or "none"))
+    name = str(model.get("name", "?"))
+    rows.append(("model", "family", name))
+    if name == "mlp" and "hidden" in model:
+        rows.append(("model", "hidden", " - ".join(map(str, model["hidden"]))))
+    elif name != "mlp":
+        for key in ("dim", "depth", "heads", "patch", "mlp_ratio"):
+            if key in model:
+                rows.append(("model", key, str(model[key])))
+    rows.append(("model", "prunable layers", str(len(prunable))))
+    rows.append(("model", "prunable weights", _fmt_int(n_prunable)))
+    rows.append(("partition", "kind", str(part.get("kind", "?"))))
+    rows.append(("partition", "subsets (K)", str(part.get("k", len(part.get("names", []))))))
+    if part.get("map"):
+        rows.append(("partition", "class map", str(part["map"])))
+    for method in run.methods:
+        entry = m["methods"][method]
+        levels = run.levels(method)
+        rows.append(
+            (
+                "methods",
+                method,
+                f"{entry.get('description', '')} — {len(entry.get('tickets', []))} ticket(s), "
+                f"levels {levels[0]}..{levels[-1]}, sparsity up to "
+                f"{run.sparsity(method, levels[-1]):.1%}",
+            )
+        )
+    return pd.DataFrame(rows, columns=["section", "item", "value"])
+
+
+def subset_table(run: Run) -> pd.DataFrame:
+    """The K subsets of the partition: names, their classes, evaluation samples.
+
+    Parameters
+    ----------
+    run : Run
+
+    Returns
+    -------
+    DataFrame
+        Columns ``subset`` (int), ``name`` (str), ``classes`` (str, comma-joined;
+        empty for a k-means partition), ``n_test`` (int, evaluation samples
+        routed to the subset by the oracle).
+    """
+    part = run.manifest.get("partition", {})
+    names = [str(n) for n in part.get("names", [])]
+    classes = part.get("classes") or [[] for _ in names]
+    method = run.methods[0]
+    pred = run.predictions(method, run.levels(method)[0])
+    counts = pred["subset"].value_counts()
+    return pd.DataFrame(
+        {
+            "subset": np.arange(len(names), dtype=np.int64),
+            "name": names,
+            "classes": [", ".join(map(str, c)) for c in classes],
+            "n_test": [int(counts.get(k, 0)) for k in range(len(names))],
+        }
+    )
+
+
+def method_table(run: Run) -> pd.DataFrame:
+    """One row per method of the run: how its tickets are used and how far it was pruned.
+
+    Parameters
+    ----------
+    run : Run
+
+    Returns
+    -------
+    DataFrame
+        Columns ``method``, ``description``, ``ticket_kind``, ``n_tickets``
+        (int), ``tickets`` (str), ``routings`` (str), ``default_routing``
+        (str), ``n_levels`` (int), ``max_sparsity`` (float, 0..1).
+    """
+    rows = []
+    for method in run.methods:
+        e = run.manifest["methods"][method]
+        levels = run.levels(method)
+        tickets = [str(t) for t in e.get("tickets", [])]
+        rows.append(
+            (
+                method,
+                str(e.get("description", "")),
+                str(e.get("ticket_kind", "")),
+                len(tickets),
+                ", ".join(tickets),
+                ", ".join(map(str, e.get("routings", []))),
+                str(e.get("default_routing") or ""),
+                len(levels),
+                run.sparsity(method, levels[-1]),
+            )
+        )
+    cols = [
+        "method",
+        "description",
+        "ticket_kind",
+        "n_tickets",
+        "tickets",
+        "routings",
+        "default_routing",
+        "n_levels",
+        "max_sparsity",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def level_table(run: Run, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Sparsity and parameter counts of every completed level.
+
+    Parameters
+    ----------
+    run : Run
+    methods : sequence of str, optional
+        Default: every method of the run.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``method``, ``level`` (int), ``sparsity`` (float), ``params_union``,
+        ``params_total`` (Int64, ``<NA>`` when the run did not record them),
+        ``train_seconds`` (float, NaN when not recorded).
+    """
+    rows = []
+    for method in methods or run.methods:
+        for level in run.levels(method):
+            info = run.level_info(method, level)
+            rows.append(
+                (
+                    method,
+                    level,
+                    float(info["sparsity"]),
+                    info.get("params_union"),
+                    info.get("params_total"),
+                    float(info.get("train_seconds", np.nan)),
+                )
+            )
+    cols = ["method", "level", "sparsity", *_PARAM_METRICS, "train_seconds"]
+    df = pd.DataFrame(rows, columns=cols)
+    df["level"] = df["level"].astype(np.int64)
+    for c in _PARAM_METRICS:
+        df[c] = df[c].astype("Int64")
+    return df
+
+
+def closest_level(run: Run, method: str, sparsity: float) -> int:
+    """The completed level of ``method`` whose sparsity is nearest to ``sparsity``.
+
+    Parameters
+    ----------
+    run : Run
+    method : str
+    sparsity : float
+        Target fraction of weights removed, 0..1.
+
+    Returns
+    -------
+    int
+        Ties go to the denser (lower) level.
+    """
+    levels = run.levels(method)
+    dist = [abs(run.sparsity(method, lv) - sparsity) for lv in levels]
+    return levels[int(np.argmin(dist))]
+
+
+def results_table(
+    run: Run,
+    methods: Sequence[str] | None = None,
+    levels: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+) -> pd.DataFrame:
+    """The paper's metrics, K-way accuracies and parameter counts per method and level.
+
+    Parameters
+    ----------
+    run : Run
+    methods : sequence of str, optional
+        Default: every method of the run.
+    levels : sequence of int or mapping of str to sequence of int, optional
+        Levels to score: the same for every method (levels a method lacks are
+        skipped), or per method. Default: every completed level.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``method, level, sparsity, metric, value`` (module docstring),
+        sorted by method (run order), level, then metric order.
+    """
+    rows: list[tuple[str, int, float, str, float]] = []
+    for method in methods or run.methods:
+        kind = run.manifest["methods"][method].get("ticket_kind", "detector")
+        have = run.levels(method)
+        if levels is None:
+            want = have
+        elif isinstance(levels, Mapping):
+            want = [lv for lv in levels.get(method, []) if lv in have]
+        else:
+            want = [lv for lv in levels if lv in have]
+        for level in sorted(set(want)):
+            info = run.level_info(method, level)
+            sp = float(info["sparsity"])
+            metrics = ticket_metrics(run.predictions(method, level), kind)
+            agg = metrics[metrics["ticket"].isna()]
+            for name, value in zip(agg["metric"], agg["value"], strict=True):
+                if name in _PAPER_ORDER or name.startswith("accuracy_"):
+                    rows.append((method, level, sp, str(name), float(value)))
+            for p in _PARAM_METRICS:
+                if info.get(p) is not None:
+                    rows.append((method, level, sp, p, float(info[p])))
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    df["level"] = df["level"].astype(np.int64)
+    return df
+
+
+def paper_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The results as the paper prints them: one row per method and sparsity.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Output of :func:`results_table`.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``method, level, sparsity``, then ``balanced_accuracy,
+        precision, recall, accuracy``, the ``accuracy_<routing>`` columns and
+        ``params_union, params_total`` (those present); a metric a method does
+        not have is NaN.
+    """
+    if results.empty:
+        return pd.DataFrame(columns=["method", "level", "sparsity", *_PAPER_ORDER])
+    methods = list(dict.fromkeys(results["method"]))
+    wide = results.pivot_table(
+        index=["method", "level", "sparsity"], columns="metric", values="value", aggfunc="first"
+    )
+    present = list(wide.columns)
+    routed = sorted(c for c in present if c.startswith("accuracy_"))
+    params = [c for c in _PARAM_METRICS if c in present]
+    order = [c for c in _PAPER_ORDER if c in present] + routed + params
+    wide = wide[order].reset_index()
+    wide.columns.name = None
+    wide["method"] = pd.Categorical(wide["method"], categories=methods, ordered=True)
+    wide = wide.sort_values(["method", "level"]).reset_index(drop=True)
+    wide["method"] = wide["method"].astype(str)
+    return wide
+
+
+def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
+    """Where the label-free collapse alarm fired, per method, next to the labelled drop.
+
+    Parameters
+    ----------
+    evaluation : DataFrame
+        Output of :func:`analysis.collapse.collapse_evaluation` (one row per
+        method and ticket, plus the aggregate row with ``ticket`` ``<NA>``).
+
+    Returns
+    -------
+    DataFrame
+        One row per method: ``method``, ``fired`` (bool), ``alarm_level``
+        (Int64), ``alarm_sparsity``, ``alarm_criteria`` (str), then for the
+        mean over tickets ``collapse_level`` (Int64), ``collapse_sparsity``,
+        ``lead_levels`` (Int64), ``outcome``; and ``tickets_hit`` /
+        ``tickets_missed`` (int): tickets whose own drop the alarm caught in
+        time (``hit``) or not (``late`` or ``miss``).
+    """
+    cols = [
+        "method",
+        "fired",
+        "alarm_level",
+        "alarm_sparsity",
+        "alarm_criteria",
+        "collapse_level",
+        "collapse_sparsity",
+        "lead_levels",
+        "outcome",
+        "tickets_hit",
+        "tickets_missed",
+    ]
+    rows = []
+    for method, g in evaluation.groupby("method", sort=False):
+        agg = g[g["ticket"].isna()]
+        per = g[g["ticket"].notna()]
+        a = agg.iloc[0] if len(agg) else g.iloc[0]
+        rows.append(
+            (
+                method,
+                bool(pd.notna(a["alarm_level"])),
+                a["alarm_level"],
+                a["alarm_sparsity"],
+                str(a.get("alarm_criteria", "")),
+                a["collapse_level"] if len(agg) else pd.NA,
+                a["collapse_sparsity"] if len(agg) else np.nan,
+                a["lead_levels"] if len(agg) else pd.NA,
+                str(a["outcome"]) if len(agg) else "",
+                int((per["outcome"] == "hit").sum()),
+                int(per["outcome"].isin(["late", "miss"]).sum()),
+            )
+        )
+    out = pd.DataFrame(rows, columns=cols)
+    for c in ("alarm_level", "collapse_level", "lead_levels"):
+        out[c] = out[c].astype("Int64")
+    for c in ("alarm_sparsity", "collapse_sparsity"):
+        out[c] = out[c].astype(np.float64)
+    return out

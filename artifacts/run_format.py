@@ -1,0 +1,447 @@
+"""The on-disk run format: the one module that knows every file name of a run.
+
+A run folder::
+
+    RUN/
+      manifest.json                      run description, dataset, model, partition, methods
+      <method>/                          "imp", "rtl", "independent", ...
+        init.safetensors                 theta_0 (and the rewind point), written once
+        level_00/ level_01/ ...          one folder per completed pruning level
+          masks.safetensors              per layer: bit-packed uint8, unpacked to bool (K, *shape)
+          weights.safetensors            trained weights (optional for embedded runs)
+          predictions.parquet            one row per evaluated sample
+          level.json                     sparsity, parameter counts, summary metrics
+
+A level folder is written under a temporary name and renamed into place, so a
+killed run never leaves a half-written level: a level exists iff its folder
+exists, and ``level.json`` is always in it.
+
+Predictions columns (``predictions.parquet``)
+---------------------------------------------
+sample : int
+    Index of the sample in the evaluation split.
+label : int
+    True class index; ``label_name`` : str, its name.
+subset : int
+    Index of the ticket whose subset the sample belongs to (the routing oracle).
+class, cluster, ... : str
+    Group columns named in ``manifest["groups"]`` (audit attributes such as
+    ``sex``/``race`` included; they are never used for routing).
+pred : int
+    The method's K-way class prediction under its default routing
+    (``manifest["methods"][m]["default_routing"]``).
+pred_<routing> : int
+    The class prediction under each routing of ``manifest["methods"][m]["routings"]``
+    (e.g. ``pred_oracle``, ``pred_max_score``, ``pred_centroid``).
+score_<k> : float
+    Ticket k's score for the sample, in [0, 1]: for a detector the probability
+    that the sample is in subset k; for one ticket serving all subsets, the
+    probability mass it puts on subset k's classes; for an expert, its
+    confidence (max class probability).
+detect_<k> : bool
+    Ticket k's one-vs-rest decision "the sample is in subset k".
+
+Only numpy, pandas, json and safetensors are used here: no torch, no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+INIT = "init.safetensors"
+MASKS = "masks.safetensors"
+WEIGHTS = "weights.safetensors"
+PREDICTIONS = "predictions.parquet"
+LEVEL_JSON = "level.json"
+EXTRA_DIR = "extra"  # per-run extra arrays (probe batches, centroids, ...)
+_LEVEL_RE = re.compile(r"^level_(\d{2,})$")
+
+
+class RunFormatError(ValueError):
+    """A run folder is missing, incomplete, corrupt or of an unknown schema version."""
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def level_dir(run_dir: str | Path, method: str, level: int) -> Path:
+    """Folder of one level of one method."""
+    return Path(run_dir) / method / f"level_{level:02d}"
+
+
+def method_dir(run_dir: str | Path, method: str) -> Path:
+    """Folder of one method."""
+    return Path(run_dir) / method
+
+
+def completed_levels(run_dir: str | Path, method: str) -> list[int]:
+    """Levels of ``method`` whose folder is complete, ascending."""
+    d = method_dir(run_dir, method)
+    if not d.is_dir():
+        return []
+    out = []
+    for child in d.iterdir():
+        m = _LEVEL_RE.match(child.name)
+        if m and child.is_dir() and (child / LEVEL_JSON).is_file():
+            out.append(int(m.group(1)))
+    return sorted(out)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as pretty JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default)
+    _atomic_write_bytes(Path(path), (text + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; a missing or corrupt file raises :class:`RunFormatError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFormatError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFormatError(f"corrupt JSON in {path}: {e}") from e
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def pack_masks(masks: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Bit-pack boolean masks for storage.
+
+    Parameters
+    ----------
+    masks : mapping of str to ndarray of bool, shape (K, *weight_shape)
+
+    Returns
+    -------
+    packed : dict of str to ndarray of uint8, shape (K, ceil(prod(weight_shape) / 8))
+    metadata : dict of str to str
+        ``{"shapes": json {layer: [K, *weight_shape]}}``, needed to unpack.
+    """
+    packed, shapes = {}, {}
+    for name, m in masks.items():
+        m = np.asarray(m)
+        if m.dtype != np.bool_:
+            raise RunFormatError(f"mask {name!r} must be bool, got {m.dtype}")
+        if m.ndim < 2:
+            raise RunFormatError(f"mask {name!r} must have shape (K, *weight_shape)")
+        shapes[name] = list(m.shape)
+        packed[name] = np.packbits(m.reshape(m.shape[0], -1), axis=1)
+    return packed, {"shapes": json.dumps(shapes)}
+
+
+def unpack_masks(packed: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> dict:
+    """Inverse of :func:`pack_masks`: ``{layer: bool ndarray (K, *weight_shape)}``."""
+    try:
+        shapes = json.loads(metadata["shapes"])
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise RunFormatError("mask file has no valid 'shapes' metadata") from e
+    out = {}
+    for name, shape in shapes.items():
+        if name not in packed:
+            raise RunFormatError(f"mask file lists layer {name!r} but holds no data for it")
+        k, n = shape[0], int(np.prod(shape[1:]))
+        arr = packed[name]
+        if arr.dtype != np.uint8 or arr.shape != (k, (n + 7) // 8):
+            raise RunFormatError(f"mask {name!r}: stored shape {arr.shape} does not fit {shape}")
+        out[name] = np.unpackbits(arr, axis=1, count=n).astype(bool).reshape(shape)
+    return out
+
+
+def save_masks(path: str | Path, masks: Mapping[str, np.ndarray]) -> None:
+    """Save ``{layer: bool (K, *shape)}`` bit-packed to a safetensors file."""
+    packed, meta = pack_masks(masks)
+    save_file(packed, str(path), metadata=meta)
+
+
+def load_masks(path: str | Path) -> dict[str, np.ndarray]:
+    """Load masks saved by :func:`save_masks` as ``{layer: bool (K, *shape)}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFormatError(f"missing file: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        packed = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RunFormatError(f"corrupt mask file {path}: {e}") from e
+    return unpack_masks(packed, meta)
+
+
+def save_tensors(path: str | Path, tensors: Mapping[str, np.ndarray], **metadata: str) -> None:
+    """Save numpy arrays to safetensors (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata or None)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: str | Path) -> dict[str, np.ndarray]:
+    """Load a safetensors file as numpy arrays; errors become :class:`RunFormatError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFormatError(f"missing file: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RunFormatError(f"corrupt tensor file {path}: {e}") from e
+
+
+# ----------------------------------------------------------------------------- writing a run
+
+
+def write_manifest(run_dir: str | Path, manifest: dict) -> None:
+    """Write ``manifest.json`` (adds ``schema_version``)."""
+    manifest = {**manifest, "schema_version": SCHEMA_VERSION}
+    write_json(Path(run_dir) / MANIFEST, manifest)
+
+
+def write_level(
+    run_dir: str | Path,
+    method: str,
+    level: int,
+    *,
+    masks: Mapping[str, np.ndarray],
+    predictions: pd.DataFrame,
+    info: dict,
+    weights: Mapping[str, np.ndarray] | None = None,
+    weights_metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write one complete level atomically (temporary folder, then rename).
+
+    Parameters
+    ----------
+    masks : mapping of str to bool ndarray, shape (K, *weight_shape)
+    predictions : DataFrame, one row per evaluated sample (columns: module docstring)
+    info : dict
+        Must hold ``sparsity`` (fraction of prunable weights removed, 0..1).
+    weights : mapping of str to ndarray, optional
+        Trained weights; omitted for embedded runs that do not need them.
+    """
+    if "sparsity" not in info:
+        raise ValueError("level info needs 'sparsity'")
+    final = level_dir(run_dir, method, level)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+    try:
+        save_masks(tmp / MASKS, masks)
+        if weights is not None:
+            save_file(
+                {k: np.ascontiguousarray(v) for k, v in weights.items()},
+                str(tmp / WEIGHTS),
+                metadata=dict(weights_metadata) if weights_metadata else None,
+            )
+        predictions.to_parquet(tmp / PREDICTIONS, index=False, compression="zstd")
+        write_json(tmp / LEVEL_JSON, {"level": level, **info})
+        if final.exists():  # a complete level is never overwritten by accident
+            shutil.rmtree(tmp)
+            raise FileExistsError(f"level already written: {final}")
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def clean_partial_levels(run_dir: str | Path, method: str) -> None:
+    """Remove temporary level folders left by a killed run."""
+    d = method_dir(run_dir, method)
+    if d.is_dir():
+        for child in d.iterdir():
+            if ".tmp-" in child.name:
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- reading a run
+
+
+class Run:
+    """Read access to one run folder; see :func:`load_run`.
+
+    Attributes
+    ----------
+    path : Path
+    manifest : dict
+    methods : list of str
+        Methods with at least one completed level, in manifest order.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise RunFormatError(f"no run folder at {self.path}")
+        self.manifest: dict = read_json(self.path / MANIFEST)
+        if not isinstance(self.manifest, dict):
+            raise RunFormatError(f"{self.path / MANIFEST} is not a JSON object")
+        version = self.manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RunFormatError(
+                f"{self.path}: unknown schema version {version!r} (this reader knows {SCHEMA_VERSION})"
+            )
+        declared = self.manifest.get("methods")
+        if not isinstance(declared, dict) or not declared:
+            raise RunFormatError(f"{self.path / MANIFEST} declares no methods")
+        self.methods: list[str] = [m for m in declared if completed_levels(self.path, m)]
+        if not self.methods:
+            raise RunFormatError(f"{self.path}: no completed level for any method")
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, methods={self.methods})"
+
+    @property
+    def name(self) -> str:
+        """Run name (manifest ``name``, else the folder name)."""
+        return str(self.manifest.get("name") or self.path.name)
+
+    def _method(self, method: str) -> dict:
+        if method not in self.methods:
+            raise RunFormatError(f"{self.path}: no method {method!r} (has {self.methods})")
+        return self.manifest["methods"][method]
+
+    def levels(self, method: str) -> list[int]:
+        """Completed levels of ``method``, ascending."""
+        self._method(method)
+        return completed_levels(self.path, method)
+
+    def _level_path(self, method: str, level: int) -> Path:
+        if level not in self.levels(method):
+            raise RunFormatError(f"{self.path}: {method} has no completed level {level}")
+        return level_dir(self.path, method, level)
+
+    def level_info(self, method: str, level: int) -> dict:
+        """Contents of ``level.json``."""
+        return read_json(self._level_path(method, level) / LEVEL_JSON)
+
+    def sparsity(self, method: str, level: int) -> float:
+        """Fraction of prunable weights removed at ``level`` (mean over tickets), 0..1."""
+        return float(self.level_info(method, level)["sparsity"])
+
+    def ticket_names(self, method: str) -> list[str]:
+        """One name per ticket (``["all"]`` for a single ticket)."""
+        return list(self._method(method)["tickets"])
+
+    def masks(self, method: str, level: int) -> dict[str, np.ndarray]:
+        """``{layer: bool ndarray (K, *weight_shape)}``."""
+        masks = load_masks(self._level_path(method, level) / MASKS)
+        k = len(self.ticket_names(method))
+        for name, m in masks.items():
+            if m.shape[0] != k:
+                raise RunFormatError(
+                    f"{method} level {level}: mask {name!r} has {m.shape[0]} tickets, expected {k}"
+                )
+        return masks
+
+    def weights(self, method: str, level: int) -> dict[str, np.ndarray]:
+        """Trained weights of a level (raises if the run did not keep them)."""
+        return load_tensors(self._level_path(method, level) / WEIGHTS)
+
+    def has_weights(self, method: str, level: int) -> bool:
+        """Whether the level kept its trained weights."""
+        return (self._level_path(method, level) / WEIGHTS).is_file()
+
+    def init_weights(self, method: str) -> dict[str, np.ndarray]:
+        """theta_0 of ``method`` (``init.safetensors``)."""
+        self._method(method)
+        return load_tensors(method_dir(self.path, method) / INIT)
+
+    def predictions(self, method: str, level: int) -> pd.DataFrame:
+        """Per-sample evaluation records (columns: module docstring)."""
+        path = self._level_path(method, level) / PREDICTIONS
+        if not path.is_file():
+            raise RunFormatError(f"missing file: {path}")
+        try:
+            return pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for corrupt files
+            raise RunFormatError(f"corrupt predictions file {path}: {e}") from e
+
+    def extra(self, name: str) -> dict[str, np.ndarray]:
+        """Arrays stored with the run under ``extra/<name>.safetensors``."""
+        return load_tensors(self.path / EXTRA_DIR / f"{name}.safetensors")
+
+    def has_extra(self, name: str) -> bool:
+        """Whether ``extra/<name>.safetensors`` exists."""
+        return (self.path / EXTRA_DIR / f"{name}.safetensors").is_file()
+
+    def groups(self) -> list[str]:
+        """Group columns of the predictions (class, cluster, audit attributes)."""
+        return list(self.manifest.get("groups", []))
+
+    def mtime(self) -> float:
+        """Latest modification time of the run (for cache keys)."""
+        latest = (self.path / MANIFEST).stat().st_mtime
+        for m in self.methods:
+            for lv in completed_levels(self.path, m):
+                latest = max(latest, level_dir(self.path, m, lv).stat().st_mtime)
+        return latest
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a run folder.
+
+    Raises
+    ------
+    RunFormatError
+        For a missing folder, a missing or corrupt manifest, an unknown schema
+        version, or a run with no completed level.
+    """
+    return Run(path)
+
+
+def find_runs(*roots: str | Path) -> list[Path]:
+    """Run folders (those holding ``manifest.json``) directly under ``roots``, sorted."""
+    out: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if (root / MANIFEST).is_file():
+            out.append(root)
+        elif root.is_dir():
+            out.extend(sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()))
+    return out

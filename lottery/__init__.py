@@ -1,0 +1,1 @@
+"""Draws lottery tickets: data, models, magnitude pruning, IMP, RTL, written as runs."""

@@ -1,0 +1,77 @@
+"""Command line: ``python -m lottery {train,presets,slim}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from artifacts.run_format import RunFormatError
+
+DEFAULT_RUNS = Path("runs")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lottery", description="Draw lottery tickets into run folders."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) a preset into a run folder")
+    t.add_argument("--preset", required=True, help="preset name (see `python -m lottery presets`)")
+    t.add_argument("--out", type=Path, help="run folder (default: runs/<preset>-<hash>)")
+    t.add_argument("--seed", type=int, help="override the preset's seed")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--data-dir", help="folder holding the dataset files (e.g. Fashion-MNIST IDX .gz)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("presets", help="list the presets, one line each")
+
+    s = sub.add_parser("slim", help="drop trained weights from a finished run (to embed it)")
+    s.add_argument("run", type=Path)
+    s.add_argument("--keep", default="", help="comma-separated method:level pairs whose weights stay")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; bad arguments and missing data give one ``error:`` line and exit code 2."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "presets":
+            from lottery.presets import PRESETS
+
+            width = max(len(n) for n in PRESETS)
+            for name, (summary, _) in sorted(PRESETS.items()):
+                print(f"{name:<{width}}  {summary}")
+            return 0
+        if args.command == "train":
+            return _train(args)
+        if args.command == "slim":
+            from lottery.slim import slim_run
+
+            removed = slim_run(args.run, args.keep)
+            print(f"removed {removed} weight files from {args.run}")
+            return 0
+    except (ValueError, FileNotFoundError, RunFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume from the last complete level", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lottery.config import replace
+    from lottery.pipeline import train_run
+    from lottery.presets import get_preset
+
+    desc = get_preset(args.preset)
+    if args.seed is not None:
+        desc = replace(desc, seed=args.seed)
+    out = args.out or DEFAULT_RUNS / f"{args.preset}-{desc.hash()}"
+    run_dir = train_run(
+        desc, out, device=args.device, data_dir=args.data_dir, name=args.preset, show_progress=not args.quiet
+    )
+    print(f"run written to {run_dir}")
+    return 0

@@ -1,0 +1,178 @@
+"""Iterative magnitude pruning of one ticket for all the data (the ``imp`` method).
+
+Per level L: start from the rewind point masked by m_L, train, evaluate, save;
+the next mask keeps the largest-magnitude survivors, ``(1-p)^(L+1)`` of all
+weights. The rewind point is theta_0, or the weights after ``rewind_iter``
+steps of the dense level-0 training (late rewinding).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from artifacts import run_format as rf
+from lottery.masks import Masks
+from lottery.pipeline import Context, register_method
+from lottery.prune import level_density, magnitude_prune
+from lottery.train import (
+    load_state_numpy,
+    predict_logits,
+    seeded_generator,
+    state_numpy,
+    train_masked,
+)
+
+METHOD = "imp"
+
+
+def rewind_point(
+    ctx: Context,
+    method: str,
+    train_level0: Callable[[nn.Module, Callable[[int], None] | None], None],
+) -> dict[str, np.ndarray]:
+    """The weights every level rewinds to (saved as ``<method>/init.safetensors``).
+
+    With ``rewind_iter == 0`` this is theta_0. Otherwise the dense model is
+    trained for ``rewind_iter`` steps by ``train_level0`` (which receives an
+    ``on_step`` hook) and those weights are kept.
+    """
+    path = rf.method_dir(ctx.run_dir, method) / rf.INIT
+    if path.is_file():
+        return rf.load_tensors(path)
+    k = ctx.desc.prune.rewind_iter
+    state = ctx.theta0()
+    if k > 0:
+        model = ctx.new_model()
+        captured: dict[str, np.ndarray] = {}
+
+        def on_step(step: int) -> None:
+            if step == k:
+                captured.update(state_numpy(model))
+
+        train_level0(model, on_step)
+        if not captured:
+            raise ValueError(f"rewind_iter={k} is more than the {method} level-0 training steps")
+        state = captured
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rf.save_tensors(path, state)
+    return state
+
+
+def next_mask(
+    weights: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray], ctx: Context, level: int
+) -> dict[str, torch.Tensor]:
+    """Mask of ``level`` from the trained weights and mask of ``level - 1`` (one ticket)."""
+    p = ctx.desc.prune
+    return magnitude_prune(
+        {n: torch.as_tensor(weights[n]) for n in mask},
+        {n: torch.as_tensor(mask[n]) for n in mask},
+        level_density(p.fraction, level),
+        p.scope,
+    )
+
+
+def single_predictions(ctx: Context, logits: torch.Tensor) -> pd.DataFrame:
+    """Evaluation records of one K-way classifier for all the data.
+
+    ``score_<k>`` is the probability mass on subset k's classes (class and map
+    partitions) and ``detect_<k>`` whether the predicted class lies in subset k.
+    """
+    probs = logits.softmax(-1).cpu().numpy()  # (N, C)
+    pred = probs.argmax(1)
+    frame = ctx.test_frame.copy()
+    frame["pred"] = pred
+    frame["confidence"] = probs.max(1)
+    sub_of_class = getattr(ctx.partition, "subset_of_class", None)
+    if sub_of_class is not None:
+        sub_of_class = np.asarray(sub_of_class)
+        for k in range(ctx.k):
+            frame[f"score_{k}"] = probs[:, sub_of_class == k].sum(1)
+            frame[f"detect_{k}"] = sub_of_class[pred] == k
+    return frame
+
+
+def manifest_entry(ctx: Context) -> dict:
+    """Manifest entry of ``imp``: one ticket for all subsets."""
+    return {
+        "tickets": ["all"],
+        "ticket_kind": "single",
+        "routings": [],
+        "default_routing": None,
+        "description": "one ticket for all the data (IMP single)",
+    }
+
+
+def run_imp(ctx: Context, show_progress: bool = True) -> None:
+    """Run or resume the ``imp`` levels of a run."""
+    desc, cfg = ctx.desc, ctx.desc.train
+    done = set(rf.completed_levels(ctx.run_dir, METHOD))
+    n_levels = desc.prune.levels
+
+    def train(model: nn.Module, mask: Mapping[str, torch.Tensor], level: int, on_step=None, bar=None) -> int:
+        gen = seeded_generator(desc.seed, METHOD, level)
+        return train_masked(
+            model,
+            mask,
+            ctx.x_train,
+            ctx.y_train,
+            cfg,
+            gen,
+            on_step=on_step,
+            progress=bar.update if bar else None,
+        )
+
+    dense = {n: torch.ones(s, dtype=torch.bool, device=ctx.device) for n, s in ctx.shapes.items()}
+    rewind = rewind_point(ctx, METHOD, lambda m, hook: train(m, dense, 0, hook))
+
+    levels = tqdm(range(n_levels + 1), desc="imp levels", disable=not show_progress, leave=False)
+    prev: tuple[dict, dict] | None = None  # (weights, mask) of the previous level
+    for level in levels:
+        if level in done:
+            prev = None
+            continue
+        if level == 0:
+            mask = dense
+        else:
+            if prev is None:
+                w_prev = rf.load_tensors(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.WEIGHTS)
+                m_prev = rf.load_masks(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.MASKS)
+                prev = (w_prev, {n: m[0] for n, m in m_prev.items()})
+            mask = {n: m.to(ctx.device) for n, m in next_mask(prev[0], prev[1], ctx, level).items()}
+        model = ctx.new_model()
+        load_state_numpy(model, rewind)
+        bar = tqdm(total=cfg.epochs, desc=f"imp level {level} epochs", disable=not show_progress, leave=False)
+        t0 = time.perf_counter()
+        steps = train(model, mask, level, bar=bar)
+        seconds = time.perf_counter() - t0
+        bar.close()
+        frame = single_predictions(ctx, predict_logits(model, ctx.x_test))
+        masks = Masks({n: m[None] for n, m in mask.items()}, ctx.shapes)
+        weights = state_numpy(model)
+        acc = float((frame["pred"] == frame["label"]).mean())
+        n_kept = int(masks.counts()[0])
+        info = {
+            "sparsity": float(masks.sparsity()[0]),
+            "ticket_sparsity": masks.sparsity().tolist(),
+            "params_per_ticket": [n_kept],
+            "params_union": n_kept,
+            "params_total": n_kept,
+            "metrics": {"accuracy": acc},
+            "train_seconds": seconds,
+            "steps": steps,
+            "sample_presentations": steps and int(cfg.epochs * len(ctx.y_train)),
+        }
+        rf.write_level(
+            ctx.run_dir, METHOD, level, masks=masks.numpy(), predictions=frame, info=info, weights=weights
+        )
+        prev = (weights, {n: m.cpu().numpy() for n, m in mask.items()})
+        levels.set_postfix(sparsity=f"{info['sparsity']:.3f}", acc=f"{acc:.3f}")
+
+
+register_method(METHOD, manifest_entry, run_imp)
