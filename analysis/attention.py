@@ -40,9 +40,12 @@ def attention_entropy(
     probs : ndarray of float, shape (..., T_query, T_key)
         Attention probabilities (non-negative; each row is renormalised over
         its valid keys, as ``scipy.stats.entropy`` does).
-    key_mask : ndarray of bool, shape (..., T_key) or broadcastable to (..., T_query, T_key), optional
-        True for real keys, False for padding. A (..., T_key) mask is applied
-        to every query row. Default: all keys valid.
+    key_mask : ndarray of bool, optional
+        True for real keys, False for padding. A mask with fewer dimensions
+        than ``probs`` is read as (..., T_key), the leading axes of ``probs``
+        without T_query, and applied to every query row; a mask with as many
+        dimensions is broadcast to (..., T_query, T_key) as it is. Default:
+        all keys valid.
     normalize : bool
         Divide by ``log(n_valid_keys)`` so the result lies in [0, 1].
 
@@ -63,7 +66,7 @@ def attention_entropy(
         valid = np.ones(p.shape[-1:], dtype=bool)
     else:
         valid = np.asarray(key_mask, dtype=bool)
-        if valid.ndim == p.ndim - 1 and valid.shape[-1] == p.shape[-1]:
+        if valid.ndim < p.ndim:
             valid = valid[..., None, :]  # (..., 1, T_key): same keys for every query
     valid = np.broadcast_to(valid, p.shape)
     p = np.where(valid, p, 0.0)

@@ -51,7 +51,7 @@ appear in the aggregate rows only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -307,7 +307,7 @@ class CollapseAlarm:
     n_boot: int = 1000
     random_state: int = 0
     min_rise: float = 1e-6
-    trace_: pd.DataFrame = field(init=False, repr=False, default=None)
+    trace_: pd.DataFrame | None = field(init=False, repr=False, default=None)
     fired_: bool = field(init=False, default=False)
     level_: int | None = field(init=False, default=None)
     sparsity_: float | None = field(init=False, default=None)
@@ -456,7 +456,9 @@ def labelled_collapse_points(
         else:
             first = later.iloc[0]
             out.append((ticket, d, int(first["level"]), float(first["sparsity"]), float(first["value"])))
-    df = pd.DataFrame(out, columns=["ticket", "dense_value", "collapse_level", "collapse_sparsity", "collapse_value"])
+    df = pd.DataFrame(
+        out, columns=["ticket", "dense_value", "collapse_level", "collapse_sparsity", "collapse_value"]
+    )
     df["ticket"] = pd.array([None if pd.isna(t) else int(t) for t in df["ticket"]], dtype="Int64")
     df["collapse_level"] = df["collapse_level"].astype("Int64")
     return df
@@ -570,8 +572,7 @@ def collapse_evaluation(
     alarm = alarm or CollapseAlarm()
     frames = []
     for method, c in curves.groupby("method", sort=False):
-        a = CollapseAlarm(alarm.n_se, alarm.entropy_ratio, alarm.n_boot, alarm.random_state, alarm.min_rise)
-        a.fit(c)
+        a = replace(alarm).fit(c)  # a fresh copy: the caller's alarm is left unfitted
         ev = evaluate_alarm(labelled_collapse_points(c, metric, margin), a.level_, a.sparsity_)
         ev.insert(0, "method", method)
         ev["alarm_criteria"] = "+".join(a.criteria_)

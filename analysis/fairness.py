@@ -202,8 +202,11 @@ def _expected_groups(predictions: pd.DataFrame, group_by: str | Sequence[str]) -
 
 
 def _is_binary(predictions: pd.DataFrame, label_col: str, pred_col: str) -> bool:
-    values = pd.unique(pd.concat([predictions[label_col], predictions[pred_col]], ignore_index=True))
-    return len(values) <= 2
+    # Labels and predictions within {0, 1}; an empty table is not taken as binary.
+    values = set(
+        pd.unique(pd.concat([predictions[label_col], predictions[pred_col]], ignore_index=True)).tolist()
+    )
+    return bool(values) and values <= {0, 1}
 
 
 def group_metrics(
@@ -236,8 +239,8 @@ def group_metrics(
     groups : sequence of str, optional
         Groups expected even if absent from the table (they get ``n = 0``).
     binary : bool, optional
-        Whether the task has two classes; default: at most two distinct values
-        among labels and predictions.
+        Whether the task has two classes; default: labels and predictions
+        all in {0, 1} (and the table not empty).
     pos_label : int
         Positive class of a binary task.
     min_count : int
@@ -289,7 +292,9 @@ def group_metrics(
             for m in names:
                 vals = np.concatenate(
                     [
-                        _batch_metric(m, yt_all[idx[s : s + step]], yp_all[idx[s : s + step]], labels.size, pos)
+                        _batch_metric(
+                            m, yt_all[idx[s : s + step]], yp_all[idx[s : s + step]], labels.size, pos
+                        )
                         for s in range(0, n_boot, step)
                     ]
                 )
@@ -301,7 +306,9 @@ def group_metrics(
     for name in expected:
         n = int(counts[name])
         for m in names:
-            rows.append((label, name, n, n < min_count, m, by_group.loc[name, m], lo.loc[name, m], hi.loc[name, m]))
+            rows.append(
+                (label, name, n, n < min_count, m, by_group.loc[name, m], lo.loc[name, m], hi.loc[name, m])
+            )
     out = pd.DataFrame(rows, columns=GROUP_COLUMNS)
     for c in ("value", "ci_low", "ci_high"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype(np.float64)
@@ -474,7 +481,9 @@ def fairness_gaps(
                 eo = equalized_odds_difference(y_true, y_pred, sensitive_features=gb.to_numpy())
             rows += _stat_rows(lv, sp, label, "demographic_parity", [("difference", dp, None)])
             rows += _stat_rows(lv, sp, label, "equalized_odds", [("difference", eo, None)])
-    out = pd.DataFrame(rows, columns=["level", "sparsity", "group_by", "metric", "statistic", "value", "group"])
+    out = pd.DataFrame(
+        rows, columns=["level", "sparsity", "group_by", "metric", "statistic", "value", "group"]
+    )
     out["value"] = out["value"].astype(np.float64)
     return out
 

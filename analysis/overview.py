@@ -42,6 +42,7 @@ __all__ = [
     "describe_run",
     "level_table",
     "method_table",
+    "paper_levels",
     "paper_table",
     "results_table",
     "subset_table",
@@ -396,3 +397,33 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
     for c in ("alarm_sparsity", "collapse_sparsity"):
         out[c] = out[c].astype(np.float64)
     return out
+
+
+def paper_levels(
+    levels: pd.DataFrame, methods: Sequence[str], targets: Sequence[float] = (0.25, 0.5, 0.75)
+) -> list[int]:
+    """Levels nearest to the paper's reporting sparsities (25 / 50 / 75 %).
+
+    Parameters
+    ----------
+    levels : DataFrame
+        Output of :func:`level_table` (``method, level, sparsity``).
+    methods : sequence of str
+        Methods whose levels count.
+    targets : sequence of float
+        Target sparsities, 0..1.
+
+    Returns
+    -------
+    list of int
+        Distinct levels, ascending: for each target, the level (of any of
+        ``methods``) whose sparsity is nearest; ties go to the lower level.
+        Empty when ``methods`` have no level.
+    """
+    rows = levels[levels["method"].isin(list(methods))].sort_values("level")
+    if rows.empty:
+        return []
+    out = set()
+    for t in targets:
+        out.add(int(rows.loc[(rows["sparsity"] - t).abs().idxmin(), "level"]))
+    return sorted(out)

@@ -230,11 +230,7 @@ def ticket_map_table(
     methods = list(run.methods if methods is None else methods)
     blocks = []  # (method, level, sparsity, tickets, masks)
     for method in methods:
-        wanted = (
-            run.levels(method)
-            if levels is None
-            else [lv for lv in levels if lv in run.levels(method)]
-        )
+        wanted = run.levels(method) if levels is None else [lv for lv in levels if lv in run.levels(method)]
         for level in wanted:
             blocks.append(
                 (
@@ -257,12 +253,8 @@ def ticket_map_table(
     for group in groups:
         layers = list(group[0][4])
         for method, level, *_, masks in group:
-            if list(masks) != layers or any(
-                masks[n].shape[1:] != group[0][4][n].shape[1:] for n in layers
-            ):
-                raise ValueError(
-                    f"{method} level {level}: layers differ, cannot map tickets jointly"
-                )
+            if list(masks) != layers or any(masks[n].shape[1:] != group[0][4][n].shape[1:] for n in layers):
+                raise ValueError(f"{method} level {level}: layers differ, cannot map tickets jointly")
         stacked = {n: np.concatenate([b[4][n] for b in group], axis=0) for n in layers}
         xy = fit(stacked)
         kept = sum(m.reshape(m.shape[0], -1).sum(axis=1, dtype=np.int64) for m in stacked.values())

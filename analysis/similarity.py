@@ -141,9 +141,7 @@ def packed_overlap(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     packed = np.asarray(packed)
     if packed.dtype != np.uint8 or packed.ndim != 2:
-        raise ValueError(
-            f"packed masks must be uint8 of shape (K, B), got {packed.dtype} {packed.shape}"
-        )
+        raise ValueError(f"packed masks must be uint8 of shape (K, B), got {packed.dtype} {packed.shape}")
     k, b = packed.shape
     pad = (-b) % 8
     if pad or not packed.flags.c_contiguous:
@@ -200,9 +198,7 @@ def _count_layer(m: np.ndarray, chunk_bytes: int) -> OverlapCounts:
     return OverlapCounts(inter, sizes, n)
 
 
-def layer_overlap_counts(
-    masks: Masks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
-) -> dict[str, OverlapCounts]:
+def layer_overlap_counts(masks: Masks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, OverlapCounts]:
     """Overlap counts per layer.
 
     Parameters
@@ -333,9 +329,7 @@ def hypergeometric_z_from_counts(per_layer: Iterable[OverlapCounts]) -> np.ndarr
         mean = mean + np.asarray(mu, dtype=np.float64)
         var = var + v
     sd = np.sqrt(np.maximum(var, 0.0))
-    return _divide(
-        np.asarray(inter, dtype=np.float64) - mean, np.where(var > 1e-12, sd, 0.0), np.nan
-    )
+    return _divide(np.asarray(inter, dtype=np.float64) - mean, np.where(var > 1e-12, sd, 0.0), np.nan)
 
 
 def measures_from_counts(per_layer: Sequence[OverlapCounts]) -> dict[str, np.ndarray]:
@@ -445,10 +439,7 @@ def _ticket_names(k: int, tickets: Sequence[str] | None) -> list[str]:
 def _empty_pairs(extra: Sequence[str] = ()) -> pd.DataFrame:
     cols = [*extra, *PAIR_COLUMNS]
     df = pd.DataFrame(
-        {
-            c: pd.Series(dtype=object if c in ("ticket_a", "ticket_b", "layer") else float)
-            for c in cols
-        }
+        {c: pd.Series(dtype=object if c in ("ticket_a", "ticket_b", "layer") else float) for c in cols}
     )
     if "level" in df:
         df["level"] = df["level"].astype(np.int64)

@@ -10,6 +10,7 @@ A run folder::
           masks.safetensors              per layer: bit-packed uint8, unpacked to bool (K, *shape)
           weights.safetensors            trained weights (optional for embedded runs)
           predictions.parquet            one row per evaluated sample
+          arrays.safetensors             optional per-level arrays (e.g. reconstructed images)
           level.json                     sparsity, parameter counts, summary metrics
 
 A level folder is written under a temporary name and renamed into place, so a
@@ -66,6 +67,7 @@ INIT = "init.safetensors"
 MASKS = "masks.safetensors"
 WEIGHTS = "weights.safetensors"
 PREDICTIONS = "predictions.parquet"
+ARRAYS = "arrays.safetensors"
 LEVEL_JSON = "level.json"
 EXTRA_DIR = "extra"  # per-run extra arrays (probe batches, centroids, ...)
 _LEVEL_RE = re.compile(r"^level_(\d{2,})$")
@@ -251,6 +253,7 @@ def write_level(
     info: dict,
     weights: Mapping[str, np.ndarray] | None = None,
     weights_metadata: Mapping[str, str] | None = None,
+    arrays: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write one complete level atomically (temporary folder, then rename).
 
@@ -262,6 +265,8 @@ def write_level(
         Must hold ``sparsity`` (fraction of prunable weights removed, 0..1).
     weights : mapping of str to ndarray, optional
         Trained weights; omitted for embedded runs that do not need them.
+    arrays : mapping of str to ndarray, optional
+        Further per-level arrays (e.g. reconstructed images), read back by ``Run.level_arrays``.
     """
     if "sparsity" not in info:
         raise ValueError("level info needs 'sparsity'")
@@ -276,6 +281,8 @@ def write_level(
                 str(tmp / WEIGHTS),
                 metadata=dict(weights_metadata) if weights_metadata else None,
             )
+        if arrays is not None:
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS))
         predictions.to_parquet(tmp / PREDICTIONS, index=False, compression="zstd")
         write_json(tmp / LEVEL_JSON, {"level": level, **info})
         if final.exists():  # a complete level is never overwritten by accident
@@ -382,6 +389,11 @@ class Run:
     def weights(self, method: str, level: int) -> dict[str, np.ndarray]:
         """Trained weights of a level (raises if the run did not keep them)."""
         return load_tensors(self._level_path(method, level) / WEIGHTS)
+
+    def level_arrays(self, method: str, level: int) -> dict[str, np.ndarray]:
+        """Further per-level arrays (``arrays.safetensors``), empty if the level has none."""
+        path = self._level_path(method, level) / ARRAYS
+        return load_tensors(path) if path.is_file() else {}
 
     def has_weights(self, method: str, level: int) -> bool:
         """Whether the level kept its trained weights."""

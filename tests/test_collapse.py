@@ -27,7 +27,9 @@ from artifacts import run_format as rf
 # ----------------------------------------------------------------------------- fixtures
 
 
-def make_predictions(rng: np.random.Generator, k: int, n: int = 300, routings=("oracle", "max_score")) -> pd.DataFrame:
+def make_predictions(
+    rng: np.random.Generator, k: int, n: int = 300, routings=("oracle", "max_score")
+) -> pd.DataFrame:
     """Predictions of K class tickets: subset == label, noisy detectors and predictions."""
     label = rng.integers(0, k, n)
     df = pd.DataFrame({"sample": np.arange(n), "label": label, "label_name": [f"c{v}" for v in label]})
@@ -76,7 +78,9 @@ def curves_from(
 
 def u_shaped_jstar(rng, n_levels=9, k=8, turn=4, noise=0.002) -> np.ndarray:
     """J* falling until ``turn`` then rising steeply; level 0 undefined (dense masks)."""
-    base = np.array([0.3 - 0.02 * lv if lv <= turn else 0.3 - 0.02 * turn + 0.05 * (lv - turn) for lv in range(n_levels)])
+    base = np.array(
+        [0.3 - 0.02 * lv if lv <= turn else 0.3 - 0.02 * turn + 0.05 * (lv - turn) for lv in range(n_levels)]
+    )
     j = base[:, None] + noise * rng.standard_normal((n_levels, k))
     j[0] = np.nan
     return j
@@ -107,7 +111,9 @@ def test_ticket_metrics_match_sklearn_and_hand_counts():
         assert got["recall"] == pytest.approx(recall_score(y, d))
         assert (per[per["ticket"] == k]["n"] == y.sum()).all()
     agg = t[t["ticket"].isna()].set_index("metric")["value"]
-    assert agg["balanced_accuracy"] == pytest.approx(per[per["metric"] == "balanced_accuracy"]["value"].mean())
+    assert agg["balanced_accuracy"] == pytest.approx(
+        per[per["metric"] == "balanced_accuracy"]["value"].mean()
+    )
     assert agg["accuracy_oracle"] == pytest.approx((df["pred_oracle"] == df["label"]).mean())
     assert agg["accuracy_max_score"] == pytest.approx((df["pred_max_score"] == df["label"]).mean())
     assert agg["accuracy"] == agg["accuracy_oracle"]  # pred is the default (oracle) routing here
@@ -202,7 +208,9 @@ def test_level_signals_jaccard_matches_scipy():
     assert np.isfinite(agg["mean_jaccard_star"]) and abs(agg["mean_jaccard_star"]) < 0.3
     same = {n: np.repeat(m[:1], k, axis=0) for n, m in masks.items()}
     s2 = level_signals(same, df, "detector")
-    assert s2[(s2["signal"] == "mean_jaccard_star") & s2["ticket"].isna()]["value"].item() == pytest.approx(1.0)
+    assert s2[(s2["signal"] == "mean_jaccard_star") & s2["ticket"].isna()]["value"].item() == pytest.approx(
+        1.0
+    )
     assert {"balanced_accuracy", "pred_entropy", "union_size", "accuracy_oracle"} <= set(s["signal"])
 
 
@@ -212,12 +220,20 @@ def test_level_signals_jaccard_matches_scipy():
 def write_run(path, *, k=3, n_levels=4, single=True):
     rng = np.random.default_rng(5)
     methods = {
-        "rtl": {"tickets": [f"c{i}" for i in range(k)], "ticket_kind": "detector",
-                "routings": ["oracle", "max_score"], "default_routing": "oracle"},
+        "rtl": {
+            "tickets": [f"c{i}" for i in range(k)],
+            "ticket_kind": "detector",
+            "routings": ["oracle", "max_score"],
+            "default_routing": "oracle",
+        },
     }
     if single:
-        methods["imp"] = {"tickets": ["all"], "ticket_kind": "single",
-                          "routings": ["oracle", "max_score"], "default_routing": "oracle"}
+        methods["imp"] = {
+            "tickets": ["all"],
+            "ticket_kind": "single",
+            "routings": ["oracle", "max_score"],
+            "default_routing": "oracle",
+        }
     rf.write_manifest(path, {"name": "toy", "methods": methods, "groups": ["class"]})
     for method, entry in methods.items():
         kk = len(entry["tickets"])
@@ -226,8 +242,14 @@ def write_run(path, *, k=3, n_levels=4, single=True):
             masks = {n: m for n, m in make_masks(rng, kk, density).items()}
             if lv == 0:
                 masks = {n: np.ones_like(m) for n, m in masks.items()}
-            rf.write_level(path, method, lv, masks=masks, predictions=make_predictions(rng, k),
-                           info={"sparsity": 1 - density})
+            rf.write_level(
+                path,
+                method,
+                lv,
+                masks=masks,
+                predictions=make_predictions(rng, k),
+                info={"sparsity": 1 - density},
+            )
     return rf.load_run(path)
 
 
@@ -385,7 +407,9 @@ def test_collapse_figures():
     assert isinstance(fig, go.Figure)
     assert len(fig.data) == 4  # 3 tickets + the mean
     alarm = CollapseAlarm().fit(curves)
-    fig = collapse_overview_figure(curves, "balanced_accuracy", alarm_sparsity=alarm.sparsity_, collapse_sparsity=0.79)
+    fig = collapse_overview_figure(
+        curves, "balanced_accuracy", alarm_sparsity=alarm.sparsity_, collapse_sparsity=0.79
+    )
     assert isinstance(fig, go.Figure) and len(fig.data) == 2
     assert {t.name for t in fig.data} == {"balanced_accuracy", "mean J*"}
     assert len(fig.layout.shapes) == 2  # alarm and collapse markers

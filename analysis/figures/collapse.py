@@ -54,16 +54,24 @@ def collapse_curve_figure(
     for ticket, g in rows[rows["ticket"].notna()].groupby("ticket", sort=True):
         name = ticket_names[int(ticket)] if ticket_names else f"ticket {ticket}"
         fig.add_trace(
-            go.Scatter(x=g["sparsity"], y=g["value"], mode="lines+markers", name=name, line={"width": 1}, opacity=0.6)
+            go.Scatter(
+                x=g["sparsity"], y=g["value"], mode="lines+markers", name=name, line={"width": 1}, opacity=0.6
+            )
         )
     mean = rows[rows["ticket"].isna()]
     if len(mean):
         fig.add_trace(
             go.Scatter(
-                x=mean["sparsity"], y=mean["value"], mode="lines+markers", name="mean", line={"width": 3, "color": "black"}
+                x=mean["sparsity"],
+                y=mean["value"],
+                mode="lines+markers",
+                name="mean",
+                line={"width": 3, "color": "black"},
             )
         )
-    fig.update_layout(xaxis_title="sparsity", yaxis_title=signal, xaxis_tickformat=".0%", hovermode="x unified")
+    fig.update_layout(
+        xaxis_title="sparsity", yaxis_title=signal, xaxis_tickformat=".0%", hovermode="x unified"
+    )
     return fig
 
 

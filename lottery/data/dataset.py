@@ -152,9 +152,7 @@ def split_indices(
         test = stratified_subset(y_test, max(test_size, len(np.unique(y_test))), seed)
     if val_fraction == 0.0:
         return train, np.zeros(0, np.int64), test
-    train, val = train_test_split(
-        train, test_size=val_fraction, stratify=y_train[train], random_state=seed
-    )
+    train, val = train_test_split(train, test_size=val_fraction, stratify=y_train[train], random_state=seed)
     return np.sort(train), np.sort(val), test
 
 
@@ -214,9 +212,7 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[train], y[train], x[test], y[test]
 
 
-def _adult_dataset(
-    root: str | Path | None, val_fraction: float, seed: int, limit: int | None
-) -> Dataset:
+def _adult_dataset(root: str | Path | None, val_fraction: float, seed: int, limit: int | None) -> Dataset:
     """Assemble Adult; its encoder is fitted after the split, on training rows only."""
     source_train, source_test = adult.load_tables(root)
     i_train, i_val, i_test = split_indices(
@@ -305,7 +301,5 @@ def load_dataset(
         return _adult_dataset(root, val_fraction, seed, limit)
     else:
         raise ValueError(f"unknown data set {name!r}; choose from {NAMES}")
-    indices = split_indices(
-        arrays[1], arrays[3], val_fraction=val_fraction, seed=seed, limit=limit
-    )
+    indices = split_indices(arrays[1], arrays[3], val_fraction=val_fraction, seed=seed, limit=limit)
     return _image_dataset(key, classes, arrays, scale, indices)

@@ -83,8 +83,10 @@ def find_files(root: str | Path | None = None) -> dict[str, Path]:
     Parameters
     ----------
     root : str or Path, optional
-        A folder given by the user, searched before ``$FASHION_MNIST_DIR`` and the
-        Debian folder. A folder without the files is skipped, not an error.
+        A folder given by the user (``--data-dir``). When given, only it and its
+        ``FashionMNIST/raw`` child are searched: a wrong folder is an error rather
+        than a silent fall-back to another copy. Otherwise ``$FASHION_MNIST_DIR``
+        and the Debian folder are searched.
 
     Returns
     -------
@@ -97,6 +99,8 @@ def find_files(root: str | Path | None = None) -> dict[str, Path]:
         No searched folder holds all four files.
     """
     searched = candidate_dirs(root)
+    if root is not None:
+        searched = searched[:2]
     for folder in searched:
         files = _files_in(folder)
         if files is not None:
@@ -119,9 +123,7 @@ def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nd
             f"{images_path}: images of {images.shape[1:]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}"
         )
     if labels.shape[0] != images.shape[0]:
-        raise DataFormatError(
-            f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images"
-        )
+        raise DataFormatError(f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images")
     if labels.size and labels.max() >= len(CLASSES):
         raise DataFormatError(f"{labels_path}: label {labels.max()} outside 0..{len(CLASSES) - 1}")
     return images, labels

@@ -85,8 +85,7 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
     found = len(data) - header_len
     if found != expected:
         raise DataFormatError(
-            f"{path}: header announces shape {shape} ({expected} bytes of data), "
-            f"file holds {found} bytes"
+            f"{path}: header announces shape {shape} ({expected} bytes of data), file holds {found} bytes"
         )
     array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
     array = array.astype(dtype.newbyteorder("="), copy=False)

@@ -1,0 +1,84 @@
+"""One ticket pair, layer by layer (the drill-down of the similarity heatmap)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from analysis.similarity import GLOBAL
+
+__all__ = ["pair_rows", "pair_layer_figure"]
+
+
+def pair_rows(table: pd.DataFrame, ticket_a: str, ticket_b: str, level: int | None = None) -> pd.DataFrame:
+    """The rows of one unordered ticket pair (either orientation) from a tidy pair table.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`analysis.similarity.similarity_table` (``level`` required) or
+        :func:`analysis.similarity.similarity_frame` output.
+    ticket_a, ticket_b : str
+    level : int, optional
+        Level to keep when the table holds several.
+
+    Returns
+    -------
+    DataFrame
+        The pair's rows, one per layer (``"__global__"`` first), in table order.
+    """
+    a, b = str(ticket_a), str(ticket_b)
+    rows = table[
+        ((table["ticket_a"] == a) & (table["ticket_b"] == b))
+        | ((table["ticket_a"] == b) & (table["ticket_b"] == a))
+    ]
+    if "level" in table.columns:
+        if level is None:
+            raise ValueError("the table has several levels: pass level=")
+        rows = rows[rows["level"] == level]
+    glob = rows[rows["layer"] == GLOBAL]
+    return pd.concat([glob, rows[rows["layer"] != GLOBAL]], ignore_index=True)
+
+
+def pair_layer_figure(rows: pd.DataFrame, ticket_a: str, ticket_b: str) -> go.Figure:
+    """Jaccard, its chance level and J* of one ticket pair, per layer.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Output of :func:`pair_rows` (columns ``layer, jaccard, jaccard_chance,
+        jaccard_star``).
+    ticket_a, ticket_b : str
+        Names for the title.
+
+    Returns
+    -------
+    go.Figure
+        Bars ``J`` and ``J*`` per layer and a ``chance E[J]`` marker trace; the
+        ``"__global__"`` layer is labelled "all layers".
+    """
+    layers = ["all layers" if lay == GLOBAL else str(lay) for lay in rows["layer"]]
+    fig = go.Figure()
+    fig.add_bar(x=layers, y=rows["jaccard"], name="J", hovertemplate="%{x}<br>J = %{y:.3f}<extra></extra>")
+    fig.add_bar(
+        x=layers,
+        y=rows["jaccard_star"],
+        name="J* (chance-corrected)",
+        hovertemplate="%{x}<br>J* = %{y:.3f}<extra></extra>",
+    )
+    fig.add_scatter(
+        x=layers,
+        y=rows["jaccard_chance"],
+        mode="markers",
+        marker={"symbol": "line-ew-open", "size": 28, "line": {"width": 3}, "color": "black"},
+        name="chance E[J]",
+        hovertemplate="%{x}<br>E[J] = %{y:.3f}<extra></extra>",
+    )
+    fig.update_layout(
+        title=f"{ticket_a} × {ticket_b}, layer by layer",
+        barmode="group",
+        xaxis_title="layer",
+        yaxis_title="similarity",
+        margin={"t": 50},
+    )
+    return fig

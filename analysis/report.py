@@ -1,0 +1,379 @@
+"""One run, every table and figure, one self-contained HTML file (no browser, no server).
+
+``python -m analysis report RUN [--out FILE] [--level L]`` writes it; the
+dashboard offers the same file as a download. The page embeds plotly.js once,
+so it opens offline; figures stay interactive.
+
+Sections: overview (description, subsets, methods, levels, results, collapse
+alarm), similarity, collapse, fairness, projection, coding cost, attention.
+A section that does not apply to the run (one ticket only, no group column,
+no transformer) says why instead of showing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from artifacts.run_format import Run
+
+__all__ = ["add_report_command", "build_report", "write_report"]
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
+       color: #1f2430; padding: 0 1rem; }
+h1 { margin-bottom: 0; } h2 { border-bottom: 2px solid #e0e3eb; padding-bottom: .3rem; margin-top: 2.5rem; }
+nav a { margin-right: 1rem; } .caption { color: #5d6475; font-size: .9rem; }
+table.data { border-collapse: collapse; font-size: .85rem; margin: .5rem 0 1.5rem; }
+table.data th, table.data td { border: 1px solid #e0e3eb; padding: .25rem .5rem; text-align: right; }
+table.data th { background: #f4f5f8; } table.data td:first-child { text-align: left; }
+.note { background: #eef4fb; border-left: 4px solid #2f6fbf; padding: .6rem 1rem; margin: 1rem 0; }
+details { margin: .5rem 0 1rem; }
+"""
+
+
+class _Page:
+    """Accumulates the body of the report."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.sections: list[tuple[str, str]] = []
+
+    def h2(self, title: str) -> None:
+        anchor = title.lower().replace(" ", "-")
+        self.sections.append((anchor, title))
+        self.parts.append(f'<h2 id="{anchor}">{html.escape(title)}</h2>')
+
+    def h3(self, title: str) -> None:
+        self.parts.append(f"<h3>{html.escape(title)}</h3>")
+
+    def text(self, text: str, cls: str = "caption") -> None:
+        self.parts.append(f'<p class="{cls}">{html.escape(text)}</p>')
+
+    def note(self, text: str) -> None:
+        self.parts.append(f'<div class="note">{html.escape(text)}</div>')
+
+    def table(self, df: pd.DataFrame, caption: str | None = None, collapsed: bool = False) -> None:
+        body = df.to_html(index=False, classes="data", border=0, na_rep="—", float_format=_float)
+        if collapsed:
+            summary = html.escape(caption or "table")
+            self.parts.append(f"<details><summary>{summary} ({len(df)} rows)</summary>{body}</details>")
+            return
+        self.parts.append(body)
+        if caption:
+            self.text(caption)
+
+    def figure(self, fig: go.Figure, caption: str | None = None) -> None:
+        self.parts.append(fig.to_html(full_html=False, include_plotlyjs=False, default_height="460px"))
+        if caption:
+            self.text(caption)
+
+
+def _float(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _overview(page: _Page, run: Run, level: int, alarm_eval: pd.DataFrame) -> None:
+    from analysis import overview as ov
+    from analysis.figures.overview import results_figure
+
+    page.h2("Overview")
+    page.table(ov.describe_run(run))
+    page.h3("Subsets and their tickets")
+    page.table(ov.subset_table(run))
+    page.h3("Methods")
+    page.table(ov.method_table(run))
+    levels = ov.level_table(run)
+    page.table(levels, "Sparsity and parameter counts of every level", collapsed=True)
+    page.h3("Results")
+    results = ov.results_table(run)
+    shown = sorted({level, *ov.paper_levels(levels, run.methods)})
+    page.table(
+        ov.paper_table(results[results["level"].isin(shown)]),
+        "Balanced accuracy, precision, recall: one-vs-rest, averaged over tickets. accuracy: K-way under "
+        "the default routing; accuracy_<routing> under each routing. params_union: weights kept by at "
+        "least one ticket; params_total: parameters the method stores.",
+    )
+    sparsity = float(levels.loc[levels["level"] == level, "sparsity"].iloc[0])
+    for metric in ("balanced_accuracy", "accuracy"):
+        if (results["metric"] == metric).any():
+            page.figure(results_figure(results, metric, sparsity))
+    page.table(ov.paper_table(results), "Results at every level", collapsed=True)
+    page.h3("Collapse alarm")
+    page.table(ov.alarm_overview(alarm_eval))
+
+
+def _similarity(page: _Page, run: Run, level: int) -> None:
+    from analysis import similarity as sim
+    from analysis.figures.similarity import similarity_heatmap, similarity_vs_sparsity
+
+    page.h2("Similarity")
+    methods = [m for m in run.methods if len(run.ticket_names(m)) > 1]
+    if not methods:
+        page.note("Every method of this run has a single ticket: there are no ticket masks to compare.")
+        return
+    summaries = []
+    for method in methods:
+        table = sim.similarity_table(run, method, layers=True)
+        lv = min(run.levels(method), key=lambda x: (abs(x - level), x))
+        matrix = sim.pair_matrix(table, "jaccard", level=lv, tickets=run.ticket_names(method))
+        chance = float(
+            table.loc[(table["level"] == lv) & (table["layer"] == sim.GLOBAL), "jaccard_chance"].mean()
+        )
+        page.h3(f"{method}, level {lv} ({run.sparsity(method, lv):.1%} sparsity)")
+        page.figure(similarity_heatmap(matrix, chance=chance, title=f"{method}: Jaccard, all layers"))
+        summary = sim.level_similarity_summary(table)
+        summary.insert(0, "method", method)
+        summaries.append(summary)
+        page.table(
+            table[table["level"] == lv], f"{method}: every pair and layer at level {lv}", collapsed=True
+        )
+    both = pd.concat(summaries, ignore_index=True)
+    page.figure(similarity_vs_sparsity(both))
+    page.table(both, "Mean pair measures per level and layer", collapsed=True)
+
+
+def _collapse(page: _Page, run: Run, curves: pd.DataFrame, evaluation: pd.DataFrame) -> None:
+    from analysis.collapse import CollapseAlarm
+    from analysis.figures.collapse import alarm_lead_figure
+    from analysis.figures.ticket_collapse import ticket_collapse_figure
+
+    page.h2("Collapse")
+    page.text(
+        "Mean labelled metric (left axis) and mean mask signal (right axis) against sparsity; the dashed red "
+        "line marks where the label-free alarm fired, the dotted black line where mean balanced accuracy "
+        "fell 0.05 below its dense value."
+    )
+    for method in run.methods:
+        c = curves[curves["method"] == method].drop(columns="method")
+        alarm = CollapseAlarm().fit(c)
+        ev = evaluation[(evaluation["method"] == method) & evaluation["ticket"].isna()]
+        drop = ev["collapse_sparsity"].iloc[0] if len(ev) else None
+        multi = len(run.ticket_names(method)) > 1
+        page.h3(method)
+        page.figure(
+            ticket_collapse_figure(
+                c,
+                None,
+                mask_signal="mean_jaccard_star" if multi else "density",
+                metric="balanced_accuracy",
+                alarm_sparsity=alarm.sparsity_,
+                collapse_sparsity=None if drop is None or pd.isna(drop) else float(drop),
+                title=f"{method}: mean over tickets",
+            )
+        )
+        page.table(alarm.trace_, f"{method}: alarm trace (label-free, one row per level)", collapsed=True)
+    page.h3("Lead time of the alarm")
+    page.figure(alarm_lead_figure(evaluation))
+    page.table(evaluation, "Alarm against each ticket's labelled drop", collapsed=True)
+
+
+def _fairness(page: _Page, run: Run, level: int) -> None:
+    from analysis.fairness import group_metrics, run_fairness_gaps
+    from analysis.figures.fairness import fairness_gap_figure, group_metric_figure
+
+    page.h2("Fairness")
+    groups = run.groups()
+    if not groups:
+        page.note("The run records no group column (class, cluster, sex, race, ...): nothing to audit.")
+        return
+    for group_by in groups:
+        page.h3(f"Groups: {group_by}")
+        gaps = run_fairness_gaps(run, group_by)
+        page.figure(fairness_gap_figure(gaps, "accuracy", "difference"), "Accuracy gap (best - worst group).")
+        page.figure(fairness_gap_figure(gaps, "accuracy", "drop_max"), "Largest drop of a group from dense.")
+        for method in run.methods:
+            lv = min(run.levels(method), key=lambda x: (abs(x - level), x))
+            table = group_metrics(run.predictions(method, lv), group_by, n_boot=200)
+            page.figure(
+                group_metric_figure(table, "accuracy"),
+                f"{method}, level {lv}: accuracy per group, 95 % bootstrap interval (faded: small group).",
+            )
+            page.table(table, f"{method}, level {lv}: every group metric", collapsed=True)
+        page.table(gaps, f"Gaps by {group_by} at every level", collapsed=True)
+
+
+def _projection(page: _Page, run: Run, level: int) -> None:
+    from analysis.figures.projection import alignment_vs_sparsity, ticket_map_scatter
+    from analysis.projection import alignment_table, ticket_map_table
+
+    page.h2("Projection")
+    if sum(len(run.ticket_names(m)) for m in run.methods) >= 2:
+        table = ticket_map_table(run, run.methods, [level], joint=True)
+        page.figure(
+            ticket_map_scatter(table, color="ticket", symbol="method"), "Tickets by Jaccard distance."
+        )
+    for method in [m for m in run.methods if len(run.ticket_names(m)) > 1]:
+        try:
+            align = alignment_table(run, method)
+        except KeyError:
+            page.note(f"{method}: no class-similarity reference for its tickets; alignment not computed.")
+            continue
+        page.figure(alignment_vs_sparsity(align, title=f"{method}: semantic alignment"))
+        page.table(align, f"{method}: alignment per level and layer group", collapsed=True)
+
+
+def _coding(page: _Page, run: Run) -> None:
+    from analysis.coding import coding_level_summary, coding_table, joint_coding_table
+    from analysis.figures.coding import coding_cost_vs_sparsity, joint_coding_vs_sparsity
+
+    page.h2("Coding cost")
+    for method in run.methods:
+        page.h3(method)
+        summary = coding_level_summary(coding_table(run, method))
+        page.figure(coding_cost_vs_sparsity(summary))
+        page.table(summary, f"{method}: mean per-ticket costs per level", collapsed=True)
+        if len(run.ticket_names(method)) > 1:
+            page.figure(joint_coding_vs_sparsity(joint_coding_table(run, method)))
+
+
+def _attention(page: _Page, run: Run, level: int) -> None:
+    from analysis.attention_sweep import attention_level_summary, attention_sweep, attention_unavailable
+    from analysis.figures.attention import attention_entropy_heatmap
+    from analysis.figures.attention_sweep import attention_entropy_vs_sparsity
+
+    page.h2("Attention")
+    for method in run.methods:
+        reason = attention_unavailable(run, method)
+        if reason is not None:
+            page.note(f"{method}: {reason}")
+            continue
+        k = len(run.ticket_names(method))
+        sweep = attention_sweep(run, method, list(range(k)))
+        summary = attention_level_summary(sweep)
+        page.h3(method)
+        page.figure(attention_entropy_vs_sparsity(summary))
+        lv = min(sweep["level"].unique(), key=lambda x: (abs(x - level), x))
+        first = run.ticket_names(method)[0]
+        page.figure(
+            attention_entropy_heatmap(sweep[(sweep["level"] == lv) & (sweep["ticket"] == first)]),
+            f"{method}, ticket {first}, level {lv}: normalised entropy per layer and head.",
+        )
+        page.table(summary, f"{method}: entropy per level, ticket and layer", collapsed=True)
+
+
+def build_report(run: Run, *, level: int | None = None, progress: Callable[[str], None] | None = None) -> str:
+    """Every table and figure of one run as a self-contained HTML page.
+
+    Parameters
+    ----------
+    run : Run
+    level : int, optional
+        Level of the at-one-sparsity views (heatmaps, group metrics, map);
+        default: the level nearest 50 % sparsity. Methods without that level
+        use their nearest one.
+    progress : callable, optional
+        Called with the name of each section as it starts.
+
+    Returns
+    -------
+    str
+        A full HTML document (plotly.js inline: about 5 MB, opens offline).
+    """
+    from plotly.offline import get_plotlyjs
+
+    from analysis import overview as ov
+    from analysis.collapse import collapse_curves, collapse_evaluation
+
+    say = progress or (lambda _: None)
+    levels = ov.level_table(run)
+    if level is None:
+        level = ov.paper_levels(levels, run.methods, targets=(0.5,))[0]
+    elif level not in set(levels["level"]):
+        raise ValueError(f"no level {level} in {run.path} (levels {sorted(set(levels['level']))})")
+    page = _Page()
+    say("collapse signals")
+    curves = collapse_curves(run)
+    evaluation = collapse_evaluation(curves)
+    say("overview")
+    _overview(page, run, level, evaluation)
+    say("similarity")
+    _similarity(page, run, level)
+    say("collapse")
+    _collapse(page, run, curves, evaluation)
+    say("fairness")
+    _fairness(page, run, level)
+    say("projection")
+    _projection(page, run, level)
+    say("coding cost")
+    _coding(page, run)
+    say("attention")
+    _attention(page, run, level)
+
+    nav = " ".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in page.sections)
+    title = f"{run.name} · Routing the Lottery report"
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        f"<h1>{html.escape(run.name)}</h1>"
+        f"<p class='caption'>Routing the Lottery · run <code>{html.escape(str(run.path))}</code> · "
+        f"views at level {level} · generated {stamp}</p><nav>{nav}</nav>"
+        + "\n".join(page.parts)
+        + "</body></html>\n"
+    )
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, level: int | None = None) -> Path:
+    """Write :func:`build_report` of the run in ``run_dir`` to ``out``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+    out : str or Path, optional
+        Default: ``<run name>-report.html`` in the current folder (never inside
+        the run, so embedded runs stay untouched).
+    level : int, optional
+        See :func:`build_report`.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from artifacts.run_format import load_run
+
+    run = load_run(run_dir)
+    out = Path(out) if out is not None else Path(f"{run.name}-report.html")
+    text = build_report(run, level=level)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    try:
+        path = write_report(args.run, args.out, level=args.level)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"report written to {path}")
+    return 0
+
+
+def add_report_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``report RUN [--out FILE] [--level L]`` on the ``python -m analysis`` parser."""
+    p = subparsers.add_parser(
+        "report",
+        help="write every table and figure of a run into one HTML file",
+        description="Write every table and figure of one run into a self-contained HTML file.",
+    )
+    p.add_argument("run", type=Path, help="run folder (holding manifest.json)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="HTML file to write (default: ./<run name>-report.html)"
+    )
+    p.add_argument(
+        "--level", type=int, default=None, help="level of the one-sparsity views (default: ~50 %%)"
+    )
+    p.set_defaults(func=_run_report)

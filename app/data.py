@@ -1,0 +1,373 @@
+"""Every cached accessor of the dashboard: the one module that touches st.cache_*.
+
+Each accessor is keyed by a run's folder and its modification time
+(:meth:`Run.mtime`), plus plain choices (method, level, column names), never
+by arrays: a run that gains a level gets a new mtime and fresh results, and
+two users looking at the same run share one computation. The analysis itself
+lives in :mod:`analysis`; these functions only call it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from analysis import Run, RunFormatError, find_runs, load_run
+from analysis import collapse as _collapse
+from analysis import overview as _overview
+from analysis import similarity as _similarity
+
+REPO = Path(__file__).resolve().parents[1]
+EMBEDDED_DIR = REPO / "artifacts"
+ENV_VAR = "RTL_RUNS_DIR"
+# The embedded run a first visit opens (if present).
+DEFAULT_RUN = "fashion-mlp-class"
+
+
+# ----------------------------------------------------------------------------- finding runs
+
+
+def runs_dir_argument(argv: list[str] | None = None) -> str | None:
+    """The ``--runs-dir`` script argument (``streamlit run app/streamlit_app.py -- --runs-dir X``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--runs-dir", default=None)
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return args.runs_dir
+
+
+def run_roots() -> list[str]:
+    """Folders searched for runs: ``artifacts/``, ``--runs-dir`` and ``$RTL_RUNS_DIR``."""
+    roots = [str(EMBEDDED_DIR)]
+    for extra in (runs_dir_argument(), os.environ.get(ENV_VAR)):
+        for part in (extra or "").split(os.pathsep):
+            if part and str(Path(part).expanduser().resolve()) not in roots:
+                roots.append(str(Path(part).expanduser().resolve()))
+    return roots
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def discover_runs(roots: tuple[str, ...]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Readable runs under ``roots``, and the unreadable ones with the reason.
+
+    A short time-to-live lets a run that another process is writing appear
+    without a restart.
+    """
+    good: list[str] = []
+    bad: list[tuple[str, str]] = []
+    for path in find_runs(*[r for r in roots if Path(r).exists()]):
+        try:
+            load_run(path)
+        except RunFormatError as e:
+            bad.append((str(path), str(e)))
+        else:
+            good.append(str(path))
+    return good, bad
+
+
+def run_mtime(path: str) -> float:
+    """Current modification time of a run (the second half of every cache key)."""
+    return load_run(path).mtime()
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def get_run(path: str, mtime: float) -> Run:
+    """The :class:`Run` reader of a folder (shared, read-only)."""
+    return load_run(path)
+
+
+# ----------------------------------------------------------------------------- overview
+
+
+@st.cache_data(show_spinner="Reading the run…", max_entries=32)
+def run_facts(path: str, mtime: float) -> dict[str, pd.DataFrame]:
+    """Description, subsets, methods and levels tables of a run."""
+    run = get_run(path, mtime)
+    return {
+        "describe": _overview.describe_run(run),
+        "subsets": _overview.subset_table(run),
+        "methods": _overview.method_table(run),
+        "levels": _overview.level_table(run),
+    }
+
+
+@st.cache_data(show_spinner="Scoring the tickets at every level…", max_entries=16)
+def results(path: str, mtime: float) -> pd.DataFrame:
+    """:func:`analysis.overview.results_table` of every method at every level."""
+    return _overview.results_table(get_run(path, mtime))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def paper_table(path: str, mtime: float, methods: tuple[str, ...], levels: tuple[int, ...]) -> pd.DataFrame:
+    """The paper-style results table of the chosen methods at the chosen levels."""
+    res = results(path, mtime)
+    res = res[res["method"].isin(methods) & res["level"].isin(levels)]
+    return _overview.paper_table(res)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def paper_levels(path: str, mtime: float, methods: tuple[str, ...]) -> list[int]:
+    """Levels nearest to 25 / 50 / 75 % sparsity."""
+    return _overview.paper_levels(run_facts(path, mtime)["levels"], methods)
+
+
+# ----------------------------------------------------------------------------- collapse
+
+
+@st.cache_data(show_spinner="Computing collapse signals for every level…", max_entries=16)
+def collapse_curves(path: str, mtime: float) -> pd.DataFrame:
+    """:func:`analysis.collapse.collapse_curves` of every method of the run."""
+    return _collapse.collapse_curves(get_run(path, mtime))
+
+
+@st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)
+def collapse_evaluation(path: str, mtime: float, metric: str, margin: float) -> pd.DataFrame:
+    """The alarm fitted per method and scored against each ticket's labelled drop."""
+    return _collapse.collapse_evaluation(collapse_curves(path, mtime), metric=metric, margin=margin)
+
+
+@st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)
+def alarm_trace(path: str, mtime: float, method: str) -> dict:
+    """The fitted label-free alarm of one method: its per-level trace and where it fired."""
+    curves = collapse_curves(path, mtime)
+    alarm = _collapse.CollapseAlarm().fit(curves[curves["method"] == method])
+    return {
+        "trace": alarm.trace_,
+        "fired": alarm.fired_,
+        "level": alarm.level_,
+        "sparsity": alarm.sparsity_,
+        "criteria": alarm.criteria_,
+        "first_levels": alarm.first_levels_,
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def alarm_overview(path: str, mtime: float, metric: str, margin: float) -> pd.DataFrame:
+    """One row per method: where the alarm fired and where the labelled metric dropped."""
+    return _overview.alarm_overview(collapse_evaluation(path, mtime, metric, margin))
+
+
+# ----------------------------------------------------------------------------- similarity
+
+
+@st.cache_data(show_spinner="Comparing ticket masks at every level…", max_entries=32)
+def similarity(path: str, mtime: float, method: str) -> pd.DataFrame:
+    """:func:`analysis.similarity.similarity_table` (global and per layer) of one method."""
+    return _similarity.similarity_table(get_run(path, mtime), method, layers=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def similarity_by_level(path: str, mtime: float, method: str) -> pd.DataFrame:
+    """Mean pair measures per level and layer (similarity against sparsity)."""
+    return _similarity.level_similarity_summary(similarity(path, mtime, method))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def similarity_summary(path: str, mtime: float, methods: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`level_similarity_summary` of several methods, with a leading ``method`` column."""
+    frames = []
+    for method in methods:
+        df = similarity_by_level(path, mtime, method).copy()
+        df.insert(0, "method", method)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def similarity_matrix(
+    path: str, mtime: float, method: str, level: int, layer: str, value: str, tickets: tuple[str, ...]
+) -> dict:
+    """One ticket x ticket matrix of a pair measure, its mean chance level and a colour range.
+
+    Returns
+    -------
+    dict
+        ``matrix`` (DataFrame K x K over ``tickets``), ``chance`` (mean
+        ``jaccard_chance`` over the pairs shown), ``pairs`` (the pair rows),
+        ``zmin`` / ``zmax`` (0..1 for Jaccard-like measures, else spanning the values and 0).
+    """
+    table = similarity(path, mtime, method)
+    rows = table[(table["level"] == level) & (table["layer"] == layer)]
+    rows = rows[rows["ticket_a"].isin(tickets) & rows["ticket_b"].isin(tickets)]
+    matrix = _similarity.pair_matrix(rows, value, level=level, layer=layer, tickets=list(tickets))
+    lo, hi = rows[value].min(), rows[value].max()
+    bounded = value in ("jaccard", "jaccard_chance", "iomin")
+    return {
+        "matrix": matrix,
+        "chance": float(rows["jaccard_chance"].mean()),
+        "pairs": rows.reset_index(drop=True),
+        "zmin": 0.0 if bounded or pd.isna(lo) else float(min(lo, 0.0)),
+        "zmax": 1.0 if bounded or pd.isna(hi) else float(max(hi, 1e-3)),
+    }
+
+
+# ----------------------------------------------------------------------------- collapse, per method
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def method_curves(path: str, mtime: float, method: str) -> pd.DataFrame:
+    """Collapse curves of one method (without the ``method`` column)."""
+    curves = collapse_curves(path, mtime)
+    return curves[curves["method"] == method].drop(columns="method").reset_index(drop=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def curve_signals(path: str, mtime: float, method: str, ticket: int | None) -> dict[str, list[str]]:
+    """Signals present for one ticket (None: the aggregate rows), split into label-free and labelled."""
+    from analysis.figures.ticket_collapse import LABEL_FREE_SIGNALS
+
+    curves = method_curves(path, mtime, method)
+    rows = curves[curves["ticket"].isna()] if ticket is None else curves[curves["ticket"] == ticket]
+    present = list(dict.fromkeys(rows["signal"]))
+    free = [s for s in LABEL_FREE_SIGNALS if s in present]
+    return {"label_free": free, "labelled": [s for s in present if s not in LABEL_FREE_SIGNALS]}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def chance_band(path: str, mtime: float, method: str, ticket: str | None) -> pd.DataFrame:
+    """:func:`analysis.chance.chance_band` of one method's pairs (of one ticket, or all)."""
+    from analysis.chance import chance_band as _band
+
+    return _band(similarity(path, mtime, method), ticket)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def labelled_points(path: str, mtime: float, method: str, metric: str, margin: float) -> pd.DataFrame:
+    """Each ticket's labelled collapse point (first level ``margin`` below its dense value)."""
+    return _collapse.labelled_collapse_points(method_curves(path, mtime, method), metric, margin)
+
+
+# ----------------------------------------------------------------------------- fairness
+
+
+@st.cache_data(show_spinner="Bootstrapping per-group intervals…", max_entries=64)
+def group_table(
+    path: str, mtime: float, method: str, level: int, group_by: tuple[str, ...], pred_col: str, min_count: int
+) -> pd.DataFrame:
+    """:func:`analysis.fairness.group_metrics` of one method at one level (1000 bootstrap resamples)."""
+    from analysis.fairness import group_metrics
+
+    preds = get_run(path, mtime).predictions(method, level)
+    return group_metrics(preds, list(group_by), pred_col=pred_col, min_count=min_count, n_boot=1000)
+
+
+@st.cache_data(show_spinner="Computing group gaps at every level…", max_entries=32)
+def fairness_gaps(
+    path: str, mtime: float, methods: tuple[str, ...], group_by: tuple[str, ...], min_count: int
+) -> pd.DataFrame:
+    """:func:`analysis.fairness.run_fairness_gaps` of the chosen methods."""
+    from analysis.fairness import run_fairness_gaps
+
+    return run_fairness_gaps(get_run(path, mtime), list(group_by), list(methods), min_count=min_count)
+
+
+@st.cache_data(show_spinner="Computing group drops at every level…", max_entries=32)
+def group_drops(
+    path: str, mtime: float, methods: tuple[str, ...], group_by: tuple[str, ...], min_count: int
+) -> pd.DataFrame:
+    """:func:`analysis.fairness.run_group_drops` of the chosen methods."""
+    from analysis.fairness import run_group_drops
+
+    return run_group_drops(get_run(path, mtime), list(group_by), list(methods), min_count=min_count)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def prediction_columns(path: str, mtime: float, method: str, level: int) -> list[str]:
+    """The ``pred`` / ``pred_<routing>`` columns of a level's predictions."""
+    from analysis.metrics import routing_columns
+
+    preds = get_run(path, mtime).predictions(method, level)
+    return ["pred", *[c for c in routing_columns(preds).values() if c != "pred"]]
+
+
+# ----------------------------------------------------------------------------- projection
+
+
+@st.cache_data(show_spinner="Laying out the tickets (UMAP)…", max_entries=32)
+def ticket_map(
+    path: str, mtime: float, methods: tuple[str, ...], levels: tuple[int, ...] | None
+) -> pd.DataFrame:
+    """:func:`analysis.projection.ticket_map_table`: one joint map of the chosen tickets."""
+    from analysis.projection import ticket_map_table
+
+    run = get_run(path, mtime)
+    return ticket_map_table(run, list(methods), None if levels is None else list(levels), joint=True)
+
+
+@st.cache_data(show_spinner="Testing semantic alignment (Mantel permutations)…", max_entries=32)
+def alignment(path: str, mtime: float, method: str) -> pd.DataFrame | None:
+    """:func:`analysis.projection.alignment_table` against the shipped class similarity.
+
+    None when the method's tickets are not the classes of that reference (e.g.
+    cluster tickets or another data set).
+    """
+    from analysis.projection import alignment_table
+
+    try:
+        return alignment_table(get_run(path, mtime), method)
+    except KeyError:
+        return None
+
+
+# ----------------------------------------------------------------------------- coding cost
+
+
+@st.cache_data(show_spinner="Counting mask coding costs…", max_entries=32)
+def coding(path: str, mtime: float, method: str) -> pd.DataFrame:
+    """:func:`analysis.coding.coding_table` of one method at every level."""
+    from analysis.coding import coding_table
+
+    return coding_table(get_run(path, mtime), method)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def coding_summary(path: str, mtime: float, method: str) -> pd.DataFrame:
+    """Mean per-ticket costs per level (:func:`analysis.coding.coding_level_summary`)."""
+    from analysis.coding import coding_level_summary
+
+    return coding_level_summary(coding(path, mtime, method))
+
+
+@st.cache_data(show_spinner="Counting joint mask patterns…", max_entries=32)
+def joint_coding(path: str, mtime: float, method: str) -> pd.DataFrame:
+    """:func:`analysis.coding.joint_coding_table` of one method at every level."""
+    from analysis.coding import joint_coding_table
+
+    return joint_coding_table(get_run(path, mtime), method)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def attention_status(path: str, mtime: float, method: str) -> dict:
+    """Whether the tickets of ``method`` can be probed (``reason`` None) and at which levels."""
+    from analysis.attention_sweep import attention_unavailable, probe_levels
+
+    run = get_run(path, mtime)
+    reason = attention_unavailable(run, method)
+    return {"reason": reason, "levels": probe_levels(run, method) if reason is None else []}
+
+
+@st.cache_data(show_spinner="Probing the tickets' attention (rebuilding each ViT ticket)…", max_entries=32)
+def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) -> dict[str, pd.DataFrame]:
+    """Per-head entropy of the chosen tickets at every probed level, and its mean over heads."""
+    from analysis.attention_sweep import attention_level_summary, attention_sweep
+
+    sweep = attention_sweep(get_run(path, mtime), method, list(tickets))
+    return {"sweep": sweep, "summary": attention_level_summary(sweep)}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def report_html(path: str, mtime: float) -> str:
+    """:func:`analysis.report.build_report` of a run (built when the download is clicked)."""
+    from analysis.report import build_report
+
+    return build_report(get_run(path, mtime))

@@ -1,0 +1,56 @@
+"""Attention: how focused each head of a transformer ticket is, and how pruning changes it."""
+
+import streamlit as st
+
+from analysis.figures.attention import attention_entropy_heatmap
+from analysis.figures.attention_sweep import attention_entropy_vs_sparsity
+from app import data, ui
+from app.sidebar import selection
+
+P = "attention"
+VALUES = {"mean_entropy": "normalised entropy", "entropy_change": "difference to the dense model"}
+
+sel = selection()
+if sel is None:
+    st.stop()
+st.title("Attention entropy")
+st.caption(
+    "For each head, the entropy of its attention rows over the keys, normalised by log(keys): 0 = every "
+    "query looks at one token, 1 = uniform attention. Pruned tickets tend to focus their attention."
+)
+c1, c2, c3 = st.columns(3)
+method = ui.select(c1.selectbox, "Method", f"{P}.method", list(sel.methods))
+status = data.attention_status(sel.path, sel.mtime, method)
+if status["reason"] is not None:
+    st.info(status["reason"], icon=":material/info:")
+    st.stop()
+names = list(sel.run.ticket_names(method))
+shown = [t for t in names if t in sel.tickets] or names
+ticket = ui.select(c2.selectbox, "Ticket", f"{P}.ticket", shown)
+value = ui.select(c3.radio, "Show", f"{P}.value", list(VALUES), format_func=VALUES.get)
+
+probed = status["levels"]
+level = min(probed, key=lambda lv: (abs(lv - sel.level), lv))
+if level != sel.level:
+    st.caption(f"Level {sel.level} kept no weights; showing the nearest probed level, {level}.")
+result = data.attention(sel.path, sel.mtime, method, tuple(names.index(t) for t in shown))
+sweep, summary = result["sweep"], result["summary"]
+one = sweep[(sweep["level"] == level) & (sweep["ticket"] == ticket)]
+sparsity = float(one["sparsity"].iloc[0]) if len(one) else float("nan")
+st.subheader(f"Layer × head · {ticket} at {ui.percent(sparsity)} sparsity")
+ui.figure(
+    attention_entropy_heatmap(one, value),
+    f"{sel.run.name}-{method}-L{level}-{ticket}-attention",
+    key=f"{P}.heat",
+)
+st.subheader("Against sparsity")
+layers = list(dict.fromkeys(summary["layer"]))
+layer = ui.select(st.selectbox, "Layer", f"{P}.layer", layers)
+ui.figure(
+    attention_entropy_vs_sparsity(summary, layer),
+    f"{sel.run.name}-{method}-attention-vs-sparsity",
+    key=f"{P}.curve",
+)
+with st.expander("Tables"):
+    ui.table(one, f"{sel.run.name}-{method}-L{level}-{ticket}-attention", key=f"{P}.table")
+    ui.table(summary, f"{sel.run.name}-{method}-attention-summary", key=f"{P}.summary")

@@ -1,0 +1,129 @@
+"""Collapse: when tickets lose their specialisation, and whether the masks alone warn in time."""
+
+import pandas as pd
+import streamlit as st
+
+from analysis.figures.collapse import alarm_lead_figure, collapse_curve_figure
+from analysis.figures.ticket_collapse import signal_label, ticket_collapse_figure
+from app import data, ui
+from app.sidebar import selection
+
+P = "collapse"
+MEAN = "mean over tickets"
+
+sel = selection()
+if sel is None:
+    st.stop()
+st.title("Subnetwork collapse")
+
+top = st.columns([2, 2, 3])
+method = ui.select(top[0].selectbox, "Method", f"{P}.method", list(sel.methods))
+label_free = ui.toggle(
+    "Hide labelled quantities",
+    f"{P}.label_free",
+    help="For runs without labels: only the masks and unlabelled predictions are shown, "
+    "as the alarm sees them.",
+)
+names = list(sel.run.ticket_names(method)) if len(sel.run.ticket_names(method)) > 1 else list(sel.all_tickets)
+options = [MEAN] + [t for t in names if t in sel.tickets]
+ticket_name = ui.select(top[1].selectbox, "Ticket", f"{P}.ticket", options)
+ticket = None if ticket_name == MEAN else names.index(ticket_name)
+
+with st.spinner("Computing collapse signals for every level…"):
+    curves = data.method_curves(sel.path, sel.mtime, method)
+    alarm = data.alarm_trace(sel.path, sel.mtime, method)
+signals = data.curve_signals(sel.path, sel.mtime, method, ticket)
+if not signals["label_free"]:
+    # A single shared ticket has no per-subset mask: its mask signals are the aggregate ones.
+    st.info(f"`{method}` has one ticket for all subsets: its mask signals are those of the whole method.")
+    signals = {**signals, "label_free": data.curve_signals(sel.path, sel.mtime, method, None)["label_free"]}
+mask_signal = ui.select(
+    top[2].selectbox, "Mask signal (label-free)", f"{P}.mask", signals["label_free"], format_func=signal_label
+)
+
+metric = None
+margin = 0.05
+if not label_free and signals["labelled"]:
+    c1, c2 = st.columns([2, 3])
+    metric = ui.select(
+        c1.selectbox,
+        "Labelled metric",
+        f"{P}.metric",
+        signals["labelled"],
+        default="balanced_accuracy" if "balanced_accuracy" in signals["labelled"] else None,
+        format_func=signal_label,
+    )
+    ui.remembered(f"{P}.margin", 0.05)
+    margin = c2.slider(
+        "Drop that counts as collapse",
+        0.01,
+        0.30,
+        step=0.01,
+        key=f"{P}.margin",
+        help="The labelled collapse point is the first level where the metric falls this far below "
+        "its dense value.",
+    )
+    ui.remember(f"{P}.margin")
+
+if alarm["fired"]:
+    st.warning(
+        f"**Alarm**: the label-free alarm fired for `{method}` at level {alarm['level']} "
+        f"({ui.percent(alarm['sparsity'])} sparsity) — criteria: {', '.join(alarm['criteria'])}.",
+        icon=":material/notifications_active:",
+    )
+else:
+    st.success(
+        f"The label-free alarm did not fire for `{method}` within the sweep.", icon=":material/check_circle:"
+    )
+
+collapse_sparsity = None
+if metric is not None:
+    points = data.labelled_points(sel.path, sel.mtime, method, metric, margin)
+    row = points[points["ticket"].isna()] if ticket is None else points[points["ticket"] == ticket]
+    if len(row) and pd.notna(row["collapse_level"].iloc[0]):
+        collapse_sparsity = float(row["collapse_sparsity"].iloc[0])
+
+band = None
+if mask_signal == "mean_jaccard" and len(sel.run.ticket_names(method)) > 1:
+    band = data.chance_band(sel.path, sel.mtime, method, None if ticket is None else ticket_name)
+fig = ticket_collapse_figure(
+    curves,
+    ticket,
+    mask_signal=mask_signal,
+    metric=metric,
+    chance=band,
+    alarm_sparsity=alarm["sparsity"],
+    collapse_sparsity=collapse_sparsity,
+    title=f"{method} · {ticket_name}",
+)
+ui.figure(fig, f"{sel.run.name}-{method}-{ticket_name}-collapse", key=f"{P}.ticket_fig")
+
+if metric is not None:
+    st.subheader("Lead time of the alarm")
+    st.caption(
+        "Lead = labelled collapse point minus alarm point; positive means the masks warned before the "
+        "labelled metric dropped. hit: in time; late: after the drop; miss: never fired; "
+        "false alarm: fired, no drop."
+    )
+    ev = data.collapse_evaluation(sel.path, sel.mtime, metric, margin)
+    ev = ev[ev["method"].isin(sel.methods)]
+    ui.figure(alarm_lead_figure(ev), f"{sel.run.name}-alarm-lead", key=f"{P}.lead_fig")
+    ev_show = ev.assign(
+        ticket=ev["ticket"].map(
+            lambda t: MEAN if pd.isna(t) else names[int(t)] if int(t) < len(names) else str(t)
+        )
+    )
+    ui.table(ev_show, f"{sel.run.name}-alarm-lead-times", key=f"{P}.lead")
+
+st.subheader("Every ticket")
+shown = [s for s in ([metric] if metric else []) + [mask_signal]]
+cols = st.columns(len(shown))
+for col, signal in zip(cols, shown, strict=True):
+    with col:
+        ui.figure(
+            collapse_curve_figure(curves, signal, ticket_names=names),
+            f"{sel.run.name}-{method}-{signal}-all-tickets",
+            key=f"{P}.all.{signal}",
+        )
+with st.expander("Alarm trace (label-free, one row per level)"):
+    ui.table(alarm["trace"], f"{sel.run.name}-{method}-alarm-trace", key=f"{P}.trace")

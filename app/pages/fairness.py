@@ -1,0 +1,113 @@
+"""Fairness: per-group metrics at one sparsity, and how pruning widens the gaps."""
+
+import streamlit as st
+
+from analysis.figures.fairness import fairness_gap_figure, group_drop_figure, group_metric_figure
+from app import data, ui
+from app.sidebar import selection
+
+P = "fairness"
+STATISTICS = {
+    "difference": "gap between groups (best - worst)",
+    "worst": "worst group's value",
+    "drop_max": "largest drop of a group from the dense model",
+    "drop_spread": "spread of the group drops (max - min)",
+    "ratio": "ratio worst / best",
+}
+
+sel = selection()
+if sel is None:
+    st.stop()
+st.title("Fairness across subgroups")
+groups = sel.run.groups()
+if not groups:
+    st.info(
+        f"The run `{sel.run.name}` records no group column (class, cluster, or audit attributes such as "
+        "sex and race) in its predictions, so there is nothing to audit. Runs written by "
+        "`python -m lottery train` list them in `manifest.json` under `groups`."
+    )
+    st.stop()
+
+c1, c2, c3 = st.columns([3, 2, 2])
+default_group = next((g for g in ("sex", "race", "cluster", "class") if g in groups), groups[0])
+group_by = c1.multiselect(
+    "Group by",
+    groups,
+    key=ui.remembered(f"{P}.group_by", [default_group], groups, multi=True),
+    help="One column, or several for their intersections (e.g. sex & race).",
+)
+ui.remember(f"{P}.group_by")
+if not group_by:
+    st.info("Choose at least one group column.")
+    st.stop()
+group_by = tuple(g for g in groups if g in group_by)
+method = ui.select(c2.selectbox, "Method", f"{P}.method", list(sel.methods))
+ui.remembered(f"{P}.min_count", 30)
+min_count = c3.number_input(
+    "Small group below",
+    min_value=1,
+    max_value=10_000,
+    step=5,
+    key=f"{P}.min_count",
+    help="Groups with fewer evaluation samples are flagged (faded bars) and left out of the gaps.",
+)
+ui.remember(f"{P}.min_count")
+
+level = sel.level_for(method)
+routings = data.prediction_columns(sel.path, sel.mtime, method, level)
+pred_col = ui.select(
+    st.radio,
+    "Predictions",
+    f"{P}.pred",
+    routings,
+    horizontal=True,
+    format_func=lambda c: "default routing" if c == "pred" else c.removeprefix("pred_") + " routing",
+)
+table = data.group_table(sel.path, sel.mtime, method, level, group_by, pred_col, int(min_count))
+metrics = list(dict.fromkeys(table["metric"]))
+metric = ui.select(
+    st.selectbox, "Metric", f"{P}.metric", metrics, default="accuracy" if "accuracy" in metrics else None
+)
+
+st.subheader(f"Per group at {ui.percent(sel.sparsity_of(method))} sparsity")
+st.caption(
+    f"{method}, level {level}; bars show the point estimate (fairlearn MetricFrame) and a 95 % "
+    "bootstrap interval that resamples each group's own samples."
+)
+small = table[(table["metric"] == metric) & table["small"]]
+if len(small):
+    st.warning(
+        f"{len(small)} small group(s) (< {int(min_count)} samples, drawn faded; their values are noisy): "
+        + ", ".join(f"{g} (n={n})" for g, n in zip(small["group"], small["n"], strict=True)),
+        icon=":material/group_off:",
+    )
+ui.figure(
+    group_metric_figure(table, metric),
+    f"{sel.run.name}-{method}-L{level}-{metric}-by-group",
+    key=f"{P}.groups",
+)
+ui.table(table[table["metric"] == metric], f"{sel.run.name}-{method}-L{level}-groups", key=f"{P}.group_table")
+
+st.subheader("Against sparsity")
+statistic = ui.select(
+    st.selectbox, "Statistic", f"{P}.statistic", list(STATISTICS), format_func=STATISTICS.get
+)
+gaps = data.fairness_gaps(sel.path, sel.mtime, sel.methods, group_by, int(min_count))
+left, right = st.columns(2)
+with left:
+    ui.figure(
+        fairness_gap_figure(gaps, metric, statistic),
+        f"{sel.run.name}-{metric}-{statistic}-vs-sparsity",
+        key=f"{P}.gap",
+    )
+with right:
+    drops = data.group_drops(sel.path, sel.mtime, sel.methods, group_by, int(min_count))
+    ui.figure(
+        group_drop_figure(drops, metric, method),
+        f"{sel.run.name}-{method}-{metric}-group-drops",
+        key=f"{P}.drops",
+    )
+    st.caption(f"{method}: each group's drop from the dense model (dashed: small group).")
+with st.expander("Tables"):
+    ui.table(gaps, f"{sel.run.name}-fairness-gaps", key=f"{P}.gaps_table")
+    ui.table(drops, f"{sel.run.name}-group-drops", key=f"{P}.drops_table")

@@ -1,0 +1,115 @@
+"""Overview: what the run is, the paper-style results table, where the collapse alarm fired."""
+
+import pandas as pd
+import streamlit as st
+
+from analysis.figures.overview import metric_label, results_figure
+from app import data, report_button, ui
+from app.sidebar import selection
+
+P = "overview"
+
+sel = selection()
+if sel is None:
+    st.stop()
+
+facts = data.run_facts(sel.path, sel.mtime)
+run = sel.run
+st.title(f"Overview · {run.name}")
+desc = facts["describe"].set_index(["section", "item"])["value"]
+st.caption(
+    f"{desc.get(('data', 'dataset'), '?')} · {desc.get(('model', 'family'), '?')} with "
+    f"{desc.get(('model', 'prunable weights'), '?')} prunable weights · "
+    f"{desc.get(('partition', 'kind'), '?')} partition into "
+    f"{desc.get(('partition', 'subsets (K)'), '?')} subsets"
+)
+
+cols = st.columns(4)
+cols[0].metric("Tickets per method (K)", len(sel.all_tickets))
+cols[1].metric("Methods", len(run.methods))
+cols[2].metric("Levels", int(facts["levels"]["level"].nunique()))
+cols[3].metric("Highest sparsity", ui.percent(facts["levels"]["sparsity"].max()))
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("The run")
+    ui.table(facts["describe"], f"{run.name}-description", key=f"{P}.describe")
+with right:
+    st.subheader("Subsets and their tickets")
+    ui.table(
+        facts["subsets"],
+        f"{run.name}-subsets",
+        key=f"{P}.subsets",
+        caption="Ticket k is trained on subset k and routed its samples (oracle routing).",
+    )
+st.subheader("Methods")
+ui.table(facts["methods"], f"{run.name}-methods", key=f"{P}.methods")
+
+# ----------------------------------------------------------------------------- results
+st.subheader("Results")
+level_options = sorted(int(lv) for lv in sel.levels[sel.levels["method"].isin(sel.methods)]["level"].unique())
+sparsity_of = sel.levels.groupby("level")["sparsity"].first()
+extra = st.multiselect(
+    "Compare with levels",
+    level_options,
+    key=ui.remembered(
+        f"{P}.levels", data.paper_levels(sel.path, sel.mtime, sel.methods), level_options, multi=True
+    ),
+    format_func=lambda lv: f"{lv} · {100 * sparsity_of[lv]:.1f} %",
+    help="The sidebar's level is always included; the default adds the levels nearest "
+    "25 / 50 / 75 % sparsity.",
+)
+ui.remember(f"{P}.levels")
+levels = tuple(sorted({sel.level, *extra}))
+paper = data.paper_table(sel.path, sel.mtime, sel.methods, levels)
+ui.table(
+    paper,
+    f"{run.name}-results",
+    key=f"{P}.results",
+    caption="Balanced accuracy, precision and recall: one-vs-rest, averaged over tickets (as the paper). "
+    "accuracy: K-way accuracy under the default routing; accuracy_<routing> under each routing. "
+    "params_union: weights kept by at least one ticket; params_total: parameters the method stores.",
+)
+
+res = data.results(sel.path, sel.mtime)
+res = res[res["method"].isin(sel.methods)]
+metrics = list(dict.fromkeys(res["metric"]))
+metric = ui.select(
+    st.selectbox,
+    "Metric against sparsity",
+    f"{P}.metric",
+    metrics,
+    default="balanced_accuracy" if "balanced_accuracy" in metrics else None,
+    format_func=metric_label,
+)
+ui.figure(results_figure(res, metric, sel.sparsity), f"{run.name}-{metric}", key=f"{P}.fig")
+
+# ----------------------------------------------------------------------------- collapse alarm
+st.subheader("Collapse alarm")
+alarm = data.alarm_overview(sel.path, sel.mtime, "balanced_accuracy", 0.05)
+alarm = alarm[alarm["method"].isin(sel.methods)]
+for row in alarm.itertuples(index=False):
+    if row.fired:
+        text = (
+            f"**{row.method}**: the label-free alarm fired at level {row.alarm_level} "
+            f"({ui.percent(row.alarm_sparsity)} sparsity; {row.alarm_criteria.replace('+', ', ')})"
+        )
+    else:
+        text = f"**{row.method}**: the label-free alarm did not fire within the sweep"
+    if pd.notna(row.collapse_level):
+        text += (
+            f"; mean balanced accuracy dropped by more than 0.05 at level {row.collapse_level} "
+            f"({ui.percent(row.collapse_sparsity)}): **{row.outcome.replace('_', ' ')}**."
+        )
+    else:
+        text += "; mean balanced accuracy never dropped by more than 0.05."
+    st.markdown(text)
+ui.table(
+    alarm,
+    f"{run.name}-alarm",
+    key=f"{P}.alarm",
+    caption="The Collapse page shows the signals behind the alarm, per ticket.",
+)
+
+st.divider()
+report_button.render(sel.path, sel.mtime, run.name, key=f"{P}.report")

@@ -1,0 +1,70 @@
+"""Projection: a map of the tickets, and whether mask similarity follows class similarity."""
+
+import streamlit as st
+
+from analysis.figures.projection import alignment_vs_sparsity, ticket_map_scatter
+from app import data, ui
+from app.sidebar import selection
+
+P = "projection"
+COLOURS = {"ticket": "ticket (subset)", "method": "method", "sparsity": "sparsity", "density": "density"}
+
+sel = selection()
+if sel is None:
+    st.stop()
+st.title("Ticket map and semantic alignment")
+
+c1, c2 = st.columns(2)
+scope = ui.select(
+    c1.radio,
+    "Levels on the map",
+    f"{P}.scope",
+    ["chosen", "all"],
+    format_func={"chosen": "the sidebar's level", "all": "every level (one joint map)"}.get,
+    horizontal=True,
+)
+colour = ui.select(
+    c2.radio, "Colour by", f"{P}.colour", list(COLOURS), format_func=COLOURS.get, horizontal=True
+)
+n_points = sum(len(sel.run.ticket_names(m)) for m in sel.methods)
+if scope == "chosen" and n_points < 2:
+    st.info("One ticket at one level is a single point: choose more methods or every level.")
+    st.stop()
+levels = None if scope == "all" else (sel.level,)
+table = data.ticket_map(sel.path, sel.mtime, sel.methods, levels)
+table = table[table["ticket"].isin([*sel.tickets, "all"])]
+fig = ticket_map_scatter(
+    table,
+    color=colour,
+    symbol="method" if len(sel.methods) > 1 else None,
+    hover=["method", "level", "sparsity", "ticket", "density"],
+    title="Tickets laid out by Jaccard distance (UMAP; metric MDS for a handful of points)",
+)
+ui.figure(fig, f"{sel.run.name}-ticket-map", key=f"{P}.map")
+st.caption(
+    "Nearby points share many weights. One map holds every method and level shown, so positions are "
+    "comparable across them; the axes carry no units."
+)
+with st.expander("Map coordinates"):
+    ui.table(table, f"{sel.run.name}-ticket-map", key=f"{P}.map_table")
+
+st.subheader("Semantic alignment against sparsity")
+methods = sel.multi_ticket_methods()
+if not methods:
+    st.info("Alignment compares several tickets' masks with class similarity: choose `rtl` or `independent`.")
+    st.stop()
+method = ui.select(st.selectbox, "Method", f"{P}.method", methods)
+align = data.alignment(sel.path, sel.mtime, method)
+if align is None:
+    st.info(
+        f"No class-similarity reference for the tickets of `{method}` "
+        f"({', '.join(sel.run.ticket_names(method))}): the shipped reference covers the ten Fashion-MNIST "
+        "classes, so alignment is shown for class tickets of Fashion-MNIST runs."
+    )
+    st.stop()
+ui.figure(alignment_vs_sparsity(align), f"{sel.run.name}-{method}-alignment", key=f"{P}.align")
+st.caption(
+    "Spearman correlation between the ticket-by-ticket Jaccard matrix and the class-similarity matrix, "
+    "over all layers and per third of the network; Mantel permutation p-values in the hover box and table."
+)
+ui.table(align, f"{sel.run.name}-{method}-alignment", key=f"{P}.align_table")

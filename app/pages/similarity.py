@@ -1,0 +1,111 @@
+"""Similarity: which tickets share weights, at one sparsity and against sparsity."""
+
+import streamlit as st
+
+from analysis.figures.pair import pair_layer_figure, pair_rows
+from analysis.figures.similarity import similarity_heatmap, similarity_vs_sparsity
+from analysis.similarity import GLOBAL
+from app import data, ui
+from app.sidebar import selection
+
+P = "similarity"
+MEASURES = {
+    "jaccard": "J (Jaccard)",
+    "jaccard_star": "J* (chance-corrected)",
+    "phi": "phi (correlation)",
+}
+
+sel = selection()
+if sel is None:
+    st.stop()
+st.title("Ticket similarity")
+methods = sel.multi_ticket_methods()
+if not methods:
+    st.info(
+        "Similarity compares the masks of several tickets, but the chosen method(s) "
+        f"({', '.join(sel.methods)}) have a single ticket. Choose `rtl` or `independent` in the "
+        "sidebar, or open a run that has them."
+    )
+    st.stop()
+if len(sel.tickets) < 2:
+    st.info("Choose at least two tickets in the sidebar's ticket filter.")
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+method = ui.select(c1.selectbox, "Method", f"{P}.method", methods)
+measure = ui.select(
+    c2.radio, "Measure", f"{P}.measure", list(MEASURES), format_func=MEASURES.get, horizontal=True
+)
+layers = list(dict.fromkeys(data.similarity(sel.path, sel.mtime, method)["layer"]))
+layer = ui.select(
+    c3.selectbox, "Layer", f"{P}.layer", layers, format_func=lambda x: "all layers" if x == GLOBAL else x
+)
+level = sel.level_for(method)
+sparsity = sel.sparsity_of(method)
+st.caption(
+    f"{method} at level {level} ({ui.percent(sparsity)} sparsity). Rows and columns are ordered by "
+    "hierarchical clustering, so tickets that share weights sit together. Click a cell to see that pair "
+    "layer by layer."
+)
+
+with st.spinner("Building the heatmap…"):
+    m = data.similarity_matrix(sel.path, sel.mtime, method, level, layer, measure, sel.tickets)
+left, right = st.columns([3, 2])
+with left:
+    fig = similarity_heatmap(
+        m["matrix"],
+        chance=m["chance"] if measure == "jaccard" else None,
+        title=f"{MEASURES[measure]} · {'all layers' if layer == GLOBAL else layer}",
+        value_name=measure.replace("jaccard_star", "J*").replace("jaccard", "J"),
+        zmin=m["zmin"],
+        zmax=m["zmax"],
+    )
+    event = ui.figure(
+        fig,
+        f"{sel.run.name}-{method}-L{level}-{measure}",
+        key=f"{P}.heatmap",
+        on_select="rerun",
+        selection_mode="points",
+    )
+    st.caption(
+        f"Chance level (independent random masks of the same per-layer densities): "
+        f"E[J] = {m['chance']:.3f} on average over these pairs; J* = 0 at chance, 1 for identical masks."
+    )
+
+# The clicked cell, else the pair chosen in the selectbox (keyboard users, tests).
+pairs = [(a, b) for a, b in zip(m["pairs"]["ticket_a"], m["pairs"]["ticket_b"], strict=True)]
+points = (event.get("selection") or {}).get("points", []) if event else []
+clicked = [(str(p["y"]), str(p["x"])) for p in points if str(p.get("x")) != str(p.get("y"))]
+with right:
+    st.subheader("One pair, per layer")
+    if clicked and clicked[0] != st.session_state.get(f"{P}.clicked"):
+        # Apply a click once, so the selectbox can still change the pair afterwards.
+        st.session_state[f"{P}.clicked"] = clicked[0]
+        st.session_state[f"{P}.pair"] = next(
+            ((a, b) for a, b in pairs if {a, b} == set(clicked[0])), pairs[0]
+        )
+    pair = ui.select(st.selectbox, "Pair", f"{P}.pair", pairs, format_func=lambda p: f"{p[0]} × {p[1]}")
+    rows = pair_rows(data.similarity(sel.path, sel.mtime, method), pair[0], pair[1], level=level)
+    ui.figure(
+        pair_layer_figure(rows, *pair),
+        f"{sel.run.name}-{method}-L{level}-{pair[0]}-{pair[1]}",
+        key=f"{P}.pair",
+    )
+
+st.subheader("Similarity against sparsity")
+summary = data.similarity_summary(sel.path, sel.mtime, tuple(methods))
+ui.figure(
+    similarity_vs_sparsity(
+        summary, layer=layer, title=f"Mean over ticket pairs · {'all layers' if layer == GLOBAL else layer}"
+    ),
+    f"{sel.run.name}-similarity-vs-sparsity",
+    key=f"{P}.curve",
+)
+with st.expander("Tables"):
+    ui.table(
+        m["pairs"],
+        f"{sel.run.name}-{method}-L{level}-pairs",
+        key=f"{P}.pairs",
+        caption="Every pair at this level and layer.",
+    )
+    ui.table(summary[summary["layer"] == layer], f"{sel.run.name}-similarity-by-level", key=f"{P}.summary")

@@ -1,0 +1,39 @@
+"""Entry point of the dashboard: ``python -m streamlit run app/streamlit_app.py`` from the repository root.
+
+Optional: ``-- --runs-dir DIR`` (or ``$RTL_RUNS_DIR``) adds a folder of your own runs
+to the embedded ones under ``artifacts/``.
+"""
+
+import sys
+from pathlib import Path
+
+# `streamlit run` puts only app/ on sys.path; the sibling packages (analysis,
+# artifacts) live one level up. `python -m` from the root adds the cwd, but a
+# start from anywhere else would not find them.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import sidebar  # noqa: E402
+
+st.set_page_config(
+    page_title="Routing the Lottery · ticket explorer",
+    page_icon=":material/neurology:",
+    layout="wide",
+)
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/similarity.py", title="Similarity", icon=":material/grid_on:"),
+    st.Page("pages/collapse.py", title="Collapse", icon=":material/trending_down:"),
+    st.Page("pages/fairness.py", title="Fairness", icon=":material/balance:"),
+    st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
+    st.Page("pages/projection.py", title="Projection", icon=":material/scatter_plot:"),
+    st.Page("pages/coding.py", title="Coding cost", icon=":material/data_object:"),
+]
+
+page = st.navigation(PAGES)
+sidebar.render()
+page.run()

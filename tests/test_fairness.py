@@ -1,0 +1,297 @@
+"""Per-group metrics and fairness gaps, against sklearn by hand and fairlearn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
+
+from analysis.fairness import (
+    _batch_metric,
+    fairness_gaps,
+    group_drops,
+    group_labels,
+    group_metrics,
+    run_fairness_gaps,
+    run_group_drops,
+)
+from artifacts import run_format as rf
+
+
+def make_frame(seed: int = 0, n: int = 600, n_classes: int = 3, flip: float = 0.3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, n_classes, n)
+    pred = np.where(rng.random(n) < 1 - flip, label, rng.integers(0, n_classes, n))
+    return pd.DataFrame(
+        {
+            "label": label,
+            "pred": pred,
+            "pred_oracle": label,
+            "sex": rng.choice(["F", "M"], n),
+            "race": rng.choice(["a", "b", "c"], n, p=[0.6, 0.36, 0.04]),
+            "class": [f"c{v}" for v in label],
+        }
+    )
+
+
+def value(table: pd.DataFrame, group: str, metric: str, col: str = "value") -> float:
+    return table[(table["group"] == group) & (table["metric"] == metric)][col].item()
+
+
+# ----------------------------------------------------------------------------- per-group metrics
+
+
+def test_group_metrics_match_sklearn_by_hand_and_fairlearn():
+    df = make_frame()
+    t = group_metrics(df, "race", n_boot=0, min_count=30)
+    assert list(t.columns) == ["group_by", "group", "n", "small", "metric", "value", "ci_low", "ci_high"]
+    mf = MetricFrame(
+        metrics={"accuracy": accuracy_score, "balanced_accuracy": balanced_accuracy_score},
+        y_true=df["label"],
+        y_pred=df["pred"],
+        sensitive_features=df["race"],
+    )
+    for g, rows in df.groupby("race"):
+        assert value(t, g, "accuracy") == pytest.approx(accuracy_score(rows["label"], rows["pred"]))
+        assert value(t, g, "balanced_accuracy") == pytest.approx(
+            balanced_accuracy_score(rows["label"], rows["pred"])
+        )
+        assert value(t, g, "recall_macro") == pytest.approx(
+            recall_score(rows["label"], rows["pred"], average="macro", zero_division=0)
+        )
+        assert value(t, g, "accuracy") == pytest.approx(mf.by_group.loc[g, "accuracy"])
+        assert value(t, g, "accuracy", "n") == len(rows)
+        assert value(t, g, "accuracy", "small") == (len(rows) < 30)
+    assert value(t, "c", "accuracy", "small")  # ~24 samples
+    assert set(t["metric"]) == {"accuracy", "balanced_accuracy", "recall_macro"}  # 3 classes: not binary
+
+
+def test_intersections_and_class_groups():
+    df = make_frame(1)
+    t = group_metrics(df, ["sex", "race"], n_boot=0)
+    assert set(t["group_by"]) == {"sex & race"}
+    for (s, r), rows in df.groupby(["sex", "race"]):
+        assert value(t, f"{s} & {r}", "accuracy") == pytest.approx(
+            accuracy_score(rows["label"], rows["pred"])
+        )
+    assert t.drop_duplicates("group")["n"].sum() == len(df)
+    labels = group_labels(df, ("sex", "race"))
+    assert labels.name == "sex & race" and labels.iloc[0] == f"{df['sex'].iloc[0]} & {df['race'].iloc[0]}"
+    # in a class group, accuracy is that class's recall
+    cls = group_metrics(df, "class", n_boot=0)
+    rec = recall_score(df["label"], df["pred"], average=None)
+    for c in range(3):
+        assert value(cls, f"c{c}", "accuracy") == pytest.approx(rec[c])
+
+
+def test_binary_metrics_against_fairlearn_and_sklearn():
+    df = make_frame(2, n_classes=2)
+    t = group_metrics(df, "sex", n_boot=0)
+    assert {"selection_rate", "true_positive_rate", "false_positive_rate"} <= set(t["metric"])
+    for g, rows in df.groupby("sex"):
+        y, p = rows["label"].to_numpy(), rows["pred"].to_numpy()
+        assert value(t, g, "selection_rate") == pytest.approx((p == 1).mean())
+        assert value(t, g, "true_positive_rate") == pytest.approx(recall_score(y, p, pos_label=1))
+        assert value(t, g, "false_positive_rate") == pytest.approx(
+            ((p == 1) & (y == 0)).sum() / (y == 0).sum()
+        )
+
+
+def test_empty_groups_small_groups_and_no_nan():
+    df = make_frame(3)
+    df["race"] = pd.Categorical(df["race"], categories=["a", "b", "c", "d"])  # "d" has no sample
+    t = group_metrics(df, "race", n_boot=200)
+    d = t[t["group"] == "d"]
+    assert (d["n"] == 0).all() and d["small"].all() and d["value"].isna().all()
+    others = t[t["group"] != "d"]
+    assert not others[["value", "ci_low", "ci_high"]].isna().any().any()
+    t2 = group_metrics(df.astype({"race": str}), "race", groups=["z"], n_boot=0)
+    assert value(t2, "z", "accuracy", "n") == 0
+    empty = group_metrics(df.iloc[:0], "sex", groups=["F"], n_boot=50)
+    assert len(empty) == 3 and empty["value"].isna().all() and (empty["n"] == 0).all()
+
+
+def test_one_group_and_single_class_group():
+    df = make_frame(4, n=100).assign(site="only")
+    t = group_metrics(df, "site", n_boot=100)
+    assert value(t, "only", "accuracy") == pytest.approx(accuracy_score(df["label"], df["pred"]))
+    b = make_frame(5, n=200, n_classes=2)
+    b.loc[b["sex"] == "F", "label"] = 1  # no negative among F: FPR undefined, not 0
+    t = group_metrics(b, "sex", n_boot=100)
+    assert np.isnan(value(t, "F", "false_positive_rate"))
+    assert np.isfinite(value(t, "F", "true_positive_rate"))
+
+
+def test_bootstrap_ci_contains_estimate_and_is_seeded():
+    df = make_frame(6, n=1000)
+    a = group_metrics(df, "race", n_boot=300, random_state=1)
+    b = group_metrics(df, "race", n_boot=300, random_state=1)
+    pd.testing.assert_frame_equal(a, b)
+    ok = a.dropna(subset=["value"])
+    assert ((ok["ci_low"] <= ok["value"] + 1e-12) & (ok["value"] <= ok["ci_high"] + 1e-12)).all()
+    assert (ok["ci_high"] - ok["ci_low"] > 0).all()
+    # smaller groups get wider intervals
+    width = ok[ok["metric"] == "accuracy"].set_index("group").eval("ci_high - ci_low")
+    assert width["c"] > width["a"]
+    c = group_metrics(df, "race", n_boot=300, random_state=2)
+    assert not np.allclose(a["ci_low"], c["ci_low"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "accuracy",
+        "balanced_accuracy",
+        "recall_macro",
+        "selection_rate",
+        "true_positive_rate",
+        "false_positive_rate",
+    ],
+)
+def test_vectorised_bootstrap_metric_equals_sklearn_rowwise(name):
+    from analysis.fairness import _metric_functions
+
+    rng = np.random.default_rng(7)
+    n_classes = 2 if name in ("selection_rate", "true_positive_rate", "false_positive_rate") else 4
+    yt = rng.integers(0, n_classes, (25, 12))
+    yp = rng.integers(0, n_classes, (25, 12))
+    yt[0] = 0  # a row with one true class only
+    got = _batch_metric(name, yt, yp, n_classes, pos=1)
+    fn = _metric_functions([name], pos_label=1)[name]
+    want = np.array([fn(a, b) for a, b in zip(yt, yp, strict=True)], dtype=float)
+    np.testing.assert_allclose(got, want, equal_nan=True)
+
+
+# ----------------------------------------------------------------------------- against sparsity
+
+
+def levels(seed: int = 8, n_classes: int = 3) -> tuple[dict, dict]:
+    base = make_frame(seed, n=800, n_classes=n_classes, flip=0.1)
+    rng = np.random.default_rng(seed)
+    out = {0: base}
+    for lv in (1, 2):
+        d = base.copy()
+        # pruning hurts the rare race "c" (and "b" a bit) more than "a"
+        p_flip = d["race"].map({"a": 0.05, "b": 0.15, "c": 0.4}).to_numpy() * lv
+        d["pred"] = np.where(rng.random(len(d)) < p_flip, (d["label"] + 1) % n_classes, d["pred"])
+        out[lv] = d
+    return out, {0: 0.0, 1: 0.5, 2: 0.75}
+
+
+def test_group_drops_are_dense_minus_sparse():
+    by_level, sp = levels()
+    dr = group_drops(by_level, sp, "race", min_count=10)
+    assert set(dr["level"]) == {0, 1, 2}
+    assert np.allclose(dr[dr["level"] == 0]["drop"], 0.0)
+    for lv in (1, 2):
+        for g, rows in by_level[lv].groupby("race"):
+            dense = by_level[0][by_level[0]["race"] == g]
+            r = dr[(dr["level"] == lv) & (dr["group"] == g) & (dr["metric"] == "accuracy")]
+            want = accuracy_score(dense["label"], dense["pred"]) - accuracy_score(rows["label"], rows["pred"])
+            assert r["drop"].item() == pytest.approx(want)
+            assert r["sparsity"].item() == sp[lv]
+
+
+def test_fairness_gaps_against_fairlearn():
+    by_level, sp = levels()
+    gaps = fairness_gaps(by_level, sp, "race", min_count=10)
+    assert list(gaps.columns) == ["level", "sparsity", "group_by", "metric", "statistic", "value", "group"]
+    for lv in (0, 1, 2):
+        d = by_level[lv]
+        mf = MetricFrame(
+            metrics=accuracy_score, y_true=d["label"], y_pred=d["pred"], sensitive_features=d["race"]
+        )
+        g = gaps[(gaps["level"] == lv) & (gaps["metric"] == "accuracy")].set_index("statistic")
+        assert g.loc["difference", "value"] == pytest.approx(mf.difference())
+        assert g.loc["ratio", "value"] == pytest.approx(mf.ratio())
+        assert g.loc["worst", "group"] == mf.by_group.idxmin()
+        assert g.loc["group_max", "value"] == pytest.approx(mf.by_group.max())
+    g2 = gaps[(gaps["level"] == 2) & (gaps["metric"] == "accuracy")].set_index("statistic")
+    assert g2.loc["drop_max", "group"] == "c"  # the rare group is hurt most, by construction
+    dr = group_drops(by_level, sp, "race", min_count=10)
+    d2 = dr[(dr["level"] == 2) & (dr["metric"] == "accuracy")]["drop"]
+    assert g2.loc["drop_spread", "value"] == pytest.approx(d2.max() - d2.min())
+    assert g2.loc["drop_std", "value"] == pytest.approx(d2.std(ddof=0))
+    assert not (gaps["metric"] == "demographic_parity").any()  # 3 classes
+    assert not gaps["value"].isna().any()
+
+
+def test_small_groups_are_left_out_of_gaps():
+    by_level, sp = levels()
+    gaps = fairness_gaps(by_level, sp, "race", min_count=100)  # "c" (~30 samples) is small
+    assert "c" not in set(gaps["group"].dropna())
+    d = by_level[1][by_level[1]["race"] != "c"]
+    mf = MetricFrame(
+        metrics=accuracy_score, y_true=d["label"], y_pred=d["pred"], sensitive_features=d["race"]
+    )
+    got = gaps[(gaps["level"] == 1) & (gaps["metric"] == "accuracy") & (gaps["statistic"] == "difference")]
+    assert got["value"].item() == pytest.approx(mf.difference())
+
+
+def test_binary_parity_gaps_match_fairlearn():
+    by_level, sp = levels(9, n_classes=2)
+    gaps = fairness_gaps(by_level, sp, "race", min_count=10)
+    for lv, d in by_level.items():
+        g = gaps[(gaps["level"] == lv) & (gaps["statistic"] == "difference")].set_index("metric")["value"]
+        assert g["demographic_parity"] == pytest.approx(
+            demographic_parity_difference(d["label"], d["pred"], sensitive_features=d["race"])
+        )
+        assert g["equalized_odds"] == pytest.approx(
+            equalized_odds_difference(d["label"], d["pred"], sensitive_features=d["race"])
+        )
+    fpr = gaps[(gaps["metric"] == "false_positive_rate") & (gaps["statistic"] == "worst")]
+    fmax = gaps[(gaps["metric"] == "false_positive_rate") & (gaps["statistic"] == "group_max")]
+    np.testing.assert_allclose(fpr["value"], fmax["value"])  # for FPR, worst is the highest
+
+
+def test_run_helpers(tmp_path):
+    by_level, sp = levels()
+    rf.write_manifest(
+        tmp_path,
+        {
+            "methods": {
+                "imp": {
+                    "tickets": ["all"],
+                    "ticket_kind": "single",
+                    "routings": ["oracle"],
+                    "default_routing": "oracle",
+                }
+            },
+            "groups": ["race"],
+        },
+    )
+    masks = {"w": np.ones((1, 3, 3), bool)}
+    for lv, d in by_level.items():
+        rf.write_level(tmp_path, "imp", lv, masks=masks, predictions=d, info={"sparsity": sp[lv]})
+    run = rf.load_run(tmp_path)
+    gaps = run_fairness_gaps(run, "race", min_count=10)
+    assert set(gaps["method"]) == {"imp"} and len(gaps) == len(
+        fairness_gaps(by_level, sp, "race", min_count=10)
+    )
+    drops = run_group_drops(run, "race", pred_col="pred_oracle")
+    assert np.allclose(drops["value"][drops["metric"] == "accuracy"], 1.0)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_fairness_figures():
+    from analysis.figures.fairness import fairness_gap_figure, group_drop_figure, group_metric_figure
+
+    df = make_frame(10)
+    t = group_metrics(df, "race", n_boot=100)
+    fig = group_metric_figure(t, "accuracy")
+    assert isinstance(fig, go.Figure) and len(fig.data) == 1
+    assert list(fig.data[0].x) == ["a", "b", "c"] and fig.data[0].error_y.array is not None
+
+    by_level, sp = levels()
+    gaps = fairness_gaps(by_level, sp, "race", min_count=10).assign(method="rtl")
+    gaps = pd.concat([gaps, gaps.assign(method="imp")])
+    fig = fairness_gap_figure(gaps, "accuracy", "difference")
+    assert isinstance(fig, go.Figure) and {t.name for t in fig.data} == {"rtl", "imp"}
+    drops = group_drops(by_level, sp, "race", min_count=10)
+    fig = group_drop_figure(drops, "accuracy")
+    assert isinstance(fig, go.Figure) and {t.name for t in fig.data} == {"a", "b", "c"}
