@@ -37,7 +37,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_s
 
 __all__ = ["TICKET_KINDS", "detector_columns", "routing_columns", "ticket_metrics"]
 
-TICKET_KINDS = ("detector", "expert", "single")
+TICKET_KINDS = ("detector", "expert", "single", "imported")
 _DETECT_RE = re.compile(r"^detect_(\d+)$")
 _PRED_RE = re.compile(r"^pred_(.+)$")
 
@@ -89,8 +89,9 @@ def ticket_metrics(predictions: pd.DataFrame, ticket_kind: str) -> pd.DataFrame:
     predictions : DataFrame
         One row per sample with ``label``, ``subset``, ``pred``, ``pred_<routing>``
         and ``detect_<k>`` columns (see :mod:`artifacts.run_format`).
-    ticket_kind : {"detector", "expert", "single"}
+    ticket_kind : {"detector", "expert", "single", "imported"}
         How the method's tickets are used (``manifest["methods"][m]["ticket_kind"]``).
+        Imported tickets carry no per-sample records: the table is empty.
         Per-subset accuracy under each routing is reported for ``expert`` and
         ``single`` (where a ticket or the one shared ticket predicts classes);
         for a class detector under oracle routing it would be trivially 1.
@@ -108,35 +109,43 @@ def ticket_metrics(predictions: pd.DataFrame, ticket_kind: str) -> pd.DataFrame:
     recall / subset accuracy (undefined), and is left out of the means.
     Balanced accuracy follows sklearn: the mean recall over the classes
     present in the truth, so with no positives it is the specificity.
+    Without ``detect_<k>`` columns (one ticket for all data over an input-space
+    partition) only accuracies are reported, per subset and overall.
     """
     if ticket_kind not in TICKET_KINDS:
         raise ValueError(f"ticket_kind must be one of {TICKET_KINDS}, got {ticket_kind!r}")
+    columns = ["ticket", "metric", "value", "n"]
+    if ticket_kind == "imported" or predictions.empty:
+        return pd.DataFrame({"ticket": pd.array([], dtype="Int64"), "metric": [], "value": [], "n": []})[columns]
     detect = detector_columns(predictions)
-    if not detect:
-        raise ValueError("predictions have no detect_<k> column")
     subset = predictions["subset"].to_numpy()
     label = predictions["label"].to_numpy()
     routings = routing_columns(predictions)
 
     rows: list[tuple[int | None, str, float, int]] = []
-    for k, col in detect.items():
+    tickets = list(detect) if detect else sorted(int(k) for k in np.unique(subset))
+    for k in tickets:
         y_true = subset == k
-        y_det = predictions[col].to_numpy().astype(bool)
         n_k = int(y_true.sum())
-        if len(y_true):
-            ba = _quiet(balanced_accuracy_score, y_true, y_det)
-            prec = _quiet(precision_score, y_true, y_det, zero_division=0.0)
-        else:
-            ba = prec = np.nan
-        rec = _quiet(recall_score, y_true, y_det, zero_division=0.0) if n_k else np.nan
-        rows += [(k, "balanced_accuracy", ba, n_k), (k, "precision", prec, n_k), (k, "recall", rec, n_k)]
+        if k in detect:
+            y_det = predictions[detect[k]].to_numpy().astype(bool)
+            if len(y_true):
+                ba = _quiet(balanced_accuracy_score, y_true, y_det)
+                prec = _quiet(precision_score, y_true, y_det, zero_division=0.0)
+            else:
+                ba = prec = np.nan
+            rec = _quiet(recall_score, y_true, y_det, zero_division=0.0) if n_k else np.nan
+            rows += [(k, "balanced_accuracy", ba, n_k), (k, "precision", prec, n_k), (k, "recall", rec, n_k)]
+        if ticket_kind == "single" and n_k:
+            acc = accuracy_score(label[y_true], predictions["pred"].to_numpy()[y_true])
+            rows.append((k, "subset_accuracy", float(acc), n_k))
         if ticket_kind != "detector":
             for r, rcol in routings.items():
                 pr = predictions[rcol].to_numpy()[y_true]
                 acc = accuracy_score(label[y_true], pr) if n_k else np.nan
                 rows.append((k, f"subset_accuracy_{r}", float(acc), n_k))
 
-    per_ticket = pd.DataFrame(rows, columns=["ticket", "metric", "value", "n"])
+    per_ticket = pd.DataFrame(rows, columns=columns)
     means = (
         per_ticket.dropna(subset=["value"])
         .groupby("metric", sort=False)["value"]

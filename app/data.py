@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -285,6 +286,43 @@ def prediction_columns(path: str, mtime: float, method: str, level: int) -> list
 
 
 # ----------------------------------------------------------------------------- projection
+
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def warm_up_projection(path: str) -> None:
+    """Start, once per server process, a background UMAP fit on a run's tickets.
+
+    UMAP's numba kernels compile on first use (10-20 s on a small machine, not
+    cached on disk); doing it while the user reads the first page keeps the
+    Projection page quick. The result is discarded; errors are left to the page.
+    """
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is not None:
+            return
+
+        def work() -> None:
+            try:
+                from analysis.projection import ticket_map_table
+
+                run = load_run(path)
+                ticket_map_table(run, run.methods, None, joint=True)
+            except Exception:  # noqa: BLE001 - a warm-up only; the page reports real errors
+                pass
+
+        _warm_thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
+        _warm_thread.start()
+
+
+def wait_for_warm_up() -> None:
+    """Wait (with a spinner) for :func:`warm_up_projection` to finish compiling."""
+    thread = _warm_thread
+    if thread is not None and thread.is_alive():
+        with st.spinner("Compiling UMAP (once per server start)…"):
+            thread.join()
+
 
 
 @st.cache_data(show_spinner="Laying out the tickets (UMAP)…", max_entries=32)

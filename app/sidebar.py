@@ -142,6 +142,10 @@ def render() -> Selection | None:
         _no_runs(roots, bad)
         return None
 
+    wanted = st.query_params.get("run")
+    if wanted and KEY_RUN not in st.session_state:
+        # A shared link (?run=NAME) opens that run on the first visit.
+        st.session_state[KEY_RUN] = next((p for p in paths if wanted in (p, Path(p).name)), None)
     _keep_valid(KEY_RUN, paths, _default_run(paths))
     path = sb.selectbox(
         "Run",
@@ -150,6 +154,7 @@ def render() -> Selection | None:
         key=KEY_RUN,
         help="Embedded runs live in artifacts/; add your own with `-- --runs-dir DIR` or $RTL_RUNS_DIR.",
     )
+    st.query_params["run"] = Path(path).name  # the address bar now links to this run
     mtime = data.run_mtime(path)
     run = data.get_run(path, mtime)
     facts = data.run_facts(path, mtime)
@@ -197,6 +202,7 @@ def render() -> Selection | None:
     sb.caption(f"{len(paths)} run(s) found in " + ", ".join(f"`{Path(r).name}/`" for r in roots))
     _show_bad(bad)
 
+    data.warm_up_projection(path)
     sel = Selection(
         path=path,
         mtime=mtime,

@@ -18,20 +18,17 @@ import streamlit as st  # noqa: E402
 
 from app import sidebar  # noqa: E402
 
-st.set_page_config(
-    page_title="Routing the Lottery · ticket explorer",
-    page_icon=":material/neurology:",
-    layout="wide",
-)
+# No page_title: the browser tab then shows the current page's title.
+st.set_page_config(page_icon=":material/neurology:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("pages/similarity.py", title="Similarity", icon=":material/grid_on:"),
-    st.Page("pages/collapse.py", title="Collapse", icon=":material/trending_down:"),
-    st.Page("pages/fairness.py", title="Fairness", icon=":material/balance:"),
-    st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
-    st.Page("pages/projection.py", title="Projection", icon=":material/scatter_plot:"),
-    st.Page("pages/coding.py", title="Coding cost", icon=":material/data_object:"),
+    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("views/similarity.py", title="Similarity", icon=":material/grid_on:"),
+    st.Page("views/collapse.py", title="Collapse", icon=":material/trending_down:"),
+    st.Page("views/fairness.py", title="Fairness", icon=":material/balance:"),
+    st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),
+    st.Page("views/projection.py", title="Projection", icon=":material/scatter_plot:"),
+    st.Page("views/coding.py", title="Coding cost", icon=":material/data_object:"),
 ]
 
 page = st.navigation(PAGES)

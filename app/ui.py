@@ -131,18 +131,17 @@ def table(
     """
     config = column_formats(df) if column_config is None else column_config
     st.dataframe(df, hide_index=hide_index, column_config=config, height=height, width="stretch")
-    cols = st.columns([3, 1])
     if caption:
-        cols[0].caption(caption)
-    cols[1].download_button(
-        "Download CSV",
+        st.caption(caption)
+    st.download_button(
+        "CSV",
         data=df.to_csv(index=not hide_index).encode(),
         file_name=f"{_slug(name)}.csv",
         mime="text/csv",
         key=f"{key}.csv",
         on_click="ignore",
         icon=":material/download:",
-        width="stretch",
+        help=f"Download this table ({len(df)} rows) as {_slug(name)}.csv",
     )
 
 
@@ -182,13 +181,14 @@ def figure(
             fig, key=f"{key}.chart", on_select=on_select, selection_mode=selection_mode, width="stretch"
         )
     st.download_button(
-        "Download figure (HTML)",
+        "Figure (HTML)",
         data=lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode(),
         file_name=f"{_slug(name)}.html",
         mime="text/html",
         key=f"{key}.html",
         on_click="ignore",
         icon=":material/download:",
+        help="Download this figure as an interactive HTML file (opens offline)",
     )
     return out
 

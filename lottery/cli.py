@@ -1,4 +1,4 @@
-"""Command line: ``python -m lottery {train,presets,slim}``."""
+"""Command line: ``python -m lottery {train,presets,slim,inr}``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("slim", help="drop trained weights from a finished run (to embed it)")
     s.add_argument("run", type=Path)
     s.add_argument("--keep", default="", help="comma-separated method:level pairs whose weights stay")
+
+    from lottery.inr.cli import add_inr_command
+
+    add_inr_command(sub)
     return p
 
 
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "train":
             return _train(args)
+        if args.command == "inr":
+            return args.func(args)
         if args.command == "slim":
             from lottery.slim import slim_run
 

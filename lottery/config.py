@@ -101,10 +101,16 @@ class RTLConfig:
         class-balanced batches; ``expert``: ticket k is a classifier trained on d_k.
     retrain_epochs : int
         Epochs of joint retraining (counted on the largest subset).
+    match_imp_budget : bool
+        When true, ``imp`` trains each level for ``ceil(P / N)`` epochs, P being
+        RTL's sample presentations per level (ticket extraction plus joint
+        retraining, :func:`lottery.tickets.rtl_budget`) and N the training-set
+        size, instead of ``train.epochs``.
     """
 
     ticket_kind: str = "detector"
     retrain_epochs: int = 3
+    match_imp_budget: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ steps of the dense level-0 training (late rewinding).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 
@@ -18,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from artifacts import run_format as rf
+from lottery.config import TrainConfig
 from lottery.masks import Masks
 from lottery.pipeline import Context, register_method
 from lottery.prune import level_density, magnitude_prune
@@ -109,9 +111,19 @@ def manifest_entry(ctx: Context) -> dict:
     }
 
 
+def imp_train_config(ctx: Context) -> TrainConfig:
+    """``train`` of the description, with the epochs matched to RTL's budget if ``rtl.match_imp_budget``."""
+    cfg = ctx.desc.train
+    if not ctx.desc.rtl.match_imp_budget:
+        return cfg
+    from lottery.tickets import matched_imp_epochs, subset_sizes
+
+    return dataclasses.replace(cfg, epochs=matched_imp_epochs(ctx.desc, subset_sizes(ctx)))
+
+
 def run_imp(ctx: Context, show_progress: bool = True) -> None:
     """Run or resume the ``imp`` levels of a run."""
-    desc, cfg = ctx.desc, ctx.desc.train
+    desc, cfg = ctx.desc, imp_train_config(ctx)
     done = set(rf.completed_levels(ctx.run_dir, METHOD))
     n_levels = desc.prune.levels
 
@@ -166,7 +178,7 @@ def run_imp(ctx: Context, show_progress: bool = True) -> None:
             "metrics": {"accuracy": acc},
             "train_seconds": seconds,
             "steps": steps,
-            "sample_presentations": steps and int(cfg.epochs * len(ctx.y_train)),
+            "sample_presentations": int(steps and cfg.epochs * len(ctx.y_train)),
         }
         rf.write_level(
             ctx.run_dir, METHOD, level, masks=masks.numpy(), predictions=frame, info=info, weights=weights

@@ -190,6 +190,7 @@ def manifest_for(ctx: Context, name: str | None = None) -> dict:
         "model": {**ctx.model_cfg.__dict__, "input_shape": list(ctx.model_cfg.input_shape)},
         "partition": ctx.partition.to_json(),
         "prunable": {n: list(s) for n, s in ctx.shapes.items()},
+        "layers": list(ctx.shapes),  # prunable layers in module order (input to output)
         "groups": group_columns(ctx),
         "methods": {m: METHODS[m][0](ctx) for m in ctx.desc.methods},
     }
@@ -225,6 +226,10 @@ def train_run(
     if not manifest_path.is_file():
         rf.write_manifest(run_dir, manifest_for(ctx, name))
     ctx.theta0()
+    if desc.probe_size:
+        from lottery.probe import write_probe
+
+        write_probe(ctx)
     for method in desc.methods:
         rf.clean_partial_levels(run_dir, method)
         METHODS[method][1](ctx, show_progress)

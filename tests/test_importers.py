@@ -84,6 +84,7 @@ def make_shrinkbench(path: Path) -> dict:
         sd[name] = torch.from_numpy(w)
         sd[name + "_mask"] = torch.from_numpy(m.astype(np.float32))
         sd[name.replace("weight", "bias")] = torch.zeros(m.shape[0])
+        sd[name.replace("weight", "bias_mask")] = torch.ones(m.shape[0])  # ShrinkBench may mask biases
         weights[name] = w
     torch.save({"model_state_dict": sd, "optim_state_dict": {"state": {}}, "epoch": 7}, path)
     return {"masks": masks, "weights": weights}
@@ -114,7 +115,10 @@ def make_plain(path: Path) -> dict:
         "fc.weight": torch.from_numpy(fc),
     }
     torch.save(sd, path)
-    return {"masks": {"conv.weight": conv != 0, "fc.weight": fc != 0}, "weights": {"conv.weight": conv, "fc.weight": fc}}
+    return {
+        "masks": {"conv.weight": conv != 0, "fc.weight": fc != 0},
+        "weights": {"conv.weight": conv, "fc.weight": fc},
+    }
 
 
 OPENLTH_LAYERS = {"fc_layers.0.weight": (8, 6), "fc.weight": (3, 8)}
@@ -131,7 +135,10 @@ def make_openlth(root: Path, replicates=(1, 2), levels=4, with_models=True) -> d
             main = root / "lottery_0123abcd" / f"replicate_{r}" / f"level_{lv}" / "main"
             main.mkdir(parents=True)
             # nested masks: level lv keeps the top 0.8**lv by a fixed score
-            mask = {k: s >= np.quantile(s, 1 - 0.8**lv) if lv else np.ones(s.shape, bool) for k, s in scores.items()}
+            mask = {
+                k: s >= np.quantile(s, 1 - 0.8**lv) if lv else np.ones(s.shape, bool)
+                for k, s in scores.items()
+            }
             torch.save({k: torch.from_numpy(m).int() for k, m in mask.items()}, main / "mask.pth")
             total = sum(m.size for m in mask.values())
             kept = sum(int(m.sum()) for m in mask.values())
@@ -143,7 +150,10 @@ def make_openlth(root: Path, replicates=(1, 2), levels=4, with_models=True) -> d
             lines.insert(1, "test_accuracy,450,0.5")  # mid-training value: not the last iteration
             (main / "logger").write_text("\n".join(lines))
             if with_models:
-                trained = {k: torch.from_numpy(rng.standard_normal(s).astype(np.float32)) for k, s in OPENLTH_LAYERS.items()}
+                trained = {
+                    k: torch.from_numpy(rng.standard_normal(s).astype(np.float32))
+                    for k, s in OPENLTH_LAYERS.items()
+                }
                 trained["fc.bias"] = torch.zeros(3)
                 torch.save({k: torch.randn(v.shape) for k, v in trained.items()}, main / "model_ep0_it0.pth")
                 torch.save(trained, main / "model_ep2_it0.pth")
@@ -180,7 +190,7 @@ def test_shrinkbench_nested_under_model_state_dict(tmp_path):
     run = load_run(import_checkpoints([tmp_path / "sb.pth"], tmp_path / "run", name="sb run"))
     assert run.name == "sb run" and run.manifest["source"]["format"] == "shrinkbench"
     masks, weights = _masks(run), run.weights(METHOD, 0)
-    assert set(masks) == set(src["masks"])
+    assert set(masks) == set(src["masks"])  # weights only: bias masks are skipped
     for name in src["masks"]:
         assert np.array_equal(masks[name][0], src["masks"][name])
         assert np.array_equal(weights[name][0], src["weights"][name])
@@ -231,7 +241,9 @@ def test_openlth_sweep_with_accuracy_is_a_collapse_curve(tmp_path):
         assert info["metrics"]["test_accuracy"] == pytest.approx(np.mean(accs), abs=1e-15)
         assert run.sparsity(METHOD, lv) == pytest.approx(np.mean(info["ticket_sparsity"]), abs=1e-15)
     # masks are nested and sparsity grows: the sweep's shape survived the import
-    assert [run.sparsity(METHOD, lv) for lv in range(4)] == sorted(run.sparsity(METHOD, lv) for lv in range(4))
+    assert [run.sparsity(METHOD, lv) for lv in range(4)] == sorted(
+        run.sparsity(METHOD, lv) for lv in range(4)
+    )
     assert run.sparsity(METHOD, 0) == 0.0
 
 
@@ -247,7 +259,8 @@ def test_openlth_single_replicate_folder_and_no_models(tmp_path):
 def test_folder_of_checkpoints_one_ticket_per_file(tmp_path):
     folder = tmp_path / "tickets"
     folder.mkdir()
-    srcs = {stem: make_torch_prune(folder / f"{stem}.pt", seed=i) for i, stem in enumerate(["t10", "t2", "t1"])}
+    files = {"t10": "t10.pt", "t2": "t2.pth.tar", "t1": "t1.bin"}
+    srcs = {stem: make_torch_prune(folder / f, seed=i) for i, (stem, f) in enumerate(files.items())}
     (folder / "README.md").write_text("not a checkpoint")
     (folder / ".hidden.pt").write_bytes(b"ignored")
     run = load_run(import_checkpoints([folder], tmp_path / "run"))
@@ -265,7 +278,10 @@ def test_folder_of_checkpoints_one_ticket_per_file(tmp_path):
 def test_one_file_with_several_nni_tickets(tmp_path):
     rng = np.random.default_rng(5)
     tickets = {
-        name: {"conv": {"weight": torch.from_numpy(rng.random((2, 3)) < 0.5)}, "fc": {"weight": torch.from_numpy(rng.random((4, 2)) < 0.5)}}
+        name: {
+            "conv": {"weight": torch.from_numpy(rng.random((2, 3)) < 0.5)},
+            "fc": {"weight": torch.from_numpy(rng.random((4, 2)) < 0.5)},
+        }
         for name in ["cat", "dog", "ship"]
     }
     torch.save(tickets, tmp_path / "classes.pt")
@@ -287,7 +303,9 @@ def test_safetensors_with_bfloat16_weights(tmp_path):
 
 def test_float16_weights_and_custom_method(tmp_path):
     src = make_torch_prune(tmp_path / "p.pt")
-    run = load_run(import_checkpoints([tmp_path / "p.pt"], tmp_path / "run", method="lth", weights_dtype="float16"))
+    run = load_run(
+        import_checkpoints([tmp_path / "p.pt"], tmp_path / "run", method="lth", weights_dtype="float16")
+    )
     w = run.weights("lth", 0)["fc.weight"]
     assert w.dtype == np.float16
     np.testing.assert_array_equal(w[0], src["weights"]["fc.weight"].astype(np.float16))
@@ -408,7 +426,9 @@ def test_cli_converts_every_format(tmp_path):
         for k, rep in enumerate(lth.values()):
             for name, want in rep["masks"][lv].items():
                 assert np.array_equal(_masks(run, lv)[name][k], want)
-                assert np.array_equal(run.weights(METHOD, lv)[name][k], rep["weights"][lv][name].astype(np.float16))
+                assert np.array_equal(
+                    run.weights(METHOD, lv)[name][k], rep["weights"][lv][name].astype(np.float16)
+                )
             assert info["ticket_metrics"][k]["test_accuracy"] == rep["acc"][lv]
             assert info["ticket_sparsity"][k] == pytest.approx(_sparsity(rep["masks"][lv]), abs=1e-15)
 
@@ -419,6 +439,8 @@ def test_importing_the_package_loads_neither_torch_nor_streamlit():
         "print(sorted(m for m in ('torch', 'streamlit') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

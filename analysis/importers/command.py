@@ -37,7 +37,9 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="checkpoint files, folders of them, or OpenLTH trees")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="checkpoint files, folders of them, or OpenLTH trees"
+    )
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create")
     p.add_argument("--name", help="run name (default: the RUN_DIR folder name)")
     p.add_argument("--method", default=DEFAULT_METHOD, help=f"method name (default: {DEFAULT_METHOD})")

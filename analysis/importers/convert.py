@@ -2,8 +2,9 @@
 
 A path is one of:
 
-- a checkpoint file (``.pt``, ``.pth``, ``.bin``, ``.ckpt``, ``.safetensors``)
-  holding one ticket (named after the file stem) or a dict of tickets;
+- a checkpoint file (``.pt``, ``.pth``, ``.bin``, ``.ckpt``, ``.pth.tar``,
+  ``.safetensors``; the content decides, not the name) holding one ticket
+  (named after the file stem) or a dict of tickets;
 - an OpenLTH run tree (any folder holding ``level_<L>/main`` folders);
 - a folder of checkpoint files, one ticket per file (named after the stem);
   other files and hidden files in it are ignored.
@@ -21,7 +22,7 @@ from pathlib import Path
 from analysis.importers.errors import CheckpointError
 from analysis.importers.openlth import is_openlth_tree, read_openlth
 from analysis.importers.run_writer import DEFAULT_METHOD, check_destination, write_run
-from analysis.importers.safe_load import CHECKPOINT_SUFFIXES, load_checkpoint
+from analysis.importers.safe_load import CHECKPOINT_SUFFIXES, checkpoint_suffix, load_checkpoint, ticket_stem
 from analysis.importers.state_dicts import tickets_from_checkpoint
 from analysis.importers.tickets import ImportedTickets, SourceTicket, stack_tickets
 from artifacts.run_format import MANIFEST
@@ -37,7 +38,7 @@ def checkpoint_files(folder: Path) -> list[Path]:
         (
             p
             for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in CHECKPOINT_SUFFIXES
+            if p.is_file() and not p.name.startswith(".") and checkpoint_suffix(p) is not None
         ),
         key=lambda p: _natural_key(p.name),
     )
@@ -72,9 +73,9 @@ def tickets_from_path(path: str | Path) -> list[SourceTicket]:
                 f"{path}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) and no OpenLTH "
                 "level_<L>/main folders"
             )
-        return [t for f in files for t in tickets_from_checkpoint(load_checkpoint(f), str(f), f.stem)]
+        return [t for f in files for t in tickets_from_checkpoint(load_checkpoint(f), str(f), ticket_stem(f))]
     if path.is_file():
-        return tickets_from_checkpoint(load_checkpoint(path), str(path), path.stem)
+        return tickets_from_checkpoint(load_checkpoint(path), str(path), ticket_stem(path))
     raise CheckpointError(f"{path}: no such file or folder")
 
 

@@ -198,7 +198,9 @@ def write_run(
             f"invalid method name {method!r}: use letters, digits, '_', '-', '.' (not {EXTRA_DIR!r})"
         )
     if weights_dtype not in WEIGHT_DTYPES:
-        raise CheckpointError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {weights_dtype!r}")
+        raise CheckpointError(
+            f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {weights_dtype!r}"
+        )
     check_destination(out_dir, force=force)
     manifest = build_manifest(tickets, name=name or out_dir.name, method=method, source_paths=source_paths)
     parent = out_dir.parent

@@ -24,12 +24,23 @@ import numpy as np
 
 from analysis.importers.errors import CheckpointError
 
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pth.tar")
 SAFETENSORS_SUFFIXES = (".safetensors",)
 CHECKPOINT_SUFFIXES = TORCH_SUFFIXES + SAFETENSORS_SUFFIXES
-
 _MAX_DEPTH = 32  # a weights-only pickle can still hold self-referencing lists
 _SAFETENSORS_MAX_HEADER = 100 * 2**20  # the safetensors library's own limit
+
+
+def checkpoint_suffix(path: Path) -> str | None:
+    """The checkpoint suffix ``path`` ends with (``.pth.tar`` counts as one), or None."""
+    name = path.name.lower()
+    return next((s for s in sorted(CHECKPOINT_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
+
+
+def ticket_stem(path: Path) -> str:
+    """File name without its checkpoint suffix: ``best.pth.tar`` -> ``best``."""
+    suffix = checkpoint_suffix(path)
+    return path.name[: -len(suffix)] if suffix and len(path.name) > len(suffix) else path.stem
 
 
 def sniff(path: Path) -> str:
@@ -132,7 +143,8 @@ def _torch_load(path: Path) -> Any:
             warnings.simplefilter("ignore")  # protocol-version chatter from the weights-only unpickler
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported" in str(e) or "not an allowed global" in str(e):
+        # The weights-only unpickler names the global/opcode it blocked; anything else is damage.
+        if any(w in str(e).lower() for w in ("unsupported", "not an allowed global", "blocked")):
             raise CheckpointError(
                 f"{path}: refused: the file contains arbitrary Python objects (a pickle that could "
                 "run code), so it was not loaded. Only tensors, dicts, lists, strings and numbers "

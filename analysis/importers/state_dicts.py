@@ -6,7 +6,11 @@ Recognised layouts of a loaded checkpoint (a dict; numpy arrays at the leaves):
     ``<module>.<param>_orig`` + ``<module>.<param>_mask``; the weight is
     ``_orig * _mask``.
 ShrinkBench
-    ``<module>.weight`` (already masked) + ``<module>.weight_mask``.
+    ``<module>.weight`` (already masked) + ``<module>.weight_mask``, usually
+    under ``model_state_dict`` (``checkpoints/checkpoint-<epoch>.pt``).
+
+Only masks of weights (parameters whose name ends in ``weight``) are read:
+bias masks, which both tools can hold, are skipped.
 NNI mask file
     ``{module_name: {"weight": mask, "bias": mask}}``; only weight masks are
     prunable, there are no weights.
@@ -87,6 +91,11 @@ def tickets_from_checkpoint(obj: Any, path: str, default_name: str) -> list[Sour
         f"{path}: unrecognised layout (top-level keys: {_preview(obj)}); expected a state dict, "
         "a torch.nn.utils.prune / ShrinkBench checkpoint, an NNI mask dict, or a dict of those"
     )
+
+
+def _is_weight_name(name: str) -> bool:
+    """``conv.weight``, ``attn.in_proj_weight``: a parameter whose own name ends in ``weight``."""
+    return name.rsplit(".", 1)[-1].endswith("weight")
 
 
 def _preview(m: Any, n: int = 5) -> str:
@@ -176,7 +185,12 @@ def parse_state_dict(sd: Mapping, where: str) -> tuple[str, TicketLevel, bool]:
                 f"{where}: {k!r} has no matching {k[:-5] + '_mask'!r} (a torch.nn.utils.prune "
                 "checkpoint stores both)"
             )
-    pairs = [k for k in keys if k.endswith("_mask") and (k[:-5] + "_orig" in sd or k[:-5] in sd)]
+    # Only weight masks define a ticket (as for NNI); ShrinkBench's optional bias_mask is skipped.
+    pairs = [
+        k
+        for k in keys
+        if k.endswith("_mask") and _is_weight_name(k[:-5]) and (k[:-5] + "_orig" in sd or k[:-5] in sd)
+    ]
     if pairs:
         masks, weights = {}, {}
         uses_orig = False
@@ -193,7 +207,7 @@ def parse_state_dict(sd: Mapping, where: str) -> tuple[str, TicketLevel, bool]:
     masks, weights = {}, {}
     for k in keys:
         v = sd[k]
-        if not (isinstance(v, np.ndarray) and v.ndim >= 2 and k.rsplit(".", 1)[-1].endswith("weight")):
+        if not (isinstance(v, np.ndarray) and v.ndim >= 2 and _is_weight_name(k)):
             continue
         weight = as_weight(v, f"{where}: weight {k!r}")
         masks[k] = weight != 0

@@ -109,8 +109,7 @@ def masked_weight(mask: np.ndarray, weight: np.ndarray, mask_what: str, weight_w
     """
     if mask.shape != weight.shape:
         raise CheckpointError(
-            f"{mask_what} has shape {tuple(mask.shape)} but {weight_what} has shape "
-            f"{tuple(weight.shape)}"
+            f"{mask_what} has shape {tuple(mask.shape)} but {weight_what} has shape {tuple(weight.shape)}"
         )
     return np.where(mask, weight, np.zeros((), weight.dtype))
 

@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from analysis.importers.convert import read_tickets
 from analysis.importers.errors import CheckpointError
 from analysis.importers.run_writer import write_run
+from analysis.importers.safe_load import ticket_stem
 
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
 DEFAULT_MAX_UNPACKED_BYTES = 1024 * 2**20
@@ -86,7 +87,7 @@ def safe_filename(filename: str) -> str:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 2**20:.1f} MB"
+    return f"{n} bytes" if n < 2**20 else f"{n / 2**20:.1f} MB"
 
 
 def extract_zip(
@@ -168,7 +169,9 @@ def extract_zip(
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
                 raise CheckpointError(f"zip entry {info.filename!r} is corrupt ({e})") from None
             except OSError as e:
-                raise CheckpointError(f"cannot unpack zip entry {info.filename!r} ({e.strerror or e})") from None
+                raise CheckpointError(
+                    f"cannot unpack zip entry {info.filename!r} ({e.strerror or e})"
+                ) from None
 
 
 def _entry_parts(info: zipfile.ZipInfo) -> tuple[str, ...] | None:
@@ -284,7 +287,11 @@ def import_upload(
             msg = str(e).replace(str(src) + os.sep, "").replace(str(src), name)
             raise CheckpointError(msg) from None
         run = write_run(
-            tickets, session / "run", name=Path(name).stem, weights_dtype=weights_dtype, source_paths=[name]
+            tickets,
+            session / "run",
+            name=ticket_stem(Path(name)),
+            weights_dtype=weights_dtype,
+            source_paths=[name],
         )
         shutil.rmtree(src, ignore_errors=True)  # the run stands alone; free the disk
         return run

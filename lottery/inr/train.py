@@ -3,9 +3,14 @@
 Parameters live in a plain dict ``{name: leaf tensor}`` and the model is run
 with ``torch.func.functional_call`` on ``theta * m_k``, so one dense theta can
 serve K tickets: the gradient reaching theta is already zero outside m_k, and
-:class:`~lottery.inr.optim.TicketAdam` keeps the update there at exactly zero.
-Every run of steps draws its batches from a generator the caller seeds per
-(seed, method, level, ticket), so a resumed run replays exactly.
+the per-ticket Adam of :class:`lottery.ticket_optim.TicketOptimizer` (one
+state per ticket, masked gradient and masked update) keeps the update there
+at exactly zero. Batches come from :func:`lottery.sampling.index_stream`
+(reshuffled passes, so a small region is cycled more often) and the joint
+ticket order from :func:`lottery.sampling.interleaved_order`, the same
+primitives as the classification RTL. Every run of steps draws from a
+generator the caller seeds per (seed, method, image, level, ticket), so a
+resumed run replays exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lottery.inr.optim import TicketAdam
+from lottery.config import TrainConfig
+from lottery.sampling import index_stream, interleaved_order
+from lottery.ticket_optim import TicketOptimizer
 
 
 @dataclass(frozen=True)
@@ -63,23 +70,6 @@ def route(region: torch.Tensor, k: int) -> list[torch.Tensor]:
     return [torch.nonzero(region == j).squeeze(1) for j in range(k)]
 
 
-def cyclic_batches(indices: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless batches of exactly ``batch_size`` indices: reshuffled passes over ``indices``, chained.
-
-    A subset smaller than the batch is repeated within a batch; a smaller
-    subset is thus cycled more often, so every ticket gets the same number of
-    equally large updates (the paper's cyclic repetition).
-    """
-    if len(indices) == 0:
-        raise ValueError("cannot draw batches from an empty subset")
-    buffer = indices[:0]
-    while True:
-        while len(buffer) < batch_size:
-            buffer = torch.cat([buffer, indices[torch.randperm(len(indices), generator=generator)]])
-        yield buffer[:batch_size]
-        buffer = buffer[batch_size:]
-
-
 def leaf_params(state: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Trainable float32 leaf tensors from numpy parameters (copies)."""
     return {n: torch.tensor(np.asarray(v), dtype=torch.float32, requires_grad=True) for n, v in state.items()}
@@ -112,7 +102,7 @@ def fit(
     masks : mapping of str to bool tensor, shape (K, *param_shape)
     pixels : Pixels
     streams : sequence of iterators of index tensors
-        ``streams[k]`` yields ticket k's batches (see :func:`cyclic_batches`).
+        ``streams[k]`` yields ticket k's batches (see :func:`lottery.sampling.index_stream`).
     schedule : sequence of int
         Ticket of each step.
     lr : float
@@ -122,9 +112,10 @@ def fit(
     list of float
         The training loss (MSE) of every step.
     """
-    opt = TicketAdam(params, masks, lr=lr)
+    k_all = len(streams)
+    opt = TicketOptimizer(params, masks, TrainConfig(optimizer="adam", lr=lr), k_all)
     names = list(params)
-    fmasks = [{n: opt.mask(n, k) for n in masks} for k in range(opt.k)]
+    fmasks = [{n: m[k].to(params[n].dtype) for n, m in masks.items()} for k in range(k_all)]
     losses = []
     for k in schedule:
         idx = next(streams[k])
@@ -163,7 +154,7 @@ def train_ticket(
     """
     params = leaf_params(state)
     masks = {n: m[None] for n, m in mask.items()}
-    fit(model, params, masks, pixels, [cyclic_batches(indices, batch_size, generator)], [0] * steps, lr)
+    fit(model, params, masks, pixels, [index_stream(indices, batch_size, generator)], [0] * steps, lr)
     return export(params, masks)
 
 
@@ -196,8 +187,8 @@ def train_joint(
     """
     k = next(iter(masks.values())).shape[0]
     params = leaf_params(state)
-    streams = [cyclic_batches(ix, batch_size, generator) for ix in route(pixels.region, k)]
-    schedule = torch.cat([torch.randperm(k, generator=generator) for _ in range(rounds)]).tolist()
+    schedule = interleaved_order(k, rounds, generator).tolist()
+    streams = [index_stream(ix, batch_size, generator) for ix in route(pixels.region, k)]
     fit(model, params, masks, pixels, streams, schedule, lr)
     return export(params, {n: m.any(0, keepdim=True) for n, m in masks.items()})
 

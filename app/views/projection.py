@@ -31,6 +31,7 @@ if scope == "chosen" and n_points < 2:
     st.info("One ticket at one level is a single point: choose more methods or every level.")
     st.stop()
 levels = None if scope == "all" else (sel.level,)
+data.wait_for_warm_up()
 table = data.ticket_map(sel.path, sel.mtime, sel.methods, levels)
 table = table[table["ticket"].isin([*sel.tickets, "all"])]
 fig = ticket_map_scatter(

@@ -55,14 +55,16 @@ ui.remember(f"{P}.min_count")
 
 level = sel.level_for(method)
 routings = data.prediction_columns(sel.path, sel.mtime, method, level)
-pred_col = ui.select(
-    st.radio,
-    "Predictions",
-    f"{P}.pred",
-    routings,
-    horizontal=True,
-    format_func=lambda c: "default routing" if c == "pred" else c.removeprefix("pred_") + " routing",
-)
+pred_col = "pred"
+if len(routings) > 1:
+    pred_col = ui.select(
+        st.radio,
+        "Predictions",
+        f"{P}.pred",
+        routings,
+        horizontal=True,
+        format_func=lambda c: "default routing" if c == "pred" else c.removeprefix("pred_") + " routing",
+    )
 table = data.group_table(sel.path, sel.mtime, method, level, group_by, pred_col, int(min_count))
 metrics = list(dict.fromkeys(table["metric"]))
 metric = ui.select(

@@ -1,0 +1,161 @@
+"""Test-time routing of a sample to one of K tickets, and the prediction columns it yields.
+
+Three routings, recorded side by side for every sample (``route_<r>`` is the
+ticket chosen, ``pred_<r>`` the resulting K-way class prediction):
+
+``oracle``
+    The sample's true subset id (known at test time in the paper: a label,
+    a cluster id, an environment). Uses nothing but the ``subset`` column.
+``max_score``
+    Every ticket scores the sample; the most confident ticket wins (no labels).
+    A detector's score is its logit (argmax over logits, because sigmoids of
+    large logits tie in float32); an expert's score is its maximum class
+    probability. Ties go to the lower ticket index.
+``centroid``
+    The subset whose mean training input is nearest in input space
+    (:func:`lottery.data.fit_centroids` / :func:`lottery.data.nearest_centroid`;
+    no labels at test time). For a k-means partition this is, up to k-means'
+    convergence tolerance, the partition's own rule, so it nearly equals ``oracle``.
+
+What the chosen ticket predicts depends on its kind.
+
+Expert tickets (a classifier per subset): ``pred_<r>`` is the class predicted
+by the routed ticket. ``score_<k>`` is expert k's confidence (its maximum class
+probability) and ``detect_<k>`` is "max-score routing sends the sample to k".
+
+Detector tickets (a one-vs-rest detector per class; class partitions only, so
+ticket k stands for class k): ``score_<k>`` is sigmoid(logit_k) and
+``detect_<k>`` is logit_k > 0. A detector alone only says yes or no, so:
+
+- ``pred_max_score`` = argmax_k logit_k, the usual one-vs-rest multi-class rule
+  (always a class, even when no detector fires);
+- ``pred_oracle`` and ``pred_centroid``: the routed ticket's decision. If the
+  routed detector fires, the prediction is its class, otherwise ``ABSTAIN``
+  (-1, never a correct class). So the oracle-routed K-way accuracy equals the
+  pooled recall of the detectors (each sample asks only its own detector, as in
+  the paper), and false positives of the other detectors do not count there;
+  they show in the one-vs-rest precision of ``detect_<k>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ROUTINGS = ("oracle", "max_score", "centroid")
+DEFAULT_ROUTING = {"detector": "max_score", "expert": "oracle"}
+ABSTAIN = -1
+
+
+def route(routing: str, scores: np.ndarray, subset: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    """Ticket chosen for each sample.
+
+    Parameters
+    ----------
+    routing : {"oracle", "max_score", "centroid"}
+    scores : ndarray of float, shape (N, K)
+        Ticket scores (detector logits or expert confidences); only ``max_score`` reads them.
+    subset : ndarray of int, shape (N,)
+        True subset of each sample; only ``oracle`` reads it.
+    centroid : ndarray of int, shape (N,)
+        Nearest-centroid subset of each sample; only ``centroid`` reads it.
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+    """
+    if routing == "oracle":
+        return np.asarray(subset, dtype=np.int64)
+    if routing == "max_score":
+        return np.asarray(scores).argmax(axis=1).astype(np.int64)
+    if routing == "centroid":
+        return np.asarray(centroid, dtype=np.int64)
+    raise ValueError(f"unknown routing {routing!r}; choose from {ROUTINGS}")
+
+
+def routing_definitions(kind: str) -> dict[str, str]:
+    """One sentence per routing saying what ``pred_<routing>`` holds for this ticket kind."""
+    if kind == "detector":
+        return {
+            "oracle": "ticket of the true subset; pred = its class if that detector fires, else -1 (abstain)",
+            "max_score": "argmax of the detector logits (label-free one-vs-rest rule)",
+            "centroid": "ticket of the nearest subset centroid in input space; pred = its class if it fires, else -1",
+        }
+    return {
+        "oracle": "ticket of the true subset; pred = that expert's class prediction",
+        "max_score": "the most confident expert (max class probability); pred = its class prediction",
+        "centroid": "expert of the nearest subset centroid in input space; pred = its class prediction",
+    }
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow warning for large |z|
+
+
+def detector_columns(logits: np.ndarray, subset: np.ndarray, centroid: np.ndarray) -> dict[str, np.ndarray]:
+    """Prediction columns of K one-vs-rest class detectors (ticket k = class k).
+
+    Parameters
+    ----------
+    logits : ndarray of float, shape (N, K)
+        Logit of each detector for each sample.
+    subset, centroid : ndarray of int, shape (N,)
+        True subset and nearest-centroid subset.
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (N,)
+        ``score_<k>`` (float32), ``detect_<k>`` (bool), ``route_<r>`` and
+        ``pred_<r>`` (int64) for every routing, and ``pred`` (= ``pred_max_score``).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    n, k = logits.shape
+    fires = logits > 0.0  # (N, K)
+    cols: dict[str, np.ndarray] = {}
+    for t in range(k):
+        cols[f"score_{t}"] = _sigmoid(logits[:, t]).astype(np.float32)
+        cols[f"detect_{t}"] = fires[:, t]
+    rows = np.arange(n)
+    for r in ROUTINGS:
+        chosen = route(r, logits, subset, centroid)
+        cols[f"route_{r}"] = chosen
+        if r == "max_score":
+            cols[f"pred_{r}"] = chosen
+        else:
+            cols[f"pred_{r}"] = np.where(fires[rows, chosen], chosen, ABSTAIN).astype(np.int64)
+    cols["pred"] = cols[f"pred_{DEFAULT_ROUTING['detector']}"]
+    return cols
+
+
+def expert_columns(probs: np.ndarray, subset: np.ndarray, centroid: np.ndarray) -> dict[str, np.ndarray]:
+    """Prediction columns of K expert classifiers (ticket k trained on subset k).
+
+    Parameters
+    ----------
+    probs : ndarray of float, shape (K, N, C)
+        Class probabilities of every expert for every sample.
+    subset, centroid : ndarray of int, shape (N,)
+        True subset and nearest-centroid subset.
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (N,)
+        ``score_<k>`` (float32 confidence), ``detect_<k>`` (bool, max-score
+        routing picks k), ``route_<r>`` and ``pred_<r>`` (int64), ``pred``
+        (= ``pred_oracle``).
+    """
+    probs = np.asarray(probs)
+    k, n, _ = probs.shape
+    confidence = probs.max(axis=2).T  # (N, K)
+    classes = probs.argmax(axis=2).T  # (N, K)
+    cols: dict[str, np.ndarray] = {}
+    by_score = route("max_score", confidence, subset, centroid)
+    for t in range(k):
+        cols[f"score_{t}"] = confidence[:, t].astype(np.float32)
+        cols[f"detect_{t}"] = by_score == t
+    rows = np.arange(n)
+    for r in ROUTINGS:
+        chosen = route(r, confidence, subset, centroid)
+        cols[f"route_{r}"] = chosen
+        cols[f"pred_{r}"] = classes[rows, chosen].astype(np.int64)
+    cols["pred"] = cols[f"pred_{DEFAULT_ROUTING['expert']}"]
+    return cols

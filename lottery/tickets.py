@@ -1,0 +1,469 @@
+"""What RTL and the independent baseline share: K tickets over one theta_0, drawn by IMP per subset.
+
+Ticket extraction at level L: ticket k starts from the rewind point (theta_0,
+shared by all tickets and methods) masked by its level-L mask, trains on its
+own subset d_k only (``train.epochs`` passes over d_k, see
+:mod:`lottery.sampling`), and its mask for level L + 1 keeps the
+largest-magnitude survivors of each layer. The training at level L draws from
+``seeded_generator(seed, "tickets", L, k)``, a stream named after neither
+method, so ``rtl`` and ``independent`` draw identical masks: the independent
+baseline's networks *are* RTL's extraction runs, and the two methods differ
+only in what is trained and evaluated on the masks (one shared theta retrained
+jointly, or K separate networks). A method finding a level's masks already
+written by the other one in the same run reuses them.
+
+Initial masks are all ones, except that a ``detector`` ticket reads a single
+output unit (unit k, the logit of its class), so its mask of the head starts
+as row k alone; the other rows are not part of its subnetwork. Pruning removes
+the fraction p of the surviving weights of every layer per level, relative to
+that initial mask, so ticket sparsity is ``1 - (1-p)^L * initial / total``.
+
+Parameter counts (prunable weights only; biases, norms and embeddings are
+dense and shared): ``params_per_ticket`` per ticket, ``params_union`` the
+weights kept by any ticket (the paper's RTL count) and ``params_total`` what
+the method stores (the union for RTL, the sum for K independent networks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from artifacts import run_format as rf
+from lottery.config import RunDescription
+from lottery.data import fit_centroids, nearest_centroid
+from lottery.imp import rewind_point
+from lottery.masks import Masks
+from lottery.pipeline import Context
+from lottery.prune import level_density, magnitude_prune
+from lottery.routing import detector_columns, expert_columns
+from lottery.sampling import (
+    TicketBatches,
+    epoch_steps,
+    interleaved_order,
+    presentations_per_step,
+)
+from lottery.ticket_optim import TicketOptimizer
+from lottery.train import seeded_generator, train_masked
+
+TICKET_METHODS = ("rtl", "independent")
+HEAD = "head.weight"
+EXTRACTION_STREAM = "tickets"
+CENTROIDS = "centroids"
+
+
+# ----------------------------------------------------------------------------- checks and budgets
+
+
+def check_tickets(ctx: Context) -> None:
+    """Refuse ticket settings the methods cannot honour, with a clear message."""
+    kind = ctx.desc.rtl.ticket_kind
+    if kind not in ("detector", "expert"):
+        raise ValueError(f"unknown rtl.ticket_kind {kind!r}; choose detector or expert")
+    if kind == "detector":
+        if ctx.desc.data.partition != "class":
+            raise ValueError(
+                "detector tickets stand for one class each: use data.partition='class', "
+                "or rtl.ticket_kind='expert' for clusters"
+            )
+        if HEAD not in ctx.shapes or ctx.shapes[HEAD][0] < ctx.k:
+            raise ValueError(f"a detector ticket reads output unit k of {HEAD!r}; the model has too few outputs")
+    counts = torch.bincount(ctx.subset_train.cpu(), minlength=ctx.k)
+    if (counts == 0).any():
+        raise ValueError(f"subsets {torch.nonzero(counts == 0).flatten().tolist()} have no training sample")
+
+
+def subset_sizes(ctx: Context) -> list[int]:
+    """Training samples per subset, length K."""
+    return torch.bincount(ctx.subset_train.cpu(), minlength=ctx.k).tolist()
+
+
+def rtl_budget(desc: RunDescription, sizes: list[int]) -> dict[str, int]:
+    """Steps and sample presentations of one RTL level, from the description and subset sizes.
+
+    Extraction: ticket k takes ``train.epochs`` passes over d_k. Joint
+    retraining: every ticket takes as many steps as ``rtl.retrain_epochs``
+    passes over the largest subset need (smaller subsets repeat cyclically).
+
+    Returns
+    -------
+    dict
+        ``extraction_steps`` (sum over tickets), ``retrain_steps_per_ticket``,
+        ``retrain_steps`` (all tickets), ``extraction_presentations``,
+        ``retrain_presentations`` and ``presentations`` (their sum).
+    """
+    kind, b = desc.rtl.ticket_kind, desc.train.batch_size
+    per_step = presentations_per_step(kind, b)
+    extraction = sum(epoch_steps(n, desc.train.epochs, kind, b) for n in sizes)
+    per_ticket = epoch_steps(max(sizes), desc.rtl.retrain_epochs, kind, b)
+    retrain = per_ticket * len(sizes)
+    return {
+        "extraction_steps": extraction,
+        "retrain_steps_per_ticket": per_ticket,
+        "retrain_steps": retrain,
+        "extraction_presentations": extraction * per_step,
+        "retrain_presentations": retrain * per_step,
+        "presentations": (extraction + retrain) * per_step,
+    }
+
+
+def matched_imp_epochs(desc: RunDescription, sizes: list[int]) -> int:
+    """Epochs of ``imp`` per level that give it at least as many sample presentations as RTL."""
+    return max(1, math.ceil(rtl_budget(desc, sizes)["presentations"] / sum(sizes)))
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def initial_masks(ctx: Context) -> Masks:
+    """Level-0 masks of the K tickets: all ones, a detector's head restricted to its own row."""
+    masks = Masks.ones(ctx.shapes, ctx.k, device=ctx.device)
+    if ctx.desc.rtl.ticket_kind == "detector":
+        head = masks[HEAD]  # (K, n_out, hidden)
+        head.zero_()
+        for k in range(ctx.k):
+            head[k, k] = True
+    return masks
+
+
+def prune_tickets(
+    weights: Mapping[str, torch.Tensor],
+    masks: Masks,
+    initial: Masks,
+    level: int,
+    fraction: float,
+    scope: str,
+) -> Masks:
+    """Masks of ``level`` from each ticket's trained weights and its masks of ``level - 1``.
+
+    Parameters
+    ----------
+    weights : mapping of str to tensor, shape (K, *weight_shape)
+        Trained weights of each ticket (extraction runs).
+    masks : Masks
+        The tickets' masks of ``level - 1``.
+    initial : Masks
+        Level-0 masks; ticket k keeps ``round((1-p)^level * |initial_k|)``
+        weights per layer (``scope="layer"``) or in all (``"global"``).
+    level : int
+    fraction, scope : the pruning schedule (:class:`lottery.config.PruneConfig`)
+
+    Returns
+    -------
+    Masks
+        Nested in ``masks``.
+    """
+    density = level_density(fraction, level)
+    out: list[dict[str, torch.Tensor]] = []
+    for k in range(masks.k):
+        w = {n: weights[n][k].detach().cpu() for n in masks}
+        m = {n: masks[n][k].cpu() for n in masks}
+        if scope == "layer":
+            new = {}
+            for n in masks:
+                rel = density * int(initial[n][k].sum()) / initial[n][k].numel()
+                new.update(magnitude_prune({n: w[n]}, {n: m[n]}, rel, "layer"))
+        else:
+            n0 = sum(int(initial[n][k].sum()) for n in masks)
+            total = sum(initial[n][k].numel() for n in masks)
+            new = magnitude_prune(w, m, density * n0 / total, scope)
+        out.append(new)
+    device = next(iter(masks.values())).device
+    return Masks({n: t.to(device) for n, t in Masks.stack(out).items()}, {n: tuple(s.shape[1:]) for n, s in masks.items()})
+
+
+def stored_masks(ctx: Context, level: int) -> tuple[Masks, str] | None:
+    """Masks of ``level`` already written by ``rtl`` or ``independent`` in this run, and by which."""
+    for method in TICKET_METHODS:
+        if method in ctx.desc.methods and level in rf.completed_levels(ctx.run_dir, method):
+            m = rf.load_masks(rf.level_dir(ctx.run_dir, method, level) / rf.MASKS)
+            return Masks({n: torch.as_tensor(v).to(ctx.device) for n, v in m.items()}, ctx.shapes), method
+    return None
+
+
+def level_masks(
+    ctx: Context,
+    level: int,
+    initial: Masks,
+    rewind: Mapping[str, np.ndarray],
+    prev: Masks | None = None,
+    prev_weights: Mapping[str, torch.Tensor] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> tuple[Masks, str]:
+    """The tickets' masks of ``level`` and where they came from.
+
+    Level 0 is ``initial``. A level already written by a ticket method of this
+    run is reused ("rtl" / "independent"). Otherwise the masks of ``level - 1``
+    (``prev``, else read from this run) are pruned after ticket extraction at
+    ``level - 1`` ("extraction"), whose trained weights the caller may pass
+    as ``prev_weights`` (K, *shape) when it already has them.
+    """
+    if level == 0:
+        return initial, "initial"
+    found = stored_masks(ctx, level)
+    if found is not None:
+        return found
+    if prev is None:
+        before = stored_masks(ctx, level - 1)
+        if before is None:
+            raise ValueError(f"level {level} needs the masks of level {level - 1}, which no ticket method wrote")
+        prev = before[0]
+    if prev_weights is None:
+        prev_weights, _ = extract_tickets(ctx, prev, level - 1, rewind, progress)
+    p = ctx.desc.prune
+    return prune_tickets(prev_weights, prev, initial, level, p.fraction, p.scope), "extraction"
+
+
+def ticket_counts(masks: Masks, independent: bool) -> dict:
+    """Sparsity and parameter counts of a level (see the module docstring)."""
+    per_ticket = [int(c) for c in masks.counts()]
+    union = masks.union_count()
+    return {
+        "sparsity": float(masks.sparsity().mean()),
+        "ticket_sparsity": masks.sparsity().tolist(),
+        "union_sparsity": 1.0 - union / masks.numel(),
+        "params_per_ticket": per_ticket,
+        "params_union": union,
+        "params_total": sum(per_ticket) if independent else union,
+    }
+
+
+# ----------------------------------------------------------------------------- forward, loss, steps
+
+
+def masked_forward(
+    model: nn.Module, params: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor] | None, x: torch.Tensor
+) -> torch.Tensor:
+    """Logits (B, n_out) of ``model`` run with ``params``, the masked ones multiplied by ``mask``.
+
+    The gradient reaching a masked parameter is therefore already zero outside the mask.
+    """
+    if mask is not None:
+        params = {n: p * mask[n] if n in mask else p for n, p in params.items()}
+    return functional_call(model, dict(params), (x,))
+
+
+def ticket_loss(kind: str, logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """Detector: BCE on logit k against 1/0 targets. Expert: cross-entropy against class labels."""
+    if kind == "detector":
+        return nn.functional.binary_cross_entropy_with_logits(logits[:, k], target)
+    return nn.functional.cross_entropy(logits, target)
+
+
+def ticket_step(
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    float_masks: Mapping[str, torch.Tensor],
+    opt: TicketOptimizer,
+    slot: int,
+    k: int,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+) -> float:
+    """One step of ticket ``k`` (optimiser slot ``slot``) on a batch; returns the loss.
+
+    Parameters
+    ----------
+    params : dict of str to tensor
+        The weights being trained (leaf tensors with ``requires_grad``).
+    float_masks : mapping of str to float tensor, shape (*weight_shape)
+        The ticket's mask as 0.0 / 1.0.
+    x : tensor, shape (B, *input_shape)
+    target : tensor, shape (B,)
+    """
+    loss = ticket_loss(kind, masked_forward(model, params, float_masks, x), target, k)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    opt.step(slot, dict(zip(params, grads, strict=True)))
+    return float(loss.detach())
+
+
+def _leaf_copy(state: Mapping[str, np.ndarray | torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {n: torch.as_tensor(np.asarray(v)).to(device).clone().requires_grad_(True) for n, v in state.items()}
+
+
+def ticket_rewind(ctx: Context, method: str) -> dict[str, np.ndarray]:
+    """The rewind point of a ticket method (theta_0, or late rewinding shared by both ticket methods)."""
+    dense = {n: torch.ones(s, dtype=torch.bool, device=ctx.device) for n, s in ctx.shapes.items()}
+
+    def train_level0(model: nn.Module, hook: Callable[[int], None] | None) -> None:
+        gen = seeded_generator(ctx.desc.seed, EXTRACTION_STREAM, "rewind")
+        train_masked(model, dense, ctx.x_train, ctx.y_train, ctx.desc.train, gen, on_step=hook)
+
+    return rewind_point(ctx, method, train_level0)
+
+
+def extract_tickets(
+    ctx: Context,
+    masks: Masks,
+    level: int,
+    rewind: Mapping[str, np.ndarray],
+    progress: Callable[[], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """Train every ticket alone on its subset (IMP per subset, one level).
+
+    Parameters
+    ----------
+    masks : Masks
+        The tickets' masks of ``level``.
+    level : int
+        Seeds ticket k's stream ``(seed, "tickets", level, k)``.
+    rewind : mapping of str to ndarray
+        Start weights of every ticket.
+
+    Returns
+    -------
+    weights : dict of str to tensor, shape (K, *param_shape)
+        Every parameter of every ticket, masked weights zero outside the ticket's mask.
+    steps : list of int
+        Optimiser steps of each ticket.
+    """
+    desc, kind = ctx.desc, ctx.desc.rtl.ticket_kind
+    model = ctx.new_model()
+    stacked: dict[str, list[torch.Tensor]] = {n: [] for n in rewind}
+    steps = []
+    for k in range(masks.k):
+        params = _leaf_copy(rewind, ctx.device)
+        fmask = {n: m.to(params[n].dtype) for n, m in masks.ticket(k).items()}
+        opt = TicketOptimizer(params, {n: m[None] for n, m in fmask.items()}, desc.train, 1)
+        gen = seeded_generator(desc.seed, EXTRACTION_STREAM, level, k)
+        batches = TicketBatches(ctx.subset_train, ctx.y_train, k, kind, desc.train.batch_size, gen)
+        n_steps = epoch_steps(batches.n_positives, desc.train.epochs, kind, desc.train.batch_size)
+        model.train()
+        for _ in range(n_steps):
+            idx, target = batches.next()
+            ticket_step(model, params, fmask, opt, 0, k, ctx.x_train[idx], target, kind)
+        steps.append(n_steps)
+        for n, p in params.items():
+            stacked[n].append((p * fmask[n] if n in fmask else p).detach())
+        if progress is not None:
+            progress()
+    return {n: torch.stack(v) for n, v in stacked.items()}, steps
+
+
+def joint_retrain(
+    ctx: Context,
+    masks: Masks,
+    level: int,
+    rewind: Mapping[str, np.ndarray],
+    method: str = "rtl",
+    progress: Callable[[], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Retrain one shared theta with the K tickets' steps interleaved.
+
+    Every ticket takes ``retrain_steps_per_ticket`` steps (:func:`rtl_budget`);
+    round by round, the tickets step in a random order. Ticket k's step uses
+    theta masked by m_k and moves only weights inside m_k (per-ticket
+    optimiser state, masked update: :class:`lottery.ticket_optim.TicketOptimizer`).
+    Randomness: ``(seed, method, level, "order")`` for the order and
+    ``(seed, method, level, k)`` for ticket k's batches.
+
+    Returns
+    -------
+    theta : dict of str to tensor
+        The shared parameters after retraining (unmasked).
+    steps : int
+        Steps of all tickets together.
+    """
+    desc, kind, k_all = ctx.desc, ctx.desc.rtl.ticket_kind, masks.k
+    model = ctx.new_model()
+    theta = _leaf_copy(rewind, ctx.device)
+    fmasks = {n: m.to(theta[n].dtype) for n, m in masks.items()}
+    opt = TicketOptimizer(theta, fmasks, desc.train, k_all)
+    samplers = [
+        TicketBatches(ctx.subset_train, ctx.y_train, k, kind, desc.train.batch_size, seeded_generator(desc.seed, method, level, k))
+        for k in range(k_all)
+    ]
+    rounds = rtl_budget(desc, subset_sizes(ctx))["retrain_steps_per_ticket"]
+    order = interleaved_order(k_all, rounds, seeded_generator(desc.seed, method, level, "order"))
+    ticket_masks = [{n: m[k] for n, m in fmasks.items()} for k in range(k_all)]
+    model.train()
+    tick = max(1, len(order) // 20)
+    for i, k in enumerate(order.tolist()):
+        idx, target = samplers[k].next()
+        ticket_step(model, theta, ticket_masks[k], opt, k, k, ctx.x_train[idx], target, kind)
+        if progress is not None and (i + 1) % tick == 0:
+            progress()
+    return {n: p.detach() for n, p in theta.items()}, len(order)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def ticket_logits(
+    ctx: Context,
+    params_of: Callable[[int], Mapping[str, torch.Tensor]],
+    masks: Masks,
+    x: torch.Tensor,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Logits of every ticket on ``x``, shape (K, N, n_out); ticket k runs ``params_of(k)`` masked by m_k."""
+    model = ctx.new_model().eval()
+    out = []
+    for k in range(masks.k):
+        params = params_of(k)
+        fmask = {n: m.to(params[n].dtype) for n, m in masks.ticket(k).items()}
+        out.append(torch.cat([masked_forward(model, params, fmask, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]))
+    return torch.stack(out)
+
+
+def centroid_routes(ctx: Context) -> np.ndarray:
+    """Nearest-subset-centroid route of every evaluated sample, (N,) int64.
+
+    Centroids are the mean training input of each subset; they are stored
+    with the run as ``extra/centroids.safetensors`` (``centroids``: (K, D) float64).
+    """
+    path = ctx.run_dir / rf.EXTRA_DIR / f"{CENTROIDS}.safetensors"
+    if path.is_file():
+        centroids = rf.load_tensors(path)["centroids"]
+    else:
+        centroids = fit_centroids(ctx.data.x_train, ctx.subset_train.cpu().numpy(), ctx.k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rf.save_tensors(path, {"centroids": centroids})
+    return nearest_centroid(ctx.x_test.cpu().numpy(), centroids)
+
+
+def ticket_predictions(ctx: Context, logits: torch.Tensor, centroid: np.ndarray) -> pd.DataFrame:
+    """Evaluation records from every ticket's logits (K, N, n_out); columns: :mod:`lottery.routing`."""
+    subset = ctx.subset_test.cpu().numpy()
+    if ctx.desc.rtl.ticket_kind == "detector":
+        own = torch.stack([logits[k, :, k] for k in range(logits.shape[0])], dim=1)  # (N, K)
+        cols = detector_columns(own.cpu().numpy(), subset, centroid)
+    else:
+        cols = expert_columns(logits.softmax(-1).cpu().numpy(), subset, centroid)
+    frame = ctx.test_frame.copy()
+    for name, values in cols.items():
+        frame[name] = values
+    return frame
+
+
+def summary_metrics(frame: pd.DataFrame, k: int) -> dict[str, float]:
+    """K-way accuracy per routing and the one-vs-rest means, for ``level.json`` and progress bars.
+
+    The analysis package recomputes these from the predictions with sklearn;
+    these are for a quick look only.
+    """
+    label, subset = frame["label"].to_numpy(), frame["subset"].to_numpy()
+    out = {"accuracy": float((frame["pred"].to_numpy() == label).mean())}
+    for col in frame.columns:
+        if col.startswith("pred_"):
+            out[f"accuracy_{col[5:]}"] = float((frame[col].to_numpy() == label).mean())
+    recalls, specs = [], []
+    for t in range(k):
+        det, pos = frame[f"detect_{t}"].to_numpy(), subset == t
+        if pos.any():
+            recalls.append(float(det[pos].mean()))
+        if (~pos).any():
+            specs.append(float((~det[~pos]).mean()))
+    out["recall_mean"] = float(np.mean(recalls)) if recalls else float("nan")
+    out["balanced_accuracy_mean"] = float((np.mean(recalls) + np.mean(specs)) / 2) if recalls and specs else float("nan")
+    return out
+
+

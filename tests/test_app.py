@@ -1,0 +1,263 @@
+"""The dashboard under AppTest: every page on every run; the sidebar changes what pages show."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.distance import pdist, squareform
+from streamlit.testing.v1 import AppTest
+
+from analysis import find_runs, load_run
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRY = REPO / "app" / "streamlit_app.py"
+PAGES = ["overview", "similarity", "collapse", "fairness", "attention", "projection", "coding"]
+TIMEOUT = 180
+
+
+def _loadable(path: Path) -> bool:
+    try:
+        load_run(path)
+    except Exception:  # noqa: BLE001 - a run still being written is simply not offered
+        return False
+    return True
+
+
+EMBEDDED = [p for p in find_runs(REPO / "artifacts") if _loadable(p)]
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, runs_dir: Path, run: Path) -> AppTest:
+    monkeypatch.setenv("RTL_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at.session_state["sidebar.run"] = str(run)
+    return at.run()
+
+
+def _no_exception(at: AppTest, where: str) -> None:
+    assert not at.exception, f"{where}: " + "\n".join(str(e.value) for e in at.exception)
+    assert not at.error, f"{where}: " + "\n".join(str(e.value) for e in at.error)
+
+
+def _messages(at: AppTest) -> str:
+    return " ".join(str(e.value) for kind in (at.info, at.warning) for e in kind)
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _array(a) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly 6's base64 typed array."""
+    if isinstance(a, dict) and "bdata" in a:
+        out = np.frombuffer(base64.b64decode(a["bdata"]), dtype=np.dtype(a["dtype"]))
+        shape = a.get("shape")
+        return out.reshape([int(s) for s in str(shape).split(",")]) if shape else out
+    return np.asarray(a, dtype=float)
+
+
+def _frame(at: AppTest, column: str) -> pd.DataFrame:
+    frames = [d.value for d in at.dataframe if column in d.value.columns]
+    assert frames, f"no table with a {column!r} column"
+    return frames[0]
+
+
+# ----------------------------------------------------------------------------- every page renders
+
+
+def _all_pages(at: AppTest, name: str) -> AppTest:
+    _no_exception(at, f"{name}/overview")
+    for page in PAGES[1:]:
+        at.switch_page(f"views/{page}.py").run()
+        _no_exception(at, f"{name}/{page}")
+        assert at.title, f"{name}/{page}: no title"
+    return at
+
+
+def test_every_page_on_the_smoke_run(monkeypatch, smoke_run_dir):
+    at = _app(monkeypatch, smoke_run_dir.parent, smoke_run_dir)
+    _all_pages(at, "smoke")
+    at.switch_page("views/attention.py").run()
+    assert "no attention layers" in _messages(at)
+
+
+@pytest.mark.parametrize("name", ["multi", "groups"])
+def test_every_page_on_synthetic_runs(monkeypatch, synthetic_runs_dir, name):
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / name)
+    _all_pages(at, name)
+
+
+@pytest.mark.skipif(not EMBEDDED, reason="no embedded run under artifacts/ yet")
+@pytest.mark.parametrize("run", EMBEDDED, ids=[p.name for p in EMBEDDED])
+def test_every_page_on_embedded_runs(monkeypatch, tmp_path, run):
+    at = _app(monkeypatch, tmp_path, run)
+    _all_pages(at, run.name)
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run()
+        assert _charts(at) or _messages(at), f"{run.name}/{page}: neither a chart nor a message"
+
+
+# ----------------------------------------------------------------------------- the sidebar drives the pages
+
+
+def test_level_slider_sets_the_results_sparsity(monkeypatch, synthetic_runs_dir):
+    run_dir = synthetic_runs_dir / "multi"
+    run = load_run(run_dir)
+    at = _app(monkeypatch, synthetic_runs_dir, run_dir)
+    at.multiselect(key="overview.levels").set_value([]).run()
+    for level in (1, 4):
+        at.select_slider(key="sidebar.level").set_value(level).run()
+        _no_exception(at, f"level {level}")
+        table = _frame(at, "balanced_accuracy")
+        assert list(table["level"]) == [level, level]
+        expected = [run.sparsity(m, level) for m in ("imp", "rtl")]
+        np.testing.assert_allclose(table["sparsity"], expected)
+
+
+def test_method_filter_limits_the_results(monkeypatch, synthetic_runs_dir):
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "multi")
+    assert set(_frame(at, "balanced_accuracy")["method"]) == {"imp", "rtl"}
+    at.multiselect(key="sidebar.methods").set_value(["rtl"]).run()
+    assert set(_frame(at, "balanced_accuracy")["method"]) == {"rtl"}
+
+
+def test_heatmap_is_jaccard_of_the_chosen_level_and_tickets(monkeypatch, synthetic_runs_dir):
+    run_dir = synthetic_runs_dir / "multi"
+    run = load_run(run_dir)
+    at = _app(monkeypatch, synthetic_runs_dir, run_dir)
+    at.switch_page("views/similarity.py").run()
+    for level, tickets in ((4, ["s0", "s1", "s2", "s3"]), (2, ["s1", "s3", "s0"])):
+        at.select_slider(key="sidebar.level").set_value(level)
+        at.multiselect(key="sidebar.tickets").set_value(tickets).run()
+        _no_exception(at, f"level {level}")
+        heat = next(t for c in _charts(at) for t in c["data"] if t["type"] == "heatmap")
+        labels = list(heat["x"])
+        assert sorted(labels) == sorted(tickets) and list(heat["y"]) == labels
+        masks = run.masks("rtl", level)
+        flat = np.concatenate([m.reshape(m.shape[0], -1) for m in masks.values()], axis=1)
+        idx = [run.ticket_names("rtl").index(t) for t in labels]
+        oracle = 1 - squareform(pdist(flat[idx], "jaccard"))  # scipy: the oracle
+        np.testing.assert_allclose(_array(heat["z"]).reshape(len(labels), len(labels)), oracle, atol=1e-12)
+
+
+def test_pair_drilldown_follows_the_pair_choice(monkeypatch, synthetic_runs_dir):
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "multi")
+    at.switch_page("views/similarity.py").run()
+    at.selectbox(key="similarity.pair").set_value(("s1", "s2")).run()
+    titles = [c["layout"].get("title", {}).get("text", "") for c in _charts(at)]
+    assert any("s1 × s2" in t for t in titles)
+
+
+def test_choices_survive_page_switches(monkeypatch, synthetic_runs_dir):
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "multi")
+    at.select_slider(key="sidebar.level").set_value(3).run()
+    at.switch_page("views/similarity.py").run()
+    at.radio(key="similarity.measure").set_value("phi").run()
+    at.switch_page("views/coding.py").run()
+    at.switch_page("views/similarity.py").run()
+    assert at.radio(key="similarity.measure").value == "phi"
+    assert at.select_slider(key="sidebar.level").value == 3
+
+
+def test_label_free_toggle_hides_labelled_quantities(monkeypatch, synthetic_runs_dir):
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "multi")
+    at.switch_page("views/collapse.py").run()
+
+    def names() -> set[str]:
+        return {str(t.get("name", "")) for c in _charts(at) for t in c["data"]}
+
+    assert any("balanced accuracy" in n for n in names())
+    at.toggle(key="collapse.label_free").set_value(True).run()
+    _no_exception(at, "label-free")
+    shown = names()
+    assert shown and not any("accuracy" in n or n in {"hit", "late", "miss"} for n in shown)
+    assert not [s for s in at.selectbox if s.key == "collapse.metric"]
+
+
+def test_fairness_group_column_changes_the_groups(monkeypatch, synthetic_runs_dir):
+    run_dir = synthetic_runs_dir / "groups"
+    at = _app(monkeypatch, synthetic_runs_dir, run_dir)
+    at.switch_page("views/fairness.py").run()
+    assert set(_frame(at, "ci_low")["group"]) == {"F", "M"}
+    at.multiselect(key="fairness.group_by").set_value(["class", "sex"]).run()
+    groups = set(_frame(at, "ci_low")["group"])
+    preds = load_run(run_dir).predictions("imp", 0)
+    assert groups == set(preds["class"] + " & " + preds["sex"])
+
+
+# ----------------------------------------------------------------------------- clear messages
+
+
+def test_run_without_groups_says_so(monkeypatch, synthetic_runs_dir):
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "multi")
+    at.switch_page("views/fairness.py").run()
+    assert "no group column" in _messages(at)
+    assert not _charts(at)
+
+
+def test_single_ticket_similarity_says_so(monkeypatch, synthetic_runs_dir):
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "multi")
+    at.multiselect(key="sidebar.methods").set_value(["imp"]).run()
+    at.switch_page("views/similarity.py").run()
+    assert "single ticket" in _messages(at)
+
+
+def test_no_runs_explains_how_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.setattr("app.data.EMBEDDED_DIR", tmp_path / "nothing")
+    monkeypatch.setenv("RTL_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT).run()
+    _no_exception(at, "no runs")
+    assert "python -m lottery train" in _messages(at)
+
+
+# ----------------------------------------------------------------------------- downloads and the house rules
+
+
+def test_every_table_and_figure_downloads(monkeypatch, synthetic_runs_dir):
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "groups")
+    for page in PAGES:
+        if page != "overview":
+            at.switch_page(f"views/{page}.py").run()
+        keys = [b.key for b in at.get("download_button")]
+        assert sum(k.endswith(".csv") for k in keys) >= len(at.dataframe), page
+        assert sum(k.endswith(".html") for k in keys) >= len(_charts(at)), page
+    at.switch_page("views/overview.py").run()
+    assert "overview.report" in [b.key for b in at.get("download_button")]
+
+
+def test_runs_dir_argument_and_environment(monkeypatch, tmp_path):
+    from app import data
+
+    assert data.runs_dir_argument(["--runs-dir", "/x/runs"]) == "/x/runs"
+    assert data.runs_dir_argument(["--other"]) is None
+    monkeypatch.setenv("RTL_RUNS_DIR", str(tmp_path))
+    roots = data.run_roots()
+    assert roots[0] == str(data.EMBEDDED_DIR) and str(tmp_path.resolve()) in roots
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "app").rglob("*.py")), ids=lambda p: p.name)
+def test_app_never_imports_lottery_nor_numpy(path):
+    # The app calls analysis and renders: no training code, no array arithmetic of its own.
+    assert not _imports(path) & {"lottery", "numpy", "torch"}
+
+
+def test_only_the_data_module_caches():
+    for path in (REPO / "app").rglob("*.py"):
+        if path.name != "data.py":
+            assert "st.cache_" not in path.read_text(), path

@@ -1,0 +1,158 @@
+"""The dashboard in a real browser: a local streamlit server driven by headless Chromium.
+
+Every page is opened in its own session, must show its title and a plotly
+chart (or, where the run has nothing to show, its explanation), and must not
+raise a JavaScript error. Screenshots go to ``docs/screenshots/`` for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from analysis import find_runs
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "docs" / "screenshots"
+CHART = '.js-plotly-plot, [data-testid="stPlotlyChart"]'
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
+]
+
+
+def _embedded() -> set[str]:
+    return {p.name for p in find_runs(REPO / "artifacts")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(synthetic_runs_dir):
+    """A streamlit server on a free loopback port, started from the repository root."""
+    port = _free_port()
+    env = {**os.environ, "RTL_RUNS_DIR": str(synthetic_runs_dir)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app/streamlit_app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not become healthy within 60 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield b
+        b.close()
+
+
+def _plan() -> list[tuple[str, str, str, str]]:
+    """(url path, page title, run, screenshot name) per page: embedded runs when present."""
+    have = _embedded()
+    main = "fashion-mlp-class" if "fashion-mlp-class" in have else "groups"
+    fair = "adult-mlp-cluster" if "adult-mlp-cluster" in have else "groups"
+    vit = "fashion-vit-cluster" if "fashion-vit-cluster" in have else main
+    return [
+        ("", "Overview", main, "overview"),
+        ("similarity", "Similarity", main, "similarity"),
+        ("collapse", "Collapse", main, "collapse"),
+        ("fairness", "Fairness", fair, "fairness"),
+        ("attention", "Attention", vit, "attention"),
+        ("projection", "Projection", main, "projection"),
+        ("coding", "Coding cost", main, "coding"),
+    ]
+
+
+def _wait_until_idle(page, timeout_s: float) -> None:
+    """Wait until the script has finished (no 'running' status widget for a moment)."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 1.5:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the page kept running")
+
+
+@pytest.mark.parametrize("path,title,run,shot", _plan(), ids=[p[3] for p in _plan()])
+def test_page_in_chromium(server, browser, path, title, run, shot):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{server}/{path}?run={run}", wait_until="domcontentloaded")
+        page.wait_for_selector('[data-testid="stSidebar"]', timeout=60_000)
+        _wait_until_idle(page, 150)
+        assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
+        assert title in page.title(), page.title()
+        heading = page.locator("h1").first.inner_text()
+        assert heading, "no page heading"
+        explained = page.locator('[data-testid="stAlertContentInfo"]').count() > 0
+        if shot == "attention" and run != "fashion-vit-cluster":
+            assert explained, "an MLP run must explain why the attention page is empty"
+        else:
+            page.wait_for_selector(CHART, timeout=30_000)
+            assert page.locator(CHART).count() >= 1
+        page.wait_for_timeout(800)  # let plotly finish its first draw
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+        assert not errors, errors
+    finally:
+        page.close()
