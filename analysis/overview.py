@@ -19,6 +19,10 @@ metric : str
       whose tickets share one network stores); ``params_total``: the
       parameter count the run wrote for the method (``level.json``; for
       independent networks the sum over tickets).
+
+    For other methods (e.g. an implicit neural representation scored by
+    PSNR), the numeric summary metrics the run wrote to ``level.json``, and
+    the parameter counts.
 value : float
 """
 
@@ -41,6 +45,7 @@ __all__ = [
     "closest_level",
     "describe_run",
     "level_table",
+    "method_capabilities",
     "method_table",
     "paper_levels",
     "paper_table",
@@ -279,6 +284,8 @@ def results_table(
         Columns ``method, level, sparsity, metric, value`` (module docstring),
         sorted by method (run order), level, then metric order.
     """
+    caps = method_capabilities(run)
+    classification = set(caps.loc[caps["classification"], "method"])
     rows: list[tuple[str, int, float, str, float]] = []
     for method in methods or run.methods:
         kind = run.manifest["methods"][method].get("ticket_kind", "detector")
@@ -292,11 +299,16 @@ def results_table(
         for level in sorted(set(want)):
             info = run.level_info(method, level)
             sp = float(info["sparsity"])
-            metrics = ticket_metrics(run.predictions(method, level), kind)
-            agg = metrics[metrics["ticket"].isna()]
-            for name, value in zip(agg["metric"], agg["value"], strict=True):
-                if name in _PAPER_ORDER or name.startswith("accuracy_"):
-                    rows.append((method, level, sp, str(name), float(value)))
+            if method in classification:
+                metrics = ticket_metrics(run.predictions(method, level), kind)
+                agg = metrics[metrics["ticket"].isna()]
+                for name, value in zip(agg["metric"], agg["value"], strict=True):
+                    if name in _PAPER_ORDER or name.startswith("accuracy_"):
+                        rows.append((method, level, sp, str(name), float(value)))
+            else:  # e.g. an implicit neural representation: its own summary metrics (PSNR)
+                for name, value in (info.get("metrics") or {}).items():
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        rows.append((method, level, sp, str(name), float(value)))
             for p in _PARAM_METRICS:
                 if info.get(p) is not None:
                     rows.append((method, level, sp, p, float(info[p])))
@@ -317,9 +329,9 @@ def paper_table(results: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         Columns ``method, level, sparsity``, then ``balanced_accuracy,
-        precision, recall, accuracy``, the ``accuracy_<routing>`` columns and
-        ``params_union, params_total`` (those present); a metric a method does
-        not have is NaN.
+        precision, recall, accuracy``, the ``accuracy_<routing>`` columns, any
+        other metric (e.g. ``psnr``), and ``params_union, params_total`` (those
+        present); a metric a method does not have is NaN.
     """
     if results.empty:
         return pd.DataFrame(columns=["method", "level", "sparsity", *_PAPER_ORDER])
@@ -330,7 +342,9 @@ def paper_table(results: pd.DataFrame) -> pd.DataFrame:
     present = list(wide.columns)
     routed = sorted(c for c in present if c.startswith("accuracy_"))
     params = [c for c in _PARAM_METRICS if c in present]
-    order = [c for c in _PAPER_ORDER if c in present] + routed + params
+    known = [c for c in _PAPER_ORDER if c in present] + routed
+    others = [c for c in present if c not in known and c not in params]  # e.g. psnr
+    order = known + others + params
     wide = wide[order].reset_index()
     wide.columns.name = None
     wide["method"] = pd.Categorical(wide["method"], categories=methods, ordered=True)
@@ -427,3 +441,38 @@ def paper_levels(
     for t in targets:
         out.add(int(rows.loc[(rows["sparsity"] - t).abs().idxmin(), "level"]))
     return sorted(out)
+
+
+def method_capabilities(run: Run) -> pd.DataFrame:
+    """What each method's records allow: class metrics, ticket comparisons, shared layers.
+
+    Parameters
+    ----------
+    run : Run
+
+    Returns
+    -------
+    DataFrame
+        One row per method: ``method``, ``ticket_kind`` (str), ``n_tickets``
+        (int), ``classification`` (bool: the predictions hold ``label``,
+        ``pred``, ``subset`` and ``detect_<k>`` columns and the ticket kind is
+        one :func:`analysis.metrics.ticket_metrics` scores), ``layers`` (str:
+        the prunable layer shapes, equal for methods whose masks can be compared
+        or mapped together).
+    """
+    from analysis.metrics import TICKET_KINDS, detector_columns
+
+    rows = []
+    for method in run.methods:
+        entry = run.manifest["methods"][method]
+        kind = str(entry.get("ticket_kind", "detector"))
+        preds = run.predictions(method, run.levels(method)[0])
+        classification = (
+            kind in TICKET_KINDS
+            and {"label", "pred", "subset"} <= set(preds.columns)
+            and bool(detector_columns(preds))
+        )
+        shapes = entry.get("prunable") or run.manifest.get("prunable") or {}
+        layers = ";".join(f"{n}:{'x'.join(map(str, s))}" for n, s in shapes.items())
+        rows.append((method, kind, len(entry.get("tickets", [])), classification, layers))
+    return pd.DataFrame(rows, columns=["method", "ticket_kind", "n_tickets", "classification", "layers"])

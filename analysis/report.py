@@ -35,11 +35,18 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
 h1 { margin-bottom: 0; } h2 { border-bottom: 2px solid #e0e3eb; padding-bottom: .3rem; margin-top: 2.5rem; }
 nav a { margin-right: 1rem; } .caption { color: #5d6475; font-size: .9rem; }
 table.data { border-collapse: collapse; font-size: .85rem; margin: .5rem 0 1.5rem; }
-table.data th, table.data td { border: 1px solid #e0e3eb; padding: .25rem .5rem; text-align: right; }
-table.data th { background: #f4f5f8; } table.data td:first-child { text-align: left; }
+table.data th, table.data td { border: 1px solid #e0e3eb; padding: .25rem .5rem; text-align: left;
+       font-variant-numeric: tabular-nums; }
+table.data th { background: #f4f5f8; }
 .note { background: #eef4fb; border-left: 4px solid #2f6fbf; padding: .6rem 1rem; margin: 1rem 0; }
 details { margin: .5rem 0 1rem; }
 """
+
+
+_NO_LABELS = (
+    "No method of this run records class predictions (e.g. an implicit neural representation scored by "
+    "PSNR): the labelled collapse and fairness views do not apply."
+)
 
 
 class _Page:
@@ -83,7 +90,7 @@ def _float(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _overview(page: _Page, run: Run, level: int, alarm_eval: pd.DataFrame) -> None:
+def _overview(page: _Page, run: Run, level: int, alarm_eval: pd.DataFrame | None) -> None:
     from analysis import overview as ov
     from analysis.figures.overview import results_figure
 
@@ -110,7 +117,10 @@ def _overview(page: _Page, run: Run, level: int, alarm_eval: pd.DataFrame) -> No
             page.figure(results_figure(results, metric, sparsity))
     page.table(ov.paper_table(results), "Results at every level", collapsed=True)
     page.h3("Collapse alarm")
-    page.table(ov.alarm_overview(alarm_eval))
+    if alarm_eval is None:
+        page.note(_NO_LABELS)
+    else:
+        page.table(ov.alarm_overview(alarm_eval))
 
 
 def _similarity(page: _Page, run: Run, level: int) -> None:
@@ -143,18 +153,21 @@ def _similarity(page: _Page, run: Run, level: int) -> None:
     page.table(both, "Mean pair measures per level and layer", collapsed=True)
 
 
-def _collapse(page: _Page, run: Run, curves: pd.DataFrame, evaluation: pd.DataFrame) -> None:
+def _collapse(page: _Page, run: Run, curves: pd.DataFrame | None, evaluation: pd.DataFrame | None) -> None:
     from analysis.collapse import CollapseAlarm
     from analysis.figures.collapse import alarm_lead_figure
     from analysis.figures.ticket_collapse import ticket_collapse_figure
 
     page.h2("Collapse")
+    if curves is None or evaluation is None:
+        page.note(_NO_LABELS)
+        return
     page.text(
         "Mean labelled metric (left axis) and mean mask signal (right axis) against sparsity; the dashed red "
         "line marks where the label-free alarm fired, the dotted black line where mean balanced accuracy "
         "fell 0.05 below its dense value."
     )
-    for method in run.methods:
+    for method in dict.fromkeys(curves["method"]):
         c = curves[curves["method"] == method].drop(columns="method")
         alarm = CollapseAlarm().fit(c)
         ev = evaluation[(evaluation["method"] == method) & evaluation["ticket"].isna()]
@@ -178,7 +191,7 @@ def _collapse(page: _Page, run: Run, curves: pd.DataFrame, evaluation: pd.DataFr
     page.table(evaluation, "Alarm against each ticket's labelled drop", collapsed=True)
 
 
-def _fairness(page: _Page, run: Run, level: int) -> None:
+def _fairness(page: _Page, run: Run, level: int, labelled: list[str]) -> None:
     from analysis.fairness import group_metrics, run_fairness_gaps
     from analysis.figures.fairness import fairness_gap_figure, group_metric_figure
 
@@ -187,12 +200,15 @@ def _fairness(page: _Page, run: Run, level: int) -> None:
     if not groups:
         page.note("The run records no group column (class, cluster, sex, race, ...): nothing to audit.")
         return
+    if not labelled:
+        page.note(_NO_LABELS)
+        return
     for group_by in groups:
         page.h3(f"Groups: {group_by}")
-        gaps = run_fairness_gaps(run, group_by)
+        gaps = run_fairness_gaps(run, group_by, labelled)
         page.figure(fairness_gap_figure(gaps, "accuracy", "difference"), "Accuracy gap (best - worst group).")
         page.figure(fairness_gap_figure(gaps, "accuracy", "drop_max"), "Largest drop of a group from dense.")
-        for method in run.methods:
+        for method in labelled:
             lv = min(run.levels(method), key=lambda x: (abs(x - level), x))
             table = group_metrics(run.predictions(method, lv), group_by, n_boot=200)
             page.figure(
@@ -205,14 +221,20 @@ def _fairness(page: _Page, run: Run, level: int) -> None:
 
 def _projection(page: _Page, run: Run, level: int) -> None:
     from analysis.figures.projection import alignment_vs_sparsity, ticket_map_scatter
+    from analysis.overview import method_capabilities
     from analysis.projection import alignment_table, ticket_map_table
 
     page.h2("Projection")
-    if sum(len(run.ticket_names(m)) for m in run.methods) >= 2:
-        table = ticket_map_table(run, run.methods, [level], joint=True)
+    caps = method_capabilities(run).set_index("method")
+    lead = caps["n_tickets"].idxmax()
+    same = [m for m in run.methods if caps.loc[m, "layers"] == caps.loc[lead, "layers"]]
+    if sum(len(run.ticket_names(m)) for m in same) >= 2:
+        table = ticket_map_table(run, same, [level], joint=True)
         page.figure(
             ticket_map_scatter(table, color="ticket", symbol="method"), "Tickets by Jaccard distance."
         )
+    if len(same) < len(run.methods):
+        page.note(f"Not mapped (other layer shapes): {', '.join(m for m in run.methods if m not in same)}.")
     for method in [m for m in run.methods if len(run.ticket_names(m)) > 1]:
         try:
             align = alignment_table(run, method)
@@ -292,9 +314,11 @@ def build_report(run: Run, *, level: int | None = None, progress: Callable[[str]
     elif level not in set(levels["level"]):
         raise ValueError(f"no level {level} in {run.path} (levels {sorted(set(levels['level']))})")
     page = _Page()
+    caps = ov.method_capabilities(run)
+    labelled = list(caps.loc[caps["classification"], "method"])
     say("collapse signals")
-    curves = collapse_curves(run)
-    evaluation = collapse_evaluation(curves)
+    curves = collapse_curves(run, labelled) if labelled else None
+    evaluation = collapse_evaluation(curves) if labelled else None
     say("overview")
     _overview(page, run, level, evaluation)
     say("similarity")
@@ -302,7 +326,7 @@ def build_report(run: Run, *, level: int | None = None, progress: Callable[[str]
     say("collapse")
     _collapse(page, run, curves, evaluation)
     say("fairness")
-    _fairness(page, run, level)
+    _fairness(page, run, level, labelled)
     say("projection")
     _projection(page, run, level)
     say("coding cost")

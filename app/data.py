@@ -96,6 +96,18 @@ def run_facts(path: str, mtime: float) -> dict[str, pd.DataFrame]:
     }
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def capabilities(path: str, mtime: float) -> pd.DataFrame:
+    """:func:`analysis.overview.method_capabilities`: class metrics or not, tickets, layer shapes."""
+    return _overview.method_capabilities(get_run(path, mtime))
+
+
+def classification_methods(path: str, mtime: float) -> list[str]:
+    """Methods whose predictions carry class labels (the labelled collapse and fairness views)."""
+    caps = capabilities(path, mtime)
+    return list(caps.loc[caps["classification"], "method"])
+
+
 @st.cache_data(show_spinner="Scoring the tickets at every level…", max_entries=16)
 def results(path: str, mtime: float) -> pd.DataFrame:
     """:func:`analysis.overview.results_table` of every method at every level."""
@@ -121,14 +133,20 @@ def paper_levels(path: str, mtime: float, methods: tuple[str, ...]) -> list[int]
 
 @st.cache_data(show_spinner="Computing collapse signals for every level…", max_entries=16)
 def collapse_curves(path: str, mtime: float) -> pd.DataFrame:
-    """:func:`analysis.collapse.collapse_curves` of every method of the run."""
-    return _collapse.collapse_curves(get_run(path, mtime))
+    """:func:`analysis.collapse.collapse_curves` of every classification method of the run."""
+    methods = classification_methods(path, mtime)
+    if not methods:
+        return pd.DataFrame(columns=["method", *_collapse.CURVE_COLUMNS])
+    return _collapse.collapse_curves(get_run(path, mtime), methods)
 
 
 @st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)
 def collapse_evaluation(path: str, mtime: float, metric: str, margin: float) -> pd.DataFrame:
     """The alarm fitted per method and scored against each ticket's labelled drop."""
-    return _collapse.collapse_evaluation(collapse_curves(path, mtime), metric=metric, margin=margin)
+    curves = collapse_curves(path, mtime)
+    if curves.empty:
+        return pd.DataFrame(columns=["method", "ticket", "outcome", "alarm_level", "collapse_level"])
+    return _collapse.collapse_evaluation(curves, metric=metric, margin=margin)
 
 
 @st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)
@@ -256,24 +274,34 @@ def group_table(
     return group_metrics(preds, list(group_by), pred_col=pred_col, min_count=min_count, n_boot=1000)
 
 
-@st.cache_data(show_spinner="Computing group gaps at every level…", max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=64)
+def _method_gaps(
+    path: str, mtime: float, method: str, group_by: tuple[str, ...], min_count: int
+) -> pd.DataFrame:
+    from analysis.fairness import run_fairness_gaps
+
+    return run_fairness_gaps(get_run(path, mtime), list(group_by), [method], min_count=min_count)
+
+
 def fairness_gaps(
     path: str, mtime: float, methods: tuple[str, ...], group_by: tuple[str, ...], min_count: int
 ) -> pd.DataFrame:
-    """:func:`analysis.fairness.run_fairness_gaps` of the chosen methods."""
-    from analysis.fairness import run_fairness_gaps
+    """:func:`analysis.fairness.run_fairness_gaps` of the chosen methods (cached per method)."""
+    frames = []
+    for i, method in enumerate(methods):
+        with st.spinner(f"Group gaps of `{method}` at every level ({i + 1}/{len(methods)})…"):
+            frames.append(_method_gaps(path, mtime, method, group_by, min_count))
+    return pd.concat(frames, ignore_index=True)
 
-    return run_fairness_gaps(get_run(path, mtime), list(group_by), list(methods), min_count=min_count)
 
-
-@st.cache_data(show_spinner="Computing group drops at every level…", max_entries=32)
+@st.cache_data(show_spinner="Computing each group's drop at every level…", max_entries=32)
 def group_drops(
-    path: str, mtime: float, methods: tuple[str, ...], group_by: tuple[str, ...], min_count: int
+    path: str, mtime: float, method: str, group_by: tuple[str, ...], min_count: int
 ) -> pd.DataFrame:
-    """:func:`analysis.fairness.run_group_drops` of the chosen methods."""
+    """:func:`analysis.fairness.run_group_drops` of one method."""
     from analysis.fairness import run_group_drops
 
-    return run_group_drops(get_run(path, mtime), list(group_by), list(methods), min_count=min_count)
+    return run_group_drops(get_run(path, mtime), list(group_by), [method], min_count=min_count)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -324,16 +352,26 @@ def wait_for_warm_up() -> None:
             thread.join()
 
 
-
 @st.cache_data(show_spinner="Laying out the tickets (UMAP)…", max_entries=32)
-def ticket_map(
-    path: str, mtime: float, methods: tuple[str, ...], levels: tuple[int, ...] | None
-) -> pd.DataFrame:
-    """:func:`analysis.projection.ticket_map_table`: one joint map of the chosen tickets."""
+def ticket_map(path: str, mtime: float, methods: tuple[str, ...], levels: tuple[int, ...] | None) -> dict:
+    """:func:`analysis.projection.ticket_map_table`: one joint map of the chosen tickets.
+
+    Only methods whose prunable layers have the same shapes can share a map: the
+    method with the most tickets sets the layer shapes, the others are left out.
+
+    Returns
+    -------
+    dict
+        ``table`` (the map) and ``left_out`` (list of methods with other layers).
+    """
     from analysis.projection import ticket_map_table
 
+    caps = capabilities(path, mtime).set_index("method").loc[list(methods)]
+    lead = caps["n_tickets"].idxmax()
+    same = [m for m in methods if caps.loc[m, "layers"] == caps.loc[lead, "layers"]]
     run = get_run(path, mtime)
-    return ticket_map_table(run, list(methods), None if levels is None else list(levels), joint=True)
+    table = ticket_map_table(run, same, None if levels is None else list(levels), joint=True)
+    return {"table": table, "left_out": [m for m in methods if m not in same]}
 
 
 @st.cache_data(show_spinner="Testing semantic alignment (Mantel permutations)…", max_entries=32)

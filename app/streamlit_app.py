@@ -29,6 +29,7 @@ PAGES = [
     st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("views/projection.py", title="Projection", icon=":material/scatter_plot:"),
     st.Page("views/coding.py", title="Coding cost", icon=":material/data_object:"),
+    st.Page("views/reconstruction.py", title="Reconstruction", icon=":material/image:"),
 ]
 
 page = st.navigation(PAGES)

@@ -93,7 +93,10 @@ def main() -> int:
         t1 = time.perf_counter()
         joint_retrain(ctx, masks, 1, rewind)
         t_rtl = time.perf_counter() - t0
-        print(f"RTL level: {t_rtl:7.2f} s (extraction + pruning {t1 - t0:.2f} s, joint retraining {t_rtl - (t1 - t0):.2f} s)")
+        print(
+            f"RTL level: {t_rtl:7.2f} s (extraction + pruning {t1 - t0:.2f} s, "
+            f"joint retraining {t_rtl - (t1 - t0):.2f} s)"
+        )
 
         epochs = -(-budget["presentations"] // n)  # ceil
         cfg = dataclasses.replace(desc.train, epochs=epochs)
@@ -104,7 +107,10 @@ def main() -> int:
         train_masked(model, mask, ctx.x_train, ctx.y_train, cfg, seeded_generator(0, "bench", 1))
         t_imp_raw = time.perf_counter() - t0
         t_imp = t_imp_raw * budget["presentations"] / (epochs * n)
-        print(f"IMP level: {t_imp:7.2f} s for the same {budget['presentations']} presentations ({t_imp_raw:.2f} s for {epochs} epochs)")
+        print(
+            f"IMP level: {t_imp:7.2f} s for the same {budget['presentations']} presentations "
+            f"({t_imp_raw:.2f} s for {epochs} epochs)"
+        )
     print(f"ratio RTL / IMP = {t_rtl / t_imp:.2f} (target <= 2.0)")
     return 0
 

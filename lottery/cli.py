@@ -1,4 +1,4 @@
-"""Command line: ``python -m lottery {train,presets,slim,inr}``."""
+"""Command line: ``python -m lottery {train,presets,slim,embed,table,inr}``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run", type=Path)
     s.add_argument("--keep", default="", help="comma-separated method:level pairs whose weights stay")
 
+    e = sub.add_parser("embed", help="train or resume embedded default runs in artifacts/, then shrink")
+    e.add_argument("names", nargs="+", help="embedded run names (see lottery/embedded.py)")
+    e.add_argument("--root", type=Path, default=Path("artifacts"), help="folder of the embedded runs")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    tb = sub.add_parser("table", help="print the paper's Table 1 for a run (markdown)")
+    tb.add_argument("run", type=Path)
+    tb.add_argument(
+        "--sparsity", type=float, nargs="+", default=[25, 50, 75, 90], help="target sparsities (%%)"
+    )
+
     from lottery.inr.cli import add_inr_command
 
     add_inr_command(sub)
@@ -50,6 +61,21 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "train":
             return _train(args)
+        if args.command == "embed":
+            from lottery.embedded import make_embedded
+
+            for name in args.names:
+                r = make_embedded(name, args.root, show_progress=not args.quiet)
+                print(
+                    f"{name}: {r['seconds']:.0f} s wall, {r['bytes'] / 1e6:.1f} MB in {r['path']} "
+                    f"({r['removed']} weight files removed, {r['halved']} halved)"
+                )
+            return 0
+        if args.command == "table":
+            from lottery.table import paper_table
+
+            print(paper_table(args.run, args.sparsity))
+            return 0
         if args.command == "inr":
             return args.func(args)
         if args.command == "slim":

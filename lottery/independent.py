@@ -27,6 +27,7 @@ from artifacts import run_format as rf
 from lottery.masks import Masks
 from lottery.pipeline import Context, register_method
 from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
+from lottery.sampling import presentations_per_step
 from lottery.tickets import (
     centroid_routes,
     check_tickets,
@@ -39,7 +40,6 @@ from lottery.tickets import (
     ticket_predictions,
     ticket_rewind,
 )
-from lottery.sampling import presentations_per_step
 
 METHOD = "independent"
 
@@ -77,7 +77,9 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
     centroid = centroid_routes(ctx)
     per_step = presentations_per_step(desc.rtl.ticket_kind, desc.train.batch_size)
     done = set(rf.completed_levels(ctx.run_dir, METHOD))
-    levels = tqdm(range(desc.prune.levels + 1), desc="independent levels", disable=not show_progress, leave=False)
+    levels = tqdm(
+        range(desc.prune.levels + 1), desc="independent levels", disable=not show_progress, leave=False
+    )
     prev: tuple[Masks, dict[str, torch.Tensor] | None] | None = None
     for level in levels:
         if level in done:
@@ -103,7 +105,7 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
         weights, steps = extract_tickets(ctx, masks, level, rewind, progress=bar.update)
         seconds = time.perf_counter() - t0
         bar.close()
-        logits = ticket_logits(ctx, lambda k: {n: w[k] for n, w in weights.items()}, masks, ctx.x_test)
+        logits = ticket_logits(ctx, lambda k, ws=weights: {n: w[k] for n, w in ws.items()}, masks, ctx.x_test)
         frame = ticket_predictions(ctx, logits, centroid)
         metrics = summary_metrics(frame, ctx.k)
         info = {

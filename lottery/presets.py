@@ -30,11 +30,11 @@ PRESETS: dict[str, tuple[str, RunDescription]] = {
         "Fashion-MNIST, LeNet-300-100, 10 class detector tickets; rtl, independent, imp (matched budget); "
         "14 levels of 20 % (95.6 % sparse)",
         RunDescription(
-            data=DataConfig(name="fashion_mnist", partition="class", eval_limit=5000),
+            data=DataConfig(name="fashion_mnist", partition="class", eval_limit=4000),
             model=ModelSpec(name="mlp", hidden=(300, 100)),
-            train=TrainConfig(epochs=2, batch_size=128, lr=1e-3),
+            train=TrainConfig(epochs=1, batch_size=128, lr=1e-3),
             prune=PruneConfig(fraction=0.2, levels=14),
-            rtl=RTLConfig(ticket_kind="detector", retrain_epochs=2, match_imp_budget=True),
+            rtl=RTLConfig(ticket_kind="detector", retrain_epochs=1, match_imp_budget=True),
             methods=("independent", "rtl", "imp"),
         ),
     ),
@@ -43,7 +43,7 @@ PRESETS: dict[str, tuple[str, RunDescription]] = {
         "(matched budget), every level's weights and a 64-image probe batch; 11 levels of 20 % (91.4 %)",
         RunDescription(
             data=DataConfig(
-                name="fashion_mnist", partition="map", partition_map="fashion4", limit=24000, eval_limit=5000
+                name="fashion_mnist", partition="map", partition_map="fashion4", limit=24000, eval_limit=4000
             ),
             model=ModelSpec(name="vit", dim=48, depth=3, heads=4, patch=7, mlp_ratio=2),
             train=TrainConfig(epochs=1, batch_size=128, lr=2e-3),

@@ -78,7 +78,9 @@ def routing_definitions(kind: str) -> dict[str, str]:
         return {
             "oracle": "ticket of the true subset; pred = its class if that detector fires, else -1 (abstain)",
             "max_score": "argmax of the detector logits (label-free one-vs-rest rule)",
-            "centroid": "ticket of the nearest subset centroid in input space; pred = its class if it fires, else -1",
+            "centroid": (
+                "ticket of the nearest subset centroid in input space; pred = its class if it fires, else -1"
+            ),
         }
     return {
         "oracle": "ticket of the true subset; pred = that expert's class prediction",

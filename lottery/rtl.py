@@ -89,7 +89,8 @@ def manifest_entry(ctx: Context) -> dict:
         "weights_layout": "shared",
         "description": (
             f"RTL: one {kind} ticket per subset, IMP-pruned on its subset from a shared theta_0, "
-            "then retrained jointly on one shared network (steps interleaved, each moving only its ticket's weights)"
+            "then retrained jointly on one shared network "
+            "(steps interleaved, each moving only its ticket's weights)"
         ),
         "routing_definitions": routing_definitions(kind),
     }
@@ -117,7 +118,7 @@ def run_rtl(ctx: Context, show_progress: bool = True) -> None:
         theta, steps = joint_retrain(ctx, masks, level, rewind, METHOD, progress=bar.update)
         t2 = time.perf_counter()
         bar.close()
-        logits = ticket_logits(ctx, lambda k: theta, masks, ctx.x_test)
+        logits = ticket_logits(ctx, lambda k, shared=theta: shared, masks, ctx.x_test)
         frame = ticket_predictions(ctx, logits, centroid)
         union = {n: m.any(0) for n, m in masks.items()}
         weights = state_numpy_dict({n: theta[n] * union[n] if n in union else theta[n] for n in theta})
@@ -157,4 +158,3 @@ register_method(METHOD, manifest_entry, run_rtl)
 # the independent baseline registers itself on import; importing it here makes
 # it available wherever the pipeline imports lottery.rtl
 import lottery.independent  # noqa: E402, F401
-

@@ -54,14 +54,18 @@ class TicketOptimizer:
             if name not in params:
                 raise ValueError(f"mask for unknown parameter {name!r}")
             if tuple(m.shape) != (k, *params[name].shape):
-                raise ValueError(f"mask {name!r} has shape {tuple(m.shape)}, expected {(k, *params[name].shape)}")
+                raise ValueError(
+                    f"mask {name!r} has shape {tuple(m.shape)}, expected {(k, *params[name].shape)}"
+                )
         self.params = dict(params)
         self.cfg = cfg
         self.k = k
         # float masks: a multiply is cheaper than a where and exact for 0/1
         self.masks = {n: m.to(self.params[n].dtype) for n, m in masks.items()}
         self.steps = [0] * k
-        zeros = {n: torch.zeros((k, *p.shape), dtype=p.dtype, device=p.device) for n, p in self.params.items()}
+        zeros = {
+            n: torch.zeros((k, *p.shape), dtype=p.dtype, device=p.device) for n, p in self.params.items()
+        }
         if cfg.optimizer == "adam":
             self.exp_avg = zeros
             self.exp_avg_sq = {n: z.clone() for n, z in zeros.items()}

@@ -73,7 +73,9 @@ def check_tickets(ctx: Context) -> None:
                 "or rtl.ticket_kind='expert' for clusters"
             )
         if HEAD not in ctx.shapes or ctx.shapes[HEAD][0] < ctx.k:
-            raise ValueError(f"a detector ticket reads output unit k of {HEAD!r}; the model has too few outputs")
+            raise ValueError(
+                f"a detector ticket reads output unit k of {HEAD!r}; the model has too few outputs"
+            )
     counts = torch.bincount(ctx.subset_train.cpu(), minlength=ctx.k)
     if (counts == 0).any():
         raise ValueError(f"subsets {torch.nonzero(counts == 0).flatten().tolist()} have no training sample")
@@ -114,8 +116,11 @@ def rtl_budget(desc: RunDescription, sizes: list[int]) -> dict[str, int]:
 
 
 def matched_imp_epochs(desc: RunDescription, sizes: list[int]) -> int:
-    """Epochs of ``imp`` per level that give it at least as many sample presentations as RTL."""
-    return max(1, math.ceil(rtl_budget(desc, sizes)["presentations"] / sum(sizes)))
+    """Epochs of ``imp`` per level closest to RTL's sample presentations per level (at least 1).
+
+    ``round(P / N)`` (halves round up) for RTL's budget P and N training samples.
+    """
+    return max(1, math.floor(rtl_budget(desc, sizes)["presentations"] / sum(sizes) + 0.5))
 
 
 # ----------------------------------------------------------------------------- masks
@@ -167,15 +172,20 @@ def prune_tickets(
         if scope == "layer":
             new = {}
             for n in masks:
-                rel = density * int(initial[n][k].sum()) / initial[n][k].numel()
+                n0, size = int(initial[n][k].sum()), initial[n][k].numel()
+                # exactly imp's density for a full layer (no rounding detour)
+                rel = density if n0 == size else density * n0 / size
                 new.update(magnitude_prune({n: w[n]}, {n: m[n]}, rel, "layer"))
         else:
             n0 = sum(int(initial[n][k].sum()) for n in masks)
             total = sum(initial[n][k].numel() for n in masks)
-            new = magnitude_prune(w, m, density * n0 / total, scope)
+            new = magnitude_prune(w, m, density if n0 == total else density * n0 / total, scope)
         out.append(new)
     device = next(iter(masks.values())).device
-    return Masks({n: t.to(device) for n, t in Masks.stack(out).items()}, {n: tuple(s.shape[1:]) for n, s in masks.items()})
+    return Masks(
+        {n: t.to(device) for n, t in Masks.stack(out).items()},
+        {n: tuple(s.shape[1:]) for n, s in masks.items()},
+    )
 
 
 def stored_masks(ctx: Context, level: int) -> tuple[Masks, str] | None:
@@ -212,7 +222,9 @@ def level_masks(
     if prev is None:
         before = stored_masks(ctx, level - 1)
         if before is None:
-            raise ValueError(f"level {level} needs the masks of level {level - 1}, which no ticket method wrote")
+            raise ValueError(
+                f"level {level} needs the masks of level {level - 1}, which no ticket method wrote"
+            )
         prev = before[0]
     if prev_weights is None:
         prev_weights, _ = extract_tickets(ctx, prev, level - 1, rewind, progress)
@@ -238,7 +250,10 @@ def ticket_counts(masks: Masks, independent: bool) -> dict:
 
 
 def masked_forward(
-    model: nn.Module, params: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor] | None, x: torch.Tensor
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    mask: Mapping[str, torch.Tensor] | None,
+    x: torch.Tensor,
 ) -> torch.Tensor:
     """Logits (B, n_out) of ``model`` run with ``params``, the masked ones multiplied by ``mask``.
 
@@ -284,8 +299,12 @@ def ticket_step(
     return float(loss.detach())
 
 
-def _leaf_copy(state: Mapping[str, np.ndarray | torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {n: torch.as_tensor(np.asarray(v)).to(device).clone().requires_grad_(True) for n, v in state.items()}
+def _leaf_copy(
+    state: Mapping[str, np.ndarray | torch.Tensor], device: torch.device
+) -> dict[str, torch.Tensor]:
+    return {
+        n: torch.as_tensor(np.asarray(v)).to(device).clone().requires_grad_(True) for n, v in state.items()
+    }
 
 
 def ticket_rewind(ctx: Context, method: str) -> dict[str, np.ndarray]:
@@ -377,7 +396,14 @@ def joint_retrain(
     fmasks = {n: m.to(theta[n].dtype) for n, m in masks.items()}
     opt = TicketOptimizer(theta, fmasks, desc.train, k_all)
     samplers = [
-        TicketBatches(ctx.subset_train, ctx.y_train, k, kind, desc.train.batch_size, seeded_generator(desc.seed, method, level, k))
+        TicketBatches(
+            ctx.subset_train,
+            ctx.y_train,
+            k,
+            kind,
+            desc.train.batch_size,
+            seeded_generator(desc.seed, method, level, k),
+        )
         for k in range(k_all)
     ]
     rounds = rtl_budget(desc, subset_sizes(ctx))["retrain_steps_per_ticket"]
@@ -410,7 +436,14 @@ def ticket_logits(
     for k in range(masks.k):
         params = params_of(k)
         fmask = {n: m.to(params[n].dtype) for n, m in masks.ticket(k).items()}
-        out.append(torch.cat([masked_forward(model, params, fmask, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]))
+        out.append(
+            torch.cat(
+                [
+                    masked_forward(model, params, fmask, x[i : i + batch_size])
+                    for i in range(0, len(x), batch_size)
+                ]
+            )
+        )
     return torch.stack(out)
 
 
@@ -463,7 +496,7 @@ def summary_metrics(frame: pd.DataFrame, k: int) -> dict[str, float]:
         if (~pos).any():
             specs.append(float((~det[~pos]).mean()))
     out["recall_mean"] = float(np.mean(recalls)) if recalls else float("nan")
-    out["balanced_accuracy_mean"] = float((np.mean(recalls) + np.mean(specs)) / 2) if recalls and specs else float("nan")
+    out["balanced_accuracy_mean"] = (
+        float((np.mean(recalls) + np.mean(specs)) / 2) if recalls and specs else float("nan")
+    )
     return out
-
-

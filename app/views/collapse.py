@@ -16,8 +16,16 @@ if sel is None:
     st.stop()
 st.title("Subnetwork collapse")
 
+methods = [m for m in sel.methods if m in data.classification_methods(sel.path, sel.mtime)]
+if not methods:
+    st.info(
+        "Collapse signals pair each ticket's class metrics with its masks, and the chosen methods "
+        f"({', '.join(sel.methods)}) record no class predictions (e.g. an implicit neural representation "
+        "scored by PSNR). Mask similarity against sparsity is on the Similarity page."
+    )
+    st.stop()
 top = st.columns([2, 2, 3])
-method = ui.select(top[0].selectbox, "Method", f"{P}.method", list(sel.methods))
+method = ui.select(top[0].selectbox, "Method", f"{P}.method", methods)
 label_free = ui.toggle(
     "Hide labelled quantities",
     f"{P}.label_free",

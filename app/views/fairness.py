@@ -42,6 +42,12 @@ if not group_by:
     st.stop()
 group_by = tuple(g for g in groups if g in group_by)
 method = ui.select(c2.selectbox, "Method", f"{P}.method", list(sel.methods))
+if method not in data.classification_methods(sel.path, sel.mtime):
+    st.info(
+        f"`{method}` records no class predictions (label and pred columns) to score per group "
+        "(e.g. an implicit neural representation scored by PSNR)."
+    )
+    st.stop()
 ui.remembered(f"{P}.min_count", 30)
 min_count = c3.number_input(
     "Small group below",
@@ -94,22 +100,24 @@ st.subheader("Against sparsity")
 statistic = ui.select(
     st.selectbox, "Statistic", f"{P}.statistic", list(STATISTICS), format_func=STATISTICS.get
 )
-gaps = data.fairness_gaps(sel.path, sel.mtime, sel.methods, group_by, int(min_count))
-left, right = st.columns(2)
-with left:
-    ui.figure(
-        fairness_gap_figure(gaps, metric, statistic),
-        f"{sel.run.name}-{metric}-{statistic}-vs-sparsity",
-        key=f"{P}.gap",
-    )
-with right:
-    drops = data.group_drops(sel.path, sel.mtime, sel.methods, group_by, int(min_count))
+scored = tuple(m for m in sel.methods if m in data.classification_methods(sel.path, sel.mtime))
+gaps = data.fairness_gaps(sel.path, sel.mtime, scored, group_by, int(min_count))
+ui.figure(
+    fairness_gap_figure(gaps, metric, statistic),
+    f"{sel.run.name}-{metric}-{statistic}-vs-sparsity",
+    key=f"{P}.gap",
+)
+st.caption(
+    "One line per method; only groups with at least the small-group size enter the statistic. "
+    "Hover a point for the group behind it."
+)
+ui.table(gaps, f"{sel.run.name}-fairness-gaps", key=f"{P}.gaps_table", height=240)
+if ui.toggle(f"Each group's drop from the dense model ({method})", f"{P}.show_drops"):
+    drops = data.group_drops(sel.path, sel.mtime, method, group_by, int(min_count))
     ui.figure(
         group_drop_figure(drops, metric, method),
         f"{sel.run.name}-{method}-{metric}-group-drops",
         key=f"{P}.drops",
     )
-    st.caption(f"{method}: each group's drop from the dense model (dashed: small group).")
-with st.expander("Tables"):
-    ui.table(gaps, f"{sel.run.name}-fairness-gaps", key=f"{P}.gaps_table")
-    ui.table(drops, f"{sel.run.name}-group-drops", key=f"{P}.drops_table")
+    st.caption("Positive = worse than dense; dashed lines: small groups.")
+    ui.table(drops, f"{sel.run.name}-{method}-group-drops", key=f"{P}.drops_table", height=240)

@@ -79,7 +79,7 @@ metric = ui.select(
     "Metric against sparsity",
     f"{P}.metric",
     metrics,
-    default="balanced_accuracy" if "balanced_accuracy" in metrics else None,
+    default="balanced_accuracy" if "balanced_accuracy" in metrics else metrics[0] if metrics else None,
     format_func=metric_label,
 )
 ui.figure(results_figure(res, metric, sel.sparsity), f"{run.name}-{metric}", key=f"{P}.fig")
@@ -88,6 +88,12 @@ ui.figure(results_figure(res, metric, sel.sparsity), f"{run.name}-{metric}", key
 st.subheader("Collapse alarm")
 alarm = data.alarm_overview(sel.path, sel.mtime, "balanced_accuracy", 0.05)
 alarm = alarm[alarm["method"].isin(sel.methods)]
+if alarm.empty:
+    st.info(
+        "The collapse alarm is scored against class predictions; the chosen methods record none "
+        "(e.g. an implicit neural representation scored by PSNR). Their mask similarity is on the "
+        "Similarity page."
+    )
 for row in alarm.itertuples(index=False):
     if row.fired:
         text = (

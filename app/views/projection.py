@@ -32,7 +32,13 @@ if scope == "chosen" and n_points < 2:
     st.stop()
 levels = None if scope == "all" else (sel.level,)
 data.wait_for_warm_up()
-table = data.ticket_map(sel.path, sel.mtime, sel.methods, levels)
+mapped = data.ticket_map(sel.path, sel.mtime, sel.methods, levels)
+if mapped["left_out"]:
+    st.caption(
+        f"Not on this map: {', '.join(mapped['left_out'])} (other layer shapes, so Jaccard distances "
+        "to these tickets are undefined)."
+    )
+table = mapped["table"]
 table = table[table["ticket"].isin([*sel.tickets, "all"])]
 fig = ticket_map_scatter(
     table,

@@ -29,7 +29,9 @@ def add_inr_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=d.rounds, help="steps per ticket of each training phase")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="pixels per step")
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--frequencies", type=int, default=d.n_frequencies, help="Fourier frequencies F (2F inputs)")
+    p.add_argument(
+        "--frequencies", type=int, default=d.n_frequencies, help="Fourier frequencies F (2F inputs)"
+    )
     p.add_argument("--sigma", type=float, default=d.sigma, help="std of the Gaussian Fourier frequencies")
     p.add_argument("--methods", default=",".join(d.methods), help=f"comma-separated subset of {METHODS}")
     p.add_argument("--seed", type=int, default=d.seed)

@@ -64,6 +64,7 @@ from lottery.prune import level_density, magnitude_prune
 from lottery.train import seeded_generator, state_numpy
 
 EXTRA_NAME = "images"
+THETA0 = "theta0.safetensors"
 TASK = "inr"
 
 
@@ -138,14 +139,10 @@ class INRContext:
             embed_dim=d.embed_dim if conditioned else 0,
         )
 
-    def theta0(self, conditioned: bool) -> dict[str, np.ndarray]:
-        """theta_0: drawn once from the seed; the conditioned one extends it."""
+    def theta0(self) -> dict[str, np.ndarray]:
+        """theta_0 of the unconditioned INR, drawn from the seed (PyTorch's default Linear init)."""
         torch.manual_seed(self.desc.seed)
-        state = state_numpy(self.model(conditioned=False))
-        if conditioned:
-            seed = int(seeded_generator(self.desc.seed, "imp", "embedding").initial_seed())
-            state = conditioned_theta0(state, self.desc.regions, self.desc.embed_dim, seed)
-        return state
+        return state_numpy(self.model(conditioned=False))
 
     def shapes(self, conditioned: bool) -> dict[str, tuple[int, ...]]:
         """Prunable shapes: the weights of the Linear layers."""
@@ -293,18 +290,31 @@ def _extract(
     ]
 
 
-def _init(ctx: INRContext, method: str, conditioned: bool) -> dict[str, np.ndarray]:
+def _init(ctx: INRContext, method: str, conditioned: bool, keep: bool) -> dict[str, np.ndarray]:
+    """theta_0 of a method: the run's ``theta0.safetensors``, extended for the conditioned model.
+
+    The shared theta_0 is written once at the top of the run; ``<method>/init.safetensors``
+    (what :meth:`Run.init_weights` reads) only when weights are kept, so that an
+    embedded run does not store four copies of it.
+    """
+    root = ctx.run_dir / THETA0
+    if not root.is_file():
+        rf.save_tensors(root, ctx.theta0())
+    state = rf.load_tensors(root)
+    if conditioned:
+        seed = int(seeded_generator(ctx.desc.seed, "imp", "embedding").initial_seed())
+        state = conditioned_theta0(state, ctx.desc.regions, ctx.desc.embed_dim, seed)
     path = rf.method_dir(ctx.run_dir, method) / rf.INIT
-    if not path.is_file():
+    if keep and not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        rf.save_tensors(path, ctx.theta0(conditioned))
-    return rf.load_tensors(path)
+        rf.save_tensors(path, state)
+    return state
 
 
 def run_rtl(ctx: INRContext, task: ImageTask, keep_weights: bool = True, show_progress: bool = True) -> None:
     """Run or resume the rtl levels of one image (module docstring)."""
     d, name = ctx.desc, method_name("rtl", task.name)
-    init = _init(ctx, name, conditioned=False)
+    init = _init(ctx, name, conditioned=False, keep=keep_weights)
     shapes = ctx.shapes(conditioned=False)
     model = ctx.model(conditioned=False)
     done = set(rf.completed_levels(ctx.run_dir, name))
@@ -339,7 +349,7 @@ def run_rtl(ctx: INRContext, task: ImageTask, keep_weights: bool = True, show_pr
 def run_imp(ctx: INRContext, task: ImageTask, keep_weights: bool = True, show_progress: bool = True) -> None:
     """Run or resume the imp levels of one image (module docstring)."""
     d, name = ctx.desc, method_name("imp", task.name)
-    init = _init(ctx, name, conditioned=True)
+    init = _init(ctx, name, conditioned=True, keep=keep_weights)
     shapes = ctx.shapes(conditioned=True)
     model = ctx.model(conditioned=True)
     everything = torch.arange(len(task.pixels))
@@ -486,7 +496,9 @@ def train_inr_run(
     if path.is_file():
         old = rf.read_json(path)
         if old.get("run_hash") != desc.hash() or old.get("task") != TASK:
-            raise ValueError(f"{run_dir} holds a different run (hash {old.get('run_hash')}); choose another --out")
+            raise ValueError(
+                f"{run_dir} holds a different run (hash {old.get('run_hash')}); choose another --out"
+            )
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(f"{run_dir} is not empty and holds no run; choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)

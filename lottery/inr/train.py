@@ -119,7 +119,8 @@ def fit(
     losses = []
     for k in schedule:
         idx = next(streams[k])
-        out = functional_call(model, masked_weights(params, fmasks[k]), (pixels.features[idx], pixels.region[idx]))
+        weights = masked_weights(params, fmasks[k])
+        out = functional_call(model, weights, (pixels.features[idx], pixels.region[idx]))
         loss = nn.functional.mse_loss(out, pixels.target[idx])
         grads = torch.autograd.grad(loss, [params[n] for n in names])
         opt.step(k, dict(zip(names, grads, strict=True)))

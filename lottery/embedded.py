@@ -1,0 +1,126 @@
+"""The embedded default runs shipped under ``artifacts/``: train (or resume), then shrink for the repository.
+
+``python -m lottery embed NAME`` trains preset ``NAME`` into ``artifacts/NAME``
+and then keeps only the trained weights that ``EMBEDDED[NAME]`` lists, stored
+as float16 (masks are bit-packed already). ``scripts/make_embedded_runs.sh``
+regenerates all of them and records the wall time of each.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+
+from artifacts import run_format as rf
+
+THETA0 = "theta0.safetensors"  # written by lottery.pipeline.Context.theta0
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """How one embedded run is shrunk.
+
+    Attributes
+    ----------
+    keep_methods : tuple of str
+        Methods whose weights are kept at every level (as float16); all other
+        weight files are deleted.
+    """
+
+    keep_methods: tuple[str, ...] = ()
+
+
+EMBEDDED: dict[str, Embedded] = {
+    # 10 tickets x 266K weights x 15 levels would be 80 MB of weights: masks and predictions only
+    "fashion-mlp-class": Embedded(),
+    # attention maps are recomputed from the checkpoints and the stored probe batch
+    "fashion-vit-cluster": Embedded(keep_methods=("rtl", "imp")),
+    # 13.5K weights per network: cheap to keep
+    "adult-mlp-cluster": Embedded(keep_methods=("rtl", "imp")),
+}
+
+
+def to_float16(path: Path) -> bool:
+    """Rewrite a weights file in float16 (metadata kept, ``dtype=float16`` added); False if already done."""
+    with safe_open(str(path), framework="numpy") as f:
+        meta = dict(f.metadata() or {})
+    if meta.get("dtype") == "float16":
+        return False
+    tensors = rf.load_tensors(path)
+    half = {n: v.astype(np.float16) if v.dtype == np.float32 else v for n, v in tensors.items()}
+    rf.save_tensors(path, half, **{**meta, "dtype": "float16"})
+    return True
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a)
+
+
+def shrink(run_dir: str | Path, spec: Embedded) -> dict[str, int]:
+    """Delete the weights ``spec`` does not keep and halve the rest.
+
+    ``theta0.safetensors`` stays exact (float32) so that the run can be resumed
+    or extended; ``<method>/init.safetensors`` files that merely copy it are
+    deleted (they are rewritten on resume).
+
+    Returns
+    -------
+    dict
+        ``removed`` and ``halved`` weight files.
+    """
+    run = rf.load_run(run_dir)
+    removed = halved = 0
+    theta0 = rf.load_tensors(run.path / THETA0)
+    for method in run.methods:
+        init = rf.method_dir(run.path, method) / rf.INIT
+        if init.is_file() and _same(rf.load_tensors(init), theta0):
+            init.unlink()  # a copy of theta_0 (no late rewinding); a resumed run rewrites it exactly
+            removed += 1
+        for level in run.levels(method):
+            path = rf.level_dir(run.path, method, level) / rf.WEIGHTS
+            if not path.is_file():
+                continue
+            if method in spec.keep_methods:
+                halved += to_float16(path)
+            else:
+                path.unlink()
+                removed += 1
+    return {"removed": removed, "halved": halved}
+
+
+def folder_bytes(path: str | Path) -> int:
+    """Total size of the files under ``path``."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def make_embedded(
+    name: str, root: str | Path = "artifacts", device: str = "cpu", show_progress: bool = False
+) -> dict:
+    """Train (or resume) embedded run ``name`` into ``root/name`` and shrink it.
+
+    Returns
+    -------
+    dict
+        ``name``, ``path``, ``seconds`` (wall time of this call), ``bytes``
+        (size on disk after shrinking), ``removed``, ``halved``.
+    """
+    from lottery.pipeline import train_run
+    from lottery.presets import get_preset
+
+    if name not in EMBEDDED:
+        raise ValueError(f"unknown embedded run {name!r}; known: {', '.join(EMBEDDED)}")
+    out = Path(root) / name
+    t0 = time.perf_counter()
+    train_run(get_preset(name), out, device=device, name=name, show_progress=show_progress)
+    counts = shrink(out, EMBEDDED[name])
+    return {
+        "name": name,
+        "path": str(out),
+        "seconds": time.perf_counter() - t0,
+        "bytes": folder_bytes(out),
+        **counts,
+    }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Regenerate the embedded default runs under artifacts/ and record the wall time of each.
+#
+#   scripts/make_embedded_runs.sh                       # all three, one after the other
+#   scripts/make_embedded_runs.sh fashion-vit-cluster   # just one
+#   FRESH=1 scripts/make_embedded_runs.sh               # delete the run folders first
+#   TIMINGS=notes/embedded_runs.md scripts/make_embedded_runs.sh   # also append the timings there
+#
+# Each run is `python -m lottery embed NAME` (preset NAME, see lottery/presets.py): it trains or
+# resumes artifacts/NAME (a killed run resumes by re-running the command; the time printed is then
+# that of the resumed part), then deletes or float16-converts the weights (lottery/embedded.py).
+# One torch thread per run: on a shared 2-core machine more threads contend and run slower.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then
+  names=(fashion-mlp-class fashion-vit-cluster adult-mlp-cluster)
+fi
+for name in "${names[@]}"; do
+  if [ "${FRESH:-0}" = 1 ]; then
+    rm -rf "artifacts/${name:?}"
+  fi
+  start=$(date +%s)
+  "$PYTHON" -m lottery embed "$name" --quiet
+  end=$(date +%s)
+  size=$(du -sh "artifacts/$name" | cut -f1)
+  line="| $name | $((end - start)) s | $size | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc) cores |"
+  echo "$line"
+  if [ -n "${TIMINGS:-}" ]; then
+    echo "$line" >> "$TIMINGS"
+  fi
+done
