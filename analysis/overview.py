@@ -266,6 +266,8 @@ def results_table(
     run: Run,
     methods: Sequence[str] | None = None,
     levels: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+    *,
+    curves: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The paper's metrics, K-way accuracies and parameter counts per method and level.
 
@@ -277,6 +279,11 @@ def results_table(
     levels : sequence of int or mapping of str to sequence of int, optional
         Levels to score: the same for every method (levels a method lacks are
         skipped), or per method. Default: every completed level.
+    curves : DataFrame, optional
+        :func:`analysis.collapse.collapse_curves` of the run, if already
+        computed: their aggregate rows hold the same
+        :func:`analysis.metrics.ticket_metrics` means, so the predictions are
+        not scored twice. Methods or levels missing from it are scored here.
 
     Returns
     -------
@@ -286,6 +293,11 @@ def results_table(
     """
     caps = method_capabilities(run)
     classification = set(caps.loc[caps["classification"], "method"])
+    scored: dict[tuple[str, int], pd.DataFrame] = {}
+    if curves is not None and len(curves):
+        agg = curves[curves["ticket"].isna()]
+        for (m, lv), g in agg.groupby(["method", "level"], sort=False):
+            scored[(str(m), int(lv))] = g.rename(columns={"signal": "metric"})[["metric", "value"]]
     rows: list[tuple[str, int, float, str, float]] = []
     for method in methods or run.methods:
         kind = run.manifest["methods"][method].get("ticket_kind", "detector")
@@ -300,8 +312,10 @@ def results_table(
             info = run.level_info(method, level)
             sp = float(info["sparsity"])
             if method in classification:
-                metrics = ticket_metrics(run.predictions(method, level), kind)
-                agg = metrics[metrics["ticket"].isna()]
+                agg = scored.get((method, level))
+                if agg is None:
+                    metrics = ticket_metrics(run.predictions(method, level), kind)
+                    agg = metrics[metrics["ticket"].isna()]
                 for name, value in zip(agg["metric"], agg["value"], strict=True):
                     if name in _PAPER_ORDER or name.startswith("accuracy_"):
                         rows.append((method, level, sp, str(name), float(value)))
@@ -330,8 +344,8 @@ def paper_table(results: pd.DataFrame) -> pd.DataFrame:
     DataFrame
         Columns ``method, level, sparsity``, then ``balanced_accuracy,
         precision, recall, accuracy``, the ``accuracy_<routing>`` columns, any
-        other metric (e.g. ``psnr``), and ``params_union, params_total`` (those
-        present); a metric a method does not have is NaN.
+        other metric (e.g. ``psnr``), and ``params_union, params_total`` (Int64;
+        those present); a metric a method does not have is NaN (``<NA>`` for counts).
     """
     if results.empty:
         return pd.DataFrame(columns=["method", "level", "sparsity", *_PAPER_ORDER])
@@ -350,6 +364,8 @@ def paper_table(results: pd.DataFrame) -> pd.DataFrame:
     wide["method"] = pd.Categorical(wide["method"], categories=methods, ordered=True)
     wide = wide.sort_values(["method", "level"]).reset_index(drop=True)
     wide["method"] = wide["method"].astype(str)
+    for c in params:  # counts: the pivot made them float
+        wide[c] = wide[c].round().astype("Int64")
     return wide
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "closest_level",
     "inr_methods",
     "is_inr_run",
+    "level_table",
     "main",
     "paper_comparison",
     "paper_table",
@@ -70,6 +71,7 @@ __all__ = [
     "region_gaps",
     "region_similarity",
     "run_images",
+    "with_params",
 ]
 
 BASES = ("rtl", "imp")
@@ -332,7 +334,9 @@ def paper_table(comparison: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         Columns ``target_sparsity``, ``base``, one PSNR column per image, ``mean``,
-        ``paper`` (dB), and ``sparsity_<image>`` (the sparsity actually reached).
+        ``paper`` (dB), ``sparsity_<image>`` (the sparsity actually reached) and,
+        when the comparison has a ``params`` column (:func:`with_params`),
+        ``params_<image>``.
     """
     c = comparison
     psnr_w = c.pivot_table(index=["target_sparsity", "base"], columns="image", values="psnr", sort=False)
@@ -340,12 +344,65 @@ def paper_table(comparison: pd.DataFrame) -> pd.DataFrame:
         index=["target_sparsity", "base"], columns="image", values="sparsity", sort=False
     )
     sp.columns = [f"sparsity_{i}" for i in sp.columns]
+    parts = [sp]
+    if "params" in c:
+        params = c[c["image"] != "mean"].pivot_table(
+            index=["target_sparsity", "base"], columns="image", values="params", sort=False
+        )
+        params.columns = [f"params_{i}" for i in params.columns]
+        parts.append(params.astype("Int64"))
     paper = c.groupby(["target_sparsity", "base"], sort=False)["paper_psnr"].first().rename("paper")
     images = [i for i in dict.fromkeys(c["image"]) if i != "mean"]
-    out = pd.concat([psnr_w[[*images, "mean"]], paper, sp], axis=1).reset_index()
+    out = pd.concat([psnr_w[[*images, "mean"]], paper, *parts], axis=1).reset_index()
     out["base"] = pd.Categorical(out["base"], categories=[b for b in BASES if b in set(out["base"])])
     out = out.sort_values(["target_sparsity", "base"]).reset_index(drop=True)
     out["base"] = out["base"].astype(str)
+    out.columns.name = None
+    return out
+
+
+def with_params(run: Run, comparison: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paper_comparison` plus ``params``: the weights a method stores at that level.
+
+    For rtl this is the union of its tickets' masks (the paper's RTL count), for
+    imp its one mask (the first layer includes the region embedding's columns).
+
+    Returns
+    -------
+    DataFrame
+        ``comparison`` with a ``params`` column (Int64; ``<NA>`` on the ``mean`` rows).
+    """
+    out = comparison.copy()
+    params = []
+    for _, row in out.iterrows():
+        if row["image"] == "mean" or pd.isna(row["level"]):
+            params.append(None)
+        else:
+            info = run.level_info(f"{row['base']}-{row['image']}", int(row["level"]))
+            params.append(info.get("params_union"))
+    out["params"] = pd.array(params, dtype="Int64")
+    return out
+
+
+def level_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Whole-image PSNR of every level, one column per method.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`psnr_table`.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``level``, ``sparsity`` (of the first method, 0..1), then one
+        PSNR column (dB) per method, in table order.
+    """
+    img = table[table["scope"] == "image"]
+    wide = img.pivot_table(index="level", columns="method", values="psnr", sort=False)
+    wide = wide[list(dict.fromkeys(img["method"]))]
+    sparsity = img.groupby("level")["sparsity"].first().rename("sparsity")
+    out = pd.concat([sparsity, wide], axis=1).reset_index()
     out.columns.name = None
     return out
 
@@ -512,6 +569,7 @@ def add_reconstruction_command(sub: argparse._SubParsersAction) -> None:
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="INR run folder, e.g. artifacts/image-inr-region")
     p.add_argument("--sparsity", type=float, default=0.5, help="sparsity of the PSNR-similarity correlation")
+    p.add_argument("--all-levels", action="store_true", help="also print the whole-image PSNR of every level")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -519,12 +577,15 @@ def _report(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     table = psnr_table(run)
-    wide = paper_table(paper_comparison(table))
+    wide = paper_table(with_params(run, paper_comparison(table)))
     with pd.option_context(
         "display.width", 200, "display.max_columns", 30, "display.float_format", "{:.2f}".format
     ):
         print(f"PSNR (dB) of {run.name}: whole image at the level nearest each target sparsity")
         print(wide.to_string(index=False))
+        if args.all_levels:
+            print("\nPSNR (dB) of the whole image at every level")
+            print(level_table(table).to_string(index=False))
         regions, corr = psnr_similarity_correlation(run, args.sparsity)
         print(f"\nSpearman(region PSNR, mean Jaccard to the other regions) near {args.sparsity:.0%} sparsity")
         print(corr.to_string(index=False))

@@ -110,8 +110,11 @@ def classification_methods(path: str, mtime: float) -> list[str]:
 
 @st.cache_data(show_spinner="Scoring the tickets at every level…", max_entries=16)
 def results(path: str, mtime: float) -> pd.DataFrame:
-    """:func:`analysis.overview.results_table` of every method at every level."""
-    return _overview.results_table(get_run(path, mtime))
+    """:func:`analysis.overview.results_table` of every method at every level.
+
+    The class metrics are read from the collapse curves (same numbers, scored once).
+    """
+    return _overview.results_table(get_run(path, mtime), curves=collapse_curves(path, mtime))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -207,20 +210,24 @@ def similarity_matrix(
     dict
         ``matrix`` (DataFrame K x K over ``tickets``), ``chance`` (mean
         ``jaccard_chance`` over the pairs shown), ``pairs`` (the pair rows),
-        ``zmin`` / ``zmax`` (0..1 for Jaccard-like measures, else spanning the values and 0).
+        ``zmin`` / ``zmax`` (the range of the off-diagonal values, so the
+        diagonal's 1 does not flatten the contrast between pairs).
     """
     table = similarity(path, mtime, method)
     rows = table[(table["level"] == level) & (table["layer"] == layer)]
     rows = rows[rows["ticket_a"].isin(tickets) & rows["ticket_b"].isin(tickets)]
     matrix = _similarity.pair_matrix(rows, value, level=level, layer=layer, tickets=list(tickets))
     lo, hi = rows[value].min(), rows[value].max()
-    bounded = value in ("jaccard", "jaccard_chance", "iomin")
+    if pd.isna(lo) or pd.isna(hi):
+        lo, hi = 0.0, 1.0
+    elif hi - lo < 1e-6:  # all pairs alike: a small window around the common value
+        lo, hi = lo - 0.05, hi + 0.05
     return {
         "matrix": matrix,
         "chance": float(rows["jaccard_chance"].mean()),
         "pairs": rows.reset_index(drop=True),
-        "zmin": 0.0 if bounded or pd.isna(lo) else float(min(lo, 0.0)),
-        "zmax": 1.0 if bounded or pd.isna(hi) else float(max(hi, 1e-3)),
+        "zmin": float(lo),
+        "zmax": float(hi),
     }
 
 
@@ -263,45 +270,64 @@ def labelled_points(path: str, mtime: float, method: str, metric: str, margin: f
 # ----------------------------------------------------------------------------- fairness
 
 
+def fairness_metrics(path: str, mtime: float) -> list[str]:
+    """Metrics the per-group views offer: the binary ones too when the task has two classes."""
+    from analysis.fairness import BINARY_METRICS, METRICS
+
+    classes = get_run(path, mtime).manifest.get("dataset", {}).get("classes", [])
+    return [*METRICS, *(BINARY_METRICS if len(classes) == 2 else ())]
+
+
 @st.cache_data(show_spinner="Bootstrapping per-group intervals…", max_entries=64)
 def group_table(
-    path: str, mtime: float, method: str, level: int, group_by: tuple[str, ...], pred_col: str, min_count: int
+    path: str,
+    mtime: float,
+    method: str,
+    level: int,
+    group_by: tuple[str, ...],
+    pred_col: str,
+    min_count: int,
+    metric: str,
 ) -> pd.DataFrame:
-    """:func:`analysis.fairness.group_metrics` of one method at one level (1000 bootstrap resamples)."""
+    """:func:`analysis.fairness.group_metrics` of one metric, one method, one level (1000 resamples)."""
     from analysis.fairness import group_metrics
 
     preds = get_run(path, mtime).predictions(method, level)
-    return group_metrics(preds, list(group_by), pred_col=pred_col, min_count=min_count, n_boot=1000)
+    return group_metrics(
+        preds, list(group_by), pred_col=pred_col, min_count=min_count, n_boot=1000, metrics=[metric]
+    )
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner="Computing group gaps of one method at every level…", max_entries=128)
 def _method_gaps(
-    path: str, mtime: float, method: str, group_by: tuple[str, ...], min_count: int
+    path: str, mtime: float, method: str, group_by: tuple[str, ...], min_count: int, metric: str
 ) -> pd.DataFrame:
     from analysis.fairness import run_fairness_gaps
 
-    return run_fairness_gaps(get_run(path, mtime), list(group_by), [method], min_count=min_count)
+    return run_fairness_gaps(
+        get_run(path, mtime), list(group_by), [method], min_count=min_count, metrics=[metric]
+    )
 
 
 def fairness_gaps(
-    path: str, mtime: float, methods: tuple[str, ...], group_by: tuple[str, ...], min_count: int
+    path: str, mtime: float, methods: tuple[str, ...], group_by: tuple[str, ...], min_count: int, metric: str
 ) -> pd.DataFrame:
-    """:func:`analysis.fairness.run_fairness_gaps` of the chosen methods (cached per method)."""
-    frames = []
-    for i, method in enumerate(methods):
-        with st.spinner(f"Group gaps of `{method}` at every level ({i + 1}/{len(methods)})…"):
-            frames.append(_method_gaps(path, mtime, method, group_by, min_count))
-    return pd.concat(frames, ignore_index=True)
+    """:func:`analysis.fairness.run_fairness_gaps` of one metric, cached per method."""
+    return pd.concat(
+        [_method_gaps(path, mtime, m, group_by, min_count, metric) for m in methods], ignore_index=True
+    )
 
 
 @st.cache_data(show_spinner="Computing each group's drop at every level…", max_entries=32)
 def group_drops(
-    path: str, mtime: float, method: str, group_by: tuple[str, ...], min_count: int
+    path: str, mtime: float, method: str, group_by: tuple[str, ...], min_count: int, metric: str
 ) -> pd.DataFrame:
-    """:func:`analysis.fairness.run_group_drops` of one method."""
+    """:func:`analysis.fairness.run_group_drops` of one metric and one method."""
     from analysis.fairness import run_group_drops
 
-    return run_group_drops(get_run(path, mtime), list(group_by), [method], min_count=min_count)
+    return run_group_drops(
+        get_run(path, mtime), list(group_by), [method], min_count=min_count, metrics=[metric]
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -202,7 +202,6 @@ def render() -> Selection | None:
     sb.caption(f"{len(paths)} run(s) found in " + ", ".join(f"`{Path(r).name}/`" for r in roots))
     _show_bad(bad)
 
-    data.warm_up_projection(path)
     sel = Selection(
         path=path,
         mtime=mtime,

@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import sidebar  # noqa: E402
+from app import data, sidebar  # noqa: E402
 
 # No page_title: the browser tab then shows the current page's title.
 st.set_page_config(page_icon=":material/neurology:", layout="wide")
@@ -30,8 +30,12 @@ PAGES = [
     st.Page("views/projection.py", title="Projection", icon=":material/scatter_plot:"),
     st.Page("views/coding.py", title="Coding cost", icon=":material/data_object:"),
     st.Page("views/reconstruction.py", title="Reconstruction", icon=":material/image:"),
+    st.Page("views/denoising.py", title="Denoising", icon=":material/graphic_eq:"),
 ]
 
 page = st.navigation(PAGES)
-sidebar.render()
+selection = sidebar.render()
 page.run()
+if selection is not None:
+    # After the page is drawn, so that it does not compete with the first page for the CPU.
+    data.warm_up_projection(selection.path)

@@ -213,6 +213,8 @@ def column_formats(df: pd.DataFrame) -> dict:
             continue
         if any(p in name for p in _PERCENT_COLUMNS) and pd.api.types.is_float_dtype(dtype):
             config[name] = st.column_config.NumberColumn(name, format="percent")
+        elif "bits" in name:  # large counts: digit grouping, no decimals worth reading
+            config[name] = st.column_config.NumberColumn(name, format="localized")
         elif pd.api.types.is_float_dtype(dtype):
             config[name] = st.column_config.NumberColumn(name, format="%.3f")
         elif pd.api.types.is_integer_dtype(dtype) and (

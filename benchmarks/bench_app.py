@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PAGES = ["overview", "similarity", "collapse", "fairness", "attention", "projection", "coding"]
+PAGES += sorted(p.stem for p in (REPO / "app" / "views").glob("*.py") if p.stem not in PAGES)
 COLD_BUDGET, WARM_BUDGET = 15.0, 2.0
 
 

@@ -10,8 +10,9 @@ One RTL level = ticket extraction (K tickets trained on their subsets and
 pruned) plus joint retraining of the shared network, at level 1 (pruned
 masks). One IMP level = ``train_masked`` of one ticket on all the data for
 as many sample presentations (epochs rounded up, then the time is scaled to
-the exact count). Both run in this process, one after the other, with the
-same thread count; the ratio RTL / IMP is printed (target <= 2.0).
+the exact count). Both run in this process, alternating ``--repeat`` times
+with the same thread count; the best time of each gives the ratio RTL / IMP
+(target <= 2.0).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None, help="stratified training subsample")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--repeat", type=int, default=2, help="alternating repetitions; the best time of each counts"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -88,30 +92,36 @@ def main() -> int:
             f"retraining presentations, {torch.get_num_threads()} thread(s)"
         )
 
-        t0 = time.perf_counter()
-        masks, _ = level_masks(ctx, 1, initial, rewind, prev=initial)
-        t1 = time.perf_counter()
-        joint_retrain(ctx, masks, 1, rewind)
-        t_rtl = time.perf_counter() - t0
-        print(
-            f"RTL level: {t_rtl:7.2f} s (extraction + pruning {t1 - t0:.2f} s, "
-            f"joint retraining {t_rtl - (t1 - t0):.2f} s)"
-        )
-
-        epochs = -(-budget["presentations"] // n)  # ceil
+        epochs = -(-budget["presentations"] // n)  # ceil; the time is scaled to the exact count
         cfg = dataclasses.replace(desc.train, epochs=epochs)
-        model = ctx.new_model()
-        mask = {name: m[0] for name, m in masks.items()}
-        mask = {name: torch.ones_like(m) for name, m in mask.items()}
-        t0 = time.perf_counter()
-        train_masked(model, mask, ctx.x_train, ctx.y_train, cfg, seeded_generator(0, "bench", 1))
-        t_imp_raw = time.perf_counter() - t0
-        t_imp = t_imp_raw * budget["presentations"] / (epochs * n)
-        print(
-            f"IMP level: {t_imp:7.2f} s for the same {budget['presentations']} presentations "
-            f"({t_imp_raw:.2f} s for {epochs} epochs)"
-        )
-    print(f"ratio RTL / IMP = {t_rtl / t_imp:.2f} (target <= 2.0)")
+        # a dense mask: masking costs the same whatever the mask holds
+        dense = {name: torch.ones(s, dtype=torch.bool) for name, s in ctx.shapes.items()}
+        best_rtl = best_imp = float("inf")
+        for rep in range(args.repeat):  # alternate, keep the best of each: other load on the machine
+            t0 = time.perf_counter()
+            masks, _ = level_masks(ctx, 1, initial, rewind, prev=initial)
+            t1 = time.perf_counter()
+            joint_retrain(ctx, masks, 1, rewind)
+            t_rtl = time.perf_counter() - t0
+            print(
+                f"[{rep}] RTL level: {t_rtl:7.2f} s (extraction + pruning {t1 - t0:.2f} s, "
+                f"joint retraining {t_rtl - (t1 - t0):.2f} s)"
+            )
+            model = ctx.new_model()
+            t0 = time.perf_counter()
+            train_masked(model, dense, ctx.x_train, ctx.y_train, cfg, seeded_generator(0, "bench", 1))
+            t_imp_raw = time.perf_counter() - t0
+            t_imp = t_imp_raw * budget["presentations"] / (epochs * n)
+            print(
+                f"[{rep}] IMP level: {t_imp:7.2f} s for the same {budget['presentations']} presentations "
+                f"({t_imp_raw:.2f} s for {epochs} epochs)"
+            )
+            best_rtl, best_imp = min(best_rtl, t_rtl), min(best_imp, t_imp)
+    t_rtl, t_imp = best_rtl, best_imp
+    print(
+        f"best RTL {t_rtl:.2f} s, best IMP {t_imp:.2f} s: "
+        f"ratio RTL / IMP = {t_rtl / t_imp:.2f} (target <= 2.0)"
+    )
     return 0
 
 

@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     from lottery.inr.cli import add_inr_command
 
     add_inr_command(sub)
+    from lottery.speech.cli import add_data_command, add_speech_command
+
+    add_data_command(sub)
+    add_speech_command(sub)
     return p
 
 
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(paper_table(args.run, args.sparsity))
             return 0
-        if args.command == "inr":
+        if args.command in ("inr", "data", "speech"):
             return args.func(args)
         if args.command == "slim":
             from lottery.slim import slim_run

@@ -23,6 +23,7 @@ from lottery.config import TrainConfig
 from lottery.masks import Masks
 from lottery.pipeline import Context, register_method
 from lottery.prune import level_density, magnitude_prune
+from lottery.routing import stored_score
 from lottery.train import (
     load_state_numpy,
     predict_logits,
@@ -85,17 +86,18 @@ def single_predictions(ctx: Context, logits: torch.Tensor) -> pd.DataFrame:
 
     ``score_<k>`` is the probability mass on subset k's classes (class and map
     partitions) and ``detect_<k>`` whether the predicted class lies in subset k.
+    Scores and ``confidence`` are rounded as :func:`lottery.routing.stored_score` says.
     """
     probs = logits.softmax(-1).cpu().numpy()  # (N, C)
     pred = probs.argmax(1)
     frame = ctx.test_frame.copy()
     frame["pred"] = pred
-    frame["confidence"] = probs.max(1)
+    frame["confidence"] = stored_score(probs.max(1))
     sub_of_class = getattr(ctx.partition, "subset_of_class", None)
     if sub_of_class is not None:
         sub_of_class = np.asarray(sub_of_class)
         for k in range(ctx.k):
-            frame[f"score_{k}"] = probs[:, sub_of_class == k].sum(1)
+            frame[f"score_{k}"] = stored_score(probs[:, sub_of_class == k].sum(1))
             frame[f"detect_{k}"] = sub_of_class[pred] == k
     return frame
 

@@ -35,6 +35,10 @@ ticket k stands for class k): ``score_<k>`` is sigmoid(logit_k) and
   pooled recall of the detectors (each sample asks only its own detector, as in
   the paper), and false positives of the other detectors do not count there;
   they show in the one-vs-rest precision of ``detect_<k>``.
+
+Stored scores are float32 rounded to ``SCORE_DECIMALS`` decimals (repeated
+values compress, which halves the predictions files of the embedded runs);
+routes and decisions are computed from the unrounded logits and probabilities.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 ROUTINGS = ("oracle", "max_score", "centroid")
+SCORE_DECIMALS = 4  # stored scores are rounded: halves the predictions files, decisions use full precision
 DEFAULT_ROUTING = {"detector": "max_score", "expert": "oracle"}
 ABSTAIN = -1
 
@@ -89,6 +94,11 @@ def routing_definitions(kind: str) -> dict[str, str]:
     }
 
 
+def stored_score(x: np.ndarray) -> np.ndarray:
+    """Scores as stored: float32, rounded to ``SCORE_DECIMALS`` decimals."""
+    return np.round(np.asarray(x, dtype=np.float32), SCORE_DECIMALS)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow warning for large |z|
 
@@ -114,7 +124,7 @@ def detector_columns(logits: np.ndarray, subset: np.ndarray, centroid: np.ndarra
     fires = logits > 0.0  # (N, K)
     cols: dict[str, np.ndarray] = {}
     for t in range(k):
-        cols[f"score_{t}"] = _sigmoid(logits[:, t]).astype(np.float32)
+        cols[f"score_{t}"] = stored_score(_sigmoid(logits[:, t]))
         cols[f"detect_{t}"] = fires[:, t]
     rows = np.arange(n)
     for r in ROUTINGS:
@@ -152,7 +162,7 @@ def expert_columns(probs: np.ndarray, subset: np.ndarray, centroid: np.ndarray) 
     cols: dict[str, np.ndarray] = {}
     by_score = route("max_score", confidence, subset, centroid)
     for t in range(k):
-        cols[f"score_{t}"] = confidence[:, t].astype(np.float32)
+        cols[f"score_{t}"] = stored_score(confidence[:, t])
         cols[f"detect_{t}"] = by_score == t
     rows = np.arange(n)
     for r in ROUTINGS:

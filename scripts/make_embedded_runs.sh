@@ -26,7 +26,7 @@ for name in "${names[@]}"; do
   "$PYTHON" -m lottery embed "$name" --quiet
   end=$(date +%s)
   size=$(du -sh "artifacts/$name" | cut -f1)
-  line="| $name | $((end - start)) s | $size | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc) cores |"
+  line="| $name | $((end - start)) s | $size | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores |"
   echo "$line"
   if [ -n "${TIMINGS:-}" ]; then
     echo "$line" >> "$TIMINGS"

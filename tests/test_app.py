@@ -17,7 +17,9 @@ from analysis import find_runs, load_run
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "app" / "streamlit_app.py"
-PAGES = ["overview", "similarity", "collapse", "fairness", "attention", "projection", "coding"]
+# The seven pages of the brief; any other page file under app/views/ is rendered too.
+CORE_PAGES = ["overview", "similarity", "collapse", "fairness", "attention", "projection", "coding"]
+PAGES = CORE_PAGES + sorted(p.stem for p in (REPO / "app" / "views").glob("*.py") if p.stem not in CORE_PAGES)
 TIMEOUT = 180
 
 
@@ -220,7 +222,7 @@ def test_no_runs_explains_how_to_get_one(monkeypatch, tmp_path):
 
 def test_every_table_and_figure_downloads(monkeypatch, synthetic_runs_dir):
     at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "groups")
-    for page in PAGES:
+    for page in CORE_PAGES:
         if page != "overview":
             at.switch_page(f"views/{page}.py").run()
         keys = [b.key for b in at.get("download_button")]

@@ -59,6 +59,8 @@ def server(synthetic_runs_dir):
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "minimal",
     ]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -131,9 +133,33 @@ def _wait_until_idle(page, timeout_s: float) -> None:
     raise AssertionError("the page kept running")
 
 
+def _pair_title(page) -> str:
+    # SVG text has no innerText: read textContent.
+    titles = page.locator(".js-plotly-plot .gtitle").evaluate_all("els => els.map(e => e.textContent)")
+    return next(t for t in titles if "layer by layer" in t)
+
+
+def _click_a_heatmap_cell(page) -> None:
+    """Clicking a heatmap cell shows that pair's per-layer chart."""
+    before = _pair_title(page)
+    cells = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point")
+    assert cells.count() >= 2, "the heatmap has no clickable cells"
+    for i in (cells.count() - 1, 0):  # the last cell, or the first if the last was already shown
+        box = cells.nth(i).bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_timeout(500)
+        _wait_until_idle(page, 60)
+        if _pair_title(page) != before:
+            return
+    raise AssertionError(f"clicking heatmap cells did not change the pair ({before!r})")
+
+
 @pytest.mark.parametrize("path,title,run,shot", _plan(), ids=[p[3] for p in _plan()])
 def test_page_in_chromium(server, browser, path, title, run, shot):
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    # Tall enough to show a page's main figures: streamlit scrolls inside its own container,
+    # so a "full page" screenshot would stop at the viewport.
+    page = browser.new_page(viewport={"width": 1440, "height": 1700})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
@@ -151,8 +177,10 @@ def test_page_in_chromium(server, browser, path, title, run, shot):
             page.wait_for_selector(CHART, timeout=30_000)
             assert page.locator(CHART).count() >= 1
         page.wait_for_timeout(800)  # let plotly finish its first draw
+        if shot == "similarity":
+            _click_a_heatmap_cell(page)
         SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / f"{shot}.png"))
         assert not errors, errors
     finally:
         page.close()

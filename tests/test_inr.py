@@ -88,7 +88,9 @@ def test_region_psnr_of_a_known_error():
     image = rng.uniform(0.2, 0.8, size=(4, 4, 3)).astype(np.float32)
     regions = np.array([[0, 0, 1, 1]] * 2 + [[2, 2, 2, 2]] * 2, dtype=np.int32)
     pixels = Pixels(
-        torch.zeros(16, 2), torch.as_tensor(image.reshape(-1, 3)), torch.as_tensor(regions.ravel().astype(np.int64))
+        torch.zeros(16, 2),
+        torch.as_tensor(image.reshape(-1, 3)),
+        torch.as_tensor(regions.ravel().astype(np.int64)),
     )
     task = ImageTask("x", image, regions, pixels)
     offset = np.array([0.1, 0.2, 0.3], dtype=np.float32)  # region r is off by offset[r] in every channel
@@ -104,7 +106,9 @@ def test_block_downsample_averages_centred_blocks():
     img = np.arange(4 * 6, dtype=np.float64).reshape(4, 6, 1)
     out = block_downsample(img, 2)  # block 2, crop the centred 4 x 4: columns 1..4
     crop = img[:, 1:5, 0]
-    expected = np.array([[crop[:2, :2].mean(), crop[:2, 2:].mean()], [crop[2:, :2].mean(), crop[2:, 2:].mean()]])
+    expected = np.array(
+        [[crop[:2, :2].mean(), crop[:2, 2:].mean()], [crop[2:, :2].mean(), crop[2:, 2:].mean()]]
+    )
     np.testing.assert_allclose(out[..., 0], expected)
     with pytest.raises(ValueError):
         block_downsample(img, 5)
@@ -163,7 +167,9 @@ def _tiny_model_and_masks(k: int, seed: int = 0):
 
 def _pixels(n: int, k: int, seed: int = 0) -> Pixels:
     g = torch.Generator().manual_seed(seed)
-    return Pixels(torch.randn(n, 8, generator=g), torch.rand(n, 3, generator=g), torch.randint(0, k, (n,), generator=g))
+    return Pixels(
+        torch.randn(n, 8, generator=g), torch.rand(n, 3, generator=g), torch.randint(0, k, (n,), generator=g)
+    )
 
 
 def test_routed_prediction_uses_each_pixels_region_ticket():
@@ -187,7 +193,9 @@ def test_routed_prediction_uses_each_pixels_region_ticket():
 def _fit(schedule, model, state, masks, pixels):
     params = leaf_params(state)
     # one generator per ticket: a ticket draws the same batches whatever the others do
-    streams = [index_stream(ix, 16, torch.Generator().manual_seed(j)) for j, ix in enumerate(route(pixels.region, 2))]
+    streams = [
+        index_stream(ix, 16, torch.Generator().manual_seed(j)) for j, ix in enumerate(route(pixels.region, 2))
+    ]
     fit(model, params, masks, pixels, streams, schedule, lr=1e-2)
     return {n: p.detach().clone() for n, p in params.items()}
 
@@ -212,7 +220,9 @@ def test_trained_weights_are_zero_outside_their_masks():
     model, state, masks = _tiny_model_and_masks(2, seed=2)
     pixels = _pixels(64, 2, seed=2)
     one = {n: m[0] for n, m in masks.items()}
-    w = train_ticket(model, state, one, pixels, torch.arange(64), 5, 16, 1e-2, torch.Generator().manual_seed(0))
+    w = train_ticket(
+        model, state, one, pixels, torch.arange(64), 5, 16, 1e-2, torch.Generator().manual_seed(0)
+    )
     joint = train_joint(model, state, masks, pixels, 3, 16, 1e-2, torch.Generator().manual_seed(0))
     for n in masks:
         assert np.all(w[n][~one[n].numpy()] == 0) and np.count_nonzero(w[n][one[n].numpy()]) > 0
@@ -244,7 +254,9 @@ def test_conditioned_theta0_extends_the_shared_theta0():
     for n in theta0:
         if n != "layers.0.weight":
             np.testing.assert_array_equal(ext[n], theta0[n])
-    np.testing.assert_array_equal(ext["embed.weight"], conditioned_theta0(theta0, 3, 4, seed=7)["embed.weight"])
+    np.testing.assert_array_equal(
+        ext["embed.weight"], conditioned_theta0(theta0, 3, 4, seed=7)["embed.weight"]
+    )
 
 
 def test_description_hash_is_pinned_and_canonical():
@@ -252,7 +264,14 @@ def test_description_hash_is_pinned_and_canonical():
     assert d.canonical() == {}
     assert d.hash() == "44136fa355b3"  # changing this orphans existing runs: add fields with defaults instead
     assert INRDescription.from_dict(TINY.to_dict()) == TINY
-    assert TINY.canonical() == {"images": ["china"], "size": 16, "regions": 2, "rounds": 10, "batch_size": 64, "levels": 2}
+    assert TINY.canonical() == {
+        "images": ["china"],
+        "size": 16,
+        "regions": 2,
+        "rounds": 10,
+        "batch_size": 64,
+        "levels": 2,
+    }
     with pytest.raises(ValueError):
         INRDescription(methods=("independent",))
     with pytest.raises(ValueError):
@@ -308,9 +327,13 @@ def test_tiny_run_predictions_and_reconstructions(tiny_run):
             # the stored picture agrees with the stored errors up to 8-bit rounding
             err = ((recon / 255.0 - images["images"][0]) ** 2).mean(-1)
             for r, row in pred.iterrows():
-                assert 10 * np.log10(1 / err[images["regions"][0] == r].mean()) == pytest.approx(row["psnr"], abs=0.1)
+                assert 10 * np.log10(1 / err[images["regions"][0] == r].mean()) == pytest.approx(
+                    row["psnr"], abs=0.1
+                )
             info = tiny_run.level_info(method, level)
-            assert info["metrics"]["psnr"] == pytest.approx(10 * np.log10(1 / np.average(pred["mse"], weights=pred["n_pixels"])))
+            assert info["metrics"]["psnr"] == pytest.approx(
+                10 * np.log10(1 / np.average(pred["mse"], weights=pred["n_pixels"]))
+            )
 
 
 def test_tiny_run_methods_share_theta0(tiny_run):
@@ -332,12 +355,16 @@ def test_resume_writes_what_an_uninterrupted_run_writes(tiny_run, tmp_path):
         a, b = tiny_run.masks(method, 2), resumed.masks(method, 2)
         for name in a:
             np.testing.assert_array_equal(a[name], b[name])
-        np.testing.assert_allclose(tiny_run.predictions(method, 2)["mse"], resumed.predictions(method, 2)["mse"], rtol=1e-6)
+        np.testing.assert_allclose(
+            tiny_run.predictions(method, 2)["mse"], resumed.predictions(method, 2)["mse"], rtol=1e-6
+        )
 
 
 def test_a_folder_holding_another_run_is_refused(tiny_run):
     with pytest.raises(ValueError, match="different run"):
-        train_inr_run(INRDescription(images=("china",), size=16, regions=3), tiny_run.path, show_progress=False)
+        train_inr_run(
+            INRDescription(images=("china",), size=16, regions=3), tiny_run.path, show_progress=False
+        )
 
 
 def test_cli_trains_a_run_with_weights(tmp_path, capsys):
@@ -351,5 +378,7 @@ def test_cli_trains_a_run_with_weights(tmp_path, capsys):
     assert w["layers.0.weight"].shape[1] == 2 * 64 + 16  # Fourier features + region embedding
     for name, mask in m.items():
         assert np.all(w[name][~mask[0]] == 0)
-    np.testing.assert_array_equal(run.init_weights("rtl-flower")["head.weight"], run.init_weights("imp-flower")["head.weight"])
+    np.testing.assert_array_equal(
+        run.init_weights("rtl-flower")["head.weight"], run.init_weights("imp-flower")["head.weight"]
+    )
     assert lottery_main(["inr", "--out", str(tmp_path / "bad"), "--methods", "independent", "--quiet"]) == 2

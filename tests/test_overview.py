@@ -133,3 +133,14 @@ def test_alarm_overview_of_a_crafted_evaluation():
     row = ov.alarm_overview(ev).iloc[0]
     assert row["fired"] and row["alarm_level"] == 2 and row["collapse_level"] == 4 and row["lead_levels"] == 2
     assert row["tickets_hit"] == 1 and row["tickets_missed"] == 0
+
+
+def test_results_from_curves_equal_scoring_again(run):
+    curves = collapse_curves(run)
+    keys = ["method", "level", "metric"]
+    direct = ov.results_table(run).sort_values(keys).reset_index(drop=True)
+    reused = ov.results_table(run, curves=curves).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(direct, reused)
+    # A level missing from the curves is scored from the predictions.
+    partial = ov.results_table(run, curves=curves[curves["level"] != 2]).sort_values(keys)
+    pd.testing.assert_frame_equal(direct, partial.reset_index(drop=True))

@@ -96,6 +96,19 @@ def test_paper_comparison_picks_the_nearest_level(run, table):
     assert wide.loc[(wide["target_sparsity"] == 0.25) & (wide["base"] == "imp"), "paper"].iloc[0] == 15.94
 
 
+def test_parameter_counts_and_level_table(run, table):
+    comp = rec.with_params(run, rec.paper_comparison(table))
+    for _, row in comp[comp["image"] != "mean"].iterrows():
+        masks = run.masks(f"{row['base']}-{row['image']}", int(row["level"]))
+        assert row["params"] == sum(int(m.any(0).sum()) for m in masks.values())  # union of the tickets
+    assert comp.loc[comp["image"] == "mean", "params"].isna().all()
+    assert {"params_china", "params_flower"} <= set(rec.paper_table(comp).columns)
+    levels = rec.level_table(table)
+    assert list(levels.columns) == ["level", "sparsity", *rec.inr_methods(run)["method"]]
+    assert levels["level"].tolist() == [0, 1, 2, 3]
+    assert levels.loc[2, "rtl-china"] == pytest.approx(run.level_info("rtl-china", 2)["metrics"]["psnr"])
+
+
 def test_region_similarity_against_scipy_jaccard(run):
     level = 3
     frame = rec.region_similarity(run, "rtl-china", level)
@@ -152,9 +165,9 @@ def test_a_run_that_is_not_an_inr_is_refused(run):
 
 
 def test_command_prints_the_table(run, capsys):
-    assert rec.main([str(run.path)]) == 0
+    assert rec.main([str(run.path), "--all-levels"]) == 0
     out = capsys.readouterr().out
-    assert "paper" in out and "18.86" in out and "Spearman" in out
+    assert "paper" in out and "18.86" in out and "Spearman" in out and "every level" in out
     assert rec.main([str(run.path.parent / "missing")]) == 2
 
 
@@ -162,7 +175,9 @@ def test_figures(run, table):
     pics = rec.run_images(run)["china"]
     assert pics["names"] == ["china/0", "china/1", "china/2"]
     recon = rec.reconstruction(run, "rtl-china", 1)
-    fig = image_panels({"original": pics["image"], "rtl": recon}, regions=pics["regions"], region_names=pics["names"])
+    fig = image_panels(
+        {"original": pics["image"], "rtl": recon}, regions=pics["regions"], region_names=pics["names"]
+    )
     assert [t.type for t in fig.data] == ["image"] * 3
     np.testing.assert_array_equal(np.asarray(fig.data[2].z), recon)
     overlay = np.asarray(fig.data[0].z, dtype=float)

@@ -313,7 +313,7 @@ def test_stored_shared_weights_reproduce_the_predictions(run, ctx):
         load_state_numpy(model, state)
         with torch.no_grad():
             logit = model(ctx.x_test)[:, k]
-        np.testing.assert_allclose(torch.sigmoid(logit).numpy(), frame[f"score_{k}"], atol=1e-5)
+        np.testing.assert_allclose(torch.sigmoid(logit).numpy(), frame[f"score_{k}"], atol=6e-5)
 
 
 def test_matched_imp_budget(run, ctx):
@@ -421,3 +421,34 @@ def test_masked_forward_gradient_is_zero_outside_the_mask(ctx):
     loss.backward()
     for name, m in mask.items():
         assert (params[name].grad[m == 0] == 0).all()
+
+
+def test_shrink_keeps_listed_weights_in_float16(tmp_path):
+    from lottery.embedded import Embedded, folder_bytes, shrink
+
+    desc = dataclasses.replace(DESC, prune=PruneConfig(fraction=0.3, levels=1), methods=("rtl", "imp"))
+    out = train_run(desc, tmp_path / "r", device="cpu", show_progress=False)
+    before = {lv: rf.load_tensors(rf.level_dir(out, "rtl", lv) / rf.WEIGHTS) for lv in (0, 1)}
+    size = folder_bytes(out)
+    counts = shrink(out, Embedded(keep_methods=("rtl",)))
+    assert counts == {"removed": 2 + 2, "halved": 2}  # imp weights, both init copies of theta_0
+    run = rf.load_run(out)
+    assert not run.has_weights("imp", 0) and not (out / "rtl" / rf.INIT).exists()
+    for lv in (0, 1):
+        w = run.weights("rtl", lv)
+        for name, v in w.items():
+            assert v.dtype == np.float16
+            np.testing.assert_array_equal(v, before[lv][name].astype(np.float16))
+    assert folder_bytes(out) < size
+    assert shrink(out, Embedded(keep_methods=("rtl",))) == {"removed": 0, "halved": 0}  # idempotent
+    # the shrunk run still resumes: nothing left to train, theta_0 intact
+    train_run(desc, out, device="cpu", show_progress=False)
+    assert rf.load_run(out).levels("rtl") == [0, 1]
+
+
+def test_stored_scores_are_rounded(run):
+    frame = run.predictions("rtl", 1)
+    for k in range(len(run.ticket_names("rtl"))):
+        s = frame[f"score_{k}"].to_numpy()
+        assert s.dtype == np.float32
+        np.testing.assert_array_equal(np.round(s, 4), s)

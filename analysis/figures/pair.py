@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from analysis.similarity import GLOBAL
 
-__all__ = ["pair_rows", "pair_layer_figure"]
+__all__ = ["pair_layer_figure", "pair_rows", "selectable_cells"]
 
 
 def pair_rows(table: pd.DataFrame, ticket_a: str, ticket_b: str, level: int | None = None) -> pd.DataFrame:
@@ -81,4 +81,41 @@ def pair_layer_figure(rows: pd.DataFrame, ticket_a: str, ticket_b: str) -> go.Fi
         yaxis_title="similarity",
         margin={"t": 50},
     )
+    return fig
+
+
+def selectable_cells(fig: go.Figure, value_name: str = "value") -> go.Figure:
+    """Make every off-diagonal cell of a heatmap clickable as a point selection.
+
+    Plotly heatmaps emit no selection events, so a transparent marker is laid
+    on each off-diagonal cell; a click selects it and reports the cell's ``x``
+    (column) and ``y`` (row) labels. The first trace of ``fig`` must be the
+    ``Heatmap``; the markers carry its hover text instead of it.
+
+    Parameters
+    ----------
+    fig : go.Figure
+        A figure whose first trace is a square ``Heatmap`` with ``x``, ``y`` labels and ``z``.
+    value_name : str
+        Name of the value in the hover text.
+
+    Returns
+    -------
+    go.Figure
+        ``fig``, with one extra ``Scatter`` trace (named ``"cells"``) of K (K - 1) markers.
+    """
+    heat = fig.data[0]
+    xs, ys, zs = list(heat.x), list(heat.y), heat.z
+    cells = [(x, y, zs[i][j]) for i, y in enumerate(ys) for j, x in enumerate(xs) if x != y]
+    fig.add_scatter(
+        x=[c[0] for c in cells],
+        y=[c[1] for c in cells],
+        customdata=[[c[2]] for c in cells],
+        mode="markers",
+        marker={"size": 28, "symbol": "square", "color": "rgba(0,0,0,0)"},
+        name="cells",
+        showlegend=False,
+        hovertemplate=f"%{{y}} × %{{x}}<br>{value_name} = %{{customdata[0]:.3f}}<extra></extra>",
+    )
+    fig.data[0].hoverinfo = "skip"
     return fig

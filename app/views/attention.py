@@ -37,20 +37,23 @@ result = data.attention(sel.path, sel.mtime, method, tuple(names.index(t) for t 
 sweep, summary = result["sweep"], result["summary"]
 one = sweep[(sweep["level"] == level) & (sweep["ticket"] == ticket)]
 sparsity = float(one["sparsity"].iloc[0]) if len(one) else float("nan")
-st.subheader(f"Layer × head · {ticket} at {ui.percent(sparsity)} sparsity")
-ui.figure(
-    attention_entropy_heatmap(one, value),
-    f"{sel.run.name}-{method}-L{level}-{ticket}-attention",
-    key=f"{P}.heat",
-)
-st.subheader("Against sparsity")
-layers = list(dict.fromkeys(summary["layer"]))
-layer = ui.select(st.selectbox, "Layer", f"{P}.layer", layers)
-ui.figure(
-    attention_entropy_vs_sparsity(summary, layer),
-    f"{sel.run.name}-{method}-attention-vs-sparsity",
-    key=f"{P}.curve",
-)
+left, right = st.columns(2)
+with left:
+    st.subheader(f"Layer × head · {ticket} at {ui.percent(sparsity)} sparsity")
+    ui.figure(
+        attention_entropy_heatmap(one, value),
+        f"{sel.run.name}-{method}-L{level}-{ticket}-attention",
+        key=f"{P}.heat",
+    )
+with right:
+    st.subheader("Against sparsity")
+    layers = list(dict.fromkeys(summary["layer"]))
+    layer = ui.select(st.selectbox, "Layer", f"{P}.layer", layers)
+    ui.figure(
+        attention_entropy_vs_sparsity(summary, layer),
+        f"{sel.run.name}-{method}-attention-vs-sparsity",
+        key=f"{P}.curve",
+    )
 with st.expander("Tables"):
     ui.table(one, f"{sel.run.name}-{method}-L{level}-{ticket}-attention", key=f"{P}.table")
     ui.table(summary, f"{sel.run.name}-{method}-attention-summary", key=f"{P}.summary")

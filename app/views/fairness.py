@@ -61,47 +61,56 @@ ui.remember(f"{P}.min_count")
 
 level = sel.level_for(method)
 routings = data.prediction_columns(sel.path, sel.mtime, method, level)
+metrics = data.fairness_metrics(sel.path, sel.mtime)
+c4, c5 = st.columns([3, 2])
+metric = ui.select(
+    c4.selectbox, "Metric", f"{P}.metric", metrics, default="accuracy" if "accuracy" in metrics else None
+)
 pred_col = "pred"
 if len(routings) > 1:
     pred_col = ui.select(
-        st.radio,
+        c5.selectbox,
         "Predictions",
         f"{P}.pred",
         routings,
-        horizontal=True,
         format_func=lambda c: "default routing" if c == "pred" else c.removeprefix("pred_") + " routing",
+        help="Which routing's K-way predictions are scored per group.",
     )
-table = data.group_table(sel.path, sel.mtime, method, level, group_by, pred_col, int(min_count))
-metrics = list(dict.fromkeys(table["metric"]))
-metric = ui.select(
-    st.selectbox, "Metric", f"{P}.metric", metrics, default="accuracy" if "accuracy" in metrics else None
-)
+table = data.group_table(sel.path, sel.mtime, method, level, group_by, pred_col, int(min_count), metric)
 
 st.subheader(f"Per group at {ui.percent(sel.sparsity_of(method))} sparsity")
-st.caption(
-    f"{method}, level {level}; bars show the point estimate (fairlearn MetricFrame) and a 95 % "
-    "bootstrap interval that resamples each group's own samples."
-)
-small = table[(table["metric"] == metric) & table["small"]]
-if len(small):
-    st.warning(
-        f"{len(small)} small group(s) (< {int(min_count)} samples, drawn faded; their values are noisy): "
-        + ", ".join(f"{g} (n={n})" for g, n in zip(small["group"], small["n"], strict=True)),
-        icon=":material/group_off:",
+left, right = st.columns([3, 2])
+with left:
+    ui.figure(
+        group_metric_figure(table, metric),
+        f"{sel.run.name}-{method}-L{level}-{metric}-by-group",
+        key=f"{P}.groups",
     )
-ui.figure(
-    group_metric_figure(table, metric),
-    f"{sel.run.name}-{method}-L{level}-{metric}-by-group",
-    key=f"{P}.groups",
-)
-ui.table(table[table["metric"] == metric], f"{sel.run.name}-{method}-L{level}-groups", key=f"{P}.group_table")
+with right:
+    st.caption(
+        f"{method}, level {level}: point estimates from fairlearn's MetricFrame, 95 % bootstrap intervals "
+        "that resample each group's own samples."
+    )
+    small = table[(table["metric"] == metric) & table["small"]]
+    if len(small):
+        st.warning(
+            f"{len(small)} small group(s) (< {int(min_count)} samples, drawn faded; their values are noisy): "
+            + ", ".join(f"{g} (n={n})" for g, n in zip(small["group"], small["n"], strict=True)),
+            icon=":material/group_off:",
+        )
+    ui.table(
+        table[table["metric"] == metric].drop(columns=["group_by", "metric"]),
+        f"{sel.run.name}-{method}-L{level}-groups",
+        key=f"{P}.group_table",
+        height=320,
+    )
 
 st.subheader("Against sparsity")
 statistic = ui.select(
     st.selectbox, "Statistic", f"{P}.statistic", list(STATISTICS), format_func=STATISTICS.get
 )
 scored = tuple(m for m in sel.methods if m in data.classification_methods(sel.path, sel.mtime))
-gaps = data.fairness_gaps(sel.path, sel.mtime, scored, group_by, int(min_count))
+gaps = data.fairness_gaps(sel.path, sel.mtime, scored, group_by, int(min_count), metric)
 ui.figure(
     fairness_gap_figure(gaps, metric, statistic),
     f"{sel.run.name}-{metric}-{statistic}-vs-sparsity",
@@ -111,9 +120,10 @@ st.caption(
     "One line per method; only groups with at least the small-group size enter the statistic. "
     "Hover a point for the group behind it."
 )
-ui.table(gaps, f"{sel.run.name}-fairness-gaps", key=f"{P}.gaps_table", height=240)
+with st.expander("Gap table"):
+    ui.table(gaps, f"{sel.run.name}-fairness-gaps", key=f"{P}.gaps_table", height=240)
 if ui.toggle(f"Each group's drop from the dense model ({method})", f"{P}.show_drops"):
-    drops = data.group_drops(sel.path, sel.mtime, method, group_by, int(min_count))
+    drops = data.group_drops(sel.path, sel.mtime, method, group_by, int(min_count), metric)
     ui.figure(
         group_drop_figure(drops, metric, method),
         f"{sel.run.name}-{method}-{metric}-group-drops",

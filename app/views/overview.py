@@ -30,21 +30,6 @@ cols[1].metric("Methods", len(run.methods))
 cols[2].metric("Levels", int(facts["levels"]["level"].nunique()))
 cols[3].metric("Highest sparsity", ui.percent(facts["levels"]["sparsity"].max()))
 
-left, right = st.columns([3, 2])
-with left:
-    st.subheader("The run")
-    ui.table(facts["describe"], f"{run.name}-description", key=f"{P}.describe")
-with right:
-    st.subheader("Subsets and their tickets")
-    ui.table(
-        facts["subsets"],
-        f"{run.name}-subsets",
-        key=f"{P}.subsets",
-        caption="Ticket k is trained on subset k and routed its samples (oracle routing).",
-    )
-st.subheader("Methods")
-ui.table(facts["methods"], f"{run.name}-methods", key=f"{P}.methods")
-
 # ----------------------------------------------------------------------------- results
 st.subheader("Results")
 level_options = sorted(int(lv) for lv in sel.levels[sel.levels["method"].isin(sel.methods)]["level"].unique())
@@ -116,6 +101,28 @@ ui.table(
     key=f"{P}.alarm",
     caption="The Collapse page shows the signals behind the alarm, per ticket.",
 )
+
+# ----------------------------------------------------------------------------- what the run is
+st.subheader("The run")
+left, right = st.columns([3, 2])
+with left:
+    ui.table(
+        facts["describe"].drop(columns="section"),
+        f"{run.name}-description",
+        key=f"{P}.describe",
+        height=320,
+    )
+with right:
+    ui.table(
+        facts["subsets"],
+        f"{run.name}-subsets",
+        key=f"{P}.subsets",
+        caption="The K subsets: ticket k is trained on subset k and routed its samples (oracle routing).",
+        height=320,
+    )
+ui.table(facts["methods"], f"{run.name}-methods", key=f"{P}.methods")
+with st.expander("Sparsity and parameter counts of every level"):
+    ui.table(facts["levels"], f"{run.name}-levels", key=f"{P}.levels_table")
 
 st.divider()
 report_button.render(sel.path, sel.mtime, run.name, key=f"{P}.report")

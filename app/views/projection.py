@@ -19,7 +19,7 @@ scope = ui.select(
     c1.radio,
     "Levels on the map",
     f"{P}.scope",
-    ["chosen", "all"],
+    ["all", "chosen"],
     format_func={"chosen": "the sidebar's level", "all": "every level (one joint map)"}.get,
     horizontal=True,
 )
@@ -47,6 +47,7 @@ fig = ticket_map_scatter(
     hover=["method", "level", "sparsity", "ticket", "density"],
     title="Tickets laid out by Jaccard distance (UMAP; metric MDS for a handful of points)",
 )
+fig.update_traces(marker={"size": 11, "line": {"width": 0.5, "color": "white"}})  # readable points
 ui.figure(fig, f"{sel.run.name}-ticket-map", key=f"{P}.map")
 st.caption(
     "Nearby points share many weights. One map holds every method and level shown, so positions are "

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from analysis.figures.pair import pair_layer_figure, pair_rows
+from analysis.figures.pair import pair_layer_figure, pair_rows, selectable_cells
 from analysis.figures.similarity import similarity_heatmap, similarity_vs_sparsity
 from analysis.similarity import GLOBAL
 from app import data, ui
@@ -44,8 +44,8 @@ level = sel.level_for(method)
 sparsity = sel.sparsity_of(method)
 st.caption(
     f"{method} at level {level} ({ui.percent(sparsity)} sparsity). Rows and columns are ordered by "
-    "hierarchical clustering, so tickets that share weights sit together. Click a cell to see that pair "
-    "layer by layer."
+    "hierarchical clustering, so tickets that share weights sit together; the colour scale spans the "
+    "pairs (the diagonal saturates). Click a cell to see that pair layer by layer."
 )
 
 with st.spinner("Building the heatmap…"):
@@ -60,6 +60,7 @@ with left:
         zmin=m["zmin"],
         zmax=m["zmax"],
     )
+    fig = selectable_cells(fig, measure.replace("jaccard_star", "J*").replace("jaccard", "J"))
     event = ui.figure(
         fig,
         f"{sel.run.name}-{method}-L{level}-{measure}",

@@ -101,7 +101,8 @@ class CorpusConfig:
     min_speech_snr_db : float
         Speech clips whose blind SNR estimate is lower are dropped (noisy volunteer takes).
     max_noise_seconds, min_noise_seconds : float
-        Noise files are cropped to the first ``max_noise_seconds``; shorter than ``min_noise_seconds`` dropped.
+        Noise files are cropped to their first ``max_noise_seconds``; files shorter than
+        ``min_noise_seconds`` are dropped.
     noise_test_fraction : float
         Share of each environment's noise duration held out (whole files).
     seed : int
@@ -271,7 +272,9 @@ def user_clips(folder: Path, cfg: CorpusConfig) -> list[Clip]:
             else:
                 wave = wave[: int(cfg.max_noise_seconds * SAMPLE_RATE)]
             member = f.relative_to(folder).as_posix()
-            clips.append(Clip(role, value, "user", "", "as supplied by the user", member, sha, rate, wave, snr))
+            clips.append(
+                Clip(role, value, "user", "", "as supplied by the user", member, sha, rate, wave, snr)
+            )
     return clips
 
 
@@ -331,7 +334,9 @@ def assign_splits(clips: list[Clip], cfg: CorpusConfig) -> list[str]:
     for j, env in enumerate(envs):
         idx = [i for i, c in enumerate(clips) if c.role == "noise" and c.value == env]
         secs = np.array([len(clips[i].wave) / SAMPLE_RATE for i in idx])
-        for i, is_test in zip(idx, split_noise(secs, cfg.noise_test_fraction, cfg.seed + 1000 * j), strict=True):
+        for i, is_test in zip(
+            idx, split_noise(secs, cfg.noise_test_fraction, cfg.seed + 1000 * j), strict=True
+        ):
             if is_test:
                 splits[i] = "test"
     return splits
@@ -412,7 +417,10 @@ def build_corpus(
         versions[package] = deb_version(deb)
         unpacked = unpack_deb(deb, root / "unpacked" / package, src)
         got = package_clips(src, unpacked, versions[package], cfg, log)
-        log(f"{package} {versions[package]}: {len(got)} clips, {sum(len(c.wave) for c in got) / SAMPLE_RATE / 60:.1f} min")
+        log(
+            f"{package} {versions[package]}: {len(got)} clips, "
+            f"{sum(len(c.wave) for c in got) / SAMPLE_RATE / 60:.1f} min"
+        )
         clips += got
     if user_dir is not None:
         got = user_clips(Path(user_dir).expanduser(), cfg)

@@ -1,4 +1,4 @@
-"""Scale-invariant SNR and the weighted-SDR loss (Choi et al. 2019, "Phase-aware speech enhancement with DCUNet")."""
+"""Scale-invariant SNR, and the weighted-SDR loss of DCUNet (Choi et al. 2019)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def _neg_cosine(a: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
     return -(a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + eps)
 
 
-def wsdr_loss(mixture: torch.Tensor, estimate: torch.Tensor, clean: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+def wsdr_loss(
+    mixture: torch.Tensor, estimate: torch.Tensor, clean: torch.Tensor, eps: float = EPS
+) -> torch.Tensor:
     """Weighted SDR loss, mean over the batch (in [-1, 1]; -1 is perfect).
 
     With the noise ``z = x - y`` and its estimate ``z_hat = x - y_hat``,

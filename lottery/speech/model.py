@@ -94,7 +94,9 @@ class UNet(nn.Module):
     stft_cfg : STFTConfig
     """
 
-    def __init__(self, channels: tuple[int, ...] = (16, 32, 64), compress: float = 0.3, stft_cfg=STFTConfig()):
+    def __init__(
+        self, channels: tuple[int, ...] = (16, 32, 64), compress: float = 0.3, stft_cfg=STFTConfig()
+    ):
         super().__init__()
         if not channels:
             raise ValueError("the U-Net needs at least one encoder stage")

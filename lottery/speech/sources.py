@@ -169,7 +169,9 @@ SOURCES: tuple[Source, ...] = (
                 "noise",
                 "indoor",
             ),
-            Rule(r"/(Green\d|ParklandLake\d|Water\d|Farm\d|OrganicFarm\d|WindMill\d)\.wav$", "noise", "outdoor"),
+            Rule(
+                r"/(Green\d|ParklandLake\d|Water\d|Farm\d|OrganicFarm\d|WindMill\d)\.wav$", "noise", "outdoor"
+            ),
             Rule(r"/(RailTrain\d|Trafic\w+|DirtTrack\d)\.wav$", "noise", "transportation"),
         ),
         note="city-building ambience clips",
@@ -181,7 +183,11 @@ SOURCES: tuple[Source, ...] = (
         (
             Rule(r"/(buzzsaw|jackhammer|gavel|tree-cutting)\.wav$", "noise", "indoor"),
             Rule(r"/(forest|desert|tropic|arctic|seagulls|Water|horse)\.wav$", "noise", "outdoor"),
-            Rule(r"/(bus|truck|diesel|steam|planelow|comet-jet|boat-horn|crossing)\.wav$", "noise", "transportation"),
+            Rule(
+                r"/(bus|truck|diesel|steam|planelow|comet-jet|boat-horn|crossing)\.wav$",
+                "noise",
+                "transportation",
+            ),
         ),
         note="transport-game clips",
     ),
@@ -190,12 +196,21 @@ SOURCES: tuple[Source, ...] = (
         "opensfx",
         "usr/share/games/openttd/baseset/opensfx/opensfx.cat",
         (
-            Rule(r"^(Toyland|Unused|Splat|Beep|Good Year|Bad Year|Oooh)", "skip", ""),
-            Rule(r"^(Cash till|Applause|Mining machinery|Sawmill|Electric sparking|Jackhammer|Building bridge"
-                 r"|Factory Whistle|Morse)", "noise", "indoor"),
-            Rule(r"^(Wind|Heavy wind|Sheep|Cow|Horse|Tropical|Lumber mill)", "noise", "outdoor"),
-            Rule(r"(train|Train|Steam|Ship|Ferry|plane|jet|Jet|Helicopter|bus|Bus|Truck|crossing|car horn"
-                 r"|breakdown|Crash|Big crash)", "noise", "transportation"),
+            Rule(r"^\d+ (Toyland|Unused|Splat|Beep|Good Year|Bad Year|Oooh)", "skip", ""),
+            Rule(
+                r"^\d+ (Cash till|Applause|Mining machinery|Sawmill|Electric sparking|Jackhammer"
+                r"|Building bridge"
+                r"|Factory Whistle|Morse)",
+                "noise",
+                "indoor",
+            ),
+            Rule(r"^\d+ (Wind|Heavy wind|Sheep|Cow|Horse|Tropical|Lumber mill)", "noise", "outdoor"),
+            Rule(
+                r"(train|Train|Steam|Ship|Ferry|plane|jet|Jet|Helicopter|bus|Bus|Truck|crossing|car horn"
+                r"|breakdown|Crash|Big crash)",
+                "noise",
+                "transportation",
+            ),
         ),
         note="OpenTTD sound effects (trains, ships, planes, buses, ...) in one .cat container",
     ),
