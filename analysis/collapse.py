@@ -259,7 +259,11 @@ class CollapseAlarm:
     ``jaccard_rise``
         The mean over tickets of J* (``mean_jaccard_star``) rises clearly above
         its running minimum: with ``l*`` the earlier level of lowest mean J*
-        (levels where J* is NaN are skipped), it fires when
+        (levels where J* is NaN are skipped, and so is the densest level of the
+        sweep, before any magnitude pruning: its masks are still the dense
+        network -- a detector's head row aside -- and the first pruning would
+        always count as a rise),
+        it fires when
         ``mean J*(L) - mean J*(l*) > max(n_se * se, min_rise)``. ``se`` is the
         bootstrap standard error of that difference over tickets: the K
         tickets are resampled with replacement ``n_boot`` times, paired across
@@ -351,6 +355,8 @@ class CollapseAlarm:
         dense_entropy = ent.iloc[0] if len(ent) else np.nan
         for i, level in enumerate(levels):
             row = jmat[i] if jmat.size else np.empty(0)
+            if i == 0 or not sparsity[i] > 0:  # before magnitude pruning: not tickets yet
+                row = np.full_like(row, np.nan)
             mean_j = float(np.nanmean(row)) if np.isfinite(row).any() else np.nan
             run_min = rise = se = thr = np.nan
             j_fire = False

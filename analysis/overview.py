@@ -43,6 +43,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "alarm_overview",
     "closest_level",
+    "collapse_evaluation_by_method",
     "describe_run",
     "level_table",
     "method_capabilities",
@@ -386,7 +387,9 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
         mean over tickets ``collapse_level`` (Int64), ``collapse_sparsity``,
         ``lead_levels`` (Int64), ``outcome``; and ``tickets_hit`` /
         ``tickets_missed`` (int): tickets whose own drop the alarm caught in
-        time (``hit``) or not (``late`` or ``miss``).
+        time (``hit``) or not (``late`` or ``miss``); and ``metric``, the
+        labelled signal of the drop (``evaluation["metric"]`` if present, else
+        ``"balanced_accuracy"``).
     """
     cols = [
         "method",
@@ -400,6 +403,7 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
         "outcome",
         "tickets_hit",
         "tickets_missed",
+        "metric",
     ]
     rows = []
     for method, g in evaluation.groupby("method", sort=False):
@@ -419,6 +423,7 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
                 str(a["outcome"]) if len(agg) else "",
                 int((per["outcome"] == "hit").sum()),
                 int(per["outcome"].isin(["late", "miss"]).sum()),
+                str(a["metric"]) if "metric" in g.columns else "balanced_accuracy",
             )
         )
     out = pd.DataFrame(rows, columns=cols)
@@ -471,24 +476,66 @@ def method_capabilities(run: Run) -> pd.DataFrame:
     DataFrame
         One row per method: ``method``, ``ticket_kind`` (str), ``n_tickets``
         (int), ``classification`` (bool: the predictions hold ``label``,
-        ``pred``, ``subset`` and ``detect_<k>`` columns and the ticket kind is
-        one :func:`analysis.metrics.ticket_metrics` scores), ``layers`` (str:
+        ``pred`` and ``subset`` columns and the ticket kind is one
+        :func:`analysis.metrics.ticket_metrics` scores), ``layers`` (str:
         the prunable layer shapes, equal for methods whose masks can be compared
         or mapped together).
     """
-    from analysis.metrics import TICKET_KINDS, detector_columns
+    from analysis.metrics import TICKET_KINDS
 
     rows = []
     for method in run.methods:
         entry = run.manifest["methods"][method]
         kind = str(entry.get("ticket_kind", "detector"))
         preds = run.predictions(method, run.levels(method)[0])
-        classification = (
-            kind in TICKET_KINDS
-            and {"label", "pred", "subset"} <= set(preds.columns)
-            and bool(detector_columns(preds))
-        )
+        classification = kind in TICKET_KINDS and {"label", "pred", "subset"} <= set(preds.columns)
         shapes = entry.get("prunable") or run.manifest.get("prunable") or {}
         layers = ";".join(f"{n}:{'x'.join(map(str, s))}" for n, s in shapes.items())
         rows.append((method, kind, len(entry.get("tickets", [])), classification, layers))
     return pd.DataFrame(rows, columns=["method", "ticket_kind", "n_tickets", "classification", "layers"])
+
+
+def collapse_evaluation_by_method(
+    curves: pd.DataFrame, metric: str = "balanced_accuracy", margin: float = 0.05, fallback: str = "accuracy"
+) -> pd.DataFrame:
+    """The collapse alarm scored per method, each against a labelled metric it has.
+
+    :func:`analysis.collapse.collapse_evaluation` scores every method against
+    one metric; a method without it (e.g. one ticket over input clusters has no
+    one-vs-rest detectors, hence no balanced accuracy) is scored against
+    ``fallback`` instead of failing the whole run.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        :func:`analysis.collapse.collapse_curves` output (``method`` column).
+    metric : str
+        Preferred labelled signal.
+    margin : float
+        Absolute drop that counts as collapse.
+    fallback : str
+        Signal used for methods without ``metric``.
+
+    Returns
+    -------
+    DataFrame
+        The columns of :func:`analysis.collapse.collapse_evaluation` plus
+        ``metric`` (the signal each method was scored against). Methods with
+        neither signal are left out.
+    """
+    from analysis.collapse import collapse_evaluation
+
+    frames = []
+    for _, c in curves.groupby("method", sort=False):
+        signals = set(c["signal"])
+        used = metric if metric in signals else fallback if fallback in signals else None
+        if used is None:
+            continue
+        ev = collapse_evaluation(c, metric=used, margin=margin)
+        ev["metric"] = used
+        frames.append(ev)
+    if not frames:
+        return pd.DataFrame(
+            columns=["method", "ticket", "outcome", "alarm_level", "collapse_level", "metric"]
+        )
+    return pd.concat(frames, ignore_index=True)

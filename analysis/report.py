@@ -305,7 +305,7 @@ def build_report(run: Run, *, level: int | None = None, progress: Callable[[str]
     from plotly.offline import get_plotlyjs
 
     from analysis import overview as ov
-    from analysis.collapse import collapse_curves, collapse_evaluation
+    from analysis.collapse import collapse_curves
 
     say = progress or (lambda _: None)
     levels = ov.level_table(run)
@@ -318,7 +318,7 @@ def build_report(run: Run, *, level: int | None = None, progress: Callable[[str]
     labelled = list(caps.loc[caps["classification"], "method"])
     say("collapse signals")
     curves = collapse_curves(run, labelled) if labelled else None
-    evaluation = collapse_evaluation(curves) if labelled else None
+    evaluation = ov.collapse_evaluation_by_method(curves) if labelled else None
     say("overview")
     _overview(page, run, level, evaluation)
     say("similarity")

@@ -146,10 +146,7 @@ def collapse_curves(path: str, mtime: float) -> pd.DataFrame:
 @st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)
 def collapse_evaluation(path: str, mtime: float, metric: str, margin: float) -> pd.DataFrame:
     """The alarm fitted per method and scored against each ticket's labelled drop."""
-    curves = collapse_curves(path, mtime)
-    if curves.empty:
-        return pd.DataFrame(columns=["method", "ticket", "outcome", "alarm_level", "collapse_level"])
-    return _collapse.collapse_evaluation(curves, metric=metric, margin=margin)
+    return _overview.collapse_evaluation_by_method(collapse_curves(path, mtime), metric, margin)
 
 
 @st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)

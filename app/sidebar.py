@@ -83,6 +83,11 @@ class Selection:
         """How ``method`` uses its tickets (``detector``, ``expert``, ``single``)."""
         return str(self.run.manifest["methods"][method].get("ticket_kind", "detector"))
 
+    @staticmethod
+    def preferred(methods: list[str]) -> str | None:
+        """The method a page opens on: ``rtl`` (the subject of the paper) when offered."""
+        return next((m for m in methods if m.startswith("rtl")), methods[0] if methods else None)
+
     def multi_ticket_methods(self) -> list[str]:
         """Chosen methods with more than one ticket (those with ticket masks to compare)."""
         return [m for m in self.methods if len(self.run.ticket_names(m)) > 1]

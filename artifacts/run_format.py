@@ -4,11 +4,18 @@ A run folder::
 
     RUN/
       manifest.json                      run description, dataset, model, partition, methods
+      theta0.safetensors                 theta_0, shared by every method and ticket
+      extra/<name>.safetensors           per-run arrays: "probe" (x, label, subset: a fixed
+                                         test batch for attention maps), "centroids"
+                                         ((K, D) subset centroids for centroid routing), ...
       <method>/                          "imp", "rtl", "independent", ...
-        init.safetensors                 theta_0 (and the rewind point), written once
+        init.safetensors                 the rewind point; absent when it is theta_0
         level_00/ level_01/ ...          one folder per completed pruning level
           masks.safetensors              per layer: bit-packed uint8, unpacked to bool (K, *shape)
-          weights.safetensors            trained weights (optional for embedded runs)
+          weights.safetensors            trained weights (optional for embedded runs); metadata
+                                         ``layout``: "shared" (one state dict) or "stacked"
+                                         (each parameter (K, ...), one network per ticket);
+                                         ``dtype``: "float16" when stored halved
           predictions.parquet            one row per evaluated sample
           arrays.safetensors             optional per-level arrays (e.g. reconstructed images)
           level.json                     sparsity, parameter counts, summary metrics
@@ -33,9 +40,12 @@ pred : int
     (``manifest["methods"][m]["default_routing"]``).
 pred_<routing> : int
     The class prediction under each routing of ``manifest["methods"][m]["routings"]``
-    (e.g. ``pred_oracle``, ``pred_max_score``, ``pred_centroid``).
+    (e.g. ``pred_oracle``, ``pred_max_score``, ``pred_centroid``); -1 where a routed
+    detector does not fire.
+route_<routing> : int
+    The ticket each routing chose.
 score_<k> : float
-    Ticket k's score for the sample, in [0, 1]: for a detector the probability
+    Ticket k's score for the sample, in [0, 1] (stored rounded to 4 decimals): for a detector the probability
     that the sample is in subset k; for one ticket serving all subsets, the
     probability mass it puts on subset k's classes; for an expert, its
     confidence (max class probability).
@@ -63,6 +73,7 @@ from safetensors.numpy import load_file, save_file
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+THETA0 = "theta0.safetensors"
 INIT = "init.safetensors"
 MASKS = "masks.safetensors"
 WEIGHTS = "weights.safetensors"
@@ -400,9 +411,10 @@ class Run:
         return (self._level_path(method, level) / WEIGHTS).is_file()
 
     def init_weights(self, method: str) -> dict[str, np.ndarray]:
-        """theta_0 of ``method`` (``init.safetensors``)."""
+        """The rewind point of ``method``: its ``init.safetensors``, else the run's theta_0."""
         self._method(method)
-        return load_tensors(method_dir(self.path, method) / INIT)
+        path = method_dir(self.path, method) / INIT
+        return load_tensors(path if path.is_file() else self.path / THETA0)
 
     def predictions(self, method: str, level: int) -> pd.DataFrame:
         """Per-sample evaluation records (columns: module docstring)."""

@@ -65,7 +65,7 @@ class Context:
 
     def theta0(self) -> dict[str, np.ndarray]:
         """theta_0, shared by every method and ticket of the run."""
-        path = self.run_dir / "theta0.safetensors"
+        path = self.run_dir / rf.THETA0
         if not path.is_file():
             torch.manual_seed(self.desc.seed)
             rf.save_tensors(path, state_numpy(build_model(self.model_cfg)))

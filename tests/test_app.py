@@ -81,27 +81,27 @@ def _all_pages(at: AppTest, name: str) -> AppTest:
     return at
 
 
-def test_every_page_on_the_smoke_run(monkeypatch, smoke_run_dir):
-    at = _app(monkeypatch, smoke_run_dir.parent, smoke_run_dir)
-    _all_pages(at, "smoke")
-    at.switch_page("views/attention.py").run()
-    assert "no attention layers" in _messages(at)
+# The embedded runs when there are any, else a smoke run trained for the session.
+REAL_RUNS = EMBEDDED or ["smoke"]
+
+
+@pytest.mark.parametrize("run", REAL_RUNS, ids=[getattr(p, "name", p) for p in REAL_RUNS])
+def test_every_page_on_real_runs(monkeypatch, request, tmp_path, run):
+    if run == "smoke":
+        run = request.getfixturevalue("smoke_run_dir")
+    at = _app(monkeypatch, tmp_path, run)
+    _all_pages(at, run.name)
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run()
+        assert _charts(at) or _messages(at), f"{run.name}/{page}: neither a chart nor a message"
 
 
 @pytest.mark.parametrize("name", ["multi", "groups"])
 def test_every_page_on_synthetic_runs(monkeypatch, synthetic_runs_dir, name):
     at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / name)
     _all_pages(at, name)
-
-
-@pytest.mark.skipif(not EMBEDDED, reason="no embedded run under artifacts/ yet")
-@pytest.mark.parametrize("run", EMBEDDED, ids=[p.name for p in EMBEDDED])
-def test_every_page_on_embedded_runs(monkeypatch, tmp_path, run):
-    at = _app(monkeypatch, tmp_path, run)
-    _all_pages(at, run.name)
-    for page in PAGES:
-        at.switch_page(f"views/{page}.py").run()
-        assert _charts(at) or _messages(at), f"{run.name}/{page}: neither a chart nor a message"
+    at.switch_page("views/attention.py").run()
+    assert "no attention layers" in _messages(at)
 
 
 # ----------------------------------------------------------------------------- the sidebar drives the pages
@@ -209,6 +209,16 @@ def test_single_ticket_similarity_says_so(monkeypatch, synthetic_runs_dir):
     assert "single ticket" in _messages(at)
 
 
+def test_run_query_parameter_opens_that_run(monkeypatch, synthetic_runs_dir):
+    monkeypatch.setenv("RTL_RUNS_DIR", str(synthetic_runs_dir))
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at.query_params["run"] = "groups"
+    at.run()
+    _no_exception(at, "?run=groups")
+    assert at.selectbox(key="sidebar.run").value == str(synthetic_runs_dir / "groups")
+    assert at.title[0].value.endswith("groups")
+
+
 def test_no_runs_explains_how_to_get_one(monkeypatch, tmp_path):
     monkeypatch.setattr("app.data.EMBEDDED_DIR", tmp_path / "nothing")
     monkeypatch.setenv("RTL_RUNS_DIR", str(tmp_path))
@@ -263,3 +273,24 @@ def test_only_the_data_module_caches():
     for path in (REPO / "app").rglob("*.py"):
         if path.name != "data.py":
             assert "st.cache_" not in path.read_text(), path
+
+
+VIT = [p for p in EMBEDDED if load_run(p).manifest.get("model", {}).get("name") == "vit"]
+
+
+@pytest.mark.skipif(not VIT, reason="no embedded transformer run")
+def test_attention_heatmap_is_layers_by_heads(monkeypatch, tmp_path):
+    run = load_run(VIT[0])
+    at = _app(monkeypatch, tmp_path, VIT[0])
+    at.switch_page("views/attention.py").run()
+    _no_exception(at, "attention")
+    heat = next(t for c in _charts(at) for t in c["data"] if t["type"] == "heatmap")
+    z = _array(heat["z"])
+    model = run.manifest["model"]
+    assert z.size == model["depth"] * model["heads"]
+    assert np.nanmin(z) >= 0 and np.nanmax(z) <= 1  # normalised entropy
+    at.radio(key="attention.value").set_value("entropy_change").run()
+    _no_exception(at, "attention change")
+    change = _array(next(t for c in _charts(at) for t in c["data"] if t["type"] == "heatmap")["z"])
+    assert change.size == z.size and not np.allclose(change, z)
+    assert np.nanmax(np.abs(change)) <= 1  # a difference of two normalised entropies

@@ -118,16 +118,19 @@ def _plan() -> list[tuple[str, str, str, str]]:
 
 
 def _wait_until_idle(page, timeout_s: float) -> None:
-    """Wait until the script has finished (no 'running' status widget for a moment)."""
+    """Wait until the script has finished (no 'running' status widget nor spinner for a moment)."""
     deadline = time.monotonic() + timeout_s
     quiet_since = None
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        running = (
+            page.locator('[data-testid="stStatusWidget"]').count() > 0
+            or page.locator('[data-testid="stSpinner"]').count() > 0
+        )
         if running:
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > 1.5:
+        elif time.monotonic() - quiet_since > 1.0:
             return
         page.wait_for_timeout(250)
     raise AssertionError("the page kept running")
@@ -176,7 +179,7 @@ def test_page_in_chromium(server, browser, path, title, run, shot):
         else:
             page.wait_for_selector(CHART, timeout=30_000)
             assert page.locator(CHART).count() >= 1
-        page.wait_for_timeout(800)  # let plotly finish its first draw
+        page.wait_for_timeout(500)  # let plotly finish its first draw
         if shot == "similarity":
             _click_a_heatmap_cell(page)
         SHOTS.mkdir(parents=True, exist_ok=True)

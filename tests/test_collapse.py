@@ -416,3 +416,15 @@ def test_collapse_figures():
     ev = collapse_evaluation(curves, alarm=CollapseAlarm(n_boot=100))
     fig = alarm_lead_figure(ev)
     assert isinstance(fig, go.Figure) and len(fig.data) >= 1
+
+
+def test_alarm_ignores_the_densest_level_even_when_its_jstar_is_defined():
+    # detector tickets differ at level 0 (own head row), so J* is defined there and low;
+    # the first pruning raising J* above it is no collapse and must not fire the alarm
+    rng = np.random.default_rng(3)
+    jstar = u_shaped_jstar(rng, turn=4)
+    jstar[0] = 0.0  # far below everything after: would fire at level 1 if it counted
+    curves = curves_from(jstar, flat_metric(drop_at=7), sparsity=np.r_[0.003, 1 - 0.8 ** np.arange(1, 9)])
+    alarm = CollapseAlarm().fit(curves)
+    assert alarm.level_ == 5
+    assert np.isnan(alarm.trace_.set_index("level").loc[0, "mean_jaccard_star"])

@@ -39,3 +39,21 @@ def test_presets_resolve():
         assert isinstance(get_preset(name), RunDescription)
     with pytest.raises(ValueError, match="known presets"):
         get_preset("nope")
+
+
+PINNED = {
+    "smoke": None,  # not embedded: free to change
+    "fashion-mlp-class": "8ae841e426e6",
+    "fashion-vit-cluster": "89415892d0bf",
+    "adult-mlp-cluster": "b0954cf79944",
+}
+
+
+@pytest.mark.parametrize("name", [n for n, h in PINNED.items() if h])
+def test_embedded_preset_hashes_are_pinned_and_match_the_shipped_runs(name):
+    import json
+    from pathlib import Path
+
+    assert get_preset(name).hash() == PINNED[name]
+    manifest = Path(__file__).resolve().parents[1] / "artifacts" / name / "manifest.json"
+    assert json.loads(manifest.read_text())["run_hash"] == PINNED[name]

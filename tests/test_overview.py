@@ -144,3 +144,19 @@ def test_results_from_curves_equal_scoring_again(run):
     # A level missing from the curves is scored from the predictions.
     partial = ov.results_table(run, curves=curves[curves["level"] != 2]).sort_values(keys)
     pd.testing.assert_frame_equal(direct, partial.reset_index(drop=True))
+
+
+def test_collapse_evaluation_falls_back_per_method(run):
+    curves = collapse_curves(run)
+    # As for one ticket over input clusters: no detectors, hence no balanced accuracy for imp.
+    curves = curves[~((curves["method"] == "imp") & (curves["signal"] == "balanced_accuracy"))]
+    ev = ov.collapse_evaluation_by_method(curves)
+    used = ev.groupby("method")["metric"].first()
+    assert used["imp"] == "accuracy" and used["rtl"] == "balanced_accuracy"
+    rtl_alone = collapse_evaluation(curves[curves["method"] == "rtl"])
+    pd.testing.assert_frame_equal(
+        ev[ev["method"] == "rtl"].drop(columns="metric").reset_index(drop=True), rtl_alone
+    )
+    summary = ov.alarm_overview(ev)
+    assert list(summary["metric"]) == ["accuracy", "balanced_accuracy"]
+    assert ov.collapse_evaluation_by_method(curves, metric="nope", fallback="nope2").empty

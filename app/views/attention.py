@@ -19,7 +19,9 @@ st.caption(
     "query looks at one token, 1 = uniform attention. Pruned tickets tend to focus their attention."
 )
 c1, c2, c3 = st.columns(3)
-method = ui.select(c1.selectbox, "Method", f"{P}.method", list(sel.methods))
+method = ui.select(
+    c1.selectbox, "Method", f"{P}.method", list(sel.methods), default=sel.preferred(list(sel.methods))
+)
 status = data.attention_status(sel.path, sel.mtime, method)
 if status["reason"] is not None:
     st.info(status["reason"], icon=":material/info:")

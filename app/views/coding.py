@@ -18,7 +18,9 @@ st.caption(
     "index lists; a ticket only compresses if the weights it drops save more than its mask costs."
 )
 c1, c2, c3 = st.columns(3)
-method = ui.select(c1.selectbox, "Method", f"{P}.method", list(sel.methods))
+method = ui.select(
+    c1.selectbox, "Method", f"{P}.method", list(sel.methods), default=sel.preferred(list(sel.methods))
+)
 names = list(sel.run.ticket_names(method))
 shown = [t for t in names if t in sel.tickets] or names
 ticket = ui.select(c2.selectbox, "Ticket", f"{P}.ticket", shown)

@@ -25,7 +25,7 @@ if not methods:
     )
     st.stop()
 top = st.columns([2, 2, 3])
-method = ui.select(top[0].selectbox, "Method", f"{P}.method", methods)
+method = ui.select(top[0].selectbox, "Method", f"{P}.method", methods, default=sel.preferred(methods))
 label_free = ui.toggle(
     "Hide labelled quantities",
     f"{P}.label_free",

@@ -41,7 +41,9 @@ if not group_by:
     st.info("Choose at least one group column.")
     st.stop()
 group_by = tuple(g for g in groups if g in group_by)
-method = ui.select(c2.selectbox, "Method", f"{P}.method", list(sel.methods))
+method = ui.select(
+    c2.selectbox, "Method", f"{P}.method", list(sel.methods), default=sel.preferred(list(sel.methods))
+)
 if method not in data.classification_methods(sel.path, sel.mtime):
     st.info(
         f"`{method}` records no class predictions (label and pred columns) to score per group "
@@ -102,7 +104,6 @@ with right:
         table[table["metric"] == metric].drop(columns=["group_by", "metric"]),
         f"{sel.run.name}-{method}-L{level}-groups",
         key=f"{P}.group_table",
-        height=320,
     )
 
 st.subheader("Against sparsity")

@@ -87,13 +87,14 @@ for row in alarm.itertuples(index=False):
         )
     else:
         text = f"**{row.method}**: the label-free alarm did not fire within the sweep"
+    what = row.metric.replace("_", " ")
     if pd.notna(row.collapse_level):
         text += (
-            f"; mean balanced accuracy dropped by more than 0.05 at level {row.collapse_level} "
+            f"; {what} dropped by more than 0.05 at level {row.collapse_level} "
             f"({ui.percent(row.collapse_sparsity)}): **{row.outcome.replace('_', ' ')}**."
         )
     else:
-        text += "; mean balanced accuracy never dropped by more than 0.05."
+        text += f"; {what} never dropped by more than 0.05 ({row.outcome.replace('_', ' ')})."
     st.markdown(text)
 ui.table(
     alarm,

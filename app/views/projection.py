@@ -61,7 +61,7 @@ methods = sel.multi_ticket_methods()
 if not methods:
     st.info("Alignment compares several tickets' masks with class similarity: choose `rtl` or `independent`.")
     st.stop()
-method = ui.select(st.selectbox, "Method", f"{P}.method", methods)
+method = ui.select(st.selectbox, "Method", f"{P}.method", methods, default=sel.preferred(methods))
 align = data.alignment(sel.path, sel.mtime, method)
 if align is None:
     st.info(

@@ -32,7 +32,7 @@ if len(sel.tickets) < 2:
     st.stop()
 
 c1, c2, c3 = st.columns(3)
-method = ui.select(c1.selectbox, "Method", f"{P}.method", methods)
+method = ui.select(c1.selectbox, "Method", f"{P}.method", methods, default=sel.preferred(methods))
 measure = ui.select(
     c2.radio, "Measure", f"{P}.measure", list(MEASURES), format_func=MEASURES.get, horizontal=True
 )
@@ -61,6 +61,7 @@ with left:
         zmax=m["zmax"],
     )
     fig = selectable_cells(fig, measure.replace("jaccard_star", "J*").replace("jaccard", "J"))
+    fig.update_layout(height=540)  # room for ten ticket names on each axis
     event = ui.figure(
         fig,
         f"{sel.run.name}-{method}-L{level}-{measure}",

@@ -64,7 +64,7 @@ from lottery.prune import level_density, magnitude_prune
 from lottery.train import seeded_generator, state_numpy
 
 EXTRA_NAME = "images"
-THETA0 = "theta0.safetensors"
+THETA0 = rf.THETA0
 TASK = "inr"
 
 

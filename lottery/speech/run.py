@@ -59,7 +59,7 @@ from lottery.speech.train import MixtureSampler, enhance, numpy_rng, score, trai
 from lottery.train import state_numpy
 
 TASK = "speech"
-THETA0 = "theta0.safetensors"
+THETA0 = rf.THETA0
 RESUME = "resume"
 EXAMPLES = "examples"
 GROUPS = ["environment", "speaker"]
