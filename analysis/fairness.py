@@ -81,26 +81,58 @@ _BOOT_CELLS = 1 << 21  # resampled labels held at once per metric batch
 
 
 def _quiet(fn: Callable) -> Callable:
-    def wrapped(y_true, y_pred):
+    def wrapped(y_true, y_pred, **kwargs):
         with warnings.catch_warnings():
             # sklearn warns about classes missing from a group; the convention is documented.
             warnings.simplefilter("ignore")
-            return fn(y_true, y_pred)
+            return fn(y_true, y_pred, **kwargs)
 
     wrapped.__name__ = getattr(fn, "__name__", "metric")
     return wrapped
 
 
-def _tpr(y_true, y_pred, pos_label) -> float:
+def _tpr(y_true, y_pred, pos_label, sample_weight=None) -> float:
     if not np.any(np.asarray(y_true) == pos_label):
         return float("nan")
-    return float(true_positive_rate(y_true, y_pred, pos_label=pos_label))
+    return float(true_positive_rate(y_true, y_pred, pos_label=pos_label, sample_weight=sample_weight))
 
 
-def _fpr(y_true, y_pred, pos_label) -> float:
+def _fpr(y_true, y_pred, pos_label, sample_weight=None) -> float:
     if np.all(np.asarray(y_true) == pos_label):
         return float("nan")
-    return float(false_positive_rate(y_true, y_pred, pos_label=pos_label))
+    return float(false_positive_rate(y_true, y_pred, pos_label=pos_label, sample_weight=sample_weight))
+
+
+def _distinct_rows(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series):
+    """The distinct (label, prediction, group) rows and how often each occurs.
+
+    Every metric of this module depends on the samples only through these
+    counts, so evaluating on the distinct rows weighted by their counts gives
+    exactly the per-sample result, at a cost that no longer grows with N
+    (fairlearn's MetricFrame stacks each column element by element).
+
+    Returns
+    -------
+    y_true, y_pred : ndarray, shape (R,)
+    groups : Series, shape (R,), named like ``groups``
+    weight : ndarray of int64, shape (R,)
+    """
+    df = pd.DataFrame({"t": y_true, "p": y_pred, "g": np.asarray(groups)})
+    c = df.groupby(["t", "p", "g"], sort=False).size().reset_index(name="w")
+    g = pd.Series(c["g"].to_numpy(), name=groups.name)
+    return c["t"].to_numpy(), c["p"].to_numpy(), g, c["w"].to_numpy()
+
+
+def _metric_frame(fns: dict[str, Callable], y_true, y_pred, groups: pd.Series) -> MetricFrame:
+    """fairlearn's MetricFrame, evaluated on the weighted distinct rows (same values)."""
+    yt, yp, g, w = _distinct_rows(y_true, y_pred, groups)
+    return MetricFrame(
+        metrics=fns,
+        y_true=yt,
+        y_pred=yp,
+        sensitive_features=g,
+        sample_params={name: {"sample_weight": w} for name in fns},
+    )
 
 
 def _metric_functions(names: Sequence[str], pos_label) -> dict[str, Callable]:
@@ -268,7 +300,7 @@ def group_metrics(
     expected = sorted(set(g) | set(groups or ()) | set(_expected_groups(predictions, group_by)))
 
     if len(g):
-        frame = MetricFrame(metrics=fns, y_true=y_true, y_pred=y_pred, sensitive_features=g)
+        frame = _metric_frame(fns, y_true, y_pred, g)
         by_group = frame.by_group.reindex(expected)
     else:
         by_group = pd.DataFrame(np.nan, index=expected, columns=names)
@@ -451,7 +483,7 @@ def fairness_gaps(
         y_true = preds[label_col].to_numpy()[big.to_numpy()]
         y_pred = preds[pred_col].to_numpy()[big.to_numpy()]
         gb = g[big]
-        frame = MetricFrame(metrics=fns, y_true=y_true, y_pred=y_pred, sensitive_features=gb)
+        frame = _metric_frame(fns, y_true, y_pred, gb)
         diff, ratio = frame.difference(), frame.ratio()
         d = drops[(drops["level"] == lv) & ~drops["small"]]
         for m in names:
@@ -477,8 +509,9 @@ def fairness_gaps(
         if binary:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                dp = demographic_parity_difference(y_true, y_pred, sensitive_features=gb.to_numpy())
-                eo = equalized_odds_difference(y_true, y_pred, sensitive_features=gb.to_numpy())
+                yt, yp, gd, w = _distinct_rows(y_true, y_pred, gb)
+                dp = demographic_parity_difference(yt, yp, sensitive_features=gd.to_numpy(), sample_weight=w)
+                eo = equalized_odds_difference(yt, yp, sensitive_features=gd.to_numpy(), sample_weight=w)
             rows += _stat_rows(lv, sp, label, "demographic_parity", [("difference", dp, None)])
             rows += _stat_rows(lv, sp, label, "equalized_odds", [("difference", eo, None)])
     out = pd.DataFrame(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything into ./.venv (a fresh virtual environment).
 #   bash scripts/setup.sh          what the dashboard needs
-#   bash scripts/setup.sh --test   also Fashion-MNIST and Chromium (Debian packages) for the tests
+#   bash scripts/setup.sh --test   also Debian packages the tests read: Fashion-MNIST, Chromium,
+#                                  speech and noise clips
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,9 @@ if [ "${1:-}" = "--test" ]; then
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq dataset-fashion-mnist chromium chromium-driver >/dev/null
+    # Fashion-MNIST; Chromium for the browser test; real speech and noise clips for the speech tests
+    $sudo apt-get install -y -qq dataset-fashion-mnist chromium chromium-driver \
+      pocketsphinx-testdata openttd-opensfx >/dev/null
   else
     echo "warning: no apt-get; tests that need Fashion-MNIST or Chromium will be skipped" >&2
   fi
