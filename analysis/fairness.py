@@ -124,7 +124,7 @@ def _distinct_rows(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series):
 
 
 def _metric_frame(fns: dict[str, Callable], y_true, y_pred, groups: pd.Series) -> MetricFrame:
-    """fairlearn's MetricFrame, evaluated on the weighted distinct rows (same values)."""
+    """Fairlearn's MetricFrame, evaluated on the weighted distinct rows (same values)."""
     yt, yp, g, w = _distinct_rows(y_true, y_pred, groups)
     return MetricFrame(
         metrics=fns,

@@ -116,7 +116,9 @@ def ticket_metrics(predictions: pd.DataFrame, ticket_kind: str) -> pd.DataFrame:
         raise ValueError(f"ticket_kind must be one of {TICKET_KINDS}, got {ticket_kind!r}")
     columns = ["ticket", "metric", "value", "n"]
     if ticket_kind == "imported" or predictions.empty:
-        return pd.DataFrame({"ticket": pd.array([], dtype="Int64"), "metric": [], "value": [], "n": []})[columns]
+        return pd.DataFrame({"ticket": pd.array([], dtype="Int64"), "metric": [], "value": [], "n": []})[
+            columns
+        ]
     detect = detector_columns(predictions)
     subset = predictions["subset"].to_numpy()
     label = predictions["label"].to_numpy()

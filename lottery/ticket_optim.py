@@ -15,8 +15,9 @@ Without masks and with K = 1, a step is PyTorch's own ``Adam`` / ``SGD``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from lottery.config import TrainConfig
@@ -107,3 +108,54 @@ class TicketOptimizer:
                         buf.mul_(cfg.momentum).add_(g)
                     update = buf if mask is None else buf * mask
                 p.add_(update, alpha=-cfg.lr)
+
+
+def leaf_params(state: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Trainable float32 leaf tensors from numpy parameters (copies)."""
+    return {n: torch.tensor(np.asarray(v), dtype=torch.float32, requires_grad=True) for n, v in state.items()}
+
+
+def masked_weights(
+    params: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``theta * m`` for the masked parameters, the others as they are (``mask``: one ticket)."""
+    return {n: p * mask[n] if n in mask else p for n, p in params.items()}
+
+
+def step_tickets(
+    params: Mapping[str, torch.Tensor],
+    masks: Mapping[str, torch.Tensor],
+    schedule: Sequence[int],
+    lr: float,
+    loss: Callable[[int, dict[str, torch.Tensor]], torch.Tensor],
+) -> list[float]:
+    """One masked Adam step per entry of ``schedule`` (a ticket id), in order.
+
+    Parameters
+    ----------
+    params : mapping of str to leaf tensor
+        The shared parameters theta, updated in place.
+    masks : mapping of str to bool tensor, shape (K, *param_shape)
+    schedule : sequence of int
+        Ticket of each step.
+    lr : float
+    loss : callable
+        ``loss(k, weights)``: ticket k's loss on its next batch, computed with
+        ``weights`` = theta masked by m_k (e.g. through ``torch.func.functional_call``).
+
+    Returns
+    -------
+    list of float
+        The loss of every step.
+    """
+    k_all = next(iter(masks.values())).shape[0]
+    opt = TicketOptimizer(params, masks, TrainConfig(optimizer="adam", lr=lr), k_all)
+    names = list(params)
+    fmasks = [{n: m[k].to(params[n].dtype) for n, m in masks.items()} for k in range(k_all)]
+    losses = []
+    for k in schedule:
+        value = loss(k, masked_weights(params, fmasks[k]))
+        grads = torch.autograd.grad(value, [params[n] for n in names])
+        opt.step(k, dict(zip(names, grads, strict=True)))
+        losses.append(float(value.detach()))
+    return losses

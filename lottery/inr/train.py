@@ -23,9 +23,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lottery.config import TrainConfig
 from lottery.sampling import index_stream, interleaved_order
-from lottery.ticket_optim import TicketOptimizer
+from lottery.ticket_optim import leaf_params, masked_weights, step_tickets
 
 
 @dataclass(frozen=True)
@@ -70,18 +69,6 @@ def route(region: torch.Tensor, k: int) -> list[torch.Tensor]:
     return [torch.nonzero(region == j).squeeze(1) for j in range(k)]
 
 
-def leaf_params(state: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """Trainable float32 leaf tensors from numpy parameters (copies)."""
-    return {n: torch.tensor(np.asarray(v), dtype=torch.float32, requires_grad=True) for n, v in state.items()}
-
-
-def masked_weights(
-    params: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """``theta * m`` for the masked parameters, the others as they are (``mask``: one ticket)."""
-    return {n: p * mask[n] if n in mask else p for n, p in params.items()}
-
-
 def fit(
     model: nn.Module,
     params: Mapping[str, torch.Tensor],
@@ -112,20 +99,13 @@ def fit(
     list of float
         The training loss (MSE) of every step.
     """
-    k_all = len(streams)
-    opt = TicketOptimizer(params, masks, TrainConfig(optimizer="adam", lr=lr), k_all)
-    names = list(params)
-    fmasks = [{n: m[k].to(params[n].dtype) for n, m in masks.items()} for k in range(k_all)]
-    losses = []
-    for k in schedule:
+
+    def loss(k: int, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         idx = next(streams[k])
-        weights = masked_weights(params, fmasks[k])
         out = functional_call(model, weights, (pixels.features[idx], pixels.region[idx]))
-        loss = nn.functional.mse_loss(out, pixels.target[idx])
-        grads = torch.autograd.grad(loss, [params[n] for n in names])
-        opt.step(k, dict(zip(names, grads, strict=True)))
-        losses.append(float(loss.detach()))
-    return losses
+        return nn.functional.mse_loss(out, pixels.target[idx])
+
+    return step_tickets(params, masks, schedule, lr, loss)
 
 
 def train_ticket(

@@ -25,11 +25,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lottery.config import TrainConfig
 from lottery.sampling import interleaved_order
 from lottery.speech.audio import mix_at_snr, rms
 from lottery.speech.metrics import si_snr, wsdr_loss
-from lottery.ticket_optim import TicketOptimizer
+from lottery.ticket_optim import leaf_params, masked_weights, step_tickets
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (mixture (B, n), clean (B, n))
 
@@ -91,18 +90,6 @@ class MixtureSampler:
         return torch.from_numpy(mixture), torch.from_numpy(clean.astype(np.float32))
 
 
-def leaf_params(state: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """Trainable float32 leaf tensors from numpy parameters (copies)."""
-    return {n: torch.tensor(np.asarray(v), dtype=torch.float32, requires_grad=True) for n, v in state.items()}
-
-
-def masked_weights(
-    params: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """``theta * m`` for the masked parameters, the others as they are (``mask``: one ticket)."""
-    return {n: p * mask[n] if n in mask else p for n, p in params.items()}
-
-
 def fit(
     model: nn.Module,
     params: Mapping[str, torch.Tensor],
@@ -131,19 +118,12 @@ def fit(
     list of float
         The loss of every step.
     """
-    k_all = next(iter(masks.values())).shape[0]
-    opt = TicketOptimizer(params, masks, TrainConfig(optimizer="adam", lr=lr), k_all)
-    names = list(params)
-    fmasks = [{n: m[k].to(params[n].dtype) for n, m in masks.items()} for k in range(k_all)]
-    losses = []
-    for k in schedule:
+
+    def loss(k: int, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         mixture, clean = batches(k)
-        estimate = functional_call(model, masked_weights(params, fmasks[k]), (mixture,))
-        loss = wsdr_loss(mixture, estimate, clean)
-        grads = torch.autograd.grad(loss, [params[n] for n in names])
-        opt.step(k, dict(zip(names, grads, strict=True)))
-        losses.append(float(loss.detach()))
-    return losses
+        return wsdr_loss(mixture, functional_call(model, weights, (mixture,)), clean)
+
+    return step_tickets(params, masks, schedule, lr, loss)
 
 
 def export(params: Mapping[str, torch.Tensor], keep: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
