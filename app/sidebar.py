@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import Run
-from app import data
+from app import data, upload
 
 KEY_RUN = "sidebar.run"
 KEY_METHODS = "sidebar.methods"
@@ -95,6 +95,9 @@ class Selection:
 
 def _run_label(path: str) -> str:
     p = Path(path)
+    name = upload.uploaded_name(path)
+    if name is not None:
+        return f"{name}  ·  uploaded"
     where = "embedded" if p.parent == data.EMBEDDED_DIR else str(p.parent)
     return f"{p.name}  ·  {where}"
 
@@ -141,7 +144,13 @@ def render() -> Selection | None:
     """Draw the sidebar and store the selection; None when no run can be opened."""
     roots = data.run_roots()
     paths, bad = data.discover_runs(tuple(roots))
-    sb = st.sidebar
+    # The uploader sits below the run picker but is handled first, so that a
+    # checkpoint converted in this script run can be selected before the picker is drawn.
+    sb, below = st.sidebar.container(), st.sidebar.container()
+    opened = upload.render(below)
+    paths = paths + [p for p in upload.session_runs() if p not in paths]
+    if opened is not None:
+        st.session_state[KEY_RUN] = opened
     if not paths:
         st.session_state.pop(_SELECTION, None)
         _no_runs(roots, bad)
