@@ -172,7 +172,9 @@ class TicketMap:
                 random_state=self.random_state,
             )
             self.method_ = "mds"
-            self.embedding_ = np.asarray(mds.fit_transform(d), dtype=np.float64)
+            # identical tickets (all distances 0) make sklearn's stress ratio 0/0: harmless, silenced
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.embedding_ = np.asarray(mds.fit_transform(d), dtype=np.float64)
         else:
             import umap  # heavy (numba): only when a map is drawn
 
