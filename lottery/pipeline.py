@@ -214,7 +214,8 @@ def train_run(
     manifest_path = run_dir / rf.MANIFEST
     if manifest_path.is_file():
         old = rf.read_json(manifest_path)
-        if old.get("run_hash") != desc.hash():
+        # INR and speech runs carry a "task"; their default descriptions can hash alike
+        if old.get("run_hash") != desc.hash() or old.get("task") is not None:
             raise ValueError(
                 f"{run_dir} holds a different run (hash {old.get('run_hash')}, this one {desc.hash()}); "
                 "choose another --out"

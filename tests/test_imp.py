@@ -154,3 +154,11 @@ def test_predictions_columns(run):
         assert col in frame.columns
     assert run.ticket_names("imp") == ["all"]
     assert (frame["pred"] == frame["label"]).mean() > 0.8  # a trained digits classifier
+
+
+def test_a_run_of_another_task_is_never_resumed_into(tmp_path):
+    from lottery.config import RunDescription as Default
+
+    rf.write_manifest(tmp_path, {"name": "inr", "task": "inr", "run_hash": Default().hash(), "methods": {}})
+    with pytest.raises(ValueError, match="different run"):
+        train_run(Default(), tmp_path, device="cpu", show_progress=False)
