@@ -113,8 +113,34 @@ class RTLConfig:
     match_imp_budget: bool = False
 
 
+class Described:
+    """Canonical form, hash and round trip of a frozen dataclass run description.
+
+    Shared by every kind of run (classification, INR, speech). The canonical form
+    drops fields at their default value, so adding a defaulted field changes no hash.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """Full description as plain JSON types."""
+        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    def canonical(self) -> dict[str, Any]:
+        """Description with default-valued fields dropped (stable under new defaulted fields)."""
+        return _non_default(self)
+
+    def hash(self) -> str:
+        """Short hash of the canonical form."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """Inverse of :meth:`to_dict` for a flat description (unknown keys are an error)."""
+        return _from_fields(cls, d)
+
+
 @dataclass(frozen=True)
-class RunDescription:
+class RunDescription(Described):
     """Everything that determines a run; its hash names the default run folder."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -126,19 +152,6 @@ class RunDescription:
     seed: int = 0
     keep_weights: bool = True
     probe_size: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Full description as plain JSON types."""
-        return _plain(dataclasses.asdict(self))
-
-    def canonical(self) -> dict[str, Any]:
-        """Description with default-valued fields dropped (stable under new defaulted fields)."""
-        return _non_default(self)
-
-    def hash(self) -> str:
-        """Short hash of the canonical form."""
-        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunDescription:

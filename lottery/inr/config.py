@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any
+
+from lottery.config import Described
 
 METHODS = ("rtl", "imp")
 
 
 @dataclass(frozen=True)
-class INRDescription:
+class INRDescription(Described):
     """Everything that determines an INR run.
 
     Attributes
@@ -71,26 +69,3 @@ class INRDescription:
             raise ValueError("rounds, batch_size and regions must be >= 1 and levels >= 0")
         if not 0.0 < self.fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {self.fraction}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as plain JSON types."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def canonical(self) -> dict[str, Any]:
-        """Fields that differ from their default (adding a defaulted field changes no hash)."""
-        default = INRDescription()
-        return {k: v for k, v in self.to_dict().items() if v != default.to_dict()[k]}
-
-    def hash(self) -> str:
-        """Short hash of the canonical form."""
-        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> INRDescription:
-        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown INRDescription fields: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

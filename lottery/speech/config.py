@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any
 
+from lottery.config import Described
 from lottery.speech.sources import ENVIRONMENTS
 
 METHODS = ("rtl", "imp", "independent")
 
 
 @dataclass(frozen=True)
-class SpeechDescription:
+class SpeechDescription(Described):
     """Everything that determines a speech run (the corpus is recorded in the manifest).
 
     Attributes
@@ -96,26 +93,3 @@ class SpeechDescription:
     def k(self) -> int:
         """Number of tickets (environments)."""
         return len(self.environments)
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as plain JSON types."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def canonical(self) -> dict[str, Any]:
-        """Fields that differ from their default (adding a defaulted field changes no hash)."""
-        default = SpeechDescription().to_dict()
-        return {k: v for k, v in self.to_dict().items() if v != default[k]}
-
-    def hash(self) -> str:
-        """Short hash of the canonical form."""
-        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SpeechDescription:
-        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown SpeechDescription fields: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
