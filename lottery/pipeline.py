@@ -159,6 +159,31 @@ def _git_commit() -> str | None:
         return None
 
 
+def manifest_header(desc, run_dir: Path, name: str | None = None, task: str | None = None) -> dict:
+    """The fields every run's manifest starts with: name, task, hash, description, commit, time.
+
+    Parameters
+    ----------
+    desc : lottery.config.Described
+        The run description (classification, INR or speech).
+    run_dir : Path
+    name : str, optional
+        Run name (default: the folder name).
+    task : str, optional
+        Set for runs that are not classification (e.g. ``"inr"``); resumes check it.
+    """
+    header = {
+        "name": name or Path(run_dir).name,
+        "run_hash": desc.hash(),
+        "description": desc.to_dict(),
+        "git_commit": _git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if task is not None:
+        header["task"] = task
+    return header
+
+
 # A method: its manifest entry and a runner that writes its levels.
 MethodEntry = Callable[[Context], dict]
 MethodRunner = Callable[[Context, bool], None]
@@ -174,11 +199,7 @@ def manifest_for(ctx: Context, name: str | None = None) -> dict:
     """The manifest of a run (written before the first level)."""
     d = ctx.data
     return {
-        "name": name or ctx.run_dir.name,
-        "run_hash": ctx.desc.hash(),
-        "description": ctx.desc.to_dict(),
-        "git_commit": _git_commit(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **manifest_header(ctx.desc, ctx.run_dir, name),
         "dataset": {
             "name": d.name,
             "classes": list(d.classes),

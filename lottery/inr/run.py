@@ -42,7 +42,6 @@ ids within each image, ``frequencies`` float32 (F, 2).
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +59,7 @@ from lottery.inr.model import INR, conditioned_theta0
 from lottery.inr.regions import segment_regions
 from lottery.inr.train import Pixels, predict, route, train_joint, train_ticket
 from lottery.masks import Masks
+from lottery.pipeline import manifest_header
 from lottery.prune import level_density, magnitude_prune
 from lottery.train import seeded_generator, state_numpy
 
@@ -421,12 +421,7 @@ def manifest(ctx: INRContext, name: str | None) -> dict:
             methods[method_name(m, task.name)] = entry
     names = [n for t in ctx.tasks for n in t.region_names]
     return {
-        "name": name or ctx.run_dir.name,
-        "task": TASK,
-        "run_hash": d.hash(),
-        "description": d.to_dict(),
-        "git_commit": _git_commit(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **manifest_header(d, ctx.run_dir, name, TASK),
         "dataset": {
             "name": "sklearn-sample-images",
             "images": list(d.images),
@@ -453,16 +448,6 @@ def manifest(ctx: INRContext, name: str | None) -> dict:
         "groups": ["image", "region"],
         "methods": methods,
     }
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def train_inr_run(

@@ -38,7 +38,6 @@ int16 (K, n) of the same mixtures.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from tqdm.auto import tqdm
 
 from artifacts import run_format as rf
 from lottery.masks import Masks
+from lottery.pipeline import manifest_header
 from lottery.prune import level_density, magnitude_prune
 from lottery.speech.audio import SAMPLE_RATE, loop_concat, mix_at_snr, rms
 from lottery.speech.config import SpeechDescription
@@ -412,12 +412,7 @@ def manifest(ctx: SpeechContext, name: str | None) -> dict:
     }
     index = ctx.index
     return {
-        "name": name or ctx.run_dir.name,
-        "task": TASK,
-        "run_hash": d.hash(),
-        "description": d.to_dict(),
-        "git_commit": _git_commit(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **manifest_header(d, ctx.run_dir, name, TASK),
         "dataset": {
             "name": "debian-speech-environments",
             "provenance": PROVENANCE,
@@ -449,16 +444,6 @@ def manifest(ctx: SpeechContext, name: str | None) -> dict:
         "metrics": {"primary": "si_snri", "higher_is_better": True, "unit": "dB"},
         "methods": {m: entries[m] for m in d.methods},
     }
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def write_examples(ctx: SpeechContext) -> None:
