@@ -122,6 +122,19 @@ def masked_weights(
     return {n: p * mask[n] if n in mask else p for n, p in params.items()}
 
 
+def masked_numpy(
+    params: Mapping[str, torch.Tensor], keep: Mapping[str, torch.Tensor]
+) -> dict[str, np.ndarray]:
+    """Parameters as float32 numpy, weights outside ``keep`` (bool, per masked param) set to 0."""
+    out = {}
+    for n, p in params.items():
+        w = p.detach()
+        if n in keep:
+            w = w * keep[n]
+        out[n] = w.numpy().astype(np.float32, copy=True)
+    return out
+
+
 def step_tickets(
     params: Mapping[str, torch.Tensor],
     masks: Mapping[str, torch.Tensor],

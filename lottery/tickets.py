@@ -49,7 +49,7 @@ from lottery.sampling import (
     interleaved_order,
     presentations_per_step,
 )
-from lottery.ticket_optim import TicketOptimizer
+from lottery.ticket_optim import TicketOptimizer, masked_weights
 from lottery.train import seeded_generator, train_masked
 
 TICKET_METHODS = ("rtl", "independent")
@@ -260,7 +260,7 @@ def masked_forward(
     The gradient reaching a masked parameter is therefore already zero outside the mask.
     """
     if mask is not None:
-        params = {n: p * mask[n] if n in mask else p for n, p in params.items()}
+        params = masked_weights(params, mask)
     return functional_call(model, dict(params), (x,))
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lottery.sampling import index_stream, interleaved_order
-from lottery.ticket_optim import leaf_params, masked_weights, step_tickets
+from lottery.ticket_optim import leaf_params, masked_numpy, masked_weights, step_tickets
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def train_ticket(
     params = leaf_params(state)
     masks = {n: m[None] for n, m in mask.items()}
     fit(model, params, masks, pixels, [index_stream(indices, batch_size, generator)], [0] * steps, lr)
-    return export(params, masks)
+    return masked_numpy(params, mask)
 
 
 def train_joint(
@@ -171,18 +171,7 @@ def train_joint(
     schedule = interleaved_order(k, rounds, generator).tolist()
     streams = [index_stream(ix, batch_size, generator) for ix in route(pixels.region, k)]
     fit(model, params, masks, pixels, streams, schedule, lr)
-    return export(params, {n: m.any(0, keepdim=True) for n, m in masks.items()})
-
-
-def export(params: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Parameters as float32 numpy, weights outside ``masks[n][0]`` (shape (1, *shape)) set to 0."""
-    out = {}
-    for n, p in params.items():
-        w = p.detach()
-        if n in masks:
-            w = w * masks[n][0]
-        out[n] = w.numpy().astype(np.float32, copy=True)
-    return out
+    return masked_numpy(params, {n: m.any(0) for n, m in masks.items()})
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from torch.func import functional_call
 from lottery.sampling import interleaved_order
 from lottery.speech.audio import mix_at_snr, rms
 from lottery.speech.metrics import si_snr, wsdr_loss
-from lottery.ticket_optim import leaf_params, masked_weights, step_tickets
+from lottery.ticket_optim import leaf_params, masked_numpy, masked_weights, step_tickets
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (mixture (B, n), clean (B, n))
 
@@ -126,17 +126,6 @@ def fit(
     return step_tickets(params, masks, schedule, lr, loss)
 
 
-def export(params: Mapping[str, torch.Tensor], keep: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Parameters as float32 numpy with weights outside ``keep`` (bool, per masked param) set to 0."""
-    out = {}
-    for n, p in params.items():
-        w = p.detach()
-        if n in keep:
-            w = w * keep[n]
-        out[n] = w.numpy().astype(np.float32, copy=True)
-    return out
-
-
 def train_ticket(
     model: nn.Module,
     state: Mapping[str, np.ndarray],
@@ -170,7 +159,7 @@ def train_ticket(
         return sampler.batch(rng.choice(pool, size=batch_size), rng)
 
     fit(model, params, masks, batches, [0] * steps, lr)
-    return export(params, mask)
+    return masked_numpy(params, mask)
 
 
 def train_joint(
@@ -210,7 +199,7 @@ def train_joint(
         return sampler.batch([j] * batch_size, rngs[j])
 
     fit(model, params, masks, batches, schedule, lr)
-    return export(params, {n: m.any(0) for n, m in masks.items()})
+    return masked_numpy(params, {n: m.any(0) for n, m in masks.items()})
 
 
 @torch.no_grad()
