@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from artifacts.run_format import RunFormatError
+from lottery.config import add_overrides_argument
 
 DEFAULT_RUNS = Path("runs")
 
@@ -20,14 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train (or resume) a preset into a run folder")
     t.add_argument("--preset", required=True, help="preset name (see `python -m lottery presets`)")
     t.add_argument("--out", type=Path, help="run folder (default: runs/<preset>-<hash>)")
-    t.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a description field, e.g. --set prune.levels=20 --set model.hidden=300,100",
-    )
+    add_overrides_argument(t, "prune.levels=20 --set model.hidden=300,100")
     t.add_argument("--seed", type=int, help="override the preset's seed (same as --set seed=N)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--data-dir", help="folder holding the dataset files (e.g. Fashion-MNIST IDX .gz)")

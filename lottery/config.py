@@ -334,6 +334,18 @@ def apply_overrides(desc: D, assignments: Sequence[str]) -> D:
     return _with_changes(desc, changes)
 
 
+def add_overrides_argument(parser: Any, example: str = "prune.levels=20") -> None:
+    """Give an argparse (sub)parser the repeatable ``--set KEY=VALUE`` option (``args.overrides``)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a run-description field, e.g. --set {example} (repeatable)",
+    )
+
+
 def _keys_of(obj: Any, prefix: str) -> str:
     names = []
     for f in dataclasses.fields(obj):

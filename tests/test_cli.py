@@ -79,6 +79,22 @@ def test_bad_set_gives_one_line(tmp_path, assignment, message):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["inr", "--set", "depth=x"], "depth: 'x' is not an integer"),
+        (["inr", "--set", "methods=independent"], "unknown methods"),
+        (["speech", "--set", "bogus=1"], "unknown key 'bogus'; valid top-level keys: environments"),
+    ],
+)
+def test_inr_and_speech_take_set_too(tmp_path, args, message):
+    out = _cli(*args, "--out", str(tmp_path / "x"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
 def test_set_overrides_hash_into_the_default_run_folder(tmp_path):
     import json
     import os
