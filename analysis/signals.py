@@ -45,7 +45,9 @@ Per ticket (aggregate row = mean over tickets):
   pooled (weight-weighted: the largest layer dominates).
 - ``mean_jaccard_layers``, ``mean_jaccard_star_layers``: the same per layer,
   then averaged with equal layer weights.
-- ``min_layer_density``: the ticket's smallest per-layer kept fraction.
+- ``min_layer_density``: the ticket's smallest per-layer kept fraction. In a
+  layer disjoint by construction (below) the fraction is of the weights the
+  ticket kept there at the first level (its own head row), not of the layer.
 - ``mask_excess_removal``: of the ticket's kept weights at the previous level,
   the fraction removed beyond the nominal rate, ``(|m_L| - |m_L ∩ m_{L-1}|) /
   |m_{L-1}|`` (the weights that came back; 0 for nested IMP masks).
@@ -154,6 +156,7 @@ __all__ = [
     "disjoint_layers",
     "entropy_band",
     "fit_atc_threshold",
+    "first_departures",
     "label_free_view",
     "mask_signal_table",
     "prediction_signal_table",
@@ -409,15 +412,18 @@ def mask_signal_table(
     rows = _Rows()
     prev_flat: dict[str, np.ndarray] | None = None
     prev_uc: dict | None = None
+    own: np.ndarray | None = None  # (K, L) weights each ticket may keep per layer
     for level in levels:
         s = float(sparsity[level])
         flat = _flat(masks_by_level[level])
         k = next(iter(flat.values())).shape[0]
         kept = np.stack([m.sum(axis=1) for m in flat.values()], axis=1)  # (K, L)
         sizes = np.array([m.shape[1] for m in flat.values()])  # (L,)
+        if own is None:  # in a disjoint layer a ticket's own share (its head row) is its layer
+            own = np.where([n in skip for n in flat], kept, sizes[None, :])  # (K, L)
         per_ticket: dict[str, np.ndarray] = {}  # signal -> (4, K): value, null, low, high
         per_ticket["min_layer_density"] = np.stack(
-            [(kept / np.maximum(sizes, 1)).min(axis=1)] + [np.full(k, np.nan)] * 3
+            [(kept / np.maximum(own, 1)).min(axis=1)] + [np.full(k, np.nan)] * 3
         )
         sim_layers = {n: m for n, m in flat.items() if n not in skip}
         if k >= 2 and sim_layers:
@@ -950,6 +956,78 @@ def run_signals(
         columns=["_m", "_agg"]
     )
     return out.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- departures from noise
+
+
+def first_departures(table: pd.DataFrame, reference_level: int = 1, tol: float = 1e-3) -> pd.DataFrame:
+    """The first level at which each signal leaves the noise around its reference value.
+
+    A signal departs at level ``L > reference_level`` when
+    ``|value_L - value_ref| > h_L + h_ref``, with ``h = (high - low) / 2`` the
+    half-width of the row's noise band (bootstrap or null): the two values'
+    bands, centred on them, no longer overlap. Signals without a band
+    (``band`` "none" or "nominal") depart at the first change larger than
+    ``tol``. This is a description of the curves, not a calibrated alarm.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`run_signals` (columns :data:`SIGNAL_COLUMNS`).
+    reference_level : int
+        Level the later values are compared with (default 1, the first pruned
+        level: level 0 is the dense network, where J* and churn are undefined).
+    tol : float
+        Absolute change that counts for signals without a band (rounding of
+        pruned counts moves a nominal 0.8 by ~1e-5).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``method, ticket, signal, reference_value, level, sparsity,
+        value, direction`` (``+1`` up, ``-1`` down); ``level`` is ``<NA>`` and
+        ``sparsity``/``value`` NaN when the signal never departs. One row per
+        method, ticket (``<NA>`` = aggregate) and signal with a finite
+        reference value.
+    """
+    half = ((table["high"] - table["low"]) / 2).where(table["band"].isin(["bootstrap", "null"]), 0.0)
+    t = table.assign(_h=half.fillna(0.0))
+    out = []
+    for (method, ticket, signal), g in t.groupby(["method", "ticket", "signal"], dropna=False, sort=False):
+        g = g.sort_values("level")
+        ref = g[g["level"] == reference_level]
+        if ref.empty or not np.isfinite(ref["value"].iloc[0]):
+            continue
+        v0, h0 = float(ref["value"].iloc[0]), float(ref["_h"].iloc[0])
+        later = g[g["level"] > reference_level]
+        dist = (later["value"] - v0).abs()
+        moved = later[
+            (dist > later["_h"] + h0 + np.where(later["_h"] + h0 > 0, 0.0, tol)) & np.isfinite(later["value"])
+        ]
+        if moved.empty:
+            out.append((method, ticket, signal, v0, None, np.nan, np.nan, 0))
+        else:
+            r = moved.iloc[0]
+            out.append(
+                (
+                    method,
+                    ticket,
+                    signal,
+                    v0,
+                    int(r["level"]),
+                    r["sparsity"],
+                    r["value"],
+                    int(np.sign(r["value"] - v0)),
+                )
+            )
+    df = pd.DataFrame(
+        out,
+        columns=["method", "ticket", "signal", "reference_value", "level", "sparsity", "value", "direction"],
+    )
+    df["ticket"] = pd.array(list(df["ticket"]), dtype="Int64")
+    df["level"] = pd.array(list(df["level"]), dtype="Int64")
+    return df
 
 
 # ----------------------------------------------------------------------------- command line

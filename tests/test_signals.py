@@ -433,3 +433,31 @@ def test_cli_signals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert {r["method"] for r in rows} == {"rtl"}
     assert main(["signals", str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_first_departures() -> None:
+    rows = []
+    for level, (v, lo, hi) in enumerate(
+        [(0.5, 0.4, 0.6), (0.5, 0.45, 0.55), (0.6, 0.55, 0.65), (0.9, 0.85, 0.95)]
+    ):
+        rows.append(("m", level, 0.2 * level, None, "x", v, np.nan, lo, hi, "bootstrap"))
+        rows.append(("m", level, 0.2 * level, None, "flat", 1.0, np.nan, np.nan, np.nan, "none"))
+    table = pd.DataFrame(rows, columns=sg.SIGNAL_COLUMNS)
+    d = sg.first_departures(table).set_index("signal")
+    assert d.loc["x", "level"] == 3  # 0.6 at level 2 is within 0.05 + 0.05 of 0.5; 0.9 is not
+    assert d.loc["x", "direction"] == 1
+    assert pd.isna(d.loc["flat", "level"]) and d.loc["flat", "direction"] == 0
+
+
+def test_min_layer_density_of_a_detector_head_is_its_own_row() -> None:
+    k = 4
+    head = np.zeros((k, k, 10), dtype=bool)
+    head[np.arange(k), np.arange(k)] = True
+    body = np.ones((k, 30, 20), dtype=bool)
+    pruned_head = head.copy()
+    pruned_head[:, :, 5:] = False  # half of each ticket's row left
+    table = sg.mask_signal_table(
+        {0: {"body": body, "head": head}, 1: {"body": body, "head": pruned_head}}, {0: 0.0, 1: 0.1}, "m"
+    )
+    t = table[(table["signal"] == "min_layer_density") & table["ticket"].isna()].set_index("level")["value"]
+    assert t[0] == 1.0 and t[1] == 0.5
