@@ -41,6 +41,7 @@ from analysis.projection import (
     mantel,
     ticket_map_table,
 )
+from analysis.signals import first_departures, run_signals, seed_disagreement_table
 from analysis.similarity import (
     OverlapCounts,
     chance_jaccard,
@@ -109,6 +110,9 @@ __all__ = [
     "run_fairness_gaps",
     "run_group_drops",
     "ticket_metrics",
+    "first_departures",
+    "run_signals",
+    "seed_disagreement_table",
     "Run",
     "RunFormatError",
     "find_runs",

@@ -156,6 +156,7 @@ __all__ = [
     "disjoint_layers",
     "entropy_band",
     "fit_atc_threshold",
+    "has_class_predictions",
     "first_departures",
     "label_free_view",
     "mask_signal_table",
@@ -567,6 +568,28 @@ def label_free_view(predictions: pd.DataFrame, ticket_kind: str) -> LabelFreeVie
     return LabelFreeView(sample, pred, conf, scores, fires, tuple(used))
 
 
+def has_class_predictions(predictions: pd.DataFrame, ticket_kind: str) -> bool:
+    """Whether a level stores what :func:`label_free_view` needs.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+    ticket_kind : str
+
+    Returns
+    -------
+    bool
+        False for other ticket kinds (regions, environments) and for
+        single-ticket levels without a ``pred`` column (e.g. speech enhancement).
+    """
+    if ticket_kind not in PREDICTION_KINDS:
+        return False
+    scores = bool(_score_columns(predictions))
+    if ticket_kind == "single":
+        return "pred" in predictions and ("confidence" in predictions or scores)
+    return scores
+
+
 def _align(ref: LabelFreeView, other: LabelFreeView) -> tuple[np.ndarray, np.ndarray]:
     """Positions in ``ref`` and ``other`` of their common samples."""
     _, ia, ib = np.intersect1d(ref.sample, other.sample, assume_unique=True, return_indices=True)
@@ -626,12 +649,12 @@ def entropy_band(pred: np.ndarray, index: np.ndarray, alpha: float = 0.05) -> tu
         return np.nan, np.nan, np.nan
     _, codes = np.unique(pred, return_inverse=True)
     c = int(codes.max()) + 1
-    value = float(entropy(np.bincount(codes, minlength=c)))
+    value = float(entropy(np.bincount(codes, minlength=c)))  # scipy's, the oracle
     b = index.shape[0]
     counts = np.bincount((codes[index] + c * np.arange(b)[:, None]).ravel(), minlength=b * c).reshape(b, c)
     p = counts / counts.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+        h = np.maximum(-np.where(p > 0, p * np.log(p), 0.0).sum(axis=1), 0.0)
     lo, hi = np.quantile(h, [alpha / 2, 1 - alpha / 2])
     return value, float(lo), float(hi)
 
@@ -839,7 +862,11 @@ def seed_disagreement_table(
     if len(runs) < 2:
         raise ValueError("seed disagreement needs at least two runs")
     common = [m for m in runs[0].methods if all(m in r.methods for r in runs[1:])]
-    methods = [m for m in (methods or common) if _ticket_kind(runs[0], m) in PREDICTION_KINDS]
+    methods = [
+        m
+        for m in (methods or common)
+        if has_class_predictions(runs[0].predictions(m, runs[0].levels(m)[0]), _ticket_kind(runs[0], m))
+    ]
     rows = _Rows()
     for method in methods:
         kind = _ticket_kind(runs[0], method)
@@ -912,8 +939,10 @@ def run_signals(
     """
     methods = list(methods or run.methods)
     dense = None
-    if "imp" in run.methods and _ticket_kind(run, "imp") == "single" and run.levels("imp")[0] == 0:
-        dense = label_free_view(run.predictions("imp", 0), "single")
+    if "imp" in run.methods and run.levels("imp")[0] == 0:
+        p0 = run.predictions("imp", 0)
+        if _ticket_kind(run, "imp") == "single" and has_class_predictions(p0, "single"):
+            dense = label_free_view(p0, "single")
     frames = []
     for method in methods:
         levels = run.levels(method)
@@ -921,9 +950,9 @@ def run_signals(
         masks = {lv: run.masks(method, lv) for lv in levels}
         frames.append(mask_signal_table(masks, sparsity, method, alpha=alpha))
         kind = _ticket_kind(run, method)
-        if kind not in PREDICTION_KINDS:
-            continue
         preds = {lv: run.predictions(method, lv) for lv in levels}
+        if not has_class_predictions(preds[levels[0]], kind):
+            continue
         views = {lv: label_free_view(p, kind) for lv, p in preds.items()}
         threshold = atc_threshold.get(method) if isinstance(atc_threshold, Mapping) else atc_threshold
         if threshold is None and atc and levels[0] == 0:

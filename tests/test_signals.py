@@ -392,9 +392,10 @@ def test_seed_disagreement_of_two_runs(tmp_path: Path) -> None:
         sg.seed_disagreement_table([rf.load_run(a)])
 
 
-def test_non_classification_methods_get_mask_signals_only() -> None:
-    run = rf.load_run(REPO / "artifacts" / "image-inr-region")
-    t = sg.run_signals(run, methods=["rtl-china"])
+@pytest.mark.parametrize(("name", "method"), [("image-inr-region", "rtl-china"), ("speech-unet-env", "imp")])
+def test_non_classification_methods_get_mask_signals_only(name: str, method: str) -> None:
+    run = rf.load_run(REPO / "artifacts" / name)
+    t = sg.run_signals(run, methods=[method])
     assert set(t["signal"]) <= {
         "mean_jaccard",
         "mean_jaccard_star",
