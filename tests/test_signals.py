@@ -92,10 +92,7 @@ def _strip_labels(run_dir: Path, *, levels_from: int = 0, mode: str = "permute",
     rng = np.random.default_rng(seed)
     label_cols = {"label", "label_name", "subset", *run.groups()}
     for method in run.methods:
-        routed = (
-            run.manifest["methods"][method].get("routings") is None
-            or run.manifest["methods"][method].get("ticket_kind") != "single"
-        )
+        routed = run.manifest["methods"][method]["ticket_kind"] != "single"  # its pred used the oracle
         for level in run.levels(method):
             if level < levels_from:
                 continue
@@ -220,6 +217,30 @@ def test_constant_chance_corrected_similarity_is_flat(rho: float) -> None:
     raw = agg["mean_jaccard"].to_numpy()
     np.testing.assert_allclose(star, rho, atol=0.02)
     assert raw.max() - raw.min() > 3 * (star.max() - star.min())  # raw J follows the density
+
+
+def test_constant_phi_is_not_flat_in_chance_corrected_similarity() -> None:
+    """Known answer: at a fixed Pearson correlation phi, J* still depends on the density.
+
+    P(both kept) = d^2 + phi d (1 - d); J = p11 / (2 d - p11), E[J] = d / (2 - d).
+    """
+    rng = np.random.default_rng(7)
+    phi, densities = 0.5, [0.8, 0.5, 0.2]
+    masks = {}
+    for lv, d in enumerate(densities):
+        shared = rng.random(200_000) < d
+        masks[lv] = {
+            "w": np.where(rng.random((4, 200_000)) < np.sqrt(phi), shared, rng.random((4, 200_000)) < d)
+        }
+    table = sg.mask_signal_table(masks, {lv: 1 - d for lv, d in enumerate(densities)}, "sim")
+    star = table[(table["signal"] == "mean_jaccard_star") & table["ticket"].isna()]["value"].to_numpy()
+    expected = []
+    for d in densities:
+        p11 = d * d + phi * d * (1 - d)
+        j, j0 = p11 / (2 * d - p11), d / (2 - d)
+        expected.append((j - j0) / (1 - j0))
+    np.testing.assert_allclose(star, expected, atol=0.01)
+    assert expected[0] - expected[-1] > 0.05  # 0.45 at d = 0.8, 0.36 at d = 0.2
 
 
 def test_random_masks_have_zero_chance_corrected_similarity() -> None:
