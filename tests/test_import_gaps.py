@@ -309,3 +309,57 @@ def test_folders_holding_the_same_file_names(tmp_path):
         "seed2/checkpoint-10",
         "seed2/checkpoint-20",
     )
+
+
+def test_folder_of_runs_and_its_zip_upload(tmp_path):
+    """ShrinkBench's ``<experiment>/checkpoints/checkpoint-30.pt`` for several experiments, as one folder."""
+    import io
+    import zipfile
+
+    from analysis.importers import import_upload
+
+    root = tmp_path / "results"
+    wants = {
+        exp: _shrinkbench_checkpoint(root / exp / "checkpoints" / "checkpoint-30.pt", k)
+        for k, exp in enumerate(["gmp", "lmp"])
+    }
+    (root / "logs").mkdir()
+    (root / "logs" / "train.log").write_text("not a checkpoint")
+    tickets = read_tickets([root])
+    assert tickets.tickets == ("gmp", "lmp")
+    for k, want in enumerate(wants.values()):
+        assert np.array_equal(tickets.levels[0].masks["fc.weight"][k], want["fc.weight"])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted(root.rglob("*.pt")):
+            zf.write(f, f"results/{f.relative_to(root)}")
+    (tmp_path / "work").mkdir()
+    run = load_run(import_upload(buf.getvalue(), "results.zip", tmp_path / "work"))
+    assert run.ticket_names(METHOD) == ["gmp", "lmp"]
+
+
+# ----------------------------------------------------------------------------- gap 2: logged accuracy
+
+
+def test_openlth_logged_accuracy_is_a_labelled_collapse_signal(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_importers import make_openlth
+
+    from analysis import collapse, overview
+
+    src = make_openlth(tmp_path / "lth", replicates=(1, 2), levels=3)
+    run = load_run(import_checkpoints([tmp_path / "lth"], tmp_path / "run"))
+    curves = collapse.collapse_curves(run)
+    acc = curves[curves["signal"] == "test_accuracy"]
+    for k, rep in enumerate(src.values()):
+        assert list(acc[acc["ticket"] == k].sort_values("level")["value"]) == rep["acc"]
+    mean = acc[acc["ticket"].isna()].sort_values("level")["value"].to_numpy()
+    np.testing.assert_allclose(mean, np.mean([rep["acc"] for rep in src.values()], axis=0), atol=1e-12)
+    assert not (curves["signal"] == "test_loss").any()  # lower is better: not a collapse signal
+    res = overview.results_table(run, curves=curves)
+    got = res[res["metric"] == "test_accuracy"].sort_values("level")["value"].to_numpy()
+    np.testing.assert_allclose(got, mean, atol=1e-12)
+    ev = overview.collapse_evaluation_by_method(curves)
+    assert set(ev["metric"]) == {"test_accuracy"}

@@ -7,7 +7,10 @@ A path is one of:
   (named after the file stem) or a dict of tickets;
 - an OpenLTH run tree (any folder holding ``level_<L>/main`` folders);
 - a folder of checkpoint files, one ticket per file (named after the stem);
-  other files and hidden files in it are ignored.
+  other files and hidden files in it are ignored;
+- a folder of such folders (no checkpoint files of its own, e.g. an unzipped
+  upload of several runs): every subfolder holding checkpoints, up to 4
+  levels down, is read as a folder of checkpoints.
 
 Several paths are imported together: their tickets must cover the same layers,
 shapes and levels. When tickets of different paths share a name (ShrinkBench's
@@ -18,6 +21,7 @@ that differs (``<experiment>``, ``<model>``).
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -31,6 +35,8 @@ from analysis.importers.safe_load import CHECKPOINT_SUFFIXES, checkpoint_suffix,
 from analysis.importers.state_dicts import tickets_from_checkpoint
 from analysis.importers.tickets import ImportedTickets, SourceTicket, stack_tickets
 from artifacts.run_format import MANIFEST
+
+_MAX_FOLDER_DEPTH = 4  # <runs>/<experiment>/checkpoints/<file>: how deep a folder of runs is searched
 
 
 def _natural_key(s: str) -> list:
@@ -47,6 +53,34 @@ def checkpoint_files(folder: Path) -> list[Path]:
         ),
         key=lambda p: _natural_key(p.name),
     )
+
+
+def checkpoint_folders(root: Path, max_depth: int = _MAX_FOLDER_DEPTH) -> list[Path]:
+    """Subfolders of ``root`` (not ``root`` itself) that directly hold checkpoint files.
+
+    Parameters
+    ----------
+    root : Path
+    max_depth : int
+        Most folder levels below ``root`` searched.
+
+    Returns
+    -------
+    list of Path
+        Naturally sorted; hidden and symlinked folders are skipped, and a
+        folder holding checkpoints is not searched further.
+    """
+    found = []
+    base = len(root.parts)
+    for dirpath, dirnames, _ in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink()]
+        if here != root and checkpoint_files(here):
+            found.append(here)
+            dirnames[:] = []
+        elif len(here.parts) - base >= max_depth:
+            dirnames[:] = []
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
 
 
 def tickets_from_path(path: str | Path) -> list[SourceTicket]:
@@ -74,6 +108,10 @@ def tickets_from_path(path: str | Path) -> list[SourceTicket]:
             return read_openlth(path)
         files = checkpoint_files(path)
         if not files:
+            # A folder of runs (an unzipped upload): each subfolder holding checkpoints is read as above.
+            folders = checkpoint_folders(path)
+            if folders:
+                return distinct_ticket_names(folders, [tickets_from_path(f) for f in folders])
             raise CheckpointError(
                 f"{path}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) and no OpenLTH "
                 "level_<L>/main folders"
@@ -159,7 +197,7 @@ def distinct_ticket_names(
     list of SourceTicket
         All tickets in input order. A ticket whose name is also used by a
         ticket of another path is renamed: to the differing part of its path
-        when it is the only ticket of a file named after it, else to
+        when it is the only ticket of that path, else to
         ``<differing part>/<name>``. Names unique across paths are kept.
     """
     owners: dict[str, set[int]] = {}
@@ -177,8 +215,7 @@ def distinct_ticket_names(
             if t.name not in clashing:
                 out.append(t)
                 continue
-            whole_file = len(tickets) == 1 and paths[i].is_file() and t.name == ticket_stem(paths[i])
-            out.append(replace(t, name=labels[i] if whole_file else f"{labels[i]}/{t.name}"))
+            out.append(replace(t, name=labels[i] if len(tickets) == 1 else f"{labels[i]}/{t.name}"))
     counts = Counter(t.name for t in out)
     if any(c > 1 for c in counts.values()):
         return [t for tickets in per_path for t in tickets]  # stack_tickets names the clash
