@@ -363,3 +363,12 @@ def test_openlth_logged_accuracy_is_a_labelled_collapse_signal(tmp_path):
     np.testing.assert_allclose(got, mean, atol=1e-12)
     ev = overview.collapse_evaluation_by_method(curves)
     assert set(ev["metric"]) == {"test_accuracy"}
+
+
+def test_torch_ao_sparsifier_state_alone_holds_the_masks(tmp_path):
+    _, sparsifier, masks, _ = _ao_sparsified()
+    torch.save(sparsifier.state_dict(), tmp_path / "sparsifier.pt")
+    run = load_run(import_checkpoints([tmp_path / "sparsifier.pt"], tmp_path / "run"))
+    assert run.manifest["source"]["format"] == "torch_ao" and not run.has_weights(METHOD, 0)
+    for name, m in masks.items():
+        assert np.array_equal(run.masks(METHOD, 0)[name][0], m)

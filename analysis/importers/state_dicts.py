@@ -18,6 +18,7 @@ are skipped.
     is read from the sparsifier's ``state_dict()`` saved beside it
     (``{"state": {"<module>.weight": {"mask": ...}}, "groups": [...]}``) or from
     ``<module>.parametrizations.weight.0.mask``; a file without it is refused.
+    A sparsifier's ``state_dict()`` saved alone holds masks only.
 NNI mask file
     ``{module_name: {"weight": mask, "bias": mask}}``; only weight masks are
     prunable, there are no weights.
@@ -197,6 +198,10 @@ def _single_ticket(obj: Any, where: str, name: str) -> SourceTicket | None:
         return SourceTicket(name, fmt, where, {0: level}, inferred_masks=inferred)
     if _is_nni(sd):
         return SourceTicket(name, NNI, where, {0: parse_nni(sd, where)})
+    sparsifier = _sparsifier_masks(sd)
+    if sparsifier is not None:  # torch.save(sparsifier.state_dict()): masks only, like NNI
+        masks = {k: as_mask(v, f"{where}: mask of {k!r}") for k, v in sparsifier.items()}
+        return SourceTicket(name, TORCH_AO, where, {0: TicketLevel(masks)})
     return None
 
 
@@ -258,8 +263,9 @@ def parse_torch_ao(sd: Mapping, sparsifier: Mapping[str, Any] | None, where: str
             raw = sd.get(f"{base}parametrizations.{m.group(2)}.0.mask")
         if raw is None:
             raise CheckpointError(
-                f"{where}: {key!r} is a torch.ao.pruning weight saved before squash_mask(), and the "
-                "file holds no mask for it (the sparsifier keeps its masks out of model.state_dict()). "
+                f"{where}: {key!r} is a parametrized weight, as torch.ao.pruning leaves it before "
+                "squash_mask(), and the file holds no mask for it (the sparsifier keeps its masks out "
+                "of model.state_dict()). "
                 "Call sparsifier.squash_mask() before saving, or save the sparsifier's state with the "
                 "model: torch.save({'model': model.state_dict(), 'sparsifier': sparsifier.state_dict()}, ...)"
             )
