@@ -245,6 +245,25 @@ def test_torch_ao_before_squash_mask_without_masks_is_refused(tmp_path):
         read_tickets([tmp_path / "ao.pt"])
 
 
+def test_torch_ao_partly_sparsified_model_is_not_read_as_dense(tmp_path):
+    """Only the first layer sparsified: the plain second layer once made this a dense 0 % ticket."""
+    from torch.ao.pruning import WeightNormSparsifier
+
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    sparsifier = WeightNormSparsifier(sparsity_level=0.5, sparse_block_shape=(1, 4), zeros_per_block=4)
+    sparsifier.prepare(model, [{"tensor_fqn": "0.weight"}])
+    sparsifier.step()
+    torch.save(model.state_dict(), tmp_path / "ao.pt")
+    with pytest.raises(CheckpointError, match="squash_mask"):
+        read_tickets([tmp_path / "ao.pt"])
+    torch.save({"state_dict": model.state_dict(), "sparsifier": sparsifier.state_dict()}, tmp_path / "ao2.pt")
+    tickets = read_tickets([tmp_path / "ao2.pt"])
+    want = model[0].parametrizations.weight[0].mask.numpy().astype(bool)
+    assert list(tickets.layers) == ["0.weight"]  # the sparsifier's layers are the prunable ones
+    assert np.array_equal(tickets.levels[0].masks["0.weight"][0], want)
+
+
 def test_torch_ao_after_squash_mask_reads_the_zeros(tmp_path):
     model, sparsifier, masks, _ = _ao_sparsified()
     sparsifier.squash_mask()
