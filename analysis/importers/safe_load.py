@@ -15,6 +15,7 @@ leaves, so the format parsers never see torch.
 from __future__ import annotations
 
 import pickle
+import threading
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -150,13 +151,16 @@ def _plain_dict(default_factory: Any = None, *args: Any) -> dict:
 # Allow-listed for the weights-only unpickler: (object it receives, global the pickle names).
 # ``dict`` and ``list`` are the factories those tools use; any other factory stays refused.
 _SAFE_GLOBALS = [(_plain_dict, "collections.defaultdict"), (dict, "builtins.dict"), (list, "builtins.list")]
+# torch.serialization.safe_globals edits a process-wide list on entry and exit: one load at a
+# time, so that two dashboard sessions cannot take the allow-list away from each other mid-load.
+_LOAD_LOCK = threading.Lock()
 
 
 def _torch_load(path: Path) -> Any:
     import torch  # heavy; only when a PyTorch file is actually read
 
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(_SAFE_GLOBALS):
+        with _LOAD_LOCK, warnings.catch_warnings(), torch.serialization.safe_globals(_SAFE_GLOBALS):
             warnings.simplefilter("ignore")  # protocol-version chatter from the weights-only unpickler
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
