@@ -72,6 +72,11 @@ def attention_unavailable(run: Run, method: str) -> str | None:
         weights, or it stores no probe batch.
     """
     model = run.manifest.get("model") or {}
+    if not model and run.manifest.get("source"):  # imported checkpoints: masks and weights, no model
+        return (
+            "This run was imported from checkpoints: it holds masks (and weights) but no model "
+            "description to rebuild the network and run it, so attention entropy cannot be read."
+        )
     if model.get("name") != "vit":
         return (
             f"The model of this run is `{model.get('name', '?')}`, which has no attention layers: "

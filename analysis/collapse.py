@@ -23,6 +23,9 @@ signal : str
 
     - ``balanced_accuracy``, ``precision``, ``recall``, ``subset_accuracy_<routing>``:
       labelled metrics (:func:`analysis.metrics.ticket_metrics`).
+    - For a level without predictions (an imported run), the accuracies the
+      source logged per ticket instead (``level.json`` ``ticket_metrics``,
+      e.g. OpenLTH's ``test_accuracy``; :func:`logged_metric_rows`).
     - ``mean_jaccard``, ``mean_jaccard_star``: the ticket's mean Jaccard, and
       chance-corrected Jaccard J*, to the other tickets, over all prunable
       weights (:mod:`analysis.similarity`). J* is NaN where it is undefined
@@ -73,6 +76,7 @@ __all__ = [
     "evaluate_alarm",
     "labelled_collapse_points",
     "level_signals",
+    "logged_metric_rows",
     "mask_signals",
     "prediction_entropy",
 ]
@@ -216,6 +220,55 @@ def level_signals(
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
 
+def logged_metric_rows(info: Mapping, n_tickets: int) -> pd.DataFrame:
+    """Accuracies a source logged per ticket, as collapse-curve rows.
+
+    Imported runs carry no predictions to score; their tools logged the
+    accuracy of each ticket (OpenLTH's ``test_accuracy``, pytorch/examples'
+    ``best_acc1``), which the importer keeps in ``level.json``.
+
+    Parameters
+    ----------
+    info : mapping
+        A level's ``level.json``: ``ticket_metrics`` (list of K dicts of str
+        to float) and/or ``metrics`` (dict of str to float).
+    n_tickets : int
+        K, the method's number of tickets.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``ticket, signal, value``: for every metric whose name
+        contains ``acc`` (higher is better, so a drop means collapse) and that
+        every ticket logged, one row per ticket and an aggregate row (ticket
+        ``<NA>``, the unweighted mean); from ``metrics`` an aggregate row only
+        when the tickets' own values are missing. Empty if nothing was logged.
+    """
+    per = info.get("ticket_metrics") or []
+    if len(per) == n_tickets and all(isinstance(m, Mapping) for m in per):
+        common = [k for k in per[0] if all(_is_number(m.get(k)) for m in per)] if per else []
+    else:
+        per, common = [], []
+    tickets: list = []
+    signals: list[str] = []
+    values: list[float] = []
+    for name in (k for k in common if "acc" in str(k).lower()):
+        vals = [float(m[name]) for m in per]
+        tickets += [*range(n_tickets), None]
+        signals += [str(name)] * (n_tickets + 1)
+        values += [*vals, float(np.mean(vals))]
+    for name, value in (info.get("metrics") or {}).items():
+        if "acc" in str(name).lower() and _is_number(value) and name not in signals:
+            tickets.append(None)
+            signals.append(str(name))
+            values.append(float(value))
+    return _long(tickets, signals, values)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
 def collapse_curves(run: Run, methods: list[str] | None = None) -> pd.DataFrame:
     """Collapse signals of every level of every method of a run.
 
@@ -234,7 +287,11 @@ def collapse_curves(run: Run, methods: list[str] | None = None) -> pd.DataFrame:
     for method in methods or run.methods:
         kind = run.manifest["methods"][method].get("ticket_kind", "detector")
         for level in run.levels(method):
-            df = level_signals(run.masks(method, level), run.predictions(method, level), kind)
+            preds = run.predictions(method, level)
+            df = level_signals(run.masks(method, level), preds, kind)
+            if preds.empty:  # imported: the accuracy the source logged is the labelled signal
+                logged = logged_metric_rows(run.level_info(method, level), len(run.ticket_names(method)))
+                df = pd.concat([df, logged], ignore_index=True) if len(logged) else df
             df.insert(0, "sparsity", run.sparsity(method, level))
             df.insert(0, "level", level)
             df.insert(0, "method", method)

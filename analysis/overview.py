@@ -21,7 +21,9 @@ metric : str
       independent networks the sum over tickets).
 
     For other methods (e.g. an implicit neural representation scored by
-    PSNR), the numeric summary metrics the run wrote to ``level.json``, and
+    PSNR), and for imported runs, which hold no predictions, the numeric
+    summary metrics the run wrote to ``level.json`` (an OpenLTH import's
+    ``test_accuracy``: the mean over tickets of what the source logged), and
     the parameter counts.
 value : float
 """
@@ -58,6 +60,8 @@ RESULT_COLUMNS = ["method", "level", "sparsity", "metric", "value"]
 # Column order of the paper-style table: the paper's three, then ours.
 _PAPER_ORDER = ["balanced_accuracy", "precision", "recall", "accuracy"]
 _PARAM_METRICS = ["params_union", "params_total"]
+# Accuracies imported sources log (OpenLTH, pytorch/examples), tried when predictions are absent.
+_LOGGED_ACCURACY = ("test_accuracy", "best_acc1", "val_accuracy")
 
 
 def _fmt_int(n: object) -> str:
@@ -75,7 +79,8 @@ def describe_run(run: Run) -> pd.DataFrame:
     -------
     DataFrame
         Columns ``section`` (``run``, ``data``, ``model``, ``partition``,
-        ``methods``), ``item`` and ``value`` (all str), one row per fact.
+        ``methods``; an imported run has ``source`` in place of ``data`` and
+        ``partition``), ``item`` and ``value`` (all str), one row per fact.
     """
     m = run.manifest
     data = m.get("dataset", {})
@@ -90,6 +95,9 @@ def describe_run(run: Run) -> pd.DataFrame:
     for key in ("run_hash", "created", "git_commit"):
         if m.get(key):
             rows.append(("run", key, str(m[key])))
+    source = m.get("source")
+    if source and not data and not part:  # imported checkpoints: no data set, no partition
+        return _describe_imported(run, source, n_prunable)
     rows.append(("data", "dataset", str(data.get("name", "?"))))
     classes = data.get("classes", [])
     if classes:
@@ -124,6 +132,31 @@ def describe_run(run: Run) -> pd.DataFrame:
                 f"{entry.get('description', '')} — {len(entry.get('tickets', []))} ticket(s), "
                 f"levels {levels[0]}..{levels[-1]}, sparsity up to "
                 f"{run.sparsity(method, levels[-1]):.1%}",
+            )
+        )
+    return pd.DataFrame(rows, columns=["section", "item", "value"])
+
+
+def _describe_imported(run: Run, source: Mapping, n_prunable: int) -> pd.DataFrame:
+    """:func:`describe_run` of a run converted from other tools' checkpoints."""
+    m = run.manifest
+    rows: list[tuple[str, str, str]] = [("run", "name", run.name), ("run", "folder", str(run.path))]
+    rows.append(("source", "format", str(source.get("format", "?"))))
+    for path in source.get("paths", []):
+        rows.append(("source", "path", str(path)))
+    inferred = bool(source.get("inferred_masks"))
+    rows.append(("source", "masks", "inferred from zero weights" if inferred else "read from the files"))
+    rows.append(("model", "prunable layers", str(len(m.get("prunable", {})))))
+    rows.append(("model", "prunable weights", _fmt_int(n_prunable)))
+    for method in run.methods:
+        tickets = [str(t) for t in m["methods"][method].get("tickets", [])]
+        levels = run.levels(method)
+        rows.append(
+            (
+                "methods",
+                method,
+                f"{len(tickets)} ticket(s): {', '.join(tickets)}; levels {levels[0]}..{levels[-1]}, "
+                f"sparsity up to {run.sparsity(method, levels[-1]):.1%}",
             )
         )
     return pd.DataFrame(rows, columns=["section", "item", "value"])
@@ -312,6 +345,7 @@ def results_table(
         for level in sorted(set(want)):
             info = run.level_info(method, level)
             sp = float(info["sparsity"])
+            scored_here = False
             if method in classification:
                 agg = scored.get((method, level))
                 if agg is None:
@@ -320,7 +354,8 @@ def results_table(
                 for name, value in zip(agg["metric"], agg["value"], strict=True):
                     if name in _PAPER_ORDER or name.startswith("accuracy_"):
                         rows.append((method, level, sp, str(name), float(value)))
-            else:  # e.g. an implicit neural representation: its own summary metrics (PSNR)
+                        scored_here = True
+            if not scored_here:  # an INR's PSNR, or the accuracy an imported source logged
                 for name, value in (info.get("metrics") or {}).items():
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         rows.append((method, level, sp, str(name), float(value)))
@@ -521,7 +556,8 @@ def collapse_evaluation_by_method(
     DataFrame
         The columns of :func:`analysis.collapse.collapse_evaluation` plus
         ``metric`` (the signal each method was scored against). Methods with
-        neither signal are left out.
+        neither signal, nor an accuracy their source logged (``test_accuracy``,
+        ``best_acc1``), are left out.
     """
     from analysis.collapse import collapse_evaluation
 
@@ -529,6 +565,8 @@ def collapse_evaluation_by_method(
     for _, c in curves.groupby("method", sort=False):
         signals = set(c["signal"])
         used = metric if metric in signals else fallback if fallback in signals else None
+        if used is None:  # an imported run: an accuracy its source logged (OpenLTH's test_accuracy)
+            used = next((s for s in _LOGGED_ACCURACY if s in signals), None)
         if used is None:
             continue
         ev = collapse_evaluation(c, metric=used, margin=margin)

@@ -204,6 +204,8 @@ def render() -> Selection | None:
         sb.caption(f"One level only: {level} · {100 * sparsity_of[level]:.1f} % sparsity.")
 
     all_tickets = [str(n) for n in run.manifest.get("partition", {}).get("names", [])]
+    if not all_tickets:  # imported runs have no partition: their tickets are the methods' own
+        all_tickets = list(dict.fromkeys(str(t) for m in methods for t in run.ticket_names(m)))
     _keep_valid(KEY_TICKETS, all_tickets, [], multi=True)
     tickets = sb.multiselect(
         "Tickets",

@@ -244,11 +244,8 @@ API_CASES = {
         lambda d, mk: [_lth(d / "lth"), _save(d / "single.pt", {"fc.weight": _w(3, 4)})],
         "ticket 'single' has levels [0] but ticket 'replicate_1' has [0, 1, 2]",
     ),
-    "duplicate_ticket_names": (
-        lambda d, mk: [
-            _folder(d / "a", {"m.pt": {"fc.weight": _w(3, 4)}}),
-            _folder(d / "b", {"m.pt": {"fc.weight": _w(3, 4)}}),
-        ],
+    "duplicate_ticket_names": (  # the same folder twice (two folders' files are named after them)
+        lambda d, mk: [_folder(d / "a", {"m.pt": {"fc.weight": _w(3, 4)}}), d / "a"],
         "two tickets are named 'm'",
     ),
     "missing_path": (lambda d, mk: [d / "nope.pt"], "nope.pt: no such file or folder"),

@@ -13,12 +13,15 @@ from analysis.importers.tickets import ImportedTickets
 
 _EPILOG = """\
 formats (detected automatically):
-  torch.nn.utils.prune state dicts   <module>.<param>_orig + <module>.<param>_mask
+  torch.nn.utils.prune state dicts   <module>.<param>_orig + <module>.<param>_mask (LSTM/GRU/RNN too)
   ShrinkBench checkpoints            <module>.weight + <module>.weight_mask (model_state_dict ok)
   OpenLTH run trees                  lottery_*/replicate_*/level_*/main/mask.pth (+ logger)
-  NNI mask files                     {module: {"weight": mask, "bias": mask}}
+  NNI mask files                     {module: {"weight": mask, "bias": mask}} (NNI 3.0 defaultdict ok)
+  torch.ao.pruning before squash     {"model": model.state_dict(), "sparsifier": sparsifier.state_dict()}
+  training checkpoints               {"state_dict": ..., "best_acc1": ..., "optimizer": ...}
   plain state dicts                  masks inferred as weight != 0 (marked as inferred)
   a folder of checkpoints, or a file holding {ticket: masks}: one ticket each
+  files sharing a name (a/checkpoint-30.pt, b/checkpoint-30.pt): tickets named a, b
 
 files are read with torch.load(weights_only=True) or safetensors only: a pickle
 that would run code is refused, never executed.

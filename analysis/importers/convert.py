@@ -7,16 +7,25 @@ A path is one of:
   (named after the file stem) or a dict of tickets;
 - an OpenLTH run tree (any folder holding ``level_<L>/main`` folders);
 - a folder of checkpoint files, one ticket per file (named after the stem);
-  other files and hidden files in it are ignored.
+  other files and hidden files in it are ignored;
+- a folder of such folders (no checkpoint files of its own, e.g. an unzipped
+  upload of several runs): every subfolder holding checkpoints, up to 4
+  levels down, is read as a folder of checkpoints.
 
-Several paths are imported together: their tickets must be distinct by name and
-cover the same layers, shapes and levels.
+Several paths are imported together: their tickets must cover the same layers,
+shapes and levels. When tickets of different paths share a name (ShrinkBench's
+``<experiment>/checkpoints/checkpoint-30.pt``, Hugging Face's
+``<model>/model.safetensors``), they are named after the part of their paths
+that differs (``<experiment>``, ``<model>``).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from analysis.importers.errors import CheckpointError
@@ -26,6 +35,8 @@ from analysis.importers.safe_load import CHECKPOINT_SUFFIXES, checkpoint_suffix,
 from analysis.importers.state_dicts import tickets_from_checkpoint
 from analysis.importers.tickets import ImportedTickets, SourceTicket, stack_tickets
 from artifacts.run_format import MANIFEST
+
+_MAX_FOLDER_DEPTH = 4  # <runs>/<experiment>/checkpoints/<file>: how deep a folder of runs is searched
 
 
 def _natural_key(s: str) -> list:
@@ -42,6 +53,34 @@ def checkpoint_files(folder: Path) -> list[Path]:
         ),
         key=lambda p: _natural_key(p.name),
     )
+
+
+def checkpoint_folders(root: Path, max_depth: int = _MAX_FOLDER_DEPTH) -> list[Path]:
+    """Subfolders of ``root`` (not ``root`` itself) that directly hold checkpoint files.
+
+    Parameters
+    ----------
+    root : Path
+    max_depth : int
+        Most folder levels below ``root`` searched.
+
+    Returns
+    -------
+    list of Path
+        Naturally sorted; hidden and symlinked folders are skipped, and a
+        folder holding checkpoints is not searched further.
+    """
+    found = []
+    base = len(root.parts)
+    for dirpath, dirnames, _ in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink()]
+        if here != root and checkpoint_files(here):
+            found.append(here)
+            dirnames[:] = []
+        elif len(here.parts) - base >= max_depth:
+            dirnames[:] = []
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
 
 
 def tickets_from_path(path: str | Path) -> list[SourceTicket]:
@@ -69,6 +108,10 @@ def tickets_from_path(path: str | Path) -> list[SourceTicket]:
             return read_openlth(path)
         files = checkpoint_files(path)
         if not files:
+            # A folder of runs (an unzipped upload): each subfolder holding checkpoints is read as above.
+            folders = checkpoint_folders(path)
+            if folders:
+                return distinct_ticket_names(folders, [tickets_from_path(f) for f in folders])
             raise CheckpointError(
                 f"{path}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) and no OpenLTH "
                 "level_<L>/main folders"
@@ -101,8 +144,82 @@ def read_tickets(paths: Sequence[str | Path]) -> ImportedTickets:
     """
     if not paths:
         raise CheckpointError("no input paths given")
-    tickets = [t for p in paths for t in tickets_from_path(p)]
+    per_path = [tickets_from_path(p) for p in paths]
+    tickets = distinct_ticket_names([Path(p) for p in paths], per_path)
     return stack_tickets(tickets, [str(p) for p in paths])
+
+
+def differing_parts(paths: Sequence[Path]) -> list[str]:
+    """The part of each path that differs from the others.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+
+    Returns
+    -------
+    list of str
+        For each path, its components after dropping the leading and trailing
+        components every path shares, joined by ``/`` (checkpoint suffixes
+        dropped): ``a/checkpoints/ckpt.pt`` and ``b/checkpoints/ckpt.pt`` give
+        ``a`` and ``b``. A path with nothing left is named by its file stem.
+    """
+    parts = [Path(p).absolute().parts for p in paths]
+    parts = [(*p[:-1], ticket_stem(Path(p[-1]))) for p in parts]
+    n = min(len(p) for p in parts)
+    head = 0
+    while head < n and len({p[head] for p in parts}) == 1:
+        head += 1
+    tail = 0
+    while tail < n - head and len({p[len(p) - 1 - tail] for p in parts}) == 1:
+        tail += 1
+    out = []
+    for p, path in zip(parts, paths, strict=True):
+        middle = p[head : len(p) - tail]
+        out.append("/".join(middle) if middle else ticket_stem(Path(path)))
+    return out
+
+
+def distinct_ticket_names(
+    paths: Sequence[Path], per_path: Sequence[list[SourceTicket]]
+) -> list[SourceTicket]:
+    """Rename tickets that share a name across paths after the part of their paths that differs.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The input paths, one per entry of ``per_path``.
+    per_path : sequence of list of SourceTicket
+        The tickets read from each path.
+
+    Returns
+    -------
+    list of SourceTicket
+        All tickets in input order. A ticket whose name is also used by a
+        ticket of another path is renamed: to the differing part of its path
+        when it is the only ticket of that path, else to
+        ``<differing part>/<name>``. Names unique across paths are kept.
+    """
+    owners: dict[str, set[int]] = {}
+    for i, tickets in enumerate(per_path):
+        for t in tickets:
+            owners.setdefault(t.name, set()).add(i)
+    clashing = {name for name, who in owners.items() if len(who) > 1}
+    if not clashing:
+        return [t for tickets in per_path for t in tickets]
+    involved = sorted({i for name in clashing for i in owners[name]})
+    labels = dict(zip(involved, differing_parts([paths[i] for i in involved]), strict=True))
+    out = []
+    for i, tickets in enumerate(per_path):
+        for t in tickets:
+            if t.name not in clashing:
+                out.append(t)
+                continue
+            out.append(replace(t, name=labels[i] if len(tickets) == 1 else f"{labels[i]}/{t.name}"))
+    counts = Counter(t.name for t in out)
+    if any(c > 1 for c in counts.values()):
+        return [t for tickets in per_path for t in tickets]  # stack_tickets names the clash
+    return out
 
 
 def import_checkpoints(

@@ -2,8 +2,9 @@
 
 PyTorch files (``.pt``, ``.pth``, ``.bin``, ``.ckpt``) are read only with
 ``torch.load(path, map_location="cpu", weights_only=True)``: its restricted
-unpickler accepts tensors, dicts, lists, tuples, strings and numbers and refuses
-any other global, so a pickle whose ``__reduce__`` would run a command is
+unpickler accepts tensors, dicts, lists, tuples, strings and numbers (plus
+``collections.defaultdict`` of ``dict`` or ``list``, read as a plain dict) and
+refuses any other global, so a pickle whose ``__reduce__`` would run a command is
 rejected before anything runs. Safetensors files hold no code at all. Plain
 ``pickle`` and ``weights_only=False`` are never used.
 
@@ -14,6 +15,7 @@ leaves, so the format parsers never see torch.
 from __future__ import annotations
 
 import pickle
+import threading
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -135,11 +137,30 @@ def load_checkpoint(path: str | Path) -> Any:
     return _to_numpy_tree(_torch_load(path), str(path), 0)
 
 
+def _plain_dict(default_factory: Any = None, *args: Any) -> dict:
+    """Stands in for ``collections.defaultdict`` while unpickling: an ordinary dict.
+
+    NNI 3.0's ``pruner.compress()`` and ``torch.ao.pruning``'s
+    ``sparsifier.state_dict()`` return ``defaultdict(dict)``. The weights-only
+    unpickler refuses that global, and cannot fill a defaultdict anyway; the
+    factory only matters for missing keys, so a plain dict holds the same data.
+    """
+    return {}
+
+
+# Allow-listed for the weights-only unpickler: (object it receives, global the pickle names).
+# ``dict`` and ``list`` are the factories those tools use; any other factory stays refused.
+_SAFE_GLOBALS = [(_plain_dict, "collections.defaultdict"), (dict, "builtins.dict"), (list, "builtins.list")]
+# torch.serialization.safe_globals edits a process-wide list on entry and exit: one load at a
+# time, so that two dashboard sessions cannot take the allow-list away from each other mid-load.
+_LOAD_LOCK = threading.Lock()
+
+
 def _torch_load(path: Path) -> Any:
     import torch  # heavy; only when a PyTorch file is actually read
 
     try:
-        with warnings.catch_warnings():
+        with _LOAD_LOCK, warnings.catch_warnings(), torch.serialization.safe_globals(_SAFE_GLOBALS):
             warnings.simplefilter("ignore")  # protocol-version chatter from the weights-only unpickler
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -21,6 +21,7 @@ SHRINKBENCH = "shrinkbench"  # <p> (masked) + <p>_mask
 NNI = "nni"  # {module: {"weight": mask, "bias": mask}}
 OPENLTH = "openlth"  # lottery_*/replicate_*/level_*/main/mask.pth
 INFERRED = "state_dict"  # plain state dict; masks inferred as weight != 0
+TORCH_AO = "torch_ao"  # torch.ao.pruning before squash_mask: parametrizations.<p>.original + sparsifier masks
 
 
 def as_mask(value: Any, what: str) -> np.ndarray:

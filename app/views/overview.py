@@ -17,12 +17,22 @@ facts = data.run_facts(sel.path, sel.mtime)
 run = sel.run
 st.title(f"Overview · {run.name}")
 desc = facts["describe"].set_index(["section", "item"])["value"]
-st.caption(
-    f"{desc.get(('data', 'dataset'), '?')} · {desc.get(('model', 'family'), '?')} with "
-    f"{desc.get(('model', 'prunable weights'), '?')} prunable weights · "
-    f"{desc.get(('partition', 'kind'), '?')} partition into "
-    f"{desc.get(('partition', 'subsets (K)'), '?')} subsets"
-)
+# Converted from other tools' checkpoints: tickets without a data set, partition or predictions.
+imported = ("source", "format") in desc.index
+if imported:
+    st.caption(
+        f"Imported from {desc[('source', 'format')]} checkpoints · "
+        f"{desc.get(('model', 'prunable weights'), '?')} prunable weights · "
+        f"{len(sel.all_tickets)} ticket(s); no data set or partition recorded, so accuracy is what "
+        "the source logged, if anything"
+    )
+else:
+    st.caption(
+        f"{desc.get(('data', 'dataset'), '?')} · {desc.get(('model', 'family'), '?')} with "
+        f"{desc.get(('model', 'prunable weights'), '?')} prunable weights · "
+        f"{desc.get(('partition', 'kind'), '?')} partition into "
+        f"{desc.get(('partition', 'subsets (K)'), '?')} subsets"
+    )
 
 cols = st.columns(4)
 cols[0].metric("Tickets per method (K)", len(sel.all_tickets))
@@ -51,9 +61,13 @@ ui.table(
     paper,
     f"{run.name}-results",
     key=f"{P}.results",
-    caption="Balanced accuracy, precision and recall: one-vs-rest, averaged over tickets (as the paper). "
-    "accuracy: K-way accuracy under the default routing; accuracy_<routing> under each routing. "
-    "params_union: weights kept by at least one ticket; params_total: parameters the method stores.",
+    caption=(
+        "Metrics the source logged (e.g. OpenLTH's test_accuracy), averaged over tickets. "
+        if imported
+        else "Balanced accuracy, precision and recall: one-vs-rest, averaged over tickets (as the paper). "
+        "accuracy: K-way accuracy under the default routing; accuracy_<routing> under each routing. "
+    )
+    + "params_union: weights kept by at least one ticket; params_total: parameters the method stores.",
 )
 
 res = data.results(sel.path, sel.mtime)
@@ -73,7 +87,13 @@ ui.figure(results_figure(res, metric, sel.sparsity), f"{run.name}-{metric}", key
 st.subheader("Collapse alarm")
 alarm = data.alarm_overview(sel.path, sel.mtime, "balanced_accuracy", 0.05)
 alarm = alarm[alarm["method"].isin(sel.methods)]
-if alarm.empty:
+if alarm.empty and imported:
+    st.info(
+        "The collapse alarm is scored against a labelled accuracy: these imported tickets carry no "
+        "predictions and their source logged no accuracy (an OpenLTH tree's test_accuracy is read when "
+        "present). Their mask similarity is on the Similarity page."
+    )
+elif alarm.empty:
     st.info(
         "The collapse alarm is scored against class predictions; the chosen methods record none "
         "(e.g. an implicit neural representation scored by PSNR). Their mask similarity is on the "
@@ -114,13 +134,16 @@ with left:
         height=320,
     )
 with right:
-    ui.table(
-        facts["subsets"],
-        f"{run.name}-subsets",
-        key=f"{P}.subsets",
-        caption="The K subsets: ticket k is trained on subset k and routed its samples (oracle routing).",
-        height=320,
-    )
+    if imported:
+        st.caption("Imported tickets: no partition into subsets was recorded; the description lists them.")
+    else:
+        ui.table(
+            facts["subsets"],
+            f"{run.name}-subsets",
+            key=f"{P}.subsets",
+            caption="The K subsets: ticket k is trained on subset k and routed its samples (oracle routing).",
+            height=320,
+        )
 ui.table(facts["methods"], f"{run.name}-methods", key=f"{P}.methods")
 with st.expander("Sparsity and parameter counts of every level"):
     ui.table(facts["levels"], f"{run.name}-levels", key=f"{P}.levels_table")

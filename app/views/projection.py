@@ -59,7 +59,11 @@ with st.expander("Map coordinates"):
 st.subheader("Semantic alignment against sparsity")
 methods = sel.multi_ticket_methods()
 if not methods:
-    st.info("Alignment compares several tickets' masks with class similarity: choose `rtl` or `independent`.")
+    others = [m for m in sel.run.methods if m not in sel.methods and len(sel.run.ticket_names(m)) > 1]
+    advice = (
+        f"choose {' or '.join(f'`{m}`' for m in others)}." if others else "the run has one ticket per method."
+    )
+    st.info("Alignment compares several tickets' masks with class similarity: " + advice)
     st.stop()
 method = ui.select(st.selectbox, "Method", f"{P}.method", methods, default=sel.preferred(methods))
 align = data.alignment(sel.path, sel.mtime, method)

@@ -21,10 +21,16 @@ if sel is None:
 st.title("Ticket similarity")
 methods = sel.multi_ticket_methods()
 if not methods:
+    others = [m for m in sel.run.methods if m not in sel.methods and len(sel.run.ticket_names(m)) > 1]
+    advice = (
+        f"Choose {' or '.join(f'`{m}`' for m in others)} in the sidebar."
+        if others
+        else "This run has no method with several tickets: import several checkpoints together "
+        "(a folder, several files, or one file holding a dict of tickets) to compare their masks."
+    )
     st.info(
         "Similarity compares the masks of several tickets, but the chosen method(s) "
-        f"({', '.join(sel.methods)}) have a single ticket. Choose `rtl` or `independent` in the "
-        "sidebar, or open a run that has them."
+        f"({', '.join(sel.methods)}) have a single ticket. " + advice
     )
     st.stop()
 if len(sel.tickets) < 2:
