@@ -1,0 +1,215 @@
+"""Sweeps on Ray: a 2-seed grid of the digits smoke preset, resumed after a kill, read back as a group."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from artifacts import run_format as rf
+from lottery.config import replace
+
+ray = pytest.importorskip("ray")
+
+from lottery import sweep  # noqa: E402
+from lottery.presets import get_preset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# the smoke preset shrunk to seconds: 2 pruning levels, one epoch per phase
+OVERRIDES = ["prune.levels=2", "train.epochs=1", "rtl.retrain_epochs=1"]
+METHODS = ("independent", "rtl", "imp")
+SEEDS = (0, 1)
+
+
+def _desc():
+    return replace(sweep.override_description(get_preset("smoke"), OVERRIDES), methods=METHODS)
+
+
+def _cli(*args, **kwargs):
+    argv = [sys.executable, "-m", "lottery", "sweep", "--preset", "smoke", "--quiet"]
+    argv += [a for o in OVERRIDES for a in ("--set", o)] + ["--methods", *METHODS]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return argv + list(args), dict(cwd=REPO, env=env, text=True, **kwargs)
+
+
+def _masks(run_dir: Path) -> dict:
+    run = rf.load_run(run_dir)
+    return {(m, lv): run.masks(m, lv) for m in run.methods for lv in run.levels(m)}
+
+
+def _assert_same_masks(a: Path, b: Path) -> None:
+    ma, mb = _masks(a), _masks(b)
+    assert ma.keys() == mb.keys()
+    for key in ma:
+        assert ma[key].keys() == mb[key].keys()
+        for layer in ma[key]:
+            np.testing.assert_array_equal(ma[key][layer], mb[key][layer], err_msg=f"{key} {layer}")
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray with 2 CPUs for the module (start-up is slow); its address for CLI subprocesses."""
+    if ray.is_initialized():
+        ray.shutdown()
+    ctx = ray.init(num_cpus=2, **sweep.ray_init_options())
+    yield ctx.address_info["address"]
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def group(ray_address, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "smoke-group"
+    result = sweep.run_sweep(
+        _desc(), SEEDS, out, preset="smoke", overrides=OVERRIDES, device="cpu", show_progress=False
+    )
+    assert result.ok, result.failures
+    assert sorted(result.finished) == sorted((f"seed-{s}", m) for s in SEEDS for m in METHODS)
+    return out
+
+
+def test_sweep_writes_a_group_of_complete_runs(group):
+    g = rf.load_group(group)
+    assert g.seeds == list(SEEDS) and g.run_names == ["seed-0", "seed-1"]
+    assert g.manifest["preset"] == "smoke" and g.manifest["overrides"] == OVERRIDES
+    assert g.manifest["methods"] == list(METHODS)
+    assert "seed" not in g.manifest["description"]
+    runs = g.runs()
+    assert [r.path for r in runs] == [group / "seed-0", group / "seed-1"]
+    for seed, run in zip(SEEDS, runs, strict=True):
+        assert run.manifest["description"]["seed"] == seed
+        assert run.manifest["run_hash"] == replace(_desc(), seed=seed).hash()
+        for m in METHODS:
+            assert run.levels(m) == [0, 1, 2]
+        assert run.sparsity("imp", 2) == pytest.approx(1 - 0.8**2, abs=0.01)
+    # the seeds are different draws
+    t0, t1 = (rf.load_tensors(group / n / rf.THETA0) for n in g.run_names)
+    assert any(not np.array_equal(t0[k], t1[k]) for k in t0)
+    # the run rtl ran after independent in the same seed and reused its masks
+    assert runs[0].level_info("rtl", 1)["masks_from"] == "independent"
+    assert g.run_path(1) == group / "seed-1"
+    assert rf.is_group(group) and not rf.is_group(group / "seed-0")
+
+
+def test_find_runs_sees_the_runs_inside_groups(group):
+    assert rf.find_runs(group.parent) == [group / "seed-0", group / "seed-1"]
+    assert rf.find_runs(group) == [group / "seed-0", group / "seed-1"]
+    assert rf.find_runs(group / "seed-1") == [group / "seed-1"]
+    assert rf.find_groups(group.parent) == [group]
+
+
+def test_sweep_run_equals_a_plain_train_run(group, tmp_path):
+    from lottery.pipeline import train_run
+
+    plain = train_run(replace(_desc(), seed=1), tmp_path / "plain", device="cpu", show_progress=False)
+    _assert_same_masks(plain, group / "seed-1")
+
+
+def test_killed_sweep_resumes_to_the_same_runs(group, ray_address, tmp_path):
+    out = tmp_path / "killed"
+    argv, kw = _cli("--seeds", *map(str, SEEDS), "--out", str(out), "--address", ray_address)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kw
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while not list(out.glob("seed-*/*/level_*/level.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no level finished in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    # the cluster stops the dead driver's tasks; wait until no level folder appears any more
+    seen, still = None, 0
+    while still < 6:
+        now = sorted(str(p) for p in out.glob("seed-*/*/level_*"))
+        still = still + 1 if now == seen else 0
+        seen = now
+        time.sleep(0.5)
+    total = len(SEEDS) * len(METHODS) * 3
+    done = {p.parent: p.parent.stat().st_ino for p in out.glob("seed-*/*/level_*/level.json")}
+    assert 0 < len(done) < total, "the kill should interrupt the sweep"
+
+    argv, kw = _cli("--seeds", *map(str, SEEDS), "--out", str(out), "--address", ray_address)
+    rerun = subprocess.run(argv, capture_output=True, timeout=300, **kw)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{total}/{total} levels" in rerun.stdout
+    for level_dir, inode in done.items():  # finished levels were kept, not redone
+        assert level_dir.stat().st_ino == inode
+    assert not list(out.glob("seed-*/*/*.tmp-*"))
+    for name in ("seed-0", "seed-1"):
+        _assert_same_masks(out / name, group / name)
+
+
+def test_failing_task_is_reported_and_the_others_finish(group, ray_address, tmp_path):
+    out = tmp_path / "broken"
+    shutil.copytree(group, out)
+    # seed 1: imp's level 0 is corrupt, so imp cannot prune level 1
+    for lv in (1, 2):
+        shutil.rmtree(rf.level_dir(out / "seed-1", "imp", lv))
+    (rf.level_dir(out / "seed-1", "imp", 0) / rf.MASKS).write_bytes(b"not a safetensors file")
+    # seed 0: rtl lost its last level, which the sweep must write again
+    shutil.rmtree(rf.level_dir(out / "seed-0", "rtl", 2))
+
+    argv, kw = _cli("--seeds", *map(str, SEEDS), "--out", str(out), "--address", ray_address)
+    proc = subprocess.run(argv, capture_output=True, timeout=300, **kw)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("failed:")]
+    assert len(failed) == 1 and "seed-1 imp" in failed[0] and "RunFormatError" in failed[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "5 task(s) finished, 1 failed" in proc.stdout
+    _assert_same_masks(out / "seed-0", group / "seed-0")
+
+
+def test_group_folder_of_another_description_is_refused(group, tmp_path):
+    other = replace(_desc(), prune=replace(_desc(), **{"prune.levels": 3}).prune)
+    with pytest.raises(ValueError, match="another description"):
+        sweep.write_group(group, other, [0], preset="smoke", overrides=[])
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="holds no run group"):
+        sweep.write_group(tmp_path, _desc(), [0], preset="smoke", overrides=[])
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_bad_group_manifests_are_refused(tmp_path):
+    base = {"runs": ["seed-0"], "seeds": [0]}
+    rf.write_group_manifest(tmp_path, base)
+    assert rf.load_group(tmp_path).run_paths() == []  # seed-0 not started yet
+    for bad in ({"runs": ["../x"], "seeds": [0]}, {"runs": ["a", "b"], "seeds": [0]}, {"runs": []}):
+        with pytest.raises(rf.RunFormatError):
+            rf.write_group_manifest(tmp_path / "g", {**base, **bad})
+    rf.write_json(tmp_path / rf.GROUP_MANIFEST, {**base, "kind": "run_group", "runs": ["/etc"]})
+    with pytest.raises(rf.RunFormatError, match="plain names"):
+        rf.load_group(tmp_path)
+    assert rf.find_runs(tmp_path) == []  # an unreadable group lists nothing
+    (tmp_path / rf.GROUP_MANIFEST).write_text("{not json")
+    with pytest.raises(rf.RunFormatError, match="corrupt"):
+        rf.load_group(tmp_path)
+    with pytest.raises(rf.RunFormatError):
+        rf.load_group(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "prune.nope=3"], "nope"),
+        (["--set", "prune.levels"], "key=value"),
+        (["--methods", "magic"], "unknown methods"),
+        (["--cpus-per-run", "0"], "positive"),
+    ],
+)
+def test_bad_sweep_arguments_give_one_line(args, message, tmp_path, capsys):
+    from lottery.cli import main
+
+    code = main(["sweep", "--preset", "smoke", "--seeds", "0", "--out", str(tmp_path), "--quiet", *args])
+    assert code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert not (tmp_path / rf.GROUP_MANIFEST).exists()
