@@ -213,3 +213,75 @@ def test_bad_sweep_arguments_give_one_line(args, message, tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
     assert not (tmp_path / rf.GROUP_MANIFEST).exists()
+
+
+# ----------------------------------------------------------------------------- the dashboard's run picker
+
+
+def _picker_app(monkeypatch, root: Path, **query):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("RTL_RUNS_DIR", str(root))
+    at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=180)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    """A runs folder: one plain run, a group of 3 seeds (seed 2 not started), an unreadable group."""
+    from conftest import write_synthetic_run
+
+    root = tmp_path_factory.mktemp("picker")
+    write_synthetic_run(root / "single", seed=5)
+    group = root / "sweep-x"
+    rf.write_group_manifest(group, {"runs": ["seed-0", "seed-1", "seed-2"], "seeds": [0, 1, 2]})
+    for s in (0, 1):
+        write_synthetic_run(group / f"seed-{s}", n_levels=3 + s, seed=s)
+    (root / "broken").mkdir()
+    (root / "broken" / rf.GROUP_MANIFEST).write_text('{"kind": "run_group", "runs": ["../up"], "seeds": [0]}')
+    return root
+
+
+def test_picker_lists_a_group_with_a_seed_selector(monkeypatch, runs_root):
+    group = runs_root / "sweep-x"
+    at = _picker_app(monkeypatch, runs_root)
+    at.session_state["sidebar.run"] = str(group)
+    at.run()
+    assert not at.exception, at.exception
+    run_box = at.selectbox(key="sidebar.run")
+    labels = [o for o in run_box.options if str(runs_root) in o]
+    assert len(labels) == 2  # the plain run and the group, not one entry per seed
+    assert any(o.startswith("sweep-x (group, 3 seeds)") for o in labels), labels
+    assert any(o.startswith("single") for o in labels), labels
+    seed_box = at.selectbox(key="sidebar.seed")
+    assert seed_box.options == ["seed 0", "seed 1"]  # seed 2 has no finished level yet
+    assert any("2 of 3 seeds" in c.value for c in at.sidebar.caption)
+    assert at.session_state["sidebar.selection"].path == str(group / "seed-0")
+    assert at.query_params["run"] == "sweep-x/seed-0"
+
+    seed_box.set_value(str(group / "seed-1")).run()
+    assert not at.exception, at.exception
+    sel = at.session_state["sidebar.selection"]
+    assert sel.path == str(group / "seed-1")
+    assert set(sel.levels["level"]) == {0, 1, 2, 3}  # seed 1's run has one level more than seed 0's
+    assert at.query_params["run"] == "sweep-x/seed-1"
+    # the unreadable group is listed with its reason
+    assert any("could not be read" in e.label for e in at.sidebar.expander)
+
+    at.selectbox(key="sidebar.run").set_value(str(runs_root / "single")).run()
+    assert not at.exception, at.exception
+    assert at.session_state["sidebar.selection"].path == str(runs_root / "single")
+    assert not _has_key(at, "sidebar.seed")
+
+
+def _has_key(at, key: str) -> bool:
+    return any(getattr(w, "key", None) == key for w in at.selectbox)
+
+
+def test_a_link_to_a_seed_opens_its_group(monkeypatch, runs_root):
+    at = _picker_app(monkeypatch, runs_root, run="sweep-x/seed-1").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="sidebar.run").value == str(runs_root / "sweep-x")
+    assert at.selectbox(key="sidebar.seed").value == str(runs_root / "sweep-x" / "seed-1")
