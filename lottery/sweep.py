@@ -183,7 +183,10 @@ def train_method(
     torch.set_num_threads(max(1, int(threads)))
     run_dir = Path(run_dir)
     if not (run_dir / rf.MANIFEST).is_file() or not (run_dir / rf.THETA0).is_file():
-        raise rf.RunFormatError(f"{run_dir} is not prepared (no manifest or theta_0)")
+        raise rf.RunFormatError(
+            f"{run_dir} is not prepared (no manifest or theta_0): is the group folder on a filesystem "
+            "every Ray node shares?"
+        )
     _check_same_run(desc, run_dir)
     runners = _method_runners()
     ctx = build_context(desc, run_dir, device, data_dir)
@@ -233,6 +236,32 @@ class SweepResult:
         return not self.failures
 
 
+def _described(desc: RunDescription) -> dict:
+    return {k: v for k, v in desc.to_dict().items() if k != "seed"}
+
+
+def check_group_dir(group_dir: str | Path, desc: RunDescription) -> rf.RunGroup | None:
+    """The group already in ``group_dir`` (None if there is none) after checking it fits ``desc``.
+
+    Raises
+    ------
+    ValueError
+        When ``group_dir`` holds a group of another description, or other files.
+    """
+    group_dir = Path(group_dir)
+    if rf.is_group(group_dir):
+        old = rf.load_group(group_dir)
+        if old.manifest.get("description") != _described(desc):
+            raise ValueError(
+                f"{group_dir} holds a sweep of another description (hash {old.manifest.get('group_hash')}, "
+                f"this one {group_hash(desc)}); choose another --out"
+            )
+        return old
+    if group_dir.exists() and (not group_dir.is_dir() or any(group_dir.iterdir())):
+        raise ValueError(f"{group_dir} is not empty and holds no run group; choose another --out")
+    return None
+
+
 def write_group(
     group_dir: Path, desc: RunDescription, seeds: Sequence[int], *, preset: str, overrides: Sequence[str]
 ) -> list[int]:
@@ -245,19 +274,11 @@ def write_group(
     """
     from lottery.pipeline import _git_commit
 
-    described = {k: v for k, v in desc.to_dict().items() if k != "seed"}
-    old_seeds: list[int] = []
+    old = check_group_dir(group_dir, desc)
+    old_seeds = old.seeds if old is not None else []
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if rf.is_group(group_dir):
-        old = rf.load_group(group_dir)
-        if old.manifest.get("description") != described:
-            raise ValueError(
-                f"{group_dir} holds a sweep of another description (hash {old.manifest.get('group_hash')}, "
-                f"this one {group_hash(desc)}); choose another --out"
-            )
-        old_seeds, created = old.seeds, old.manifest.get("created", created)
-    elif group_dir.exists() and any(group_dir.iterdir()):
-        raise ValueError(f"{group_dir} is not empty and holds no run group; choose another --out")
+    if old is not None:
+        created = old.manifest.get("created", created)
     all_seeds = old_seeds + [s for s in dict.fromkeys(seeds) if s not in old_seeds]
     rf.write_group_manifest(
         group_dir,
@@ -268,7 +289,7 @@ def write_group(
             "seeds": all_seeds,
             "methods": list(desc.methods),
             "runs": [seed_run_name(s) for s in all_seeds],
-            "description": described,
+            "description": _described(desc),
             "group_hash": group_hash(desc),
             "created": created,
             "git_commit": _git_commit(),
@@ -298,10 +319,20 @@ def _connect(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    if address:
-        ray.init(address=address, **ray_init_options())
-    else:
-        ray.init(num_cpus=os.cpu_count() or 1, **ray_init_options())
+    try:
+        if address:
+            ray.init(address=address, **ray_init_options())
+        else:
+            # "local": a new instance even when `ray start` left one running on this machine
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, **ray_init_options())
+    except (ConnectionError, RuntimeError) as e:
+        hint = (
+            " (a cluster started with `ray start` uses token authentication: set RAY_AUTH_MODE=token "
+            "and make its token available, see `ray get-auth-token`)"
+            if address
+            else ""
+        )
+        raise ValueError(f"cannot start or reach Ray at {address or 'local'}: {_error_text(e)}{hint}") from e
     return True
 
 
@@ -365,7 +396,7 @@ def run_sweep(
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {sorted(runners)}")
     group_dir = Path(group_dir).expanduser().resolve()
-    write_group(group_dir, desc, seeds, preset=preset, overrides=overrides)
+    check_group_dir(group_dir, desc)  # before the slow Ray start
     runs = {s: group_dir / seed_run_name(s) for s in seeds}
     result = SweepResult(group_dir, levels_total=len(seeds) * len(desc.methods) * (desc.prune.levels + 1))
 
@@ -375,6 +406,12 @@ def run_sweep(
     import ray
 
     owns = _connect(address)
+    try:
+        write_group(group_dir, desc, seeds, preset=preset, overrides=overrides)
+    except BaseException:
+        if owns:
+            ray.shutdown()
+        raise
     bar = tqdm(total=result.levels_total, desc="sweep levels", unit="level", disable=not show_progress)
     say = echo or (lambda line: tqdm.write(line))
     try:

@@ -70,6 +70,7 @@ def group(ray_address, tmp_path_factory) -> Path:
         _desc(), SEEDS, out, preset="smoke", overrides=OVERRIDES, device="cpu", show_progress=False
     )
     assert result.ok, result.failures
+    assert result.levels_done == result.levels_total == len(SEEDS) * len(METHODS) * 3
     assert sorted(result.finished) == sorted((f"seed-{s}", m) for s in SEEDS for m in METHODS)
     return out
 
@@ -176,6 +177,16 @@ def test_group_folder_of_another_description_is_refused(group, tmp_path):
     with pytest.raises(ValueError, match="holds no run group"):
         sweep.write_group(tmp_path, _desc(), [0], preset="smoke", overrides=[])
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_a_group_is_extended_with_more_seeds(group, tmp_path):
+    copy = tmp_path / "g"
+    copy.mkdir()
+    shutil.copy(group / rf.GROUP_MANIFEST, copy / rf.GROUP_MANIFEST)
+    created = rf.load_group(copy).manifest["created"]
+    assert sweep.write_group(copy, _desc(), [1, 2], preset="smoke", overrides=OVERRIDES) == [0, 1, 2]
+    g = rf.load_group(copy)
+    assert g.run_names == ["seed-0", "seed-1", "seed-2"] and g.manifest["created"] == created
 
 
 def test_bad_group_manifests_are_refused(tmp_path):
