@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from artifacts.run_format import RunFormatError
+from lottery.config import add_overrides_argument
 
 DEFAULT_RUNS = Path("runs")
 
@@ -20,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train (or resume) a preset into a run folder")
     t.add_argument("--preset", required=True, help="preset name (see `python -m lottery presets`)")
     t.add_argument("--out", type=Path, help="run folder (default: runs/<preset>-<hash>)")
-    t.add_argument("--seed", type=int, help="override the preset's seed")
+    add_overrides_argument(t, "prune.levels=20 --set model.hidden=300,100")
+    t.add_argument("--seed", type=int, help="override the preset's seed (same as --set seed=N)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--data-dir", help="folder holding the dataset files (e.g. Fashion-MNIST IDX .gz)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -101,13 +103,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from lottery.config import replace
+    from lottery.config import apply_overrides
     from lottery.pipeline import train_run
     from lottery.presets import get_preset
 
-    desc = get_preset(args.preset)
-    if args.seed is not None:
-        desc = replace(desc, seed=args.seed)
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    desc = apply_overrides(get_preset(args.preset), overrides)
     out = args.out or DEFAULT_RUNS / f"{args.preset}-{desc.hash()}"
     run_dir = train_run(
         desc, out, device=args.device, data_dir=args.data_dir, name=args.preset, show_progress=not args.quiet

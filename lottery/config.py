@@ -10,8 +10,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+# Names of the classification methods; ``lottery.methods.METHODS`` maps each to its module.
+METHOD_NAMES = ("imp", "independent", "rtl")
+
+
+def _choose(key: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def _at_least(key: str, value: Any, low: float) -> None:
+    if value < low:
+        raise ValueError(f"{key} must be >= {low}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,19 @@ class DataConfig:
     eval_limit: int | None = None
     val_fraction: float = 0.1
 
+    def __post_init__(self) -> None:
+        _choose("data.name", self.name, ("fashion_mnist", "digits", "adult"))
+        _choose("data.partition", self.partition, ("class", "map", "kmeans"))
+        if self.partition == "map" and not self.partition_map:
+            raise ValueError('data.partition="map" needs data.partition_map (e.g. fashion4)')
+        if self.partition == "kmeans" and self.k is None:
+            raise ValueError('data.partition="kmeans" needs data.k (the number of clusters)')
+        for name in ("k", "limit", "eval_limit"):
+            if getattr(self, name) is not None:
+                _at_least(f"data.{name}", getattr(self, name), 1)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1); got {self.val_fraction!r}")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -56,6 +86,13 @@ class ModelSpec:
     patch: int = 7
     mlp_ratio: int = 2
 
+    def __post_init__(self) -> None:
+        _choose("model.name", self.name, ("mlp", "cnn", "vit"))
+        for h in self.hidden:
+            _at_least("model.hidden", h, 1)
+        for name in ("dim", "depth", "heads", "patch", "mlp_ratio"):
+            _at_least(f"model.{name}", getattr(self, name), 1)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -67,6 +104,15 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _at_least("train.epochs", self.epochs, 0)
+        _at_least("train.batch_size", self.batch_size, 1)
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0; got {self.lr!r}")
+        _choose("train.optimizer", self.optimizer, ("adam", "sgd"))
+        _at_least("train.momentum", self.momentum, 0.0)
+        _at_least("train.weight_decay", self.weight_decay, 0.0)
 
 
 @dataclass(frozen=True)
@@ -88,6 +134,13 @@ class PruneConfig:
     levels: int = 3
     scope: str = "layer"
     rewind_iter: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"prune.fraction must be in (0, 1); got {self.fraction!r}")
+        _at_least("prune.levels", self.levels, 0)
+        _choose("prune.scope", self.scope, ("layer", "global"))
+        _at_least("prune.rewind_iter", self.rewind_iter, 0)
 
 
 @dataclass(frozen=True)
@@ -111,6 +164,10 @@ class RTLConfig:
     ticket_kind: str = "detector"
     retrain_epochs: int = 3
     match_imp_budget: bool = False
+
+    def __post_init__(self) -> None:
+        _choose("rtl.ticket_kind", self.ticket_kind, ("detector", "expert"))
+        _at_least("rtl.retrain_epochs", self.retrain_epochs, 0)
 
 
 class Described:
@@ -152,6 +209,14 @@ class RunDescription(Described):
     seed: int = 0
     keep_weights: bool = True
     probe_size: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown methods {unknown or list(self.methods)}; choose from {METHOD_NAMES}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods repeat a name: {self.methods}")
+        _at_least("probe_size", self.probe_size, 0)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunDescription:
@@ -218,3 +283,159 @@ def replace(desc: RunDescription, **changes: Any) -> RunDescription:
     for group, vals in nested.items():
         top[group] = dataclasses.replace(getattr(desc, group), **vals)
     return dataclasses.replace(desc, **top)
+
+
+D = TypeVar("D", bound=Described)
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_NONE = ("none", "null")
+
+
+def apply_overrides(desc: D, assignments: Sequence[str]) -> D:
+    """A copy of ``desc`` with ``key=value`` assignments applied (``--set`` on the command line).
+
+    Works for every run description (classification, INR, speech). Keys are dotted
+    paths into nested sections (``train.epochs``, ``prune.levels``, ``seed``);
+    values are converted to the field's declared type: int, float, bool
+    (true/false, yes/no, 1/0), str, ``none`` for optional fields, tuples as
+    comma-separated items (``model.hidden=300,100``; ``()`` for an empty one).
+    The result is validated by the description's own checks, and its hash
+    changes only where a value changes.
+
+    Parameters
+    ----------
+    desc : Described
+        A frozen run description (e.g. :class:`RunDescription`).
+    assignments : sequence of str
+        ``"a.b=value"`` strings, applied in order (a later one wins).
+
+    Returns
+    -------
+    Described
+        Same type as ``desc``.
+
+    Raises
+    ------
+    ValueError
+        One line naming the key: an unknown key (with the valid keys of its
+        section), a section set as a whole, a value of the wrong type, or a
+        value the description's checks refuse.
+    """
+    changes: dict[tuple[str, ...], Any] = {}
+    for text in assignments:
+        key, sep, raw = str(text).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=5")
+        path = tuple(key.split("."))
+        hint = _field_hint(desc, path, key)
+        changes[path] = _convert(raw.strip(), hint, key)
+    return _with_changes(desc, changes)
+
+
+def add_overrides_argument(parser: Any, example: str = "prune.levels=20") -> None:
+    """Give an argparse (sub)parser the repeatable ``--set KEY=VALUE`` option (``args.overrides``)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a run-description field, e.g. --set {example} (repeatable)",
+    )
+
+
+def _keys_of(obj: Any, prefix: str) -> str:
+    names = []
+    for f in dataclasses.fields(obj):
+        sub = dataclasses.is_dataclass(getattr(obj, f.name))
+        names.append(f"{prefix}{f.name}" + (".*" if sub else ""))
+    return ", ".join(names)
+
+
+def _field_hint(desc: Any, path: tuple[str, ...], key: str) -> Any:
+    """The declared type of the field at ``path`` (walking the runtime sections)."""
+    obj = desc
+    for i, part in enumerate(path):
+        prefix = ".".join(path[:i])
+        fields = {f.name for f in dataclasses.fields(obj)}
+        if part not in fields:
+            where = f"section {prefix!r}" if prefix else "top-level"
+            valid = _keys_of(obj, prefix + "." if prefix else "")
+            raise ValueError(f"unknown key {key!r}; valid {where} keys: {valid}")
+        value = getattr(obj, part)
+        last = i == len(path) - 1
+        if dataclasses.is_dataclass(value):
+            if last:
+                full = ".".join(path)
+                raise ValueError(f"{key!r} is a section; set one of its keys: {_keys_of(value, full + '.')}")
+            obj = value
+            continue
+        if not last:
+            raise ValueError(f"{'.'.join(path[: i + 1])!r} is a value, not a section; cannot set {key!r}")
+        return typing.get_type_hints(type(obj))[part]
+    raise AssertionError("unreachable")
+
+
+def _convert(raw: str, hint: Any, key: str) -> Any:
+    """``raw`` as a value of type ``hint`` (one-line ValueError otherwise)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if type(None) in args and raw.lower() in _NONE:
+            return None
+        if len(options) != 1:
+            raise ValueError(f"{key}: cannot be set from the command line (type {hint})")
+        return _convert(raw, options[0], key)
+    if origin is tuple:
+        text = raw
+        if text[:1] in "([" and text[-1:] in ")]":
+            text = text[1:-1]
+        items = [t.strip() for t in text.split(",")]
+        if items and items[-1] == "":
+            items = items[:-1]  # "300," or "" (empty tuple)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(t, args[0], key) for t in items)
+        if len(items) != len(args):
+            raise ValueError(f"{key}: expected {len(args)} comma-separated values, got {raw!r}")
+        return tuple(_convert(t, a, key) for t, a in zip(items, args, strict=True))
+    if hint is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ValueError(f"{key}: {raw!r} is not a boolean (use true or false)")
+    if hint is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{key}: {raw!r} is not an integer") from None
+    if hint is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{key}: {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{key}: {raw!r} is not a finite number")
+        return value
+    if hint is str:
+        return raw
+    raise ValueError(f"{key}: cannot be set from the command line (type {hint})")
+
+
+def _with_changes(obj: Any, changes: dict[tuple[str, ...], Any]) -> Any:
+    """``obj`` rebuilt with the changes at their paths (each section's checks run once)."""
+    here: dict[str, Any] = {}
+    below: dict[str, dict[tuple[str, ...], Any]] = {}
+    for path, value in changes.items():
+        if len(path) == 1:
+            here[path[0]] = value
+        else:
+            below.setdefault(path[0], {})[path[1:]] = value
+    for name, sub in below.items():
+        here[name] = _with_changes(getattr(obj, name), sub)
+    try:
+        return dataclasses.replace(obj, **here)
+    except TypeError as e:  # a dataclass __init__ refusing a value
+        raise ValueError(str(e)) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 
 from artifacts import run_format as rf
 from lottery.config import TrainConfig
+from lottery.context import Context
+from lottery.levels import LevelLoop, level_info, prune_level, rewind_point
 from lottery.masks import Masks
-from lottery.pipeline import Context, register_method
-from lottery.prune import level_density, magnitude_prune
 from lottery.routing import stored_score
+from lottery.tickets import matched_imp_epochs, subset_sizes
 from lottery.train import (
     load_state_numpy,
     predict_logits,
@@ -33,52 +34,6 @@ from lottery.train import (
 )
 
 METHOD = "imp"
-
-
-def rewind_point(
-    ctx: Context,
-    method: str,
-    train_level0: Callable[[nn.Module, Callable[[int], None] | None], None],
-) -> dict[str, np.ndarray]:
-    """The weights every level rewinds to (saved as ``<method>/init.safetensors``).
-
-    With ``rewind_iter == 0`` this is theta_0. Otherwise the dense model is
-    trained for ``rewind_iter`` steps by ``train_level0`` (which receives an
-    ``on_step`` hook) and those weights are kept.
-    """
-    path = rf.method_dir(ctx.run_dir, method) / rf.INIT
-    if path.is_file():
-        return rf.load_tensors(path)
-    k = ctx.desc.prune.rewind_iter
-    state = ctx.theta0()
-    if k > 0:
-        model = ctx.new_model()
-        captured: dict[str, np.ndarray] = {}
-
-        def on_step(step: int) -> None:
-            if step == k:
-                captured.update(state_numpy(model))
-
-        train_level0(model, on_step)
-        if not captured:
-            raise ValueError(f"rewind_iter={k} is more than the {method} level-0 training steps")
-        state = captured
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rf.save_tensors(path, state)
-    return state
-
-
-def next_mask(
-    weights: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray], ctx: Context, level: int
-) -> dict[str, torch.Tensor]:
-    """Mask of ``level`` from the trained weights and mask of ``level - 1`` (one ticket)."""
-    p = ctx.desc.prune
-    return magnitude_prune(
-        {n: torch.as_tensor(weights[n]) for n in mask},
-        {n: torch.as_tensor(mask[n]) for n in mask},
-        level_density(p.fraction, level),
-        p.scope,
-    )
 
 
 def single_predictions(ctx: Context, logits: torch.Tensor) -> pd.DataFrame:
@@ -118,16 +73,13 @@ def imp_train_config(ctx: Context) -> TrainConfig:
     cfg = ctx.desc.train
     if not ctx.desc.rtl.match_imp_budget:
         return cfg
-    from lottery.tickets import matched_imp_epochs, subset_sizes
-
     return dataclasses.replace(cfg, epochs=matched_imp_epochs(ctx.desc, subset_sizes(ctx)))
 
 
 def run_imp(ctx: Context, show_progress: bool = True) -> None:
     """Run or resume the ``imp`` levels of a run."""
     desc, cfg = ctx.desc, imp_train_config(ctx)
-    done = set(rf.completed_levels(ctx.run_dir, METHOD))
-    n_levels = desc.prune.levels
+    p = desc.prune
 
     def train(model: nn.Module, mask: Mapping[str, torch.Tensor], level: int, on_step=None, bar=None) -> int:
         gen = seeded_generator(desc.seed, METHOD, level)
@@ -145,20 +97,19 @@ def run_imp(ctx: Context, show_progress: bool = True) -> None:
     dense = {n: torch.ones(s, dtype=torch.bool, device=ctx.device) for n, s in ctx.shapes.items()}
     rewind = rewind_point(ctx, METHOD, lambda m, hook: train(m, dense, 0, hook))
 
-    levels = tqdm(range(n_levels + 1), desc="imp levels", disable=not show_progress, leave=False)
+    loop = LevelLoop(ctx.run_dir, METHOD, p.levels, show_progress)
     prev: tuple[dict, dict] | None = None  # (weights, mask) of the previous level
-    for level in levels:
-        if level in done:
-            prev = None
-            continue
+    for level, continued in loop:
         if level == 0:
             mask = dense
         else:
-            if prev is None:
+            if not continued:
                 w_prev = rf.load_tensors(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.WEIGHTS)
                 m_prev = rf.load_masks(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.MASKS)
                 prev = (w_prev, {n: m[0] for n, m in m_prev.items()})
-            mask = {n: m.to(ctx.device) for n, m in next_mask(prev[0], prev[1], ctx, level).items()}
+            assert prev is not None
+            new = prune_level(prev[0], prev[1], p.fraction, level, p.scope)
+            mask = {n: m.to(ctx.device) for n, m in new.items()}
         model = ctx.new_model()
         load_state_numpy(model, rewind)
         bar = tqdm(total=cfg.epochs, desc=f"imp level {level} epochs", disable=not show_progress, leave=False)
@@ -170,23 +121,15 @@ def run_imp(ctx: Context, show_progress: bool = True) -> None:
         masks = Masks({n: m[None] for n, m in mask.items()}, ctx.shapes)
         weights = state_numpy(model)
         acc = float((frame["pred"] == frame["label"]).mean())
-        n_kept = int(masks.counts()[0])
-        info = {
-            "sparsity": float(masks.sparsity()[0]),
-            "ticket_sparsity": masks.sparsity().tolist(),
-            "params_per_ticket": [n_kept],
-            "params_union": n_kept,
-            "params_total": n_kept,
-            "metrics": {"accuracy": acc},
-            "train_seconds": seconds,
-            "steps": steps,
-            "sample_presentations": int(steps and cfg.epochs * len(ctx.y_train)),
-        }
+        info = level_info(
+            masks,
+            {"accuracy": acc},
+            seconds=seconds,
+            steps=steps,
+            presentations=int(steps and cfg.epochs * len(ctx.y_train)),
+        )
         rf.write_level(
             ctx.run_dir, METHOD, level, masks=masks.numpy(), predictions=frame, info=info, weights=weights
         )
         prev = (weights, {n: m.cpu().numpy() for n, m in mask.items()})
-        levels.set_postfix(sparsity=f"{info['sparsity']:.3f}", acc=f"{acc:.3f}")
-
-
-register_method(METHOD, manifest_entry, run_imp)
+        loop.report(sparsity=info["sparsity"], acc=acc)

@@ -24,8 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from artifacts import run_format as rf
+from lottery.context import Context
+from lottery.levels import LevelLoop, level_info
 from lottery.masks import Masks
-from lottery.pipeline import Context, register_method
 from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
 from lottery.sampling import presentations_per_step
 from lottery.tickets import (
@@ -35,7 +36,6 @@ from lottery.tickets import (
     initial_masks,
     level_masks,
     summary_metrics,
-    ticket_counts,
     ticket_logits,
     ticket_predictions,
     ticket_rewind,
@@ -76,17 +76,13 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
     initial = initial_masks(ctx)
     centroid = centroid_routes(ctx)
     per_step = presentations_per_step(desc.rtl.ticket_kind, desc.train.batch_size)
-    done = set(rf.completed_levels(ctx.run_dir, METHOD))
-    levels = tqdm(
-        range(desc.prune.levels + 1), desc="independent levels", disable=not show_progress, leave=False
-    )
+    loop = LevelLoop(ctx.run_dir, METHOD, desc.prune.levels, show_progress)
     prev: tuple[Masks, dict[str, torch.Tensor] | None] | None = None
-    for level in levels:
-        if level in done:
+    for level, continued in loop:
+        if not continued:
             prev = None
-            continue
         bar = tqdm(total=2 * ctx.k, desc=f"independent level {level}", disable=not show_progress, leave=False)
-        if prev is None and level > 0 and (level - 1) in done:
+        if prev is None and level > 0 and (level - 1) in loop.done:
             prev_masks = rf.load_masks(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.MASKS)
             prev = (
                 Masks({n: torch.as_tensor(m).to(ctx.device) for n, m in prev_masks.items()}, ctx.shapes),
@@ -108,15 +104,16 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
         logits = ticket_logits(ctx, lambda k, ws=weights: {n: w[k] for n, w in ws.items()}, masks, ctx.x_test)
         frame = ticket_predictions(ctx, logits, centroid)
         metrics = summary_metrics(frame, ctx.k)
-        info = {
-            **ticket_counts(masks, independent=True),
-            "metrics": metrics,
-            "masks_from": source,
-            "train_seconds": seconds,
-            "steps": sum(steps),
-            "steps_per_ticket": steps,
-            "sample_presentations": sum(steps) * per_step,
-        }
+        info = level_info(
+            masks,
+            metrics,
+            seconds=seconds,
+            steps=sum(steps),
+            presentations=sum(steps) * per_step,
+            independent=True,
+            masks_from=source,
+            steps_per_ticket=steps,
+        )
         rf.write_level(
             ctx.run_dir,
             METHOD,
@@ -128,7 +125,4 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
             weights_metadata={"layout": "stacked"},
         )
         prev = (masks, weights)
-        levels.set_postfix(sparsity=f"{info['sparsity']:.3f}", acc=f"{metrics['accuracy']:.3f}")
-
-
-register_method(METHOD, manifest_entry, run_independent)
+        loop.report(sparsity=info["sparsity"], acc=metrics["accuracy"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from artifacts import run_format as rf
-from lottery.pipeline import Context
+from lottery.context import Context
 
 PROBE = "probe"
 

@@ -57,8 +57,9 @@ import torch
 from tqdm.auto import tqdm
 
 from artifacts import run_format as rf
+from lottery.context import Context
+from lottery.levels import LevelLoop, level_info
 from lottery.masks import Masks
-from lottery.pipeline import Context, register_method
 from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
 from lottery.tickets import (
     centroid_routes,
@@ -69,7 +70,6 @@ from lottery.tickets import (
     rtl_budget,
     subset_sizes,
     summary_metrics,
-    ticket_counts,
     ticket_logits,
     ticket_predictions,
     ticket_rewind,
@@ -104,13 +104,11 @@ def run_rtl(ctx: Context, show_progress: bool = True) -> None:
     initial = initial_masks(ctx)
     centroid = centroid_routes(ctx)
     budget = rtl_budget(desc, subset_sizes(ctx))
-    done = set(rf.completed_levels(ctx.run_dir, METHOD))
-    levels = tqdm(range(desc.prune.levels + 1), desc="rtl levels", disable=not show_progress, leave=False)
+    loop = LevelLoop(ctx.run_dir, METHOD, desc.prune.levels, show_progress)
     prev: Masks | None = None
-    for level in levels:
-        if level in done:
+    for level, continued in loop:
+        if not continued:
             prev = None
-            continue
         bar = tqdm(total=ctx.k + 20, desc=f"rtl level {level}", disable=not show_progress, leave=False)
         t0 = time.perf_counter()
         masks, source = level_masks(ctx, level, initial, rewind, prev, progress=bar.update)
@@ -123,17 +121,17 @@ def run_rtl(ctx: Context, show_progress: bool = True) -> None:
         union = {n: m.any(0) for n, m in masks.items()}
         weights = state_numpy_dict({n: theta[n] * union[n] if n in union else theta[n] for n in theta})
         metrics = summary_metrics(frame, ctx.k)
-        info = {
-            **ticket_counts(masks, independent=False),
-            "metrics": metrics,
-            "masks_from": source,
-            "extraction_seconds": t1 - t0,
-            "train_seconds": t2 - t1,
-            "steps": steps,
-            "retrain_steps_per_ticket": budget["retrain_steps_per_ticket"],
-            "sample_presentations": budget["presentations"] if level else budget["retrain_presentations"],
-            "budget": budget,
-        }
+        info = level_info(
+            masks,
+            metrics,
+            seconds=t2 - t1,
+            steps=steps,
+            presentations=budget["presentations"] if level else budget["retrain_presentations"],
+            masks_from=source,
+            extraction_seconds=t1 - t0,
+            retrain_steps_per_ticket=budget["retrain_steps_per_ticket"],
+            budget=budget,
+        )
         rf.write_level(
             ctx.run_dir,
             METHOD,
@@ -145,16 +143,9 @@ def run_rtl(ctx: Context, show_progress: bool = True) -> None:
             weights_metadata={"layout": "shared"},
         )
         prev = masks
-        levels.set_postfix(sparsity=f"{info['sparsity']:.3f}", acc=f"{metrics['accuracy']:.3f}")
+        loop.report(sparsity=info["sparsity"], acc=metrics["accuracy"])
 
 
 def state_numpy_dict(params: dict[str, torch.Tensor]) -> dict:
     """Float32 numpy copies of a parameter dict (for safetensors)."""
     return {n: p.detach().cpu().float().numpy().copy() for n, p in params.items()}
-
-
-register_method(METHOD, manifest_entry, run_rtl)
-
-# the independent baseline registers itself on import; importing it here makes
-# it available wherever the pipeline imports lottery.rtl
-import lottery.independent  # noqa: E402, F401

@@ -27,8 +27,6 @@ finished level folders for the progress bar and writes the group manifest).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import sys
@@ -38,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artifacts import run_format as rf
-from lottery.config import RunDescription, replace
+from lottery.config import RunDescription, add_overrides_argument, apply_overrides, replace
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_SECONDS = 0.5
@@ -60,52 +58,15 @@ def default_group_dir(preset: str, desc: RunDescription, root: str | Path = "run
 
 
 def override_description(desc: RunDescription, assignments: Sequence[str]) -> RunDescription:
-    """``desc`` with ``key=value`` assignments applied (``lottery.config.apply_overrides``)."""
-    if not assignments:
-        return desc
-    from lottery import config
-
-    apply = getattr(config, "apply_overrides", None)
-    if apply is not None:
-        return apply(desc, list(assignments))
-    return _apply_overrides_fallback(desc, assignments)
+    """``desc`` with ``key=value`` assignments applied (:func:`lottery.config.apply_overrides`)."""
+    return apply_overrides(desc, list(assignments)) if assignments else desc
 
 
-def _apply_overrides_fallback(desc: RunDescription, assignments: Sequence[str]) -> RunDescription:
-    # Stand-in until lottery.config.apply_overrides (branch spine) is merged: values are
-    # JSON (numbers, true/false/null, lists) or else plain strings; tuple fields take "a,b".
-    changes: dict[str, object] = {}
-    for text in assignments:
-        key, sep, raw = text.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--set {text!r}: expected key=value")
-        try:
-            value: object = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        group, _, name = key.rpartition(".")
-        holder = getattr(desc, group, None) if group else desc
-        names = {f.name: f for f in dataclasses.fields(holder)} if dataclasses.is_dataclass(holder) else {}
-        if name not in names:
-            raise ValueError(f"--set {text!r}: unknown key {key!r}")
-        if isinstance(getattr(holder, name), tuple):
-            value = tuple(value) if isinstance(value, list) else tuple(v for v in str(value).split(",") if v)
-            if all(isinstance(v, str) and v.lstrip("-").isdigit() for v in value):
-                value = tuple(int(v) for v in value)
-        changes[key] = value
-    try:
-        return replace(desc, **changes)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"--set: {e}") from e
+def _domain():
+    # the classification domain of the engine: context, manifest, method registry
+    from lottery.pipeline import CLASSIFICATION
 
-
-def _method_runners() -> dict:
-    # The engine's registry of method runners (name -> (manifest entry, runner)).
-    from lottery import pipeline
-
-    pipeline._ensure_methods_registered()
-    return pipeline.METHODS
+    return CLASSIFICATION
 
 
 def _ticket_methods() -> tuple[str, ...]:
@@ -127,37 +88,27 @@ def prepare_run(
 ) -> None:
     """Write what every method of a run shares: manifest, theta_0, probe batch (idempotent).
 
+    The first half of :func:`lottery.context.run_domain`, without the methods.
+
     Raises
     ------
     ValueError
         When ``run_dir`` holds another run, or other files and no run.
     """
-    from lottery.pipeline import build_context, manifest_for
+    from lottery.context import check_run_dir
 
-    _method_runners()
+    domain = _domain()
     run_dir = Path(run_dir)
-    manifest_path = run_dir / rf.MANIFEST
-    if manifest_path.is_file():
-        _check_same_run(desc, run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir} is not empty and holds no run")
+    old = check_run_dir(run_dir, desc, domain.task)
+    ctx = domain.build(desc, run_dir, device=device, data_dir=data_dir)
+    if old is not None and domain.check is not None:
+        domain.check(ctx, old)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = build_context(desc, run_dir, device, data_dir)
-    if not manifest_path.is_file():
-        rf.write_manifest(run_dir, manifest_for(ctx, name))
+    if not (run_dir / rf.MANIFEST).is_file():
+        rf.write_manifest(run_dir, domain.manifest(ctx, name))
     ctx.theta0()
-    if desc.probe_size:
-        from lottery.probe import write_probe
-
-        write_probe(ctx)
-
-
-def _check_same_run(desc: RunDescription, run_dir: Path) -> None:
-    old = rf.read_json(run_dir / rf.MANIFEST)
-    if old.get("run_hash") != desc.hash() or old.get("task") is not None:
-        raise ValueError(
-            f"{run_dir} holds a different run (hash {old.get('run_hash')}, this one {desc.hash()})"
-        )
+    if domain.prepare is not None:
+        domain.prepare(ctx)
 
 
 def train_method(
@@ -178,20 +129,19 @@ def train_method(
     """
     import torch
 
-    from lottery.pipeline import build_context
+    from lottery.context import check_run_dir
 
-    torch.set_num_threads(max(1, int(threads)))
+    domain = _domain()
     run_dir = Path(run_dir)
     if not (run_dir / rf.MANIFEST).is_file() or not (run_dir / rf.THETA0).is_file():
         raise rf.RunFormatError(
             f"{run_dir} is not prepared (no manifest or theta_0): is the group folder on a filesystem "
             "every Ray node shares?"
         )
-    _check_same_run(desc, run_dir)
-    runners = _method_runners()
-    ctx = build_context(desc, run_dir, device, data_dir)
-    rf.clean_partial_levels(run_dir, method)
-    runners[method][1](ctx, False)
+    check_run_dir(run_dir, desc, domain.task)
+    torch.set_num_threads(max(1, int(threads)))
+    ctx = domain.build(desc, run_dir, device=device, data_dir=data_dir)
+    domain.methods[method](ctx, False)  # its level loop cleans partial levels and skips finished ones
     return rf.completed_levels(run_dir, method)
 
 
@@ -272,7 +222,7 @@ def write_group(
     ValueError
         When ``group_dir`` holds a group of another description, or other files.
     """
-    from lottery.pipeline import _git_commit
+    from lottery.context import manifest_header
 
     old = check_group_dir(group_dir, desc)
     old_seeds = old.seeds if old is not None else []
@@ -292,7 +242,7 @@ def write_group(
             "description": _described(desc),
             "group_hash": group_hash(desc),
             "created": created,
-            "git_commit": _git_commit(),
+            "git_commit": manifest_header(desc, group_dir)["git_commit"],
         },
     )
     return all_seeds
@@ -391,10 +341,10 @@ def run_sweep(
         raise ValueError("no seeds given")
     if cpus_per_run <= 0:
         raise ValueError("--cpus-per-run must be positive")
-    runners = _method_runners()
-    unknown = [m for m in desc.methods if m not in runners]
+    known = _domain().methods
+    unknown = [m for m in desc.methods if m not in known]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; known: {sorted(runners)}")
+        raise ValueError(f"unknown methods {unknown}; known: {sorted(known)}")
     group_dir = Path(group_dir).expanduser().resolve()
     check_group_dir(group_dir, desc)  # before the slow Ray start
     runs = {s: group_dir / seed_run_name(s) for s in seeds}
@@ -484,14 +434,7 @@ def add_sweep_command(sub) -> None:
     )
     p.add_argument("--preset", required=True, help="preset name (see `python -m lottery presets`)")
     p.add_argument("--seeds", type=int, nargs="+", required=True, help="one run per seed")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a description field, e.g. --set prune.levels=20 (repeatable)",
-    )
+    add_overrides_argument(p, "prune.levels=20 --set train.epochs=5")
     p.add_argument("--methods", nargs="+", help="methods to run (default: the preset's)")
     p.add_argument("--out", type=Path, help="group folder (default: runs/<preset>-<hash>-seeds)")
     p.add_argument("--address", help="address of a running Ray cluster (default: a local Ray on all cores)")
@@ -507,16 +450,17 @@ def sweep_command(args) -> int:
     """Run ``python -m lottery sweep``; exit code 1 when a task failed."""
     from lottery.presets import get_preset
 
-    desc = override_description(get_preset(args.preset), args.overrides)
-    if args.methods:
-        desc = replace(desc, methods=tuple(dict.fromkeys(args.methods)))
+    overrides = list(args.overrides)
+    if args.methods:  # the same as --set methods=a,b
+        overrides.append("methods=" + ",".join(dict.fromkeys(args.methods)))
+    desc = override_description(get_preset(args.preset), overrides)
     out = args.out or default_group_dir(args.preset, desc)
     result = run_sweep(
         desc,
         args.seeds,
         out,
         preset=args.preset,
-        overrides=args.overrides,
+        overrides=overrides,
         address=args.address,
         cpus_per_run=args.cpus_per_run,
         gpus_per_run=args.gpus_per_run,

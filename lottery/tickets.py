@@ -37,10 +37,10 @@ from torch.func import functional_call
 
 from artifacts import run_format as rf
 from lottery.config import RunDescription
+from lottery.context import Context
 from lottery.data import fit_centroids, nearest_centroid
-from lottery.imp import rewind_point
+from lottery.levels import mask_counts, rewind_point
 from lottery.masks import Masks
-from lottery.pipeline import Context
 from lottery.prune import level_density, magnitude_prune
 from lottery.routing import detector_columns, expert_columns
 from lottery.sampling import (
@@ -233,17 +233,8 @@ def level_masks(
 
 
 def ticket_counts(masks: Masks, independent: bool) -> dict:
-    """Sparsity and parameter counts of a level (see the module docstring)."""
-    per_ticket = [int(c) for c in masks.counts()]
-    union = masks.union_count()
-    return {
-        "sparsity": float(masks.sparsity().mean()),
-        "ticket_sparsity": masks.sparsity().tolist(),
-        "union_sparsity": 1.0 - union / masks.numel(),
-        "params_per_ticket": per_ticket,
-        "params_union": union,
-        "params_total": sum(per_ticket) if independent else union,
-    }
+    """Sparsity and parameter counts of a level (:func:`lottery.levels.mask_counts`)."""
+    return mask_counts(masks, independent)
 
 
 # ----------------------------------------------------------------------------- forward, loss, steps

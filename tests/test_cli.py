@@ -61,3 +61,62 @@ def test_out_folder_with_other_files_is_refused(tmp_path):
     out = _cli("train", "--preset", "smoke", "--out", str(tmp_path), "--quiet")
     assert out.returncode == 2 and "not empty" in out.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("train.epochz=3", "unknown key 'train.epochz'"),
+        ("prune.levels=many", "prune.levels: 'many' is not an integer"),
+        ("model.name=cnx", "model.name must be one of"),
+    ],
+)
+def test_bad_set_gives_one_line(tmp_path, assignment, message):
+    out = _cli("train", "--preset", "smoke", "--set", assignment, "--out", str(tmp_path / "x"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["inr", "--set", "depth=x"], "depth: 'x' is not an integer"),
+        (["inr", "--set", "methods=independent"], "unknown methods"),
+        (["speech", "--set", "bogus=1"], "unknown key 'bogus'; valid top-level keys: environments"),
+    ],
+)
+def test_inr_and_speech_take_set_too(tmp_path, args, message):
+    out = _cli(*args, "--out", str(tmp_path / "x"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_set_overrides_hash_into_the_default_run_folder(tmp_path):
+    import json
+    import os
+
+    from lottery.config import apply_overrides
+    from lottery.presets import get_preset
+
+    sets = ["prune.levels=1", "train.epochs=1", "methods=imp", "data.limit=400"]
+    args = [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "lottery", "train", "--preset", "smoke", *args, "--seed", "3", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    desc = apply_overrides(get_preset("smoke"), [*sets, "seed=3"])
+    run_dir = tmp_path / "runs" / f"smoke-{desc.hash()}"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["run_hash"] == desc.hash() != get_preset("smoke").hash()
+    assert manifest["description"]["prune"]["levels"] == 1 and manifest["description"]["seed"] == 3
+    assert load_run(run_dir).levels("imp") == [0, 1]

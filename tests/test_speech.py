@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -368,6 +369,24 @@ def test_a_tiny_unet_trains_through_two_levels_with_nested_masks(tiny_corpus, tm
     assert (out / "rtl" / "level_01" / "level.json").stat().st_mtime == stamp
     with pytest.raises(ValueError, match="different run"):
         train_speech_run(SpeechDescription(rounds=5), out, tiny_corpus, show_progress=False)
+    # killed during level 1 (level folders, a partial one and the resume files lost): the
+    # resumed run retrains what it needs from the seeds and writes what the full run wrote
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    for method in run.methods:
+        shutil.rmtree(copy / method / "level_01")
+    (copy / "imp" / "level_01.tmp-killed").mkdir()  # what write_level leaves when killed
+    (copy / "imp" / "level_01.tmp-killed" / "masks.safetensors").write_bytes(b"partial")
+    train_speech_run(desc, copy, tiny_corpus, show_progress=False)
+    again = rf.load_run(copy)
+    for method in run.methods:
+        assert again.levels(method) == [0, 1]
+        pd.testing.assert_frame_equal(again.predictions(method, 1), run.predictions(method, 1))
+        for layer, m in run.masks(method, 1).items():
+            np.testing.assert_array_equal(again.masks(method, 1)[layer], m)
+    assert not (copy / "resume").exists()
 
 
 def test_description_hash_is_stable_and_validates():

@@ -211,7 +211,7 @@ def test_bad_group_manifests_are_refused(tmp_path):
     "args, message",
     [
         (["--set", "prune.nope=3"], "nope"),
-        (["--set", "prune.levels"], "key=value"),
+        (["--set", "prune.levels"], "KEY=VALUE"),
         (["--methods", "magic"], "unknown methods"),
         (["--cpus-per-run", "0"], "positive"),
     ],

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from lottery.config import add_overrides_argument, apply_overrides
 from lottery.inr.config import METHODS, INRDescription
 
 DEFAULT_RUNS = Path("runs")
@@ -35,6 +36,7 @@ def add_inr_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma", type=float, default=d.sigma, help="std of the Gaussian Fourier frequencies")
     p.add_argument("--methods", default=",".join(d.methods), help=f"comma-separated subset of {METHODS}")
     p.add_argument("--seed", type=int, default=d.seed)
+    add_overrides_argument(p, "depth=4 --set position_weight=2")
     p.add_argument("--no-weights", action="store_true", help="keep no trained weights (for embedded runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_inr_command)
@@ -62,6 +64,7 @@ def run_inr_command(args: argparse.Namespace) -> int:
         methods=_names(args.methods),
         seed=args.seed,
     )
+    desc = apply_overrides(desc, args.overrides)
     out = args.out or DEFAULT_RUNS / f"image-inr-{desc.hash()}"
     t0 = time.perf_counter()
     run_dir = train_inr_run(

@@ -22,7 +22,8 @@ imp
     trains ``rounds * K`` steps on all pixels: as many pixel presentations as
     rtl's joint retraining, and as its extraction.
 
-Resuming: a level whose folder exists is skipped. The next mask needs the
+Both run through the one spine (:func:`lottery.context.run_domain`, domain
+:data:`INR_DOMAIN`). Resuming: a level whose folder exists is skipped. The next mask needs the
 previous level's trained weights: rtl's extraction weights are recomputed,
 imp's are read from ``weights.safetensors`` when kept, else recomputed. All
 randomness is drawn per (seed, method, image, level, ticket).
@@ -49,19 +50,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from artifacts import run_format as rf
+from lottery.context import Domain, RunContext, manifest_header, run_domain
 from lottery.inr.config import INRDescription
 from lottery.inr.fourier import fourier_features, gaussian_frequencies, pixel_coordinates
 from lottery.inr.images import load_images
 from lottery.inr.model import INR, conditioned_theta0
 from lottery.inr.regions import segment_regions
 from lottery.inr.train import Pixels, predict, route, train_joint, train_ticket
+from lottery.levels import LevelLoop, level_info, prune_level
 from lottery.masks import Masks
-from lottery.pipeline import manifest_header
-from lottery.prune import level_density, magnitude_prune
-from lottery.train import seeded_generator, state_numpy
+from lottery.train import seeded_generator
 
 EXTRA_NAME = "images"
 THETA0 = rf.THETA0
@@ -112,7 +112,7 @@ class ImageTask:
 
 
 @dataclass
-class INRContext:
+class INRContext(RunContext):
     """What every method and image of a run shares.
 
     Attributes
@@ -120,12 +120,14 @@ class INRContext:
     frequencies : ndarray of float32, shape (F, 2)
     tasks : list of ImageTask
         One per image, in ``desc.images`` order.
+    keep_weights : bool
+        Keep each level's trained weights (a resumed imp then needs no retraining).
     """
 
-    run_dir: Path
     desc: INRDescription
     frequencies: np.ndarray
     tasks: list[ImageTask]
+    keep_weights: bool = True
 
     def model(self, conditioned: bool) -> INR:
         """The (structure of the) INR; conditioned = with the region embedding (imp)."""
@@ -139,10 +141,9 @@ class INRContext:
             embed_dim=d.embed_dim if conditioned else 0,
         )
 
-    def theta0(self) -> dict[str, np.ndarray]:
-        """theta_0 of the unconditioned INR, drawn from the seed (PyTorch's default Linear init)."""
-        torch.manual_seed(self.desc.seed)
-        return state_numpy(self.model(conditioned=False))
+    def architecture(self) -> INR:
+        """The unconditioned INR, freshly initialised (theta_0: PyTorch's default Linear init)."""
+        return self.model(conditioned=False)
 
     def shapes(self, conditioned: bool) -> dict[str, tuple[int, ...]]:
         """Prunable shapes: the weights of the Linear layers."""
@@ -150,7 +151,7 @@ class INRContext:
         return {n: tuple(p.shape) for n, p in params if n.endswith(".weight") and n != "embed.weight"}
 
 
-def build_context(desc: INRDescription, run_dir: Path) -> INRContext:
+def build_context(desc: INRDescription, run_dir: Path, keep_weights: bool = True) -> INRContext:
     """Images, regions and frequencies (computed once, then read from the run so a resume matches)."""
     path = run_dir / rf.EXTRA_DIR / f"{EXTRA_NAME}.safetensors"
     if path.is_file():
@@ -182,7 +183,7 @@ def build_context(desc: INRDescription, run_dir: Path) -> INRContext:
         )
         for i, name in enumerate(desc.images)
     ]
-    return INRContext(run_dir, desc, freqs, tasks)
+    return INRContext(Path(run_dir), desc, freqs, tasks, keep_weights)
 
 
 def region_predictions(task: ImageTask, recon: torch.Tensor) -> pd.DataFrame:
@@ -234,19 +235,8 @@ def _write(
 ) -> dict[str, float]:
     s = task.image.shape[0]
     image = np.round(recon.numpy().reshape(s, s, 3) * 255).astype(np.uint8)
-    union = masks.union_count()
     metrics = level_summary(task, recon)
-    info = {
-        "sparsity": float(masks.sparsity().mean()),
-        "ticket_sparsity": masks.sparsity().tolist(),
-        "params_per_ticket": [int(c) for c in masks.counts()],
-        "params_union": union,
-        "params_total": union,
-        "metrics": metrics,
-        "train_seconds": seconds,
-        "steps": steps,
-        "sample_presentations": steps * ctx.desc.batch_size,
-    }
+    info = level_info(masks, metrics, seconds=seconds, steps=steps, presentations=steps * ctx.desc.batch_size)
     rf.write_level(
         ctx.run_dir,
         method_name(method, task.name),
@@ -258,14 +248,6 @@ def _write(
         arrays={"reconstruction": image},
     )
     return metrics
-
-
-def _prune(
-    weights: dict[str, np.ndarray], mask: dict[str, torch.Tensor], desc: INRDescription, level: int
-) -> dict[str, torch.Tensor]:
-    return magnitude_prune(
-        {n: torch.as_tensor(weights[n]) for n in mask}, mask, level_density(desc.fraction, level), desc.scope
-    )
 
 
 def _extract(
@@ -293,14 +275,12 @@ def _extract(
 def _init(ctx: INRContext, method: str, conditioned: bool, keep: bool) -> dict[str, np.ndarray]:
     """theta_0 of a method: the run's ``theta0.safetensors``, extended for the conditioned model.
 
-    The shared theta_0 is written once at the top of the run; ``<method>/init.safetensors``
+    The shared theta_0 is written once at the top of the run (:meth:`RunContext.theta0`);
+    ``<method>/init.safetensors``
     (what :meth:`Run.init_weights` reads) only when weights are kept, so that an
     embedded run does not store four copies of it.
     """
-    root = ctx.run_dir / THETA0
-    if not root.is_file():
-        rf.save_tensors(root, ctx.theta0())
-    state = rf.load_tensors(root)
+    state = ctx.theta0()
     if conditioned:
         seed = int(seeded_generator(ctx.desc.seed, "imp", "embedding").initial_seed())
         state = conditioned_theta0(state, ctx.desc.regions, ctx.desc.embed_dim, seed)
@@ -311,20 +291,30 @@ def _init(ctx: INRContext, method: str, conditioned: bool, keep: bool) -> dict[s
     return state
 
 
-def run_rtl(ctx: INRContext, task: ImageTask, keep_weights: bool = True, show_progress: bool = True) -> None:
+def run_rtl(ctx: INRContext, show_progress: bool = True) -> None:
+    """Run or resume the rtl levels of every image."""
+    for task in ctx.tasks:
+        run_rtl_image(ctx, task, show_progress)
+
+
+def run_imp(ctx: INRContext, show_progress: bool = True) -> None:
+    """Run or resume the imp levels of every image."""
+    for task in ctx.tasks:
+        run_imp_image(ctx, task, show_progress)
+
+
+def run_rtl_image(ctx: INRContext, task: ImageTask, show_progress: bool = True) -> None:
     """Run or resume the rtl levels of one image (module docstring)."""
-    d, name = ctx.desc, method_name("rtl", task.name)
+    d, name, keep_weights = ctx.desc, method_name("rtl", task.name), ctx.keep_weights
     init = _init(ctx, name, conditioned=False, keep=keep_weights)
     shapes = ctx.shapes(conditioned=False)
     model = ctx.model(conditioned=False)
-    done = set(rf.completed_levels(ctx.run_dir, name))
     extracted: tuple[int, list[dict[str, np.ndarray]]] | None = None
     masks: Masks | None = None
-    bar = tqdm(range(d.levels + 1), desc=f"{name} levels", disable=not show_progress, leave=False)
-    for level in bar:
-        if level in done:
+    loop = LevelLoop(ctx.run_dir, name, d.levels, show_progress)
+    for level, continued in loop:
+        if not continued:
             masks = None
-            continue
         t0 = time.perf_counter()
         if level == 0:
             masks = Masks.ones(shapes, task.k)
@@ -333,7 +323,12 @@ def run_rtl(ctx: INRContext, task: ImageTask, keep_weights: bool = True, show_pr
                 masks = Masks(rf.load_masks(rf.level_dir(ctx.run_dir, name, level - 1) / rf.MASKS), shapes)
             if extracted is None or extracted[0] != level - 1:
                 extracted = (level - 1, _extract(ctx, task, init, masks, level - 1))
-            masks = Masks.stack([_prune(extracted[1][k], masks.ticket(k), d, level) for k in range(task.k)])
+            masks = Masks.stack(
+                [
+                    prune_level(extracted[1][k], masks.ticket(k), d.fraction, level, d.scope)
+                    for k in range(task.k)
+                ]
+            )
         gen = seeded_generator(d.seed, "rtl", task.name, level, "joint")
         joint = train_joint(model, init, dict(masks), task.pixels, d.rounds, d.batch_size, d.lr, gen)
         recon = predict(model, joint, dict(masks), task.pixels, routed=True)
@@ -343,29 +338,27 @@ def run_rtl(ctx: INRContext, task: ImageTask, keep_weights: bool = True, show_pr
             steps *= 2
         seconds = time.perf_counter() - t0
         m = _write(ctx, task, "rtl", level, masks, recon, joint if keep_weights else None, seconds, steps)
-        bar.set_postfix(sparsity=f"{masks.sparsity().mean():.3f}", psnr=f"{m['psnr']:.2f}")
+        loop.report(sparsity=float(masks.sparsity().mean()), psnr=m["psnr"])
 
 
-def run_imp(ctx: INRContext, task: ImageTask, keep_weights: bool = True, show_progress: bool = True) -> None:
+def run_imp_image(ctx: INRContext, task: ImageTask, show_progress: bool = True) -> None:
     """Run or resume the imp levels of one image (module docstring)."""
-    d, name = ctx.desc, method_name("imp", task.name)
+    d, name, keep_weights = ctx.desc, method_name("imp", task.name), ctx.keep_weights
     init = _init(ctx, name, conditioned=True, keep=keep_weights)
     shapes = ctx.shapes(conditioned=True)
     model = ctx.model(conditioned=True)
     everything = torch.arange(len(task.pixels))
     steps = d.rounds * task.k
-    done = set(rf.completed_levels(ctx.run_dir, name))
 
     def train(mask: dict[str, torch.Tensor], level: int) -> dict[str, np.ndarray]:
         gen = seeded_generator(d.seed, "imp", task.name, level)
         return train_ticket(model, init, mask, task.pixels, everything, steps, d.batch_size, d.lr, gen)
 
     prev: tuple[dict[str, np.ndarray], dict[str, torch.Tensor]] | None = None
-    bar = tqdm(range(d.levels + 1), desc=f"{name} levels", disable=not show_progress, leave=False)
-    for level in bar:
-        if level in done:
+    loop = LevelLoop(ctx.run_dir, name, d.levels, show_progress)
+    for level, continued in loop:
+        if not continued:
             prev = None
-            continue
         t0 = time.perf_counter()
         if level == 0:
             mask = {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()}
@@ -375,17 +368,18 @@ def run_imp(ctx: INRContext, task: ImageTask, keep_weights: bool = True, show_pr
                 m_prev = {n: torch.as_tensor(m[0]) for n, m in rf.load_masks(ldir / rf.MASKS).items()}
                 has = (ldir / rf.WEIGHTS).is_file()
                 prev = (rf.load_tensors(ldir / rf.WEIGHTS) if has else train(m_prev, level - 1), m_prev)
-            mask = _prune(prev[0], prev[1], d, level)
+            mask = prune_level(prev[0], prev[1], d.fraction, level, d.scope)
         trained = train(mask, level)
         masks = Masks({n: m[None] for n, m in mask.items()}, shapes)
         recon = predict(model, trained, dict(masks), task.pixels, routed=False)
         seconds = time.perf_counter() - t0
         m = _write(ctx, task, "imp", level, masks, recon, trained if keep_weights else None, seconds, steps)
         prev = (trained, mask)
-        bar.set_postfix(sparsity=f"{masks.sparsity().mean():.3f}", psnr=f"{m['psnr']:.2f}")
+        loop.report(sparsity=float(masks.sparsity().mean()), psnr=m["psnr"])
 
 
-RUNNERS = {"rtl": run_rtl, "imp": run_imp}
+# The INR method registry (names as in :data:`lottery.inr.config.METHODS`).
+METHODS = {"rtl": run_rtl, "imp": run_imp}
 
 
 def manifest(ctx: INRContext, name: str | None) -> dict:
@@ -450,6 +444,9 @@ def manifest(ctx: INRContext, name: str | None) -> dict:
     }
 
 
+INR_DOMAIN = Domain(task=TASK, build=build_context, manifest=manifest, methods=METHODS)
+
+
 def train_inr_run(
     desc: INRDescription,
     run_dir: str | Path,
@@ -476,28 +473,13 @@ def train_inr_run(
     Path
         The run folder.
     """
-    run_dir = Path(run_dir)
-    path = run_dir / rf.MANIFEST
-    if path.is_file():
-        old = rf.read_json(path)
-        if old.get("run_hash") != desc.hash() or old.get("task") != TASK:
-            raise ValueError(
-                f"{run_dir} holds a different run (hash {old.get('run_hash')}); choose another --out"
-            )
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir} is not empty and holds no run; choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
     # One thread: on a shared 2-core machine a second thread slows these small matmuls down.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ctx = build_context(desc, run_dir)
-        if not path.is_file():
-            rf.write_manifest(run_dir, manifest(ctx, name))
-        for task in ctx.tasks:
-            for method in desc.methods:
-                rf.clean_partial_levels(run_dir, method_name(method, task.name))
-                RUNNERS[method](ctx, task, keep_weights, show_progress)
-    finally:
-        torch.set_num_threads(threads)
-    return run_dir
+    return run_domain(
+        INR_DOMAIN,
+        desc,
+        run_dir,
+        name=name,
+        show_progress=show_progress,
+        threads=1,
+        keep_weights=keep_weights,
+    )

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from lottery.config import add_overrides_argument, apply_overrides
 from lottery.speech.config import METHODS, SpeechDescription
 
 DEFAULT_RUNS = Path("runs")
@@ -87,6 +88,7 @@ def add_speech_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--methods", default=",".join(d.methods), help=f"comma-separated subset of {METHODS}")
     p.add_argument("--seed", type=int, default=d.seed)
+    add_overrides_argument(p, "n_fft=256 --set train_snr_db=0,10")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_speech_command)
@@ -108,6 +110,7 @@ def run_speech_command(args: argparse.Namespace) -> int:
         methods=_names(args.methods),
         seed=args.seed,
     )
+    desc = apply_overrides(desc, args.overrides)
     out = args.out or DEFAULT_RUNS / f"speech-unet-env-{desc.hash()}"
     t0 = time.perf_counter()
     run_dir = train_speech_run(

@@ -17,9 +17,13 @@ imp
     One ticket for every environment, trained ``rounds * K`` steps per level on
     mixtures of all environments, IMP-pruned level by level.
 
-Every level is written when done and skipped on resume. The extraction and
-imp weights the next level prunes are kept under ``resume/`` until the run
-is complete (then removed), so a resumed run needs no retraining.
+The three run through the one spine (:func:`lottery.context.run_domain`,
+domain :data:`SPEECH_DOMAIN`), one method after the other. Every level is
+written when done and skipped on resume. The extraction weights (shared by
+independent and rtl) and the imp weights the next level prunes are kept under
+``resume/`` until the run is complete (then removed), so neither a resumed run
+nor the second ticket method retrains them; were they lost, they are retrained
+from their seeds, identically.
 
 Predictions (``predictions.parquet``): one row per held-out mixture.
 ``sample`` (int), ``subset`` and ``label`` (environment id, the ticket an
@@ -38,6 +42,7 @@ int16 (K, n) of the same mixtures.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,18 +50,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from artifacts import run_format as rf
+from lottery.context import Domain, RunContext, manifest_header, run_domain
+from lottery.levels import LevelLoop, level_info, prune_level
 from lottery.masks import Masks
-from lottery.pipeline import manifest_header
-from lottery.prune import level_density, magnitude_prune
 from lottery.speech.audio import SAMPLE_RATE, loop_concat, mix_at_snr, rms
 from lottery.speech.config import SpeechDescription
 from lottery.speech.corpus import PROVENANCE, fingerprint, load_index, summary
 from lottery.speech.model import STFTConfig, UNet, prunable_shapes
 from lottery.speech.train import MixtureSampler, enhance, numpy_rng, score, train_joint, train_ticket
-from lottery.train import state_numpy
 
 TASK = "speech"
 THETA0 = rf.THETA0
@@ -85,10 +88,9 @@ class TestSet:
 
 
 @dataclass
-class SpeechContext:
+class SpeechContext(RunContext):
     """What every method of a run shares."""
 
-    run_dir: Path
     desc: SpeechDescription
     corpus: Path
     index: pd.DataFrame
@@ -104,13 +106,9 @@ class SpeechContext:
         """Prunable shapes (conv and transposed-conv weights)."""
         return prunable_shapes(self.model())
 
-    def theta0(self) -> dict[str, np.ndarray]:
-        """theta_0, drawn once from the seed and stored at the top of the run."""
-        path = self.run_dir / THETA0
-        if not path.is_file():
-            torch.manual_seed(self.desc.seed)
-            rf.save_tensors(path, state_numpy(self.model()))
-        return rf.load_tensors(path)
+    def architecture(self) -> UNet:
+        """A freshly initialised U-Net (theta_0 is drawn from one)."""
+        return self.model()
 
 
 # ----------------------------------------------------------------------------- data
@@ -250,19 +248,15 @@ def _write(
     steps: int,
     independent: bool = False,
 ) -> dict[str, float]:
-    counts = [int(c) for c in masks.counts()]
     metrics = level_metrics(frame)
-    info = {
-        "sparsity": float(masks.sparsity().mean()),
-        "ticket_sparsity": masks.sparsity().tolist(),
-        "params_per_ticket": counts,
-        "params_union": masks.union_count(),
-        "params_total": int(sum(counts)) if independent else masks.union_count(),
-        "metrics": metrics,
-        "train_seconds": seconds,
-        "steps": steps,
-        "sample_presentations": steps * ctx.desc.batch_size,
-    }
+    info = level_info(
+        masks,
+        metrics,
+        seconds=seconds,
+        steps=steps,
+        presentations=steps * ctx.desc.batch_size,
+        independent=independent,
+    )
     arrays = {"enhanced": example} if method in ctx.desc.example_methods else None
     rf.write_level(
         ctx.run_dir, method, level, masks=masks.numpy(), predictions=frame, info=info, arrays=arrays
@@ -270,109 +264,142 @@ def _write(
     return metrics
 
 
-def _prune(
-    weights: dict[str, np.ndarray], mask: dict[str, torch.Tensor], desc: SpeechDescription, level: int
-):
-    return magnitude_prune(
-        {n: torch.as_tensor(weights[n]) for n in mask}, mask, level_density(desc.fraction, level), desc.scope
-    )
-
-
 def _resume_path(ctx: SpeechContext, what: str, level: int) -> Path:
     return ctx.run_dir / RESUME / f"{what}_{level:02d}.safetensors"
 
 
-def _save_stacked(path: Path, states: list[dict[str, np.ndarray]]) -> None:
+def _save_stacked(path: Path, states: list[dict[str, np.ndarray]], seconds: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    rf.save_tensors(path, {f"{k}/{n}": v for k, s in enumerate(states) for n, v in s.items()})
+    flat = {f"{k}/{n}": v for k, s in enumerate(states) for n, v in s.items()}
+    rf.save_tensors(path, {**flat, "seconds": np.array([seconds], dtype=np.float64)})
 
 
-def _load_stacked(path: Path, k: int) -> list[dict[str, np.ndarray]]:
+def _load_stacked(path: Path, k: int) -> tuple[list[dict[str, np.ndarray]], float]:
     flat = rf.load_tensors(path)
-    return [{n.split("/", 1)[1]: v for n, v in flat.items() if n.startswith(f"{j}/")} for j in range(k)]
+    states = [{n.split("/", 1)[1]: v for n, v in flat.items() if n.startswith(f"{j}/")} for j in range(k)]
+    return states, float(flat["seconds"].reshape(-1)[0]) if "seconds" in flat else 0.0
 
 
-def run_levels(ctx: SpeechContext, show_progress: bool = True) -> None:
-    """Run or resume every method's levels (module docstring)."""
-    d, k = ctx.desc, ctx.desc.k
-    init = ctx.theta0()
-    shapes = ctx.shapes()
-    model = ctx.model()
-    done = {m: set(rf.completed_levels(ctx.run_dir, m)) for m in d.methods}
-    ticket_methods = [m for m in d.methods if m in ("rtl", "independent")]
-    everything = list(range(k))
-    bar = tqdm(range(d.levels + 1), desc="speech levels", disable=not show_progress, leave=False)
-    for level in bar:
-        status = {}
-        if any(level not in done[m] for m in ticket_methods):
-            status.update(_ticket_level(ctx, level, init, shapes, model, done))
-        if "imp" in d.methods and level not in done["imp"]:
-            t0 = time.perf_counter()
-            if level == 0:
-                mask = {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()}
-            else:
-                prev = rf.load_masks(rf.level_dir(ctx.run_dir, "imp", level - 1) / rf.MASKS)
-                weights = _load_stacked(_resume_path(ctx, "imp", level - 1), 1)[0]
-                mask = _prune(weights, {n: torch.as_tensor(m[0]) for n, m in prev.items()}, d, level)
-            rng = numpy_rng(d.seed, "imp", level)
-            steps = d.rounds * k
-            trained = train_ticket(model, init, mask, ctx.train, everything, steps, d.batch_size, d.lr, rng)
-            if level < d.levels:
-                _save_stacked(_resume_path(ctx, "imp", level), [trained])
-            masks = Masks({n: m[None] for n, m in mask.items()}, shapes)
-            frame, example = evaluate(ctx, [trained], masks, routed=False)
-            m = _write(ctx, "imp", level, masks, frame, example, time.perf_counter() - t0, steps)
-            status["imp"] = m["si_snri"]
-        bar.set_postfix({name: f"{v:.2f}" for name, v in status.items()})
+TICKET_METHODS = ("independent", "rtl")
 
 
-def _ticket_level(ctx: SpeechContext, level: int, init, shapes, model, done) -> dict[str, float]:
-    """Extraction (= independent) and joint retraining (= rtl) of one level."""
-    d, k = ctx.desc, ctx.desc.k
-    out = {}
-    if level == 0:
-        masks = Masks.ones(shapes, k)
-    else:
-        source = (
-            "independent" if level - 1 in done.get("independent", set()) or "rtl" not in d.methods else "rtl"
+def _extraction(ctx: SpeechContext, level: int, masks: Masks) -> tuple[list[dict[str, np.ndarray]], float]:
+    """The K extraction networks of ``level`` (= independent's) and their training seconds.
+
+    Ticket j is trained from theta_0 under ``masks.ticket(j)`` on environment j's
+    mixtures; the result is kept under ``resume/`` for the other ticket method
+    and the next level, and read back from there when present.
+    """
+    path = _resume_path(ctx, "tickets", level)
+    if path.is_file():
+        return _load_stacked(path, ctx.desc.k)
+    d, model, init = ctx.desc, ctx.model(), ctx.theta0()
+    t0 = time.perf_counter()
+    states = [
+        train_ticket(
+            model,
+            init,
+            masks.ticket(j),
+            ctx.train,
+            [j],
+            d.rounds,
+            d.batch_size,
+            d.lr,
+            numpy_rng(d.seed, "tickets", level, j),
         )
-        prev = Masks(rf.load_masks(rf.level_dir(ctx.run_dir, source, level - 1) / rf.MASKS), shapes)
-        extracted = _load_stacked(_resume_path(ctx, "tickets", level - 1), k)
-        masks = Masks.stack([_prune(extracted[j], prev.ticket(j), d, level) for j in range(k)])
-    need_extraction = level < d.levels or "independent" in d.methods and level not in done["independent"]
-    if need_extraction:
-        t0 = time.perf_counter()
-        extracted = [
-            train_ticket(
-                model,
-                init,
-                masks.ticket(j),
-                ctx.train,
-                [j],
-                d.rounds,
-                d.batch_size,
-                d.lr,
-                numpy_rng(d.seed, "tickets", level, j),
-            )
-            for j in range(k)
-        ]
-        seconds = time.perf_counter() - t0
-        _save_stacked(_resume_path(ctx, "tickets", level), extracted)
-        if "independent" in d.methods and level not in done["independent"]:
-            frame, example = evaluate(ctx, extracted, masks, routed=True)
-            m = _write(
-                ctx, "independent", level, masks, frame, example, seconds, d.rounds * k, independent=True
-            )
-            out["independent"] = m["si_snri"]
-    if "rtl" in d.methods and level not in done["rtl"]:
+        for j in range(d.k)
+    ]
+    seconds = time.perf_counter() - t0
+    _save_stacked(path, states, seconds)
+    return states, seconds
+
+
+def ticket_masks(ctx: SpeechContext, level: int) -> Masks:
+    """The K masks of ``level`` of both ticket methods (all ones at level 0).
+
+    Level L prunes each ticket's extraction weights of level L-1 under its mask
+    of level L-1, as written by whichever ticket method wrote that level.
+    """
+    shapes = ctx.shapes()
+    if level == 0:
+        return Masks.ones(shapes, ctx.desc.k)
+    written = [
+        m
+        for m in TICKET_METHODS
+        if m in ctx.desc.methods and level - 1 in rf.completed_levels(ctx.run_dir, m)
+    ]
+    if not written:
+        raise ValueError(f"level {level} needs the masks of level {level - 1}, which no ticket method wrote")
+    prev = Masks(rf.load_masks(rf.level_dir(ctx.run_dir, written[0], level - 1) / rf.MASKS), shapes)
+    extracted, _ = _extraction(ctx, level - 1, prev)
+    d = ctx.desc
+    return Masks.stack(
+        [prune_level(extracted[j], prev.ticket(j), d.fraction, level, d.scope) for j in range(d.k)]
+    )
+
+
+def run_independent(ctx: SpeechContext, show_progress: bool = True) -> None:
+    """Run or resume the independent levels: the extraction networks, each on its environment."""
+    d = ctx.desc
+    loop = LevelLoop(ctx.run_dir, "independent", d.levels, show_progress)
+    for level, _ in loop:
+        masks = ticket_masks(ctx, level)
+        extracted, seconds = _extraction(ctx, level, masks)
+        frame, example = evaluate(ctx, extracted, masks, routed=True)
+        m = _write(
+            ctx, "independent", level, masks, frame, example, seconds, d.rounds * d.k, independent=True
+        )
+        loop.report(sparsity=float(masks.sparsity().mean()), si_snri=m["si_snri"])
+
+
+def run_rtl(ctx: SpeechContext, show_progress: bool = True) -> None:
+    """Run or resume the rtl levels: joint retraining of one shared U-Net under the ticket masks."""
+    d = ctx.desc
+    model, init = ctx.model(), ctx.theta0()
+    loop = LevelLoop(ctx.run_dir, "rtl", d.levels, show_progress)
+    for level, _ in loop:
+        masks = ticket_masks(ctx, level)
         t0 = time.perf_counter()
         theta = train_joint(
             model, init, dict(masks), ctx.train, d.rounds, d.batch_size, d.lr, (d.seed, "rtl", level)
         )
         frame, example = evaluate(ctx, [theta], masks, routed=True)
-        m = _write(ctx, "rtl", level, masks, frame, example, time.perf_counter() - t0, d.rounds * k)
-        out["rtl"] = m["si_snri"]
-    return out
+        m = _write(ctx, "rtl", level, masks, frame, example, time.perf_counter() - t0, d.rounds * d.k)
+        loop.report(sparsity=float(masks.sparsity().mean()), si_snri=m["si_snri"])
+
+
+def run_imp(ctx: SpeechContext, show_progress: bool = True) -> None:
+    """Run or resume the imp levels: one ticket on every environment's mixtures."""
+    d, k = ctx.desc, ctx.desc.k
+    model, init, shapes = ctx.model(), ctx.theta0(), ctx.shapes()
+    steps = d.rounds * k
+
+    def train(mask: dict[str, torch.Tensor], level: int) -> dict[str, np.ndarray]:
+        rng = numpy_rng(d.seed, "imp", level)
+        return train_ticket(model, init, mask, ctx.train, list(range(k)), steps, d.batch_size, d.lr, rng)
+
+    loop = LevelLoop(ctx.run_dir, "imp", d.levels, show_progress)
+    for level, _ in loop:
+        t0 = time.perf_counter()
+        if level == 0:
+            mask = {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()}
+        else:
+            prev = rf.load_masks(rf.level_dir(ctx.run_dir, "imp", level - 1) / rf.MASKS)
+            m_prev = {n: torch.as_tensor(m[0]) for n, m in prev.items()}
+            path = _resume_path(ctx, "imp", level - 1)
+            weights = _load_stacked(path, 1)[0][0] if path.is_file() else train(m_prev, level - 1)
+            mask = prune_level(weights, m_prev, d.fraction, level, d.scope)
+        trained = train(mask, level)
+        if level < d.levels:
+            _save_stacked(_resume_path(ctx, "imp", level), [trained], 0.0)
+        masks = Masks({n: m[None] for n, m in mask.items()}, shapes)
+        frame, example = evaluate(ctx, [trained], masks, routed=False)
+        m = _write(ctx, "imp", level, masks, frame, example, time.perf_counter() - t0, steps)
+        loop.report(sparsity=float(masks.sparsity().mean()), si_snri=m["si_snri"])
+
+
+# The speech method registry (names as in :data:`lottery.speech.config.METHODS`).
+METHODS = {"rtl": run_rtl, "imp": run_imp, "independent": run_independent}
 
 
 # ----------------------------------------------------------------------------- manifest and entry point
@@ -466,6 +493,29 @@ def write_examples(ctx: SpeechContext) -> None:
     )
 
 
+def check_corpus(ctx: SpeechContext, old: dict) -> None:
+    """Refuse to resume a run on another corpus than the one it was trained on."""
+    if old["dataset"].get("corpus_fingerprint") != fingerprint(ctx.index):
+        raise ValueError(f"{ctx.run_dir} was trained on another corpus; choose another --out")
+
+
+def drop_resume_files(ctx: SpeechContext) -> None:
+    """Remove ``resume/`` once every method has written every level."""
+    if all(len(rf.completed_levels(ctx.run_dir, m)) == ctx.desc.levels + 1 for m in ctx.desc.methods):
+        shutil.rmtree(ctx.run_dir / RESUME, ignore_errors=True)
+
+
+SPEECH_DOMAIN = Domain(
+    task=TASK,
+    build=build_context,
+    manifest=manifest,
+    methods=METHODS,
+    check=check_corpus,
+    prepare=write_examples,
+    finish=drop_resume_files,
+)
+
+
 def train_speech_run(
     desc: SpeechDescription,
     run_dir: str | Path,
@@ -494,32 +544,6 @@ def train_speech_run(
     -------
     Path
     """
-    run_dir = Path(run_dir)
-    path = run_dir / rf.MANIFEST
-    old = rf.read_json(path) if path.is_file() else None
-    if old is not None and (old.get("run_hash") != desc.hash() or old.get("task") != TASK):
-        raise ValueError(
-            f"{run_dir} holds a different run (hash {old.get('run_hash')}); choose another --out"
-        )
-    if old is None and run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir} is not empty and holds no run; choose another --out")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        ctx = build_context(desc, run_dir, corpus)
-        if old is not None and old["dataset"].get("corpus_fingerprint") != fingerprint(ctx.index):
-            raise ValueError(f"{run_dir} was trained on another corpus; choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if old is None:
-            rf.write_manifest(run_dir, manifest(ctx, name))
-        write_examples(ctx)
-        for m in desc.methods:
-            rf.clean_partial_levels(run_dir, m)
-        run_levels(ctx, show_progress)
-        if all(len(rf.completed_levels(run_dir, m)) == desc.levels + 1 for m in desc.methods):
-            import shutil
-
-            shutil.rmtree(run_dir / RESUME, ignore_errors=True)
-    finally:
-        torch.set_num_threads(before)
-    return run_dir
+    return run_domain(
+        SPEECH_DOMAIN, desc, run_dir, name=name, show_progress=show_progress, threads=threads, corpus=corpus
+    )
