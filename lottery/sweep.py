@@ -362,7 +362,13 @@ def run_sweep(
         if owns:
             ray.shutdown()
         raise
-    bar = tqdm(total=result.levels_total, desc="sweep levels", unit="level", disable=not show_progress)
+    bar = tqdm(
+        total=result.levels_total,
+        initial=count_levels(),  # a resumed sweep starts at the levels already written
+        desc="sweep levels",
+        unit="level",
+        disable=not show_progress,
+    )
     say = echo or (lambda line: tqdm.write(line))
     try:
         prepare = ray.remote(prepare_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
@@ -390,7 +396,6 @@ def run_sweep(
             pending[ref] = (s, None)
         # ticket methods of one seed run one after the other (the second reuses the first's masks)
         chains = {s: [m for m in desc.methods if m in ticket] for s in seeds}
-        bar.update(count_levels())
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
             for ref in ready:

@@ -32,8 +32,8 @@ def _desc():
     return replace(sweep.override_description(get_preset("smoke"), OVERRIDES), methods=METHODS)
 
 
-def _cli(*args, **kwargs):
-    argv = [sys.executable, "-m", "lottery", "sweep", "--preset", "smoke", "--quiet"]
+def _cli(*args, quiet=True, **kwargs):
+    argv = [sys.executable, "-m", "lottery", "sweep", "--preset", "smoke"] + (["--quiet"] if quiet else [])
     argv += [a for o in OVERRIDES for a in ("--set", o)] + ["--methods", *METHODS]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return argv + list(args), dict(cwd=REPO, env=env, text=True, **kwargs)
@@ -138,10 +138,13 @@ def test_killed_sweep_resumes_to_the_same_runs(group, ray_address, tmp_path):
     done = {p.parent: p.parent.stat().st_ino for p in out.glob("seed-*/*/level_*/level.json")}
     assert 0 < len(done) < total, "the kill should interrupt the sweep"
 
-    argv, kw = _cli("--seeds", *map(str, SEEDS), "--out", str(out), "--address", ray_address)
+    argv, kw = _cli("--seeds", *map(str, SEEDS), "--out", str(out), "--address", ray_address, quiet=False)
     rerun = subprocess.run(argv, capture_output=True, timeout=300, **kw)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"{total}/{total} levels" in rerun.stdout
+    # one progress bar over the grid: it starts at the levels already there and ends at the total
+    bar = [s for s in rerun.stderr.replace("\r", "\n").splitlines() if s.startswith("sweep levels")]
+    assert bar and f"{len(done)}/{total}" in bar[0] and f"{total}/{total}" in bar[-1], rerun.stderr[-2000:]
     for level_dir, inode in done.items():  # finished levels were kept, not redone
         assert level_dir.stat().st_ino == inode
     assert not list(out.glob("seed-*/*/*.tmp-*"))
