@@ -299,3 +299,13 @@ def test_a_link_to_a_seed_opens_its_group(monkeypatch, runs_root):
     assert not at.exception, at.exception
     assert at.selectbox(key="sidebar.run").value == str(runs_root / "sweep-x")
     assert at.selectbox(key="sidebar.seed").value == str(runs_root / "sweep-x" / "seed-1")
+
+
+def test_dashboard_opens_a_swept_run(monkeypatch, group):
+    at = _picker_app(monkeypatch, group.parent, run=f"{group.name}/seed-1").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="sidebar.run").value == str(group)
+    assert at.selectbox(key="sidebar.seed").options == ["seed 0", "seed 1"]
+    sel = at.session_state["sidebar.selection"]
+    assert sel.path == str(group / "seed-1") and set(sel.methods) == set(METHODS)
