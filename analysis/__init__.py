@@ -60,7 +60,7 @@ from analysis.similarity import (
     similarity_table,
     ticket_similarity_summary,
 )
-from artifacts.run_format import Run, RunFormatError, find_runs, load_run
+from artifacts.run_format import Run, RunFormatError, RunGroup, find_groups, find_runs, load_group, load_run
 
 __all__ = [
     "MantelResult",
@@ -117,4 +117,7 @@ __all__ = [
     "RunFormatError",
     "find_runs",
     "load_run",
+    "RunGroup",
+    "find_groups",
+    "load_group",
 ]

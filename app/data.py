@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis import Run, RunFormatError, find_runs, load_run
+from analysis import Run, RunFormatError, find_groups, find_runs, load_group, load_run
 from analysis import collapse as _collapse
 from analysis import overview as _overview
 from analysis import similarity as _similarity
@@ -68,6 +68,30 @@ def discover_runs(roots: tuple[str, ...]) -> tuple[list[str], list[tuple[str, st
         else:
             good.append(str(path))
     return good, bad
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def discover_groups(roots: tuple[str, ...]) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+    """Run groups (sweeps) under ``roots``, and the unreadable ones with the reason.
+
+    Returns ``{group folder: {"name": str, "seeds": [int], "runs": [run folder]}}``
+    (``runs`` aligned with ``seeds``; a run of a group is offered once it is
+    readable, like any other run).
+    """
+    groups: dict[str, dict] = {}
+    bad: list[tuple[str, str]] = []
+    for path in find_groups(*[r for r in roots if Path(r).exists()]):
+        try:
+            group = load_group(path)
+        except RunFormatError as e:
+            bad.append((str(path), str(e)))
+        else:
+            groups[str(path)] = {
+                "name": group.name,
+                "seeds": list(group.seeds),
+                "runs": [str(group.path / n) for n in group.run_names],
+            }
+    return groups, bad
 
 
 def run_mtime(path: str) -> float:

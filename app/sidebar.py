@@ -16,7 +16,8 @@ import streamlit as st
 from analysis import Run
 from app import data, upload
 
-KEY_RUN = "sidebar.run"
+KEY_RUN = "sidebar.run"  # a run folder, or a run group folder (then KEY_SEED picks its run)
+KEY_SEED = "sidebar.seed"
 KEY_METHODS = "sidebar.methods"
 KEY_LEVEL = "sidebar.level"
 KEY_TICKETS = "sidebar.tickets"
@@ -102,6 +103,31 @@ def _run_label(path: str) -> str:
     return f"{p.name}  ·  {where}"
 
 
+def _group_label(path: str, group: dict) -> str:
+    p = Path(path)
+    where = "embedded" if p.parent == data.EMBEDDED_DIR else str(p.parent)
+    n = len(group["seeds"])
+    return f"{group['name']} (group, {n} seed{'s' if n != 1 else ''})  ·  {where}"
+
+
+def _link_name(path: str, member: dict[str, str]) -> str:
+    """The ``?run=`` value of a run: its folder name, ``group/seed-k`` inside a group."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if path in member else p.name
+
+
+def _entries(paths: list[str], groups: dict[str, dict]) -> tuple[list[str], dict[str, str]]:
+    """Picker entries (runs outside groups, and groups with a readable run) and run -> group."""
+    offered = set(paths)
+    member = {r: g for g, info in groups.items() for r in info["runs"] if r in offered}
+    entries: list[str] = []
+    for p in paths:
+        entry = member.get(p, p)
+        if entry not in entries:
+            entries.append(entry)
+    return entries, member
+
+
 def _default_run(paths: list[str]) -> str:
     for p in paths:
         if Path(p).name == data.DEFAULT_RUN:
@@ -156,19 +182,44 @@ def render() -> Selection | None:
         _no_runs(roots, bad)
         return None
 
+    groups, bad_groups = data.discover_groups(tuple(roots))
+    bad = bad + bad_groups
+    entries, member = _entries(paths, groups)
     wanted = st.query_params.get("run")
     if wanted and KEY_RUN not in st.session_state:
-        # A shared link (?run=NAME) opens that run on the first visit.
-        st.session_state[KEY_RUN] = next((p for p in paths if wanted in (p, Path(p).name)), None)
-    _keep_valid(KEY_RUN, paths, _default_run(paths))
-    path = sb.selectbox(
+        # A shared link (?run=NAME, or ?run=GROUP/seed-k) opens that run on the first visit.
+        st.session_state[KEY_RUN] = next(
+            (p for p in paths if wanted in (p, Path(p).name, _link_name(p, member))), None
+        )
+    if st.session_state.get(KEY_RUN) in member:
+        # a run inside a group (a link, an older session, a test): open its group at that seed
+        st.session_state[KEY_SEED] = st.session_state[KEY_RUN]
+        st.session_state[KEY_RUN] = member[st.session_state[KEY_RUN]]
+    _keep_valid(KEY_RUN, entries, _default_run(entries))
+    entry = sb.selectbox(
         "Run",
-        paths,
-        format_func=_run_label,
+        entries,
+        format_func=lambda e: _group_label(e, groups[e]) if e in groups else _run_label(e),
         key=KEY_RUN,
-        help="Embedded runs live in artifacts/; add your own with `-- --runs-dir DIR` or $RTL_RUNS_DIR.",
+        help="Embedded runs live in artifacts/; add your own with `-- --runs-dir DIR` or $RTL_RUNS_DIR. "
+        "A group is a sweep's runs of one description, one per seed.",
     )
-    st.query_params["run"] = Path(path).name  # the address bar now links to this run
+    path = entry
+    if entry in groups:
+        group = groups[entry]
+        seed_of = dict(zip(group["runs"], group["seeds"], strict=True))
+        seed_runs = [r for r in group["runs"] if r in member]
+        _keep_valid(KEY_SEED, seed_runs, seed_runs[0])
+        path = sb.selectbox(
+            "Seed",
+            seed_runs,
+            format_func=lambda r: f"seed {seed_of[r]}",
+            key=KEY_SEED,
+            help="The group's run of this seed (views across seeds are not there yet).",
+        )
+        if len(seed_runs) < len(group["runs"]):
+            sb.caption(f"{len(seed_runs)} of {len(group['runs'])} seeds have a finished level so far.")
+    st.query_params["run"] = _link_name(path, member)  # the address bar now links to this run
     mtime = data.run_mtime(path)
     run = data.get_run(path, mtime)
     facts = data.run_facts(path, mtime)
@@ -215,7 +266,8 @@ def render() -> Selection | None:
         help="Subsets (one ticket each) shown on the per-ticket views; empty = all.",
     )
     tickets = [t for t in all_tickets if t in tickets] or all_tickets
-    sb.caption(f"{len(paths)} run(s) found in " + ", ".join(f"`{Path(r).name}/`" for r in roots))
+    in_groups = f" ({len(member)} in {len(groups)} group(s))" if member else ""
+    sb.caption(f"{len(paths)} run(s){in_groups} found in " + ", ".join(f"`{Path(r).name}/`" for r in roots))
     _show_bad(bad)
 
     sel = Selection(

@@ -460,12 +460,162 @@ def load_run(path: str | Path) -> Run:
 
 
 def find_runs(*roots: str | Path) -> list[Path]:
-    """Run folders (those holding ``manifest.json``) directly under ``roots``, sorted."""
+    """Run folders (those holding ``manifest.json``) directly under ``roots``, sorted.
+
+    A run group (a root, or a folder directly under one) contributes its runs, in seed order.
+    """
     out: list[Path] = []
     for root in roots:
         root = Path(root)
         if (root / MANIFEST).is_file():
             out.append(root)
+        elif is_group(root):
+            out.extend(_group_runs(root))
         elif root.is_dir():
-            out.extend(sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()))
+            for p in sorted(root.iterdir()):
+                if (p / MANIFEST).is_file():
+                    out.append(p)
+                elif is_group(p):
+                    out.extend(_group_runs(p))
+    return out
+
+
+def _group_runs(path: Path) -> list[Path]:
+    try:
+        return load_group(path).run_paths()
+    except RunFormatError:  # an unreadable group lists nothing rather than breaking discovery
+        return []
+
+
+# ----------------------------------------------------------------------------- run groups
+#
+# A run group is the output of a sweep: one run per seed of one run description,
+# plus a small manifest::
+#
+#     GROUP/
+#       group.json        kind "run_group", preset, overrides, seeds, methods, runs
+#                         (folder names, one per seed, aligned with seeds), created,
+#                         git_commit, schema_version
+#       seed-0/           an ordinary run folder (load_run works on it)
+#       seed-1/ ...
+
+GROUP_MANIFEST = "group.json"
+GROUP_KIND = "run_group"
+_RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def is_group(path: str | Path) -> bool:
+    """Whether ``path`` is a run group folder (it holds ``group.json``)."""
+    return (Path(path) / GROUP_MANIFEST).is_file()
+
+
+def _check_group_manifest(manifest: Any, where: Path) -> None:
+    if not isinstance(manifest, dict):
+        raise RunFormatError(f"{where} is not a JSON object")
+    if manifest.get("kind") != GROUP_KIND:
+        raise RunFormatError(f"{where}: kind is {manifest.get('kind')!r}, expected {GROUP_KIND!r}")
+    runs, seeds = manifest.get("runs"), manifest.get("seeds")
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, str) for r in runs):
+        raise RunFormatError(f"{where}: 'runs' must be a non-empty list of folder names")
+    bad = [r for r in runs if not _RUN_NAME_RE.match(r)]
+    if bad:  # a name such as "../x" would reach outside the group
+        raise RunFormatError(f"{where}: run folder names must be plain names, got {bad}")
+    if len(set(runs)) != len(runs):
+        raise RunFormatError(f"{where}: run folder names repeat: {runs}")
+    if (
+        not isinstance(seeds, list)
+        or len(seeds) != len(runs)
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise RunFormatError(f"{where}: 'seeds' must be a list of integers, one per run")
+
+
+def write_group_manifest(group_dir: str | Path, manifest: dict) -> None:
+    """Write ``group.json`` (adds ``kind`` and ``schema_version``; checks runs and seeds).
+
+    Parameters
+    ----------
+    group_dir : str or Path
+    manifest : dict
+        Must hold ``runs`` (run folder names inside the group) and ``seeds``
+        (one int per run); by convention also ``preset``, ``overrides``,
+        ``methods``, ``description``, ``created`` and ``git_commit``.
+    """
+    path = Path(group_dir) / GROUP_MANIFEST
+    manifest = {**manifest, "kind": GROUP_KIND, "schema_version": SCHEMA_VERSION}
+    _check_group_manifest(manifest, path)
+    write_json(path, manifest)
+
+
+class RunGroup:
+    """Read access to a run group; see :func:`load_group`.
+
+    Attributes
+    ----------
+    path : Path
+    manifest : dict
+    seeds : list of int
+        Seeds in manifest order.
+    run_names : list of str
+        Run folder names, aligned with ``seeds``.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise RunFormatError(f"no run group folder at {self.path}")
+        self.manifest: dict = read_json(self.path / GROUP_MANIFEST)
+        _check_group_manifest(self.manifest, self.path / GROUP_MANIFEST)
+        version = self.manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RunFormatError(
+                f"{self.path}: unknown schema version {version!r} (this reader knows {SCHEMA_VERSION})"
+            )
+        self.seeds: list[int] = list(self.manifest["seeds"])
+        self.run_names: list[str] = list(self.manifest["runs"])
+
+    def __repr__(self) -> str:
+        return f"RunGroup({str(self.path)!r}, seeds={self.seeds})"
+
+    @property
+    def name(self) -> str:
+        """Group name (manifest ``name``, else the folder name)."""
+        return str(self.manifest.get("name") or self.path.name)
+
+    def run_path(self, seed: int) -> Path:
+        """Folder of the run of ``seed``."""
+        if seed not in self.seeds:
+            raise RunFormatError(f"{self.path}: no seed {seed} (has {self.seeds})")
+        return self.path / self.run_names[self.seeds.index(seed)]
+
+    def run_paths(self) -> list[Path]:
+        """Folders of the runs that have a manifest (started runs), in manifest order."""
+        return [self.path / n for n in self.run_names if (self.path / n / MANIFEST).is_file()]
+
+    def runs(self) -> list[Run]:
+        """Every run of the group, opened with :func:`load_run` (raises for a missing or unfinished one)."""
+        return [load_run(self.path / n) for n in self.run_names]
+
+
+def load_group(path: str | Path) -> RunGroup:
+    """Open a run group folder.
+
+    Raises
+    ------
+    RunFormatError
+        For a missing folder, a missing or corrupt ``group.json``, an unknown
+        schema version, or run names that are not plain folder names.
+    """
+    return RunGroup(path)
+
+
+def find_groups(*roots: str | Path) -> list[Path]:
+    """Run group folders among ``roots`` and directly under them, sorted (readable or not)."""
+    out: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if is_group(root):
+            out.append(root)
+        elif root.is_dir() and not (root / MANIFEST).is_file():
+            out.extend(p for p in sorted(root.iterdir()) if is_group(p))
     return out

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         "--sparsity", type=float, nargs="+", default=[25, 50, 75, 90], help="target sparsities (%%)"
     )
 
+    from lottery.sweep import add_sweep_command
+
+    add_sweep_command(sub)
     from lottery.inr.cli import add_inr_command
 
     add_inr_command(sub)
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(paper_table(args.run, args.sparsity))
             return 0
-        if args.command in ("inr", "data", "speech"):
+        if args.command in ("inr", "data", "speech", "sweep"):
             return args.func(args)
         if args.command == "slim":
             from lottery.slim import slim_run
