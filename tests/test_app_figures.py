@@ -114,7 +114,7 @@ def test_pair_rows_and_layer_figure(sim):
     a = pair_rows(sim, "s0", "s2", level=2)
     b = pair_rows(sim, "s2", "s0", level=2)
     pd.testing.assert_frame_equal(a, b)
-    assert a["layer"].iloc[0] == GLOBAL and len(a) == 4
+    assert a["layer"].iloc[0] == GLOBAL and a["layer"].iloc[1] == "__layer_mean__" and len(a) == 5
     fig = pair_layer_figure(a, "s0", "s2")
     assert [t.name for t in fig.data] == ["J", "J* (chance-corrected)", "chance E[J]"]
     assert list(fig.data[0].x)[0] == "all layers"
