@@ -163,9 +163,10 @@ def packed_overlap(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"packed masks must be uint8 of shape (K, B), got {packed.dtype} {packed.shape}")
     k, b = packed.shape
     pad = (-b) % 8
-    if pad or not packed.flags.c_contiguous:
+    if pad:
         # 64-bit words: 8x fewer popcount calls than bytes.
         packed = np.pad(packed, ((0, 0), (0, pad)))
+    packed = np.ascontiguousarray(packed)  # a view as uint64 needs C order
     words = packed.view(np.uint64)  # (K, ceil(B / 8))
     inter = np.empty((k, k), dtype=np.int64)
     buf = np.empty_like(words)
