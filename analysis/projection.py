@@ -678,3 +678,56 @@ def alignment_table(
         df.insert(0, "level", level)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+def alignment_facts(run: Run, method: str, table: pd.DataFrame, *, alpha: float = 0.05) -> dict:
+    """What a reader needs beside an alignment table: the control's own strength and a verdict.
+
+    Parameters
+    ----------
+    run : Run
+    method : str
+    table : DataFrame
+        :func:`alignment_table` of that method.
+    alpha : float
+        Significance level of the verdict.
+
+    Returns
+    -------
+    dict
+        ``disjoint`` (list of str, layers left out as disjoint by construction),
+        ``inputs_rho`` / ``inputs_p`` (Mantel test of the reference against the
+        input-space control; None without centroids), ``verdict`` (one sentence on
+        where the partial alignment over all layers is significant).
+    """
+    from analysis.similarity import disjoint_layers
+
+    control = run_centroid_similarity(run, method)
+    out: dict = {
+        "disjoint": disjoint_layers(method_shared_rows(run, method)),
+        "inputs_rho": None,
+        "inputs_p": None,
+        "verdict": "",
+    }
+    if control is None:
+        return out
+    tickets = run.ticket_names(method)
+    ref = _align_reference(fashion_class_similarity(), tickets)
+    res = mantel(ref.to_numpy(), control.to_numpy())
+    out["inputs_rho"], out["inputs_p"] = res.rho, res.p_value
+    rows = table[(table["layer_group"] == "all") & table["partial_p_value"].notna()]
+    sig = rows[rows["partial_p_value"] <= alpha]
+    if rows.empty:
+        out["verdict"] = "No level has a partial statistic."
+    elif sig.empty:
+        out["verdict"] = (
+            f"Over all layers, the partial alignment is significant (p <= {alpha}) at no level: "
+            "what alignment there is, the inputs explain."
+        )
+    else:
+        at = ", ".join(f"{sp:.0%}" for sp in sig["sparsity"])
+        out["verdict"] = (
+            f"Over all layers, the partial alignment is significant (p <= {alpha}) at {len(sig)} of "
+            f"{len(rows)} levels (sparsity {at}); at the others the inputs explain what alignment there is."
+        )
+    return out

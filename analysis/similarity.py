@@ -616,6 +616,25 @@ def similarity_frame(
     return pd.concat(frames, ignore_index=True)[PAIR_COLUMNS]
 
 
+def layer_shares(masks: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Each layer's share of the prunable weights (what it weighs in the pooled measures).
+
+    Parameters
+    ----------
+    masks : mapping of str to ndarray, shape (K, *shape)
+
+    Returns
+    -------
+    dict of str to float
+        Fractions summing to 1, in the masks' layer order.
+    """
+    sizes = {str(n): int(np.prod(np.shape(m)[1:])) for n, m in masks.items()}
+    total = sum(sizes.values())
+    if total == 0:
+        raise ValueError("the masks hold no weight")
+    return {n: v / total for n, v in sizes.items()}
+
+
 def method_shared_rows(run: Run, method: str) -> dict[str, np.ndarray]:
     """:func:`shared_rows` of a method's tickets at its first (unpruned) level.
 

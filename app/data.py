@@ -196,6 +196,20 @@ def similarity_summary(path: str, mtime: float, methods: tuple[str, ...]) -> pd.
     return pd.concat(frames, ignore_index=True)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def disjoint_layers(path: str, mtime: float, method: str) -> list[str]:
+    """Layers whose rows are disjoint by construction (detector heads), left out of the layer mean."""
+    run = get_run(path, mtime)
+    return _similarity.disjoint_layers(_similarity.method_shared_rows(run, method))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_shares(path: str, mtime: float, method: str) -> dict[str, float]:
+    """Each prunable layer's share of the weights (:func:`analysis.similarity.layer_shares`)."""
+    run = get_run(path, mtime)
+    return _similarity.layer_shares(run.masks(method, run.levels(method)[0]))
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def similarity_matrix(
     path: str, mtime: float, method: str, level: int, layer: str, value: str, tickets: tuple[str, ...]
@@ -410,6 +424,14 @@ def alignment(path: str, mtime: float, method: str) -> pd.DataFrame | None:
         return alignment_table(get_run(path, mtime), method)
     except KeyError:
         return None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def alignment_facts(path: str, mtime: float, method: str) -> dict:
+    """:func:`analysis.projection.alignment_facts`: layers left out, the control's strength, a verdict."""
+    from analysis.projection import alignment_facts as _facts
+
+    return _facts(get_run(path, mtime), method, alignment(path, mtime, method))
 
 
 # ----------------------------------------------------------------------------- coding cost

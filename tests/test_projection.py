@@ -364,6 +364,10 @@ def test_alignment_leaves_detector_heads_out_and_reports_partial(tmp_path):
     assert (one["rho"] > 0.5).all()
     no_control = alignment_table(run, "rtl", n_perm=9, control=None)
     assert no_control["partial_rho"].isna().all()
+    from analysis.projection import alignment_facts
+
+    facts = alignment_facts(run, "rtl", table)
+    assert facts["disjoint"] == ["head"] and facts["inputs_rho"] is None  # the run stores no centroids
 
 
 def test_centroid_similarity_orders_like_distance():
