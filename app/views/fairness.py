@@ -94,7 +94,8 @@ with right:
     st.caption(
         f"{method}, level {level}: point estimates from fairlearn's MetricFrame. 95 % intervals: Wilson "
         "score intervals for proportions (accuracy, rates), which keep their width at 0 and 1; a bootstrap "
-        "over each group's samples for balanced accuracy and macro recall (the `interval` column says which). "
+        "over each group's samples for balanced accuracy and macro recall (the `interval` column says "
+        "which). "
         "`n_metric` is the number of samples the value rests on."
     )
     small = table[(table["metric"] == metric) & table["small"]]
