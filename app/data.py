@@ -475,12 +475,27 @@ def attention_status(path: str, mtime: float, method: str) -> dict:
 
 
 @st.cache_data(show_spinner="Probing the tickets' attention (rebuilding each ViT ticket)…", max_entries=32)
-def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) -> dict[str, pd.DataFrame]:
-    """Per-head entropy of the chosen tickets at every probed level, and its mean over heads."""
-    from analysis.attention_sweep import attention_level_summary, attention_sweep
+def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) -> dict:
+    """Per-head entropy of the chosen tickets at every probed level, its mean over probe images
+    with intervals, the trend against sparsity, and a one-sentence verdict per image set."""
+    from analysis.attention_sweep import (
+        ALL_IMAGES,
+        OWN_IMAGES,
+        attention_level_summary,
+        attention_probe_tables,
+        attention_trend,
+        attention_verdict,
+    )
 
-    sweep = attention_sweep(get_run(path, mtime), method, list(tickets))
-    return {"sweep": sweep, "summary": attention_level_summary(sweep)}
+    tables = attention_probe_tables(get_run(path, mtime), method, list(tickets))
+    summary = attention_level_summary(tables["heads"], tables["images"])
+    trend = attention_trend(summary)
+    return {
+        "sweep": tables["heads"],
+        "summary": summary,
+        "trend": trend,
+        "verdict": {s: attention_verdict(trend, s) for s in (OWN_IMAGES, ALL_IMAGES)},
+    }
 
 
 # ----------------------------------------------------------------------------- report
