@@ -781,6 +781,17 @@ def fairness_gaps(
                     warnings.simplefilter("ignore", RuntimeWarning)
                     return _percentile(fn(bvals), ci)
 
+            def one_group(fn, group, vals=vals, m=m, info=info, interval=interval) -> tuple[float, float]:
+                # A resampled extreme with no spread at 0 or 1 (every resample perfect):
+                # the Wilson interval of that group instead, which keeps its width.
+                lo, hi = interval(fn)
+                v = float(vals[group])
+                if m in PROPORTIONS and np.isfinite(lo) and hi - lo <= 1e-12 and (v <= 0 or v >= 1):
+                    n_m = float(info.loc[group, "n_metric"])
+                    w_lo, w_hi = wilson_interval(v * n_m, n_m, ci)
+                    lo, hi = float(w_lo), float(w_hi)
+                return lo, hi
+
             hi_v, lo_v = vals.max(), vals.min()
             stats: list[tuple] = [
                 ("difference", hi_v - lo_v, None, *interval(lambda b: np.nanmax(b, 1) - np.nanmin(b, 1))),
@@ -790,14 +801,14 @@ def fairness_gaps(
                     None,
                     *interval(lambda b: np.nanmin(b, 1) / np.nanmax(b, 1)),
                 ),
-                ("group_min", lo_v, vals.idxmin(), *interval(lambda b: np.nanmin(b, 1))),
-                ("group_max", hi_v, vals.idxmax(), *interval(lambda b: np.nanmax(b, 1))),
+                ("group_min", lo_v, vals.idxmin(), *one_group(lambda b: np.nanmin(b, 1), vals.idxmin())),
+                ("group_max", hi_v, vals.idxmax(), *one_group(lambda b: np.nanmax(b, 1), vals.idxmax())),
             ]
             if m in _HIGHER_IS_BETTER:
                 up = _HIGHER_IS_BETTER[m]
                 worst = vals.idxmin() if up else vals.idxmax()
                 fn = (lambda b: np.nanmin(b, 1)) if up else (lambda b: np.nanmax(b, 1))
-                stats.append(("worst", vals[worst], worst, *interval(fn)))
+                stats.append(("worst", vals[worst], worst, *one_group(fn, worst)))
             if len(dm):
                 stats += [
                     ("drop_max", dm.max(), dm.idxmax()),

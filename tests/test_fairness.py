@@ -344,6 +344,9 @@ def test_proportion_intervals_do_not_collapse_at_one():
     assert (acc["ci_high"] - acc["ci_low"] > 0).all() and (acc["interval"] == "wilson").all()
     bal = t[t["metric"] == "balanced_accuracy"]
     assert (bal["ci_high"] - bal["ci_low"] > 0).all()  # bootstrap degenerate: Wilson fallback
+    gaps = fairness_gaps({0: df}, {0: 0.0}, "race", metrics=["accuracy"], min_count=10, n_boot=100)
+    worst = gaps[gaps["statistic"] == "worst"].iloc[0]
+    assert worst["value"] == 1 and worst["ci_high"] - worst["ci_low"] > 0  # not [1, 1]
 
 
 def test_small_flags_count_positives_for_tpr_and_negatives_for_fpr():
