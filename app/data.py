@@ -220,6 +220,20 @@ def similarity_summary(path: str, mtime: float, methods: tuple[str, ...]) -> pd.
     return pd.concat(frames, ignore_index=True)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def disjoint_layers(path: str, mtime: float, method: str) -> list[str]:
+    """Layers whose rows are disjoint by construction (detector heads), left out of the layer mean."""
+    run = get_run(path, mtime)
+    return _similarity.disjoint_layers(_similarity.method_shared_rows(run, method))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_shares(path: str, mtime: float, method: str) -> dict[str, float]:
+    """Each prunable layer's share of the weights (:func:`analysis.similarity.layer_shares`)."""
+    run = get_run(path, mtime)
+    return _similarity.layer_shares(run.masks(method, run.levels(method)[0]))
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def similarity_matrix(
     path: str, mtime: float, method: str, level: int, layer: str, value: str, tickets: tuple[str, ...]
@@ -436,6 +450,14 @@ def alignment(path: str, mtime: float, method: str) -> pd.DataFrame | None:
         return None
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def alignment_facts(path: str, mtime: float, method: str) -> dict:
+    """:func:`analysis.projection.alignment_facts`: layers left out, the control's strength, a verdict."""
+    from analysis.projection import alignment_facts as _facts
+
+    return _facts(get_run(path, mtime), method, alignment(path, mtime, method))
+
+
 # ----------------------------------------------------------------------------- coding cost
 
 
@@ -477,12 +499,27 @@ def attention_status(path: str, mtime: float, method: str) -> dict:
 
 
 @st.cache_data(show_spinner="Probing the tickets' attention (rebuilding each ViT ticket)…", max_entries=32)
-def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) -> dict[str, pd.DataFrame]:
-    """Per-head entropy of the chosen tickets at every probed level, and its mean over heads."""
-    from analysis.attention_sweep import attention_level_summary, attention_sweep
+def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) -> dict:
+    """Per-head entropy of the chosen tickets at every probed level, its mean over probe images
+    with intervals, the trend against sparsity, and a one-sentence verdict per image set."""
+    from analysis.attention_sweep import (
+        ALL_IMAGES,
+        OWN_IMAGES,
+        attention_level_summary,
+        attention_probe_tables,
+        attention_trend,
+        attention_verdict,
+    )
 
-    sweep = attention_sweep(get_run(path, mtime), method, list(tickets))
-    return {"sweep": sweep, "summary": attention_level_summary(sweep)}
+    tables = attention_probe_tables(get_run(path, mtime), method, list(tickets))
+    summary = attention_level_summary(tables["heads"], tables["images"])
+    trend = attention_trend(summary)
+    return {
+        "sweep": tables["heads"],
+        "summary": summary,
+        "trend": trend,
+        "verdict": {s: attention_verdict(trend, s) for s in (OWN_IMAGES, ALL_IMAGES)},
+    }
 
 
 # ----------------------------------------------------------------------------- report
