@@ -57,6 +57,7 @@ Only numpy, pandas, json and safetensors are used here: no torch, no pickle.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -131,6 +132,43 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def system_fault_message(e: BaseException, path: Path | str, verb: str = "cannot write") -> str:
+    """One line for a fault of the system while writing ``path``: the path and the cause.
+
+    Disk full, read-only file system, permission denied, a file where a folder
+    should be: the importers and ``python -m lottery`` print this line and exit
+    with code 2 instead of a traceback.
+
+    Parameters
+    ----------
+    e : OSError or SafetensorError
+        The error (safetensors reports I/O errors as ``... Os { code: 28, ... }``).
+    path : Path or str
+        What was being written (the destination, not a hidden staging folder).
+    verb : str
+        How the message starts.
+    """
+    code = getattr(e, "errno", None)
+    if code is None:
+        m = re.search(r"(?:code: |os error )(\d+)", str(e))
+        code = int(m.group(1)) if m else None
+    cause = getattr(e, "strerror", None) or (os.strerror(code) if code else None) or _first_line(e)
+    if code == errno.ENOSPC:
+        cause = "no space left on the device (disk full)"
+    elif code == errno.EROFS:
+        cause = "read-only file system"
+    elif code in (errno.EACCES, errno.EPERM):
+        cause = "permission denied"
+    elif code == errno.ENOTDIR:
+        cause = "a file is in the way where a folder should be"
+    return f"{verb} {path}: {cause}"
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -268,8 +306,14 @@ def save_tensors(path: str | Path, tensors: Mapping[str, np.ndarray], **metadata
     """Save numpy arrays to safetensors (atomically)."""
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata or None)
-    os.replace(tmp, path)
+    try:
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata or None
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file
+        raise
 
 
 def load_tensors(path: str | Path) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ from analysis.importers.convert import read_tickets
 from analysis.importers.errors import CheckpointError
 from analysis.importers.run_writer import write_run
 from analysis.importers.safe_load import ticket_stem
+from artifacts.run_format import system_fault_message
 
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
 DEFAULT_MAX_UNPACKED_BYTES = 1024 * 2**20
@@ -269,6 +270,21 @@ def import_upload(
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise CheckpointError(f"upload folder {workdir} does not exist")
+    name = safe_filename(filename)
+    try:
+        return _import_into(data, filename, workdir, max_files, max_unpacked, weights_dtype)
+    except OSError as e:  # disk full, read-only or vanished folder: one line, nothing left
+        raise CheckpointError(system_fault_message(e, name, "cannot store the upload")) from None
+    except CheckpointError as e:
+        if str(workdir) not in str(e):
+            raise
+        # Name the upload, not the temporary folders it was converted in.
+        raise CheckpointError(re.sub(re.escape(str(workdir)) + r"\S*", name, str(e))) from None
+
+
+def _import_into(
+    data: bytes, filename: str, workdir: Path, max_files: int, max_unpacked: int | None, weights_dtype: str
+) -> Path:
     session = Path(tempfile.mkdtemp(prefix="upload-", dir=workdir))
     src = session / "src"
     try:
