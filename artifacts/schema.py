@@ -155,7 +155,7 @@ def check(instance: Any, schema: dict, where: str | Path, error: type[Exception]
     Raises
     ------
     error
-        ``"<file>: field <a/b/c>: <reason>"`` for the first violation (deepest path first).
+        ``"<file>: field <a/b/c>: <reason>"`` for the first violation (shallowest field first).
     """
     validator = _VALIDATORS[id(schema)]
     errors = sorted(
