@@ -1256,3 +1256,25 @@ def test_hostile_suite_has_at_least_150_cases():
         + len(APP_KINDS)
     )
     assert n >= 150, n
+
+
+def test_app_pages_stay_bounded_with_more_tickets_than_the_pair_limit(tmp_path, monkeypatch):
+    """40 tickets with the limit at 8: Overview and Collapse use a sample, Similarity asks to narrow."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(pair_limits.PAIR_ENV, "8")
+    runs = tmp_path / "runs"
+    many = write_small_run(runs / "many", k=40, levels=2)
+    monkeypatch.setenv("RTL_RUNS_DIR", str(runs))
+    at = AppTest.from_file(str(ENTRY), default_timeout=120)
+    at.session_state["sidebar.run"] = str(many)
+    at.run()
+    assert not at.exception and not at.error
+    at.switch_page("views/collapse.py").run()
+    assert not at.exception and not at.error
+    at.switch_page("views/similarity.py").run()
+    assert not at.exception
+    text = " ".join(str(e.value) for e in at.error)
+    assert "40 chosen tickets are too many" in text and "Narrow the sidebar's ticket filter to at most 8" in text
+    at.sidebar.multiselect(key="sidebar.tickets").set_value(["t3", "t5", "t7"]).run()  # narrowed: exact pairs
+    assert not at.exception and not at.error
