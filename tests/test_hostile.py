@@ -1275,6 +1275,13 @@ def test_app_pages_stay_bounded_with_more_tickets_than_the_pair_limit(tmp_path, 
     at.switch_page("views/similarity.py").run()
     assert not at.exception
     text = " ".join(str(e.value) for e in at.error)
-    assert "40 chosen tickets are too many" in text and "Narrow the sidebar's ticket filter to at most 8" in text
+    assert "40 chosen tickets are too many" in text
+    assert "Narrow the sidebar's ticket filter to at most 8" in text
     at.sidebar.multiselect(key="sidebar.tickets").set_value(["t3", "t5", "t7"]).run()  # narrowed: exact pairs
     assert not at.exception and not at.error
+
+
+@pytest.mark.parametrize("name", ["model.zip", "model.safetensors", "model.bin", "model"])
+def test_upload_torch_zip_is_a_checkpoint_whatever_its_name(name, sandbox):
+    run = import_upload(_torch_bytes(_pair(_M)), name, sandbox / "out")
+    np.testing.assert_array_equal(load_run(run).masks("imported", 0)["fc.weight"][0], _M.numpy() != 0)

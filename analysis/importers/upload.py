@@ -196,10 +196,9 @@ def _entry_parts(info: zipfile.ZipInfo) -> tuple[str, ...] | None:
 
 
 def _is_archive(data: bytes, name: str) -> bool:
-    if name.lower().endswith(".zip"):
-        return True
+    """A zip of files to unpack, told from the content: a ``torch.save`` zip is a checkpoint."""
     if not data.startswith(b"PK\x03\x04"):
-        return False
+        return name.lower().endswith(".zip")  # then refused as "not a valid zip archive"
     try:  # a torch.save file is a zip too: it holds <archive>/data.pkl
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return not any(n == "data.pkl" or n.endswith("/data.pkl") for n in zf.namelist())
