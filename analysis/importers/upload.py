@@ -203,7 +203,8 @@ def _is_archive(data: bytes, name: str) -> bool:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return not any(n == "data.pkl" or n.endswith("/data.pkl") for n in zf.namelist())
     except (zipfile.BadZipFile, ValueError, OSError):
-        return False  # let the checkpoint reader report the truncated file
+        # A cut-off zip: reported as an archive if so named, else as a truncated checkpoint.
+        return name.lower().endswith(".zip")
 
 
 def _import_root(folder: Path) -> Path:
