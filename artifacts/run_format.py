@@ -339,7 +339,7 @@ def write_manifest(run_dir: str | Path, manifest: dict) -> None:
     """Write ``manifest.json`` (adds ``schema_version``); refuses one that breaks the schema."""
     manifest = {**manifest, "schema_version": SCHEMA_VERSION}
     path = Path(run_dir) / MANIFEST
-    validate_manifest(_as_json(manifest), path)
+    validate_manifest(_as_json(manifest), path, require_methods=False)
     write_json(path, manifest)
 
 
@@ -411,11 +411,12 @@ def clean_partial_levels(run_dir: str | Path, method: str) -> None:
 # ----------------------------------------------------------------------------- reading a run
 
 
-def validate_manifest(manifest: Any, path: str | Path = MANIFEST) -> None:
+def validate_manifest(manifest: Any, path: str | Path = MANIFEST, *, require_methods: bool = True) -> None:
     """Check a parsed ``manifest.json`` against :data:`artifacts.schema.MANIFEST_SCHEMA`.
 
     Unknown fields are allowed; known ones must have their types, method names
-    must be identifiers and ticket names valid labels.
+    must be identifiers and ticket names valid labels. ``require_methods``: at
+    least one method (when reading; a manifest being written may have none yet).
 
     Raises
     ------
@@ -429,7 +430,7 @@ def validate_manifest(manifest: Any, path: str | Path = MANIFEST) -> None:
         raise RunFormatError(
             f"{Path(path).parent}: unknown schema version {version!r} (this reader knows {SCHEMA_VERSION})"
         )
-    if not manifest.get("methods"):
+    if require_methods and not manifest.get("methods"):
         raise RunFormatError(f"{path}: field methods: the manifest declares no methods")
     if isinstance(manifest.get("methods"), dict):
         for method, entry in manifest["methods"].items():

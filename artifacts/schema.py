@@ -63,8 +63,7 @@ MANIFEST_SCHEMA: dict = {
         "name": {"type": "string"},
         "task": {"type": "string"},
         "methods": {
-            "type": "object",
-            "minProperties": 1,
+            "type": "object",  # non-empty when read (checked in code: a run being created may have none)
             "propertyNames": {"pattern": IDENTIFIER_PATTERN, "not": {"enum": list(RESERVED_METHODS)}},
             "additionalProperties": METHOD_SCHEMA,
         },
