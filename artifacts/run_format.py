@@ -196,6 +196,10 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunFormatError(f"corrupt JSON in {path}: {e}") from e
+    except RecursionError:
+        raise RunFormatError(f"corrupt JSON in {path}: nested too deeply") from None
+    except OSError as e:
+        raise RunFormatError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 # ----------------------------------------------------------------------------- masks
@@ -496,6 +500,12 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        try:
+            self._open()
+        except OSError as e:  # an unreadable folder or file: the reason, not a traceback
+            raise RunFormatError(f"cannot read {e.filename or self.path}: {e.strerror or e}") from None
+
+    def _open(self) -> None:
         if not self.path.is_dir():
             raise RunFormatError(f"no run folder at {self.path}")
         self.manifest: dict = read_json(self.path / MANIFEST)

@@ -251,6 +251,16 @@ RUN_CASES = {
     "manifest_corrupt_json": (_raw(rf.MANIFEST, b'{"methods": '), "manifest.json", "corrupt JSON"),
     "manifest_not_utf8": (_raw(rf.MANIFEST, b"\xff\xfe\x00"), "manifest.json", "corrupt JSON"),
     "manifest_missing": (_raw(rf.MANIFEST, None), "manifest.json", "missing file"),
+    "manifest_nested_deeply": (
+        _raw(rf.MANIFEST, b"[" * 100_000 + b"]" * 100_000),
+        "manifest.json",
+        "too deeply",
+    ),
+    "level_nested_deeply": (
+        _raw("rtl/level_01/level.json", b'{"a":' * 50_000 + b"1" + b"}" * 50_000),
+        "level.json",
+        "too deeply",
+    ),
     "methods_missing": (_m(lambda m: m.pop("methods")), "manifest.json", "declares no methods"),
     "methods_empty": (_mset("methods", {}), "manifest.json", "declares no methods"),
     "methods_is_list": (_mset("methods", ["rtl"]), "manifest.json", "field methods"),
@@ -395,6 +405,27 @@ def test_every_embedded_run_loads_unchanged():
         for m in run.methods:
             assert run.levels(m)
         assert _tree(path) == before
+
+
+def test_a_method_folder_that_is_a_file_counts_as_not_yet_written(tmp_path):
+    run = write_small_run(tmp_path / "run")
+    shutil.rmtree(run / "rtl")
+    (run / "rtl").write_text("x")
+    assert load_run(run).methods == ["imp"]  # a method without completed levels is not offered
+
+
+def test_an_unreadable_file_is_a_run_error(tmp_path, monkeypatch):
+    run = write_small_run(tmp_path / "run")
+    real = Path.read_text
+
+    def read_text(self, *a, **k):
+        if self.name == rf.LEVEL_JSON:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    with pytest.raises(RunFormatError, match="cannot read .*level.json: Permission denied"):
+        load_run(run)
 
 
 def test_unknown_fields_stay_allowed(tmp_path):
@@ -1195,6 +1226,11 @@ def test_app_survives_each_kind_of_run_that_breaks_while_open(tmp_path, monkeypa
     good = write_small_run(runs / "good", levels=1)
     victims = {kind: write_small_run(runs / f"victim_{kind}", levels=2) for kind in APP_KINDS}
     monkeypatch.setenv("RTL_RUNS_DIR", str(runs))
+    from app import data as app_data
+
+    # Discovery as it was before the damage (its cache lives 5 s): the broken run is still offered.
+    offered = [str(p) for p in find_runs(runs)]
+    monkeypatch.setattr(app_data, "discover_runs", lambda roots: (offered, []))
     at = AppTest.from_file(str(ENTRY), default_timeout=120)
     for kind, victim in victims.items():
         at.session_state["sidebar.run"] = str(victim)
