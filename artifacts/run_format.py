@@ -52,7 +52,9 @@ score_<k> : float
 detect_<k> : bool
     Ticket k's one-vs-rest decision "the sample is in subset k".
 
-Only numpy, pandas, json and safetensors are used here: no torch, no pickle.
+Only numpy, pandas, json, safetensors and jsonschema (the schema of the JSON files is in
+:mod:`artifacts.schema`; every run is checked against it by :func:`load_run`) are used
+here: no torch, no pickle.
 """
 
 from __future__ import annotations
