@@ -248,7 +248,15 @@ def similarity_matrix(
         ``zmin`` / ``zmax`` (the range of the off-diagonal values, so the
         diagonal's 1 does not flatten the contrast between pairs).
     """
+    from analysis.pair_limits import check_pair_count, max_pair_tickets
+
+    check_pair_count(len(tickets), "chosen tickets", limit=max_pair_tickets())  # K x K: bounded
     table = similarity(path, mtime, method)
+    names = get_run(path, mtime).ticket_names(method)
+    chosen = [t for t in tickets if t in names]
+    if len(names) > max_pair_tickets() and not set(chosen) <= set(table["ticket_a"]) | set(table["ticket_b"]):
+        # Past the limit the cached table holds a sample: compare exactly the chosen tickets.
+        table = _similarity.similarity_table(get_run(path, mtime), method, [level], tickets=chosen)
     rows = table[(table["level"] == level) & (table["layer"] == layer)]
     rows = rows[rows["ticket_a"].isin(tickets) & rows["ticket_b"].isin(tickets)]
     matrix = _similarity.pair_matrix(rows, value, level=level, layer=layer, tickets=list(tickets))
