@@ -17,12 +17,14 @@ from analysis.importers.command import add_import_command
 from analysis.importers.errors import CheckpointError
 from analysis.reconstruction import add_reconstruction_command
 from analysis.report import add_report_command
+from analysis.table import add_table_command
 from artifacts.run_format import RunFormatError
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_import_command,
     add_report_command,
     add_reconstruction_command,
+    add_table_command,
 ]
 
 EXIT_REFUSED = 2  # same code argparse uses for bad usage
