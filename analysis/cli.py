@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from analysis.collapse import add_collapse_command
 from analysis.importers.command import add_import_command
 from analysis.importers.errors import CheckpointError
 from analysis.reconstruction import add_reconstruction_command
@@ -25,6 +26,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_report_command,
     add_reconstruction_command,
     add_table_command,
+    add_collapse_command,
 ]
 
 EXIT_REFUSED = 2  # same code argparse uses for bad usage

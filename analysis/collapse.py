@@ -764,3 +764,93 @@ def collapse_evaluation(
         ev["alarm_criteria"] = "+".join(a.criteria_)
         frames.append(ev)
     return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def collapse_report(
+    run: Run, metric: str = "balanced_accuracy", margin: float = 0.05, window: int = 2
+) -> str:
+    """The alarm of every classification method of a run, scored against the labelled drop, as markdown.
+
+    Parameters
+    ----------
+    run : Run
+    metric, margin, window
+        See :func:`collapse_evaluation` (methods without ``metric`` fall back
+        to ``accuracy``).
+
+    Returns
+    -------
+    str
+        Three markdown tables: where the alarm fired per method (with the mean
+        over tickets' outcome and regret), the outcome counts over tickets,
+        and the alarm's trace (signals per level).
+    """
+    from analysis.overview import alarm_overview, collapse_evaluation_by_method, method_capabilities
+
+    caps = method_capabilities(run)
+    methods = list(caps.loc[caps["classification"], "method"])
+    if not methods:
+        return f"{run.name}: no method records class predictions; the alarm is not scored."
+    curves = collapse_curves(run, methods)
+    ev = collapse_evaluation_by_method(curves, metric, margin)
+    if window != 2:  # collapse_evaluation_by_method uses the default window
+        ev = pd.concat(
+            [
+                collapse_evaluation(
+                    c, metric=str(ev[ev["method"] == m]["metric"].iloc[0]), margin=margin, window=window
+                )
+                for m, c in curves.groupby("method", sort=False)
+                if (ev["method"] == m).any()
+            ],
+            ignore_index=True,
+        )
+    over = alarm_overview(ev)
+    summary = alarm_summary(ev[ev["ticket"].notna()], ["method"])
+    traces = []
+    for m, c in curves.groupby("method", sort=False):
+        tr = CollapseAlarm().fit(c).trace_
+        traces.append(
+            tr[["level", "sparsity", "overlap", "rise", "threshold", "pred_entropy"]].assign(method=m)
+        )
+    trace = pd.concat(traces, ignore_index=True)
+    trace = trace[["method", *[c for c in trace.columns if c != "method"]]]
+    return (
+        f"**{run.name}**: label-free collapse alarm against the labelled drop (margin {margin}, "
+        f"hit window 1-{window} levels)\n\n" + _markdown(over) + "\n\nPer ticket:\n\n" + _markdown(summary)
+    )
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            return "–"
+        if isinstance(v, float | np.floating):
+            return f"{v:.3f}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def add_collapse_command(subparsers) -> None:
+    """Register ``python -m analysis collapse RUN [--metric M] [--margin X] [--window W]``."""
+    from pathlib import Path
+
+    p = subparsers.add_parser("collapse", help="print where the collapse alarm fired and how it scores")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--metric", default="balanced_accuracy", help="labelled signal of the drop")
+    p.add_argument("--margin", type=float, default=0.05, help="absolute drop that counts as collapse")
+    p.add_argument("--window", type=int, default=2, help="largest lead (levels) that counts as a hit")
+
+    def _run(args) -> int:
+        from artifacts.run_format import load_run
+
+        print(collapse_report(load_run(args.run), args.metric, args.margin, args.window))
+        return 0
+
+    p.set_defaults(func=_run)

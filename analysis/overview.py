@@ -65,6 +65,7 @@ RESULT_COLUMNS = ["method", "level", "sparsity", "metric", "value"]
 # Column order of the paper-style table: threshold-free, common threshold, the paper's own-rule rows, K-way.
 _PAPER_ORDER = [m for m in METRIC_ORDER if m != "params"]
 _PARAM_METRICS = ["params_union", "params_total"]
+EXPERT_METRIC = "subset_accuracy_oracle"
 
 
 def _fmt_int(n: object) -> str:
@@ -512,7 +513,9 @@ def collapse_evaluation_by_method(
     """The collapse alarm scored per method, each against a labelled metric it has.
 
     :func:`analysis.collapse.collapse_evaluation` scores every method against
-    one metric; a method without it (e.g. one ticket over input clusters has no
+    one metric; expert tickets, asked for ``balanced_accuracy``, are scored
+    against their accuracy on their own subset under oracle routing
+    (``subset_accuracy_oracle``); a method without ``metric`` (e.g. one ticket over input clusters has no
     one-vs-rest detectors, hence no balanced accuracy) is scored against
     ``fallback`` instead of failing the whole run.
 
@@ -539,7 +542,12 @@ def collapse_evaluation_by_method(
     frames = []
     for _, c in curves.groupby("method", sort=False):
         signals = set(c["signal"])
-        used = metric if metric in signals else fallback if fallback in signals else None
+        # An expert is a classifier of its own subset, not a detector: its collapse is the drop of its
+        # accuracy there (its confidence as a subset detector is no measure of it).
+        if metric == "balanced_accuracy" and EXPERT_METRIC in signals:
+            used = EXPERT_METRIC
+        else:
+            used = metric if metric in signals else fallback if fallback in signals else None
         if used is None:
             continue
         ev = collapse_evaluation(c, metric=used, margin=margin)

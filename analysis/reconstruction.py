@@ -44,6 +44,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from analysis.collapse import mask_signals
+from analysis.latent import ticket_latent_correlation
 from analysis.levels import nearest_level
 from analysis.similarity import GLOBAL, similarity_frame, ticket_similarity_summary
 
@@ -533,7 +534,8 @@ def reconstruction_curves(run: Run, methods: Sequence[str] | None = None) -> pd.
                 sim = ticket_similarity_summary(similarity_frame(masks, layers=False))
                 sim = sim[sim["layer"] == GLOBAL]
                 t = sim["ticket"].astype(int).tolist()
-                for sig in ("mean_jaccard", "mean_jaccard_star"):
+                sim = sim.assign(mean_latent_corr=ticket_latent_correlation(masks)[t])  # what the alarm reads
+                for sig in ("mean_jaccard", "mean_jaccard_star", "mean_latent_corr"):
                     parts += [_long(t, sig, sim[sig]), _long([None], sig, [sim[sig].mean()])]
             df = pd.concat(parts, ignore_index=True)
             df.insert(0, "sparsity", run.sparsity(method, level))

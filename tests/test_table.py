@@ -170,3 +170,16 @@ def test_table_contract_and_markdown(tmp_path):
     assert set(by_level["level"]) == {2} and by_level["target"].isna().all()
     text = paper_markdown(run, [25, 50])
     assert "AUROC" in text and "pooled recall" in text and "K-way accuracy, oracle routing" not in text
+
+
+def test_table_and_collapse_commands(synthetic_runs_dir, capsys):
+    from analysis.cli import main
+
+    run = synthetic_runs_dir / "multi"
+    assert main(["table", str(run), "--sparsity", "25", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "| AUROC" in out and "~25 %" in out
+    assert main(["collapse", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "tickets_early" in out and "sparsity_given_up" in out
+    assert main(["table", str(synthetic_runs_dir / "nope")]) == 2
