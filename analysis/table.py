@@ -225,6 +225,10 @@ def paper_markdown(run: str | Path | rf.Run, targets_percent: Sequence[float] = 
                 hit = at[at["metric"] == metric]["value"]
                 cells.append(_fmt(metric, float(hit.iloc[0]) if len(hit) else np.nan))
             label = LABELS.get(metric, metric)
+            if metric.startswith("subset_accuracy_"):
+                label = (
+                    f"accuracy within each subset, {metric.removeprefix('subset_accuracy_')} routing (mean)"
+                )
             lines.append(f"| {label if i == 0 else ''} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
