@@ -60,7 +60,7 @@ appear in the aggregate rows only.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -289,14 +289,21 @@ def level_signals(
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
 
-def collapse_curves(run: Run, methods: list[str] | None = None) -> pd.DataFrame:
+def collapse_curves(
+    run: Run,
+    methods: Sequence[str] | None = None,
+    levels: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+) -> pd.DataFrame:
     """Collapse signals of every level of every method of a run.
 
     Parameters
     ----------
     run : Run
-    methods : list of str, optional
+    methods : sequence of str, optional
         Default: all methods of the run.
+    levels : sequence of int or mapping of str to sequence of int, optional
+        Levels to compute (the same for every method, or per method; levels a
+        method lacks are skipped). Default: every completed level.
 
     Returns
     -------
@@ -307,7 +314,11 @@ def collapse_curves(run: Run, methods: list[str] | None = None) -> pd.DataFrame:
     for method in methods or run.methods:
         entry = run.manifest["methods"][method]
         kind = entry.get("ticket_kind", "detector")
-        for level in run.levels(method):
+        have = run.levels(method)
+        if levels is not None:
+            want = set(levels.get(method, []) if isinstance(levels, Mapping) else levels)
+            have = [lv for lv in have if lv in want]
+        for level in have:
             df = level_signals(
                 run.masks(method, level), run.predictions(method, level), kind, entry.get("default_routing")
             )
@@ -315,6 +326,8 @@ def collapse_curves(run: Run, methods: list[str] | None = None) -> pd.DataFrame:
             df.insert(0, "level", level)
             df.insert(0, "method", method)
             frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["method", *CURVE_COLUMNS])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -271,6 +271,14 @@ def test_collapse_curves_on_a_run(tmp_path):
     assert not (imp["signal"] == "mean_jaccard").any()  # one ticket: nothing to compare with
     assert imp[(imp["signal"] == "density")]["ticket"].isna().all()
     assert imp[imp["signal"] == "balanced_accuracy"]["ticket"].notna().any()  # per subset
+    some = collapse_curves(run, ["rtl"], [1, 3, 99])
+    assert sorted(some["level"].unique()) == [1, 3] and set(some["method"]) == {"rtl"}
+    pd.testing.assert_frame_equal(
+        some.reset_index(drop=True),
+        curves[(curves["method"] == "rtl") & curves["level"].isin([1, 3])].reset_index(drop=True),
+    )
+    assert collapse_curves(run, levels={"imp": [2]})["method"].unique().tolist() == ["imp"]
+    assert collapse_curves(run, levels=[]).empty
     ev = collapse_evaluation(curves, alarm=CollapseAlarm())
     assert set(ev["method"]) == {"rtl", "imp"}
     assert set(ev["outcome"]) <= {"hit", "early", "late", "miss", "false_alarm", "true_negative"}
