@@ -71,11 +71,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
-    balanced_accuracy_score,
-    precision_score,
-    recall_score,
     roc_auc_score,
-    roc_curve,
 )
 
 __all__ = [
@@ -167,13 +163,23 @@ def youden_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
     -------
     float
         Decide positive when ``score >= threshold``; NaN unless both classes
-        are present. Ties between thresholds go to the highest one.
+        are present; ``+inf`` (never positive) when no threshold beats J = 0.
+        Ties between thresholds go to the highest one. The ROC points are
+        those of :func:`sklearn.metrics.roc_curve` (tested), counted directly
+        because this runs for every ticket, level and fold.
     """
     y = np.asarray(y_true, dtype=bool)
     if not _both_classes(y):
         return float("nan")
-    fpr, tpr, thr = roc_curve(y, np.asarray(score, dtype=np.float64))
-    return float(thr[int(np.argmax(tpr - fpr))])
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last sample of each run of tied scores
+    tpr = np.cumsum(y)[last] / y.sum()
+    fpr = np.cumsum(~y)[last] / (~y).sum()
+    j = tpr - fpr
+    best = int(np.argmax(j))
+    return float(s[last][best]) if j[best] > 0 else float("inf")
 
 
 def balanced_accuracy_at(y_true: np.ndarray, score: np.ndarray, threshold: float) -> float:
@@ -324,20 +330,12 @@ def _one_vs_rest(
         rows.append(
             ("balanced_accuracy_prior", balanced_accuracy_at(y_true, score, prior) if len(y_true) else np.nan)
         )
-    if decision is not None:
-        rows.append(
-            (
-                "balanced_accuracy_own",
-                _quiet(balanced_accuracy_score, y_true, decision) if len(y_true) else np.nan,
-            )
-        )
-        rows.append(
-            (
-                "precision",
-                _quiet(precision_score, y_true, decision, zero_division=0.0) if len(y_true) else np.nan,
-            )
-        )
-        rows.append(("recall", _quiet(recall_score, y_true, decision, zero_division=0.0) if n_k else np.nan))
+    if decision is not None:  # counted directly (equal to sklearn's, tested): runs per ticket and level
+        d, n = decision.astype(bool), len(y_true)
+        fired = int(d.sum())
+        rows.append(("balanced_accuracy_own", balanced_accuracy_at(y_true, d, 0.5) if n else np.nan))
+        rows.append(("precision", (float((d & y_true).sum() / fired) if fired else 0.0) if n else np.nan))
+        rows.append(("recall", float(d[y_true].mean()) if n_k else np.nan))
     return rows
 
 

@@ -286,6 +286,7 @@ def _attention(page: _Page, run: Run, level: int) -> None:
     from analysis.attention_sweep import attention_level_summary, attention_sweep, attention_unavailable
     from analysis.figures.attention import attention_entropy_heatmap
     from analysis.figures.attention_sweep import attention_entropy_vs_sparsity
+    from analysis.levels import nearest_level
 
     page.h2("Attention")
     for method in run.methods:
@@ -298,7 +299,8 @@ def _attention(page: _Page, run: Run, level: int) -> None:
         summary = attention_level_summary(sweep)
         page.h3(method)
         page.figure(attention_entropy_vs_sparsity(summary))
-        lv = min(sweep["level"].unique(), key=lambda x: (abs(x - level), x))
+        probed = sweep[["level", "sparsity"]].drop_duplicates().assign(method=method)
+        lv = nearest_level(probed, method, run.sparsity(method, _level_of(run, method, level)))
         first = run.ticket_names(method)[0]
         page.figure(
             attention_entropy_heatmap(sweep[(sweep["level"] == lv) & (sweep["ticket"] == first)]),

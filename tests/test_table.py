@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
+from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score, roc_curve
 
 from analysis.metrics import (
     crossfit_balanced_accuracy,
@@ -74,6 +74,13 @@ def test_common_threshold_is_chosen_on_held_out_samples_and_matches_youden():
     score = np.where(y, rng.normal(1.5, 1, y.size), rng.normal(0, 1, y.size))
     thr = youden_threshold(y, score)
     in_sample = balanced_accuracy_score(y, score >= thr)
+    fpr, tpr, _ = roc_curve(y, score)  # sklearn's ROC: the same best point
+    assert in_sample == pytest.approx((1 + (tpr - fpr).max()) / 2)
+    rounded = np.round(score, 1)  # heavy ties
+    fpr, tpr, _ = roc_curve(y, rounded)
+    assert balanced_accuracy_score(y, rounded >= youden_threshold(y, rounded)) == pytest.approx(
+        (1 + (tpr - fpr).max()) / 2
+    )
     # no threshold beats Youden's in sample
     grid = np.quantile(score, np.linspace(0.01, 0.99, 99))
     assert in_sample >= max(balanced_accuracy_score(y, score >= g) for g in grid) - 1e-12
