@@ -98,6 +98,16 @@ class Selection:
         return [m for m in self.methods if len(self.run.ticket_names(m)) > 1]
 
 
+def target_options(levels: pd.DataFrame, methods: list[str] | tuple[str, ...]) -> list[float]:
+    """Sparsity targets offered: every sparsity a chosen method reaches, to the percent.
+
+    Methods on one schedule differ by a fraction of a percent (a detector's head
+    row is never pruned), so their sparsities merge into one stop.
+    """
+    chosen = levels[levels["method"].isin(list(methods))]
+    return sorted({round(float(v), 2) for v in chosen["sparsity"]})
+
+
 def _run_label(path: str) -> str:
     p = Path(path)
     name = upload.uploaded_name(path)
@@ -192,23 +202,21 @@ def render() -> Selection | None:
         methods = list(run.methods)
     methods = [m for m in run.methods if m in methods]
 
-    chosen = levels_df[levels_df["method"].isin(methods)]
-    # the targets offered: every sparsity a chosen method reaches (rounded, so near-equal ones merge)
-    options = sorted({round(float(v), 4) for v in chosen["sparsity"]})
-    first = levels_df[levels_df["method"] == methods[0]]["sparsity"].round(4).tolist()
+    options = target_options(levels_df, methods)
+    first = levels_df[levels_df["method"] == methods[0]]["sparsity"].round(2).tolist()
     _keep_valid(KEY_SPARSITY, options, first[min(len(first) - 1, len(first) // 2)])
     if len(options) > 1:
         target = sb.select_slider(
             "Sparsity",
             options=options,
-            format_func=lambda v: f"{100 * v:.1f} %",
+            format_func=lambda v: f"{100 * v:.0f} %",
             key=KEY_SPARSITY,
             help="Fraction of prunable weights removed. Each method is shown at its level nearest "
             "this target (methods reach a sparsity at different levels).",
         )
     else:
         target = options[0]
-        sb.caption(f"One sparsity only: {100 * target:.1f} %.")
+        sb.caption(f"One sparsity only: {100 * target:.0f} %.")
     at = levels_at(levels_df, float(target), methods)
     if len(set(at.values())) > 1 or len(methods) > 1:
         sb.caption("Levels: " + ", ".join(f"{m} L{lv}" for m, lv in at.items()))

@@ -109,7 +109,7 @@ def test_every_page_on_synthetic_runs(monkeypatch, synthetic_runs_dir, name):
 
 def _target(run, level: int, method: str = "rtl") -> float:
     """The sidebar's sparsity option of a method's level."""
-    return round(float(run.sparsity(method, level)), 4)
+    return round(float(run.sparsity(method, level)), 2)
 
 
 def test_sparsity_target_sets_each_methods_level(monkeypatch, synthetic_runs_dir):

@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis.figures.overview import metric_label, results_figure
 from app import data, report_button, ui
-from app.sidebar import selection
+from app.sidebar import selection, target_options
 
 P = "overview"
 
@@ -32,20 +32,18 @@ cols[3].metric("Highest sparsity", ui.percent(facts["levels"]["sparsity"].max())
 
 # ----------------------------------------------------------------------------- results
 st.subheader("Results")
-target_options = sorted(
-    {round(float(v), 4) for v in sel.levels[sel.levels["method"].isin(sel.methods)]["sparsity"]}
-)
-paper_targets = sorted({min(target_options, key=lambda v, t=t: (abs(v - t), v)) for t in (0.25, 0.5, 0.75)})
+options = target_options(sel.levels, sel.methods)
+paper_targets = sorted({min(options, key=lambda v, t=t: (abs(v - t), v)) for t in (0.25, 0.5, 0.75)})
 extra = st.multiselect(
     "Compare with sparsities",
-    target_options,
-    key=ui.remembered(f"{P}.targets", paper_targets, target_options, multi=True),
-    format_func=lambda v: f"{100 * v:.1f} %",
+    options,
+    key=ui.remembered(f"{P}.targets", paper_targets, options, multi=True),
+    format_func=lambda v: f"{100 * v:.0f} %",
     help="The sidebar's target is always included; the default adds the sparsities nearest "
     "25 / 50 / 75 %. Each method is shown at its own level nearest each target.",
 )
 ui.remember(f"{P}.targets")
-targets = tuple(sorted({round(sel.sparsity, 4), *extra}))
+targets = tuple(sorted({sel.sparsity, *extra}))
 paper = data.paper_table(sel.path, sel.mtime, sel.methods, targets)
 ui.table(
     paper,
