@@ -112,6 +112,10 @@ def mask_signals(masks: Mapping[str, np.ndarray], per_ticket: bool = True) -> pd
         Columns ``ticket`` (Int64, ``<NA>`` = aggregate), ``signal``, ``value``;
         signals as in the module docstring.
     """
+    from analysis.packed import PackedMasks, mask_signals_packed
+
+    if isinstance(masks, PackedMasks):  # memory-mapped: popcounts layer by layer
+        return mask_signals_packed(masks, per_ticket)
     if not masks:
         raise ValueError("no layers in masks")
     flat = {name: np.asarray(m, dtype=bool).reshape(np.shape(m)[0], -1) for name, m in masks.items()}
@@ -230,11 +234,13 @@ def collapse_curves(run: Run, methods: list[str] | None = None) -> pd.DataFrame:
     DataFrame
         Columns ``method, level, sparsity, ticket, signal, value`` (module docstring).
     """
+    from analysis.packed import packed_masks
+
     frames = []
     for method in methods or run.methods:
         kind = run.manifest["methods"][method].get("ticket_kind", "detector")
         for level in run.levels(method):
-            df = level_signals(run.masks(method, level), run.predictions(method, level), kind)
+            df = level_signals(packed_masks(run, method, level), run.predictions(method, level), kind)
             df.insert(0, "sparsity", run.sparsity(method, level))
             df.insert(0, "level", level)
             df.insert(0, "method", method)

@@ -213,6 +213,10 @@ def layer_overlap_counts(masks: Masks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
     dict of str to OverlapCounts
         In the input's layer order.
     """
+    from analysis.packed import PackedMasks, layer_overlap_counts_packed
+
+    if isinstance(masks, PackedMasks):  # memory-mapped: counted layer by layer, never unpacked
+        return layer_overlap_counts_packed(masks)
     return {name: _count_layer(m, chunk_bytes) for name, m in _layers(masks)}
 
 
@@ -510,11 +514,13 @@ def similarity_table(
     DataFrame
         Columns ``level, sparsity`` then those of :func:`similarity_frame`.
     """
+    from analysis.packed import packed_masks
+
     levels = run.levels(method) if levels is None else list(levels)
     tickets = run.ticket_names(method)
     frames = []
     for level in levels:
-        df = similarity_frame(run.masks(method, level), tickets, layers=layers)
+        df = similarity_frame(packed_masks(run, method, level), tickets, layers=layers)
         df.insert(0, "sparsity", run.sparsity(method, level))
         df.insert(0, "level", level)
         frames.append(df)
