@@ -138,10 +138,13 @@ class PackedMasks(Mapping[str, np.ndarray]):
             self.path, dtype=np.uint8, mode="r", offset=self._data_start + start, shape=(shape[0], b)
         )
 
-    def chunks(self, name: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[np.ndarray]:
-        """One layer's packed bytes in column chunks: C-contiguous uint8 (K, <= chunk_bytes)."""
+    def chunks(self, name: str, chunk_bytes: int | None = None) -> Iterator[np.ndarray]:
+        """One layer's packed bytes in column chunks: C-contiguous uint8 (K, <= chunk_bytes).
+
+        ``chunk_bytes`` defaults to :data:`DEFAULT_CHUNK_BYTES` per ticket.
+        """
         mm = self.packed(name)
-        step = max(8, chunk_bytes // 8 * 8)
+        step = max(8, (DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes) // 8 * 8)
         for s in range(0, mm.shape[1], step):
             yield np.ascontiguousarray(mm[:, s : s + step])
 
@@ -182,7 +185,7 @@ def packed_masks(run, method: str, level: int) -> PackedMasks:
 # ----------------------------------------------------------------------------- similarity
 
 
-def _layer_counts(pm: PackedMasks, name: str, chunk_bytes: int) -> OverlapCounts:
+def _layer_counts(pm: PackedMasks, name: str, chunk_bytes: int | None) -> OverlapCounts:
     k = pm.n_tickets
     inter = np.zeros((k, k), dtype=np.int64)
     sizes = np.zeros(k, dtype=np.int64)
@@ -194,7 +197,7 @@ def _layer_counts(pm: PackedMasks, name: str, chunk_bytes: int) -> OverlapCounts
 
 
 def layer_overlap_counts_packed(
-    pm: PackedMasks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    pm: PackedMasks, *, chunk_bytes: int | None = None
 ) -> dict[str, OverlapCounts]:
     """Per-layer overlap counts from packed masks (as :func:`analysis.similarity.layer_overlap_counts`).
 

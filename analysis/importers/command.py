@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.importers.convert import read_tickets
+from analysis.importers.hf import hf_folders, import_hf_command
 from analysis.importers.run_writer import DEFAULT_METHOD, WEIGHT_DTYPES, check_destination, write_run
 from analysis.importers.tickets import ImportedTickets
 
@@ -18,6 +19,8 @@ formats (detected automatically):
   OpenLTH run trees                  lottery_*/replicate_*/level_*/main/mask.pth (+ logger)
   NNI mask files                     {module: {"weight": mask, "bias": mask}}
   plain state dicts                  masks inferred as weight != 0 (marked as inferred)
+  Hugging Face model folders         model.safetensors(.index.json) + config.json, one ticket per
+                                     folder (or a folder of them); streamed, masks only, N:M reported
   a folder of checkpoints, or a file holding {ticket: masks}: one ticket each
 
 files are read with torch.load(weights_only=True) or safetensors only: a pickle
@@ -57,6 +60,8 @@ def run_import(args: argparse.Namespace) -> int:
     """Run the ``import`` subcommand; refusals propagate as ``CheckpointError``."""
     out = Path(args.out).absolute()
     check_destination(out, force=args.force)  # fail before reading large trees
+    if all(hf_folders(p) for p in args.paths):  # Hugging Face model folders: streamed, masks only
+        return import_hf_command(args, out)
     tickets = read_tickets(args.paths)
     write_run(
         tickets,
