@@ -34,6 +34,7 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,17 @@ DENSE_LAYERS = re.compile(
 _MASK_SUFFIX = "_mask"
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2")
 _MAX_INDEX_BYTES = 64 * 2**20
+_WIDTH = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+# Floating formats read as raw bits: (unsigned view, all bits but the sign, exponent all ones).
+_BITS = {
+    "F16": (np.uint16, 0x7FFF, 0x7C00),
+    "BF16": (np.uint16, 0x7FFF, 0x7F80),
+    "F32": (np.uint32, 0x7FFF_FFFF, 0x7F80_0000),
+    "F64": (np.uint64, 0x7FFF_FFFF_FFFF_FFFF, 0x7FF0_0000_0000_0000),
+}
+# Kept weights per 4-bit group (nibble) of a packed byte, high nibble first.
+_NIBBLE_HI = np.array([(b >> 4).bit_count() for b in range(256)], dtype=np.uint8)
+_NIBBLE_LO = np.array([(b & 15).bit_count() for b in range(256)], dtype=np.uint8)
 
 Progress = Callable[[float, str], None]
 
@@ -104,11 +116,12 @@ def hf_folders(path: str | Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """Where a tensor lives and what it is: shard file, dtype (safetensors code), shape."""
+    """Where a tensor lives and what it is: shard file, dtype (safetensors code), shape, byte offset."""
 
     file: Path
     dtype: str
     shape: tuple[int, ...]
+    offset: int = -1  # absolute offset of the tensor's bytes in ``file``
 
 
 def _safetensors_header(path: Path) -> dict:
@@ -123,12 +136,13 @@ def _safetensors_header(path: Path) -> dict:
             if n > min(100 * 2**20, size - 8):
                 raise CheckpointError(f"{path}: not a valid safetensors file (header length {n})")
             header = json.loads(f.read(n))
+            header["__data_start__"] = 8 + n
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a valid safetensors file (header is not an object)")
     for name, info in header.items():
-        if name == "__metadata__":
+        if name in ("__metadata__", "__data_start__"):
             continue
         try:
             start, end = (int(v) for v in info["data_offsets"])
@@ -175,17 +189,24 @@ def folder_tensors(folder: str | Path) -> dict[str, TensorInfo]:
             info = shards[shard].get(name)
             if info is None:
                 raise CheckpointError(f"{folder / shard}: has no tensor {name!r} (listed in {INDEX})")
-            out[name] = TensorInfo(folder / shard, str(info["dtype"]), tuple(int(d) for d in info["shape"]))
+            out[name] = _tensor_info(folder / shard, shards[shard], name)
         return out
     path = folder / SINGLE
     if not path.is_file():
         raise CheckpointError(f"{folder}: no {INDEX} and no {SINGLE}: not a Hugging Face model folder")
     header = _safetensors_header(path)
-    return {
-        name: TensorInfo(path, str(info["dtype"]), tuple(int(d) for d in info["shape"]))
-        for name, info in header.items()
-        if name != "__metadata__"
-    }
+    return {name: _tensor_info(path, header, name) for name in header if not name.startswith("__")}
+
+
+def _tensor_info(path: Path, header: dict, name: str) -> TensorInfo:
+    info = header[name]
+    shape = tuple(int(d) for d in info["shape"])
+    offset = header["__data_start__"] + int(info["data_offsets"][0])
+    size = int(info["data_offsets"][1]) - int(info["data_offsets"][0])
+    width = _WIDTH.get(str(info["dtype"]))
+    if width is not None and size != width * int(np.prod(shape)):
+        raise CheckpointError(f"{path}: tensor {name!r} holds {size} bytes, not {shape} of {info['dtype']}")
+    return TensorInfo(path, str(info["dtype"]), shape, offset)
 
 
 def read_config(folder: str | Path) -> dict | None:
@@ -299,18 +320,72 @@ def nm_pattern(mask: np.ndarray) -> str | None:
         preferred on ties (2:4 rather than 4:8). None when no M divides the
         last axis, no group size is binding, or nothing is kept.
     """
-    if mask.ndim < 2 or not mask.any():
+    if mask.ndim < 2:
+        return None
+    return nm_pattern_packed(np.packbits(mask.reshape(-1)), mask.shape)
+
+
+def nm_pattern_packed(packed: np.ndarray, shape: tuple[int, ...]) -> str | None:
+    """:func:`nm_pattern` of a mask given bit-packed (``np.packbits`` of the flat mask).
+
+    Groups of 4 along the last axis are the nibbles of the packed bytes and
+    groups of 8 the bytes (when the last axis is a multiple of 4 or 8), so the
+    counts come from lookup tables and popcounts on N / 8 bytes.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (ceil(N / 8),)
+    shape : tuple of int
+        The mask's shape, ``prod(shape) = N``.
+    """
+    n_total = int(np.prod(shape))
+    if len(shape) < 2 or n_total == 0:
         return None
     best: tuple[float, int, int] | None = None
     for m in NM_GROUPS:
-        if mask.shape[-1] % m:
+        if shape[-1] % m:
             continue
-        counts = mask.reshape(-1, m).sum(axis=1, dtype=np.int8)
+        full = packed[: n_total // 8]  # whole bytes; a trailing half byte is one more group of 4
+        if m == 4:
+            counts = np.stack([_NIBBLE_HI[full], _NIBBLE_LO[full]], axis=1).reshape(-1)
+            if n_total % 8:
+                counts = np.append(counts, _NIBBLE_HI[packed[-1]])
+        else:
+            counts = np.bitwise_count(full)
         n = int(counts.max())
+        if n == 0:
+            return None  # nothing kept
         # A structure, not chance: N:M pruning fills (almost) every group to exactly N.
-        if n < m and (counts == n).mean() >= NM_FULL_GROUPS and (best is None or n / m < best[0]):
-            best = (n / m, n, m)
+        if n < m and np.count_nonzero(counts == n) >= NM_FULL_GROUPS * counts.size:
+            if best is None or n / m < best[0]:
+                best = (n / m, n, m)
     return None if best is None else f"{best[1]}:{best[2]}"
+
+
+def read_packed(info: TensorInfo, tensor: str, explicit: bool, what: str) -> np.ndarray:
+    """One layer's mask, bit-packed: uint8, shape (ceil(N / 8),) (``np.packbits`` of the flat mask).
+
+    Floating weights (fp16, bf16, fp32, fp64) are read straight from the shard
+    as raw bits into one buffer (``np.fromfile`` at the tensor's offset): a
+    weight is pruned when all bits but the sign are 0 (+0 and -0), and NaN/inf
+    (exponent all ones) is refused. Other dtypes and explicit masks go through
+    :func:`read_mask`. Memory: the tensor's bytes plus one bool per weight.
+    """
+    bits = _BITS.get(info.dtype)
+    if explicit or bits is None or info.offset < 0:
+        return np.packbits(read_mask(info, tensor, explicit, what).reshape(-1))
+    view, magnitude, exponent = bits
+    n = int(np.prod(info.shape))
+    try:
+        raw = np.fromfile(info.file, dtype=view, count=n, offset=info.offset)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{info.file}: cannot read tensor {tensor!r} ({e})") from None
+    if raw.size != n:
+        raise CheckpointError(f"{info.file}: tensor {tensor!r} is cut short (truncated file?)")
+    np.bitwise_and(raw, view(magnitude), out=raw)  # (N,) |w| as bits
+    if n and raw.max() >= exponent:
+        raise CheckpointError(f"{what}: weight {tensor!r} contains NaN or inf values")
+    return np.packbits(raw != 0)
 
 
 def hf_source_ticket(folder: str | Path, name: str | None = None) -> SourceTicket:
@@ -423,6 +498,7 @@ def import_hf(
     method: str = DEFAULT_METHOD,
     force: bool = False,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Import Hugging Face model folders as one run, streaming tensor by tensor.
 
@@ -441,6 +517,9 @@ def import_hf(
         Replace an existing run folder.
     progress : callable (fraction, message), optional
         Called after each layer with the fraction of bytes read.
+    workers : int, optional
+        Tickets read in parallel (default: up to 2, the cores available);
+        peak memory is about ``workers`` times the largest layer.
 
     Returns
     -------
@@ -502,21 +581,24 @@ def import_hf(
         lv_tmp = level_dir(staging, method, 0)
         lv_tmp.mkdir(parents=True)
         writer = PackedMaskWriter(lv_tmp / MASKS, shapes)
+        pool = ThreadPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1))
         kept = np.zeros(k, dtype=np.int64)
         union = 0
         nm: dict[str, dict[str, str | None]] = {t: {} for t in tickets}
         done = 0
         try:
             for n in layer_names:
-                rows = []
-                for i in range(k):
+
+                def one(i: int, n: str = n) -> np.ndarray:
                     plan = by_name[i][n]
-                    info = tensors[i][plan.source]
-                    m = read_mask(info, plan.source, plan.explicit, f"ticket {tickets[i]!r}")
-                    nm[tickets[i]][n] = nm_pattern(m)
-                    rows.append(np.packbits(m.reshape(-1)))
-                    del m
-                    done += _nbytes(info)
+                    return read_packed(
+                        tensors[i][plan.source], plan.source, plan.explicit, f"ticket {tickets[i]!r}"
+                    )
+
+                rows = list(pool.map(one, range(k)))  # tickets in parallel: numpy and reads release the GIL
+                for i in range(k):
+                    nm[tickets[i]][n] = nm_pattern_packed(rows[i], ref[n])
+                    done += _nbytes(tensors[i][by_name[i][n].source])
                 packed = np.stack(rows)  # (K, ceil(N / 8))
                 del rows
                 kept += np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
@@ -529,6 +611,8 @@ def import_hf(
         except BaseException:
             writer.abort()
             raise
+        finally:
+            pool.shutdown()
         writer.close()
         n_prunable = int(sum(int(np.prod(s)) for s in ref.values()))
         ticket_sparsity = 1.0 - kept / n_prunable
