@@ -45,6 +45,10 @@ def test_open_hf_folders_by_path_and_show_every_page(monkeypatch, tmp_path):
         at.switch_page(f"views/{page}.py")
         at.run()
         assert not at.exception, (page, [e.value for e in at.exception])
+        if page == "overview":  # the 2:4 layer is reported per ticket
+            assert any(e.label.startswith("N:M structure") for e in at.main.expander)
+            nm = at.main.dataframe[0].value
+            assert (nm["code"] == "2:4").sum() == 1 and (nm["math"] == "2:4").sum() == 1
     # A bad path is an error in the sidebar, not an exception.
     at.sidebar.text_input(key="open_folder.path").input(str(tmp_path / "nope"))
     at.sidebar.text_input(key="open_folder.out").input("")
