@@ -8,8 +8,8 @@ shapes (22 layers, hidden 2048, intermediate 5632, 32 heads / 4 kv heads, vocab
 32000, fp16): one shared "pretrained" weight set, pruned per calibration domain
 Wanda-style (50 % per output row by |w| times the domain's activation norms;
 the norms differ per domain). Then every step runs in its own subprocess, which
-reports its wall time and peak RSS (``ru_maxrss``; per page, the peak since a
-reset of ``VmHWM``):
+reports its wall time and peak RSS (``VmHWM`` of /proc/self/status, which an
+exec starts afresh, unlike ``ru_maxrss``; per page, the peak since a reset):
 
 - floor: reading every shard file once (the least any importer must do);
 - import: :func:`analysis.importers.hf.import_hf` (streamed, packed masks);
@@ -45,6 +45,7 @@ DOMAINS = ["code", "math", "web", "wiki"]
 FULL = {"layers": 22, "hidden": 2048, "intermediate": 5632, "heads": 32, "kv_heads": 4, "vocab": 32000}
 IMPORT_BUDGET_S, RSS_BUDGET_MB, COLD_BUDGET_S, WARM_BUDGET_S = 120.0, 2048.0, 5.0, 1.0
 SHARD_BYTES = 1 << 30
+ANALYSES = ("similarity", "coding", "collapse", "projection")
 
 
 # ----------------------------------------------------------------------------- generation
@@ -169,6 +170,13 @@ def generate(root: Path, c: dict, seed: int = 0) -> list[Path]:
 
 
 def _peak_mb() -> float:
+    """Peak RSS of this process in MB: VmHWM (ru_maxrss would carry the parent's size over fork)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -267,9 +275,6 @@ def _reset_peak() -> bool:
 
 
 def _hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
     return _peak_mb()
 
 
@@ -330,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--keep", action="store_true", help="keep the generated folder")
     p.add_argument("--baseline", choices=("auto", "yes", "no"), default="auto")
+    p.add_argument(
+        "--steps",
+        default=",".join(ANALYSES + ("pages",)),
+        help="steps after the import (default: all): " + ", ".join(ANALYSES + ("pages",)),
+    )
     p.add_argument("--step", help=argparse.SUPPRESS)
     p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -343,9 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(_prod(s) for s in tensor_shapes(c).values())
     root = Path(tempfile.mkdtemp(prefix="bench_llm_", dir=args.tmp))
     print(f"shapes {c}; {n_params / 1e9:.3f} B parameters per checkpoint, K = {K}, fp16")
-    print(
-        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared: timings include other work)"
-    )
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} (shared: timings include other work)")
     missed = []
     try:
         t0 = time.perf_counter()
@@ -359,18 +368,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"import FAILED: {imp['error']}")
             return 1
         ratio = imp["seconds"] / max(floor["seconds"], 1e-9)
+        print(f"{'step':<18}{'seconds':>9}{'peak RSS MB':>13}  target")
         print(
-            f"{'step':<18}{'seconds':>9}{'peak RSS MB':>13}  target"
-            f"\n{'read floor':<18}{floor['seconds']:9.1f}{floor['peak_mb']:13.0f}  reading {_gb(floor['bytes'])} once"
+            f"{'read floor':<18}{floor['seconds']:9.1f}{floor['peak_mb']:13.0f}  "
+            f"reading {_gb(floor['bytes'])} once"
         )
         ok = imp["seconds"] <= IMPORT_BUDGET_S and imp["peak_mb"] <= RSS_BUDGET_MB
         missed += [] if ok else ["import"]
         print(
-            f"{'import (streamed)':<18}{imp['seconds']:9.1f}{imp['peak_mb']:13.0f}  <= {IMPORT_BUDGET_S:.0f} s, "
-            f"<= {RSS_BUDGET_MB:.0f} MB: {'met' if ok else 'MISSED'}; {ratio:.2f} x the read floor"
+            f"{'import (streamed)':<18}{imp['seconds']:9.1f}{imp['peak_mb']:13.0f}  "
+            f"<= {IMPORT_BUDGET_S:.0f} s, <= {RSS_BUDGET_MB:.0f} MB: {'met' if ok else 'MISSED'}; "
+            f"{ratio:.2f} x the read floor"
         )
         results = {}
-        for name in ("similarity", "coding", "collapse", "projection"):
+        steps = [x for x in args.steps.split(",") if x]
+        for name in [a for a in ANALYSES if a in steps]:
             r = results[name] = run_step(name, root, args)
             if "error" in r:
                 missed.append(name)
@@ -378,16 +390,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             ok = r["peak_mb"] <= RSS_BUDGET_MB
             missed += [] if ok else [name]
-            print(
-                f"{name:<18}{r['seconds']:9.1f}{r['peak_mb']:13.0f}  <= {RSS_BUDGET_MB:.0f} MB: {'met' if ok else 'MISSED'}"
-            )
-        print(
-            f"  global Jaccard per pair {results['similarity'].get('jaccard')}, J* {results['similarity'].get('jaccard_star')}"
-        )
+            verdict = "met" if ok else "MISSED"
+            print(f"{name:<18}{r['seconds']:9.1f}{r['peak_mb']:13.0f}  <= {RSS_BUDGET_MB:.0f} MB: {verdict}")
+        sim = results.get("similarity", {})
+        print(f"  global Jaccard per pair {sim.get('jaccard')}, J* {sim.get('jaccard_star')}")
 
         # The old path: every tensor in memory, masks unpacked. Only where it fits.
         unpacked_gb = K * n_params / 1e9 * 7  # fp32 copies, stacks and bools, as measured on 0.19B models
-        if args.baseline == "yes" or (args.baseline == "auto" and unpacked_gb < 4):
+        have = all(n in results and "error" not in results[n] for n in ("similarity", "coding"))
+        if have and (args.baseline == "yes" or (args.baseline == "auto" and unpacked_gb < 4)):
             base = run_step("baseline_import", root, args)
             bana = run_step("baseline_analyses", root, args)
             if "error" in base or "error" in bana:
@@ -396,9 +407,13 @@ def main(argv: list[str] | None = None) -> int:
                 stream_ana = sum(results[n]["seconds"] for n in ("similarity", "coding"))
                 stream_mb = max(results[n]["peak_mb"] for n in ("similarity", "coding"))
                 print(
-                    f"baseline (in memory) import {base['seconds']:.1f} s / {base['peak_mb']:.0f} MB vs streamed "
-                    f"{imp['seconds']:.1f} s / {imp['peak_mb']:.0f} MB; similarity + coding "
-                    f"{bana['seconds']:.1f} s / {bana['peak_mb']:.0f} MB vs {stream_ana:.1f} s / {stream_mb:.0f} MB"
+                    f"baseline (in memory) import {base['seconds']:.1f} s / {base['peak_mb']:.0f} MB "
+                    f"vs streamed {imp['seconds']:.1f} s / {imp['peak_mb']:.0f} MB"
+                )
+                print(
+                    f"baseline (in memory) similarity + coding {bana['seconds']:.1f} s / "
+                    f"{bana['peak_mb']:.0f} MB "
+                    f"vs streamed {stream_ana:.1f} s / {stream_mb:.0f} MB"
                 )
                 same = (
                     bana["jaccard"] == results["similarity"]["jaccard"]
@@ -407,16 +422,18 @@ def main(argv: list[str] | None = None) -> int:
                 same &= bana["total_correlation_bits"] == results["coding"]["total_correlation_bits"]
                 print(f"streamed numbers equal the in-memory ones: {'yes' if same else 'NO'}")
                 missed += [] if same else ["equality"]
-        else:
+        elif have:
             print(f"baseline (in memory) skipped: it would need about {unpacked_gb:.0f} GB")
 
-        pages = run_step("pages", root, args)
+        pages = run_step("pages", root, args) if "pages" in steps else {"pages": [], "peak_mb": 0.0}
         if "error" in pages:
             print(f"pages FAILED: {pages['error']}")
             missed.append("pages")
         else:
             print(
-                f"{'page':<16}{'cold s':>8}{'warm s':>8}{'peak MB':>9}  target <= {COLD_BUDGET_S:.0f} s cold, <= {WARM_BUDGET_S:.0f} s warm, <= {RSS_BUDGET_MB:.0f} MB"
+                f"{'page':<16}{'cold s':>8}{'warm s':>8}{'peak MB':>9}  "
+                f"target <= {COLD_BUDGET_S:.0f} s cold, "
+                f"<= {WARM_BUDGET_S:.0f} s warm, <= {RSS_BUDGET_MB:.0f} MB"
             )
             for r in pages["pages"]:
                 ok = (
