@@ -46,6 +46,14 @@ DEFAULT_CHUNK_BYTES = 1 << 20
 # Subsets of tickets enumerated for exact joint pattern counts (2**K of them).
 _MAX_SUBSET_TICKETS = 12
 _HEADER_MAX = 100 * 2**20
+# {(path, size, mtime_ns, layer): subset counts}; 2**K int64 per layer, a few MB at most.
+_SUBSET_CACHE: dict[tuple, np.ndarray] = {}
+_SUBSET_CACHE_SIZE = 4096
+
+
+def clear_cache() -> None:
+    """Forget memoised subset counts (e.g. to time a cold computation)."""
+    _SUBSET_CACHE.clear()
 
 
 class PackedMasks(Mapping[str, np.ndarray]):
@@ -148,8 +156,40 @@ class PackedMasks(Mapping[str, np.ndarray]):
         for s in range(0, mm.shape[1], step):
             yield np.ascontiguousarray(mm[:, s : s + step])
 
+    def subset_counts(self, name: str) -> np.ndarray | None:
+        """``I[T] = |∩_{k in T} m_k|`` for every subset T of the tickets (bit k of T = ticket k).
+
+        One pass over the layer gives every count the measures need: sizes
+        (singletons), pairwise intersections, the union (by inclusion-exclusion)
+        and the pattern counts. Memoised per file (path, size, mtime) so that
+        the pages reading one level share the pass; None when K > 12.
+
+        Returns
+        -------
+        ndarray of int64, shape (2**K,), or None
+            ``I[0]`` is the layer size.
+        """
+        k = self.n_tickets
+        if k > _MAX_SUBSET_TICKETS:
+            return None
+        st = self.path.stat()
+        key = (str(self.path.resolve()), st.st_size, st.st_mtime_ns, name)
+        hit = _SUBSET_CACHE.get(key)
+        if hit is None:
+            hit = _subset_intersections(self, name)
+            _SUBSET_CACHE[key] = hit
+            while len(_SUBSET_CACHE) > _SUBSET_CACHE_SIZE:
+                _SUBSET_CACHE.pop(next(iter(_SUBSET_CACHE)))
+        return hit
+
     def kept(self) -> np.ndarray:
         """Kept weights per ticket and layer: int64 array, shape (K, L), layers in file order."""
+        if self.n_tickets <= _MAX_SUBSET_TICKETS:
+            out = np.zeros((self.n_tickets, len(self)), dtype=np.int64)
+            for j, name in enumerate(self):
+                counts = self.subset_counts(name)
+                out[:, j] = [counts[1 << i] for i in range(self.n_tickets)]
+            return out
         out = np.zeros((self.n_tickets, len(self)), dtype=np.int64)
         for j, name in enumerate(self):
             for c in self.chunks(name):
@@ -187,6 +227,11 @@ def packed_masks(run, method: str, level: int) -> PackedMasks:
 
 def _layer_counts(pm: PackedMasks, name: str, chunk_bytes: int | None) -> OverlapCounts:
     k = pm.n_tickets
+    subsets = pm.subset_counts(name) if chunk_bytes is None else None
+    if subsets is not None:
+        idx = np.array([[(1 << i) | (1 << j) for j in range(k)] for i in range(k)])  # (K, K) subset ids
+        inter = subsets[idx]
+        return OverlapCounts(inter, np.diagonal(inter).copy(), pm.n_weights(name))
     inter = np.zeros((k, k), dtype=np.int64)
     sizes = np.zeros(k, dtype=np.int64)
     for c in pm.chunks(name, chunk_bytes):
@@ -331,7 +376,7 @@ def _pattern_counts_sorted(pm: PackedMasks, name: str) -> np.ndarray:
     """Counts of the K-bit patterns present, in the order ``coding.pattern_counts`` gives them."""
     k = pm.n_tickets
     if k <= _MAX_SUBSET_TICKETS:
-        exact = _subset_intersections(pm, name)
+        exact = pm.subset_counts(name).copy()
         for i in range(k):  # superset Mobius inversion: counts of "kept by exactly T"
             bit = 1 << i
             for s in range(1 << k):
@@ -425,6 +470,12 @@ def joint_coding_frame_packed(pm: PackedMasks) -> pd.DataFrame:
 
 def _or_and_counts(pm: PackedMasks, name: str) -> tuple[int, int]:
     """Weights kept by at least one ticket, and by every ticket, in one layer."""
+    subsets = pm.subset_counts(name)
+    if subsets is not None:
+        k = pm.n_tickets
+        # Inclusion-exclusion: |union| = sum over non-empty T of (-1)^(|T|+1) I[T].
+        union = sum(int(subsets[t]) * (1 if t.bit_count() % 2 else -1) for t in range(1, 1 << k))
+        return union, int(subsets[(1 << k) - 1])
     union = inter = 0
     for c in pm.chunks(name):
         union += int(np.bitwise_count(np.bitwise_or.reduce(c, axis=0)).sum(dtype=np.int64))

@@ -287,9 +287,12 @@ def _pages(run_dir: Path, pages: list[str]) -> list[dict]:
     at.session_state["sidebar.run"] = str(run_dir)
     at.run()
     rows = []
+    from analysis import packed
+
     for page in pages:
         st.cache_data.clear()
         st.cache_resource.clear()
+        packed.clear_cache()  # the memoised mask counts too: a cold page pays for everything
         at.switch_page(f"views/{page}.py")
         _reset_peak()
         t0 = time.perf_counter()
