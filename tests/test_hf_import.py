@@ -220,3 +220,20 @@ def test_memory_is_bounded_by_the_largest_layer(tmp_path):
         f"peak RSS grew by {growth / 2**20:.1f} MiB (model {model_bytes / 2**20:.0f} MiB)"
     )
     assert growth < model_bytes / 8
+
+
+def test_uploaded_zip_of_model_folders(folders, tmp_path):
+    import io
+    import zipfile
+
+    from analysis.importers import import_upload
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in folders[:2]:
+            for p in sorted(f.iterdir()):
+                zf.write(p, f"models/{f.name}/{p.name}")
+    run = load_run(import_upload(buf.getvalue(), "models.zip", tmp_path))
+    assert run.ticket_names("imported") == ["code", "math"]
+    want = expected_masks(folders[1])["model.layers.1.mlp.down_proj.weight"]
+    np.testing.assert_array_equal(run.masks("imported", 0)["model.layers.1.mlp.down_proj.weight"][1], want)

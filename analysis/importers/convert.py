@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.importers.errors import CheckpointError
-from analysis.importers.hf import hf_folders, hf_source_ticket, import_hf, is_hf_folder
+from analysis.importers.hf import hf_folders, hf_source_ticket, import_hf
 from analysis.importers.openlth import is_openlth_tree, read_openlth
 from analysis.importers.run_writer import DEFAULT_METHOD, check_destination, write_run
 from analysis.importers.safe_load import CHECKPOINT_SUFFIXES, checkpoint_suffix, load_checkpoint, ticket_stem
@@ -68,8 +68,9 @@ def tickets_from_path(path: str | Path) -> list[SourceTicket]:
             raise CheckpointError(f"{path} is already a run folder (it has {MANIFEST}); open it directly")
         if is_openlth_tree(path):
             return read_openlth(path)
-        if is_hf_folder(path):  # model.safetensors(.index.json): one ticket
-            return [hf_source_ticket(path)]
+        models = hf_folders(path)  # a Hugging Face model folder, or a folder of them: one ticket each
+        if models:
+            return [hf_source_ticket(m) for m in models]
         files = checkpoint_files(path)
         if not files:
             raise CheckpointError(
