@@ -286,6 +286,11 @@ def stacked_jaccard_density(blocks: Sequence[PackedMasks]) -> tuple[np.ndarray, 
     for b in blocks[1:]:
         if list(b) != layers or any(b.shapes[n][1:] != blocks[0].shapes[n][1:] for n in layers):
             raise ValueError("layers differ, cannot stack tickets")
+    if len(blocks) == 1:  # one level: the memoised per-layer counts serve
+        per_layer = layer_overlap_counts_packed(blocks[0])
+        inter = sum(c.intersection for c in per_layer.values())
+        counts = OverlapCounts(inter, np.diagonal(inter).copy(), sum(c.n_weights for c in per_layer.values()))
+        return jaccard_from_counts(counts), counts.sizes / counts.n_weights
     k = sum(b.n_tickets for b in blocks)
     inter = np.zeros((k, k), dtype=np.int64)
     total = 0

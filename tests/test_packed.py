@@ -93,3 +93,12 @@ def test_run_tables_equal_in_memory_frames():
         pd.testing.assert_frame_equal(got, coding_frame(masks, tickets))
         got = joint[joint["level"] == lv].drop(columns=["level", "sparsity"]).reset_index(drop=True)
         pd.testing.assert_frame_equal(got, joint_coding_frame(masks))
+
+
+def test_stacked_jaccard_of_one_level(tmp_path):
+    a = random_masks(4, 9)
+    save_masks(tmp_path / "a.safetensors", a)
+    jac, dens = stacked_jaccard_density([PackedMasks(tmp_path / "a.safetensors")])
+    np.testing.assert_array_equal(jac, pairwise_jaccard(a))
+    kept = sum(m.reshape(4, -1).sum(axis=1) for m in a.values())
+    np.testing.assert_array_equal(dens, kept / sum(m[0].size for m in a.values()))
