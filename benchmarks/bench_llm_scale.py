@@ -448,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                 missed += [] if ok else [f"page {r['page']}"]
                 status = "met" if ok else ("ERROR " + r["problems"] if r["problems"] else "MISSED")
                 print(f"{r['page']:<16}{r['cold']:8.2f}{r['warm']:8.2f}{r['peak_mb']:9.0f}  {status}")
-            print(f"pages process peak RSS {pages['peak_mb']:.0f} MB")
+            if pages["pages"]:
+                print(f"pages process peak RSS {pages['peak_mb']:.0f} MB")
     finally:
         if args.keep:
             print(f"kept {root}")
