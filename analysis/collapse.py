@@ -132,6 +132,10 @@ def mask_signals(masks: Mapping[str, np.ndarray], per_ticket: bool = True) -> pd
         Columns ``ticket`` (Int64, ``<NA>`` = aggregate), ``signal``, ``value``;
         signals as in the module docstring.
     """
+    from analysis.packed import PackedMasks, mask_signals_packed
+
+    if isinstance(masks, PackedMasks):  # memory-mapped: popcounts layer by layer
+        return mask_signals_packed(masks, per_ticket)
     if not masks:
         raise ValueError("no layers in masks")
     flat = {name: np.asarray(m, dtype=bool).reshape(np.shape(m)[0], -1) for name, m in masks.items()}
@@ -369,6 +373,8 @@ def collapse_curves(
     DataFrame
         Columns ``method, level, sparsity, ticket, signal, value`` (module docstring).
     """
+    from analysis.packed import packed_masks
+
     frames = []
     for method in methods or run.methods:
         entry = run.manifest["methods"][method]
@@ -379,7 +385,7 @@ def collapse_curves(
             have = [lv for lv in have if lv in want]
         for level in have:
             preds = run.predictions(method, level)
-            df = level_signals(run.masks(method, level), preds, kind, entry.get("default_routing"))
+            df = level_signals(packed_masks(run, method, level), preds, kind, entry.get("default_routing"))
             if preds.empty:  # imported: the accuracy the source logged is the labelled signal
                 logged = logged_metric_rows(run.level_info(method, level), len(run.ticket_names(method)))
                 df = pd.concat([df, logged], ignore_index=True) if len(logged) else df

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import Run, levels_at, nearest_level
-from app import data, upload
+from app import data, open_folder, upload
 
 KEY_RUN = "sidebar.run"  # a run folder, or a run group folder (then KEY_SEED picks its run)
 KEY_SEED = "sidebar.seed"
@@ -188,8 +188,9 @@ def render() -> Selection | None:
     # The uploader sits below the run picker but is handled first, so that a
     # checkpoint converted in this script run can be selected before the picker is drawn.
     sb, below = st.sidebar.container(), st.sidebar.container()
-    opened = upload.render(below)
-    paths = paths + [p for p in upload.session_runs() if p not in paths]
+    by_path = open_folder.render(below)  # large checkpoints, by path (local sessions only)
+    opened = upload.render(below) or by_path
+    paths = paths + [p for p in upload.session_runs() + open_folder.session_runs() if p not in paths]
     if opened is not None:
         st.session_state[KEY_RUN] = opened
     if not paths:

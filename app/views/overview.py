@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.figures.overview import metric_label, results_figure
+from analysis.importers.hf import nm_structure_table
 from app import data, report_button, ui
 from app.sidebar import selection, target_options
 
@@ -39,6 +40,11 @@ cols[0].metric("Tickets per method (K)", len(sel.all_tickets))
 cols[1].metric("Methods", len(run.methods))
 cols[2].metric("Levels", int(facts["levels"]["level"].nunique()))
 cols[3].metric("Highest sparsity", ui.percent(facts["levels"]["sparsity"].max()))
+
+nm = nm_structure_table(run.manifest)  # imported LLM folders: N:M (e.g. 2:4) per layer and ticket
+if not nm.empty:
+    with st.expander("N:M structure per layer (imported model folders)"):
+        ui.table(nm, f"{run.name}-nm", key=f"{P}.nm", caption="N:M pattern per ticket; empty: none.")
 
 # ----------------------------------------------------------------------------- results
 st.subheader("Results")
