@@ -39,17 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from analysis.importers.errors import CheckpointError
-from analysis.importers.run_writer import (
-    _METHOD_RE,
-    DEFAULT_METHOD,
-    _move_into_place,
-    check_destination,
-    empty_predictions,
-)
-from analysis.importers.tickets import SourceTicket, TicketLevel
 from artifacts.run_format import (
     EXTRA_DIR,
     LEVEL_JSON,
@@ -61,6 +51,15 @@ from artifacts.run_format import (
     write_json,
     write_manifest,
 )
+from ingest.errors import CheckpointError
+from ingest.run_writer import (
+    _METHOD_RE,
+    DEFAULT_METHOD,
+    _move_into_place,
+    check_destination,
+    empty_predictions,
+)
+from ingest.tickets import SourceTicket, TicketLevel
 
 HF_FORMAT = "huggingface"
 INDEX = "model.safetensors.index.json"
@@ -683,7 +682,7 @@ def import_hf_command(args, out: Path) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        ``paths, name, method, force`` as parsed by :mod:`analysis.importers.command`.
+        ``paths, name, method, force`` as parsed by :mod:`ingest.command`.
     out : Path
         The run folder.
 
@@ -729,23 +728,6 @@ def hf_summary(run_dir: str | Path, method: str = DEFAULT_METHOD) -> str:
     return "\n".join(lines)
 
 
-def nm_structure_table(manifest: dict) -> pd.DataFrame:
-    """N:M structure per layer, from a run manifest written by :func:`import_hf`.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``layer`` then one per ticket holding its pattern (``"2:4"``)
-        or None; empty (no columns) for runs without N:M information.
-    """
-    nm = (manifest.get("source") or {}).get("nm_structure") or {}
-    if not nm:
-        return pd.DataFrame()
-    tickets = list(nm)
-    layers = list(nm[tickets[0]])
-    return pd.DataFrame([{"layer": n, **{t: nm[t].get(n) for t in tickets}} for n in layers])
-
-
 __all__ = [
     "HF_FORMAT",
     "PackedMaskWriter",
@@ -757,6 +739,5 @@ __all__ = [
     "hf_summary",
     "is_hf_folder",
     "nm_pattern",
-    "nm_structure_table",
     "read_config",
 ]
