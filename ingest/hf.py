@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from artifacts import schema
 from artifacts.run_format import (
-    EXTRA_DIR,
     LEVEL_JSON,
     MASKS,
     PREDICTIONS,
@@ -53,11 +53,12 @@ from artifacts.run_format import (
 )
 from ingest.errors import CheckpointError
 from ingest.run_writer import (
-    _METHOD_RE,
+    _STAGING,
     DEFAULT_METHOD,
     _move_into_place,
     check_destination,
     empty_predictions,
+    sweep_stale,
 )
 from ingest.tickets import SourceTicket, TicketLevel
 
@@ -534,9 +535,9 @@ def import_hf(
         shard, a refused destination.
     """
     out_dir = Path(out_dir).absolute()
-    if not _METHOD_RE.match(method) or method == EXTRA_DIR:
-        raise CheckpointError(f"invalid method name {method!r}: use letters, digits, '_', '-', '.'")
+    schema.check_method_name(method, CheckpointError)
     check_destination(out_dir, force=force)
+    sweep_stale(out_dir)  # what killed imports into out_dir left behind
     if not paths:
         raise CheckpointError("no input paths given")
     folders: list[Path] = []
@@ -546,6 +547,7 @@ def import_hf(
             raise CheckpointError(f"{p}: not a Hugging Face model folder (no {INDEX} or {SINGLE})")
         folders += found
     tickets = _ticket_names(folders)
+    schema.check_ticket_names(tickets, CheckpointError)
     if len(set(tickets)) != len(tickets):
         raise CheckpointError(f"two model folders give the same ticket name: {tickets}")
 
@@ -575,7 +577,7 @@ def import_hf(
 
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.import-", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{_STAGING}{os.getpid()}-", dir=parent))
     try:
         lv_tmp = level_dir(staging, method, 0)
         lv_tmp.mkdir(parents=True)
