@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from analysis.alarm import add_alarm_command
 from analysis.collapse import add_collapse_command
 from analysis.reconstruction import add_reconstruction_command
 from analysis.report import add_report_command
@@ -26,6 +27,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_signals_command,
     add_table_command,
     add_collapse_command,
+    add_alarm_command,
 ]
 
 EXIT_REFUSED = 2  # same code argparse uses for bad usage

@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import Run, RunFormatError, find_groups, find_runs, load_group, load_run
+from analysis import alarm as _alarm
 from analysis import collapse as _collapse
 from analysis import overview as _overview
 from analysis import similarity as _similarity
@@ -212,6 +213,34 @@ def alarm_trace(path: str, mtime: float, method: str) -> dict:
 def alarm_overview(path: str, mtime: float, metric: str, margin: float) -> pd.DataFrame:
     """One row per method: where the alarm fired and where the labelled metric dropped."""
     return _overview.alarm_overview(collapse_evaluation(path, mtime, metric, margin))
+
+
+@st.cache_data(show_spinner="Running the frozen label-free alarm…", max_entries=16)
+def frozen_alarm(path: str, mtime: float, methods: tuple[str, ...]) -> dict:
+    """The frozen alarm (:func:`analysis.alarm.run_alarm`) of a run: rule, per-ticket levels, signals read."""
+    run = get_run(path, mtime)
+    params = _alarm.load_alarm_params()
+    table = _alarm.alarm_signal_table(run, list(methods))
+    return {
+        "rule": params.description,
+        "fallback": " or ".join(r.name for r in params.fallback),
+        "created": params.created,
+        "calibration": [c["name"] for c in params.calibration],
+        "alarm": _alarm.run_alarm(run, params, methods=list(methods), table=table),
+        "signals": table,
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def frozen_alarm_evidence(path: str, mtime: float, methods: tuple[str, ...], method: str, ticket: int | None):
+    """:func:`analysis.alarm.alarm_evidence` of one method (and ticket)."""
+    return _alarm.alarm_evidence(frozen_alarm(path, mtime, methods)["signals"], method, ticket=ticket)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def alarm_evaluation() -> pd.DataFrame:
+    """The committed held-out evaluation of the frozen alarm and its rivals (labelled: other sweeps)."""
+    return _alarm.load_alarm_evaluation()
 
 
 # ----------------------------------------------------------------------------- similarity

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from analysis.figures.alarm import alarm_evidence_figure
 from analysis.figures.collapse import alarm_lead_figure, collapse_curve_figure
 from analysis.figures.ticket_collapse import signal_label, ticket_collapse_figure
 from app import data, ui
@@ -75,14 +76,65 @@ if not label_free and signals["labelled"]:
 
 if alarm["fired"]:
     st.warning(
-        f"**Alarm**: the label-free alarm fired for `{method}` at level {alarm['level']} "
+        f"**Earlier rule** (latent correlation, issue 13): fired for `{method}` at level {alarm['level']} "
         f"({ui.percent(alarm['sparsity'])} sparsity) — criteria: {', '.join(alarm['criteria'])}.",
         icon=":material/notifications_active:",
     )
 else:
     st.success(
-        f"The label-free alarm did not fire for `{method}` within the sweep.", icon=":material/check_circle:"
+        f"The earlier rule (latent correlation) did not fire for `{method}` within the sweep.",
+        icon=":material/check_circle:",
     )
+
+st.subheader("The frozen label-free alarm")
+frozen = data.frozen_alarm(sel.path, sel.mtime, tuple(methods))
+rows = frozen["alarm"][frozen["alarm"]["method"] == method]
+st.caption(
+    f"Rule: **{frozen['rule']}**; for a method without class predictions: {frozen['fallback']}. "
+    f"Thresholds chosen on the calibration sweeps {', '.join(frozen['calibration'])} and frozen "
+    f"{frozen['created']} (analysis/alarm_params.json). It reads masks and unlabelled predictions only; "
+    "the noise is the larger of the signal's band (bootstrap over samples, or the random-mask null) and "
+    "its spread across seeds."
+)
+mine = rows if ticket is None else rows[rows["ticket"] == ticket]
+fired = mine[mine["fired"]]
+if len(fired):
+    first = fired.sort_values("level").iloc[0]
+    st.warning(
+        f"**Alarm**: fired for `{method}` on {len(fired)} of {len(mine)} ticket(s), first at level "
+        f"{int(first['level'])} ({ui.percent(first['sparsity'])} sparsity): {first['signals']}.",
+        icon=":material/notifications_active:",
+    )
+else:
+    st.success(
+        f"The frozen alarm did not fire for `{method}` within the sweep.", icon=":material/check_circle:"
+    )
+evidence = data.frozen_alarm_evidence(sel.path, sel.mtime, tuple(methods), method, ticket)
+ui.figure(
+    alarm_evidence_figure(
+        evidence,
+        None if fired.empty else float(fired.sort_values("level")["sparsity"].iloc[0]),
+        title=f"{method} · {ticket_name}: the alarm's signals, noise bands and thresholds",
+    ),
+    f"{sel.run.name}-{method}-{ticket_name}-alarm-evidence",
+    key=f"{P}.evidence",
+)
+ui.table(rows.drop(columns=["method"]), f"{sel.run.name}-{method}-frozen-alarm", key=f"{P}.frozen")
+if not label_free:
+    held = data.alarm_evaluation()
+    if len(held):
+        with st.expander("How the frozen alarm scores on sweeps it never saw (labelled: the study's)"):
+            st.caption(
+                "Held-out sweeps (other seeds, architectures, partitions, data), scored with the "
+                "bounded-lead rule: hit = fired 1-2 levels before the ticket's labelled collapse. "
+                "Regret: sparsity given up by stopping at the alarm, metric lost beyond the margin "
+                "when late. Written by scripts/alarm_study.py (analysis/data/alarm_evaluation.csv)."
+            )
+            ui.table(
+                held[held["role"] == "evaluation"].drop(columns=["role"]),
+                "alarm-held-out-evaluation",
+                key=f"{P}.heldout",
+            )
 
 collapse_sparsity = None
 if metric is not None:

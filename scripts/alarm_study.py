@@ -1,0 +1,248 @@
+"""The collapse-alarm study (issue 14): calibrate on some sweeps, freeze, score on the others.
+
+Usage (after ``bash scripts/alarm_sweeps.sh``)::
+
+    python scripts/alarm_study.py --freeze \
+        --calibrate runs/alarm-study/digits-mlp-class runs/alarm-study/digits-mlp-kmeans \
+        --evaluate runs/alarm-study/digits-mlp-class-s345 runs/alarm-study/digits-cnn-class ...
+
+``--freeze`` chooses every rule's thresholds on the calibration sweeps and
+writes ``analysis/alarm_params.json``; without it the frozen file is read, and
+its recorded calibration sweeps must be the ``--calibrate`` ones. Either way
+the held-out sweeps must be disjoint from the calibration ones (folders, and
+(description, seed) pairs): the script refuses otherwise. It writes
+``analysis/data/alarm_evaluation.csv`` (one row per role, sweep and candidate,
+with both sets recorded in its ``role`` column and in the JSON beside it) and
+prints the README tables.
+
+Per-run signal tables and labelled curves are cached under
+``runs/alarm-study/.cache`` (keyed on the run's modification time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from analysis import alarm as A  # noqa: E402
+from analysis.collapse import alarm_summary  # noqa: E402
+from analysis.signals import run_signals  # noqa: E402
+from artifacts.run_format import load_group  # noqa: E402
+
+SUMMARY_COLUMNS = [
+    "role",
+    "sweep",
+    "candidate",
+    "n",
+    "collapsing",
+    "hit",
+    "early",
+    "late",
+    "miss",
+    "false_alarm",
+    "true_negative",
+    "hit_rate",
+    "mean_lead_levels",
+    "mean_sparsity_given_up",
+    "mean_metric_lost",
+]
+
+
+def sweep_record(path: Path) -> dict:
+    """Name, path, description hash and seeds of a run group."""
+    g = load_group(path)
+    desc = g.manifest.get("description", {})
+    return {
+        "name": g.name,
+        "path": str(path),
+        "description_hash": A.description_hash(desc),
+        "seeds": list(g.seeds),
+        "preset": g.manifest.get("preset"),
+        "overrides": g.manifest.get("overrides"),
+    }
+
+
+def assert_disjoint(calibration: list[dict], evaluation: list[dict]) -> None:
+    """Refuse overlapping sets: the same folder, or the same description and seed."""
+    cal_paths = {Path(r["path"]).resolve() for r in calibration}
+    cal_pairs = {(r["description_hash"], s) for r in calibration for s in r["seeds"]}
+    for r in evaluation:
+        if Path(r["path"]).resolve() in cal_paths:
+            raise SystemExit(f"error: {r['path']} is both a calibration and an evaluation sweep")
+        both = cal_pairs & {(r["description_hash"], s) for s in r["seeds"]}
+        if both:
+            raise SystemExit(
+                f"error: {r['path']} repeats calibration runs (description, seed) {sorted(both)}"
+            )
+
+
+def load_cases(path: Path, cache: Path, n_boot: int) -> list[A.Case]:
+    """One Case per seed of a group, from the cache when the run is unchanged."""
+    g = load_group(path)
+    runs = g.runs()
+    cases = []
+    for seed, run in zip(g.seeds, runs, strict=True):
+        key = cache / f"{g.name}-seed{seed}-{run.mtime():.0f}-b{n_boot}.pkl"
+        if key.is_file():
+            cases.append(pickle.loads(key.read_bytes()))
+            continue
+        others = [r for r in runs if r is not run]
+        table = run_signals(run, seeds=others or None, atc=True, n_boot=n_boot)
+        curves = A.labelled_curves(run)
+        case = A.Case(g.name, seed, table, curves, A.case_points(curves))
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.write_bytes(pickle.dumps(case))
+        cases.append(case)
+    return cases
+
+
+def candidates(params: A.AlarmParams) -> dict:
+    """Candidate name -> function(Case) -> firing levels (method, ticket, level, sparsity)."""
+    out = {
+        "alarm (frozen)": lambda c: A.apply_rules(
+            c.table, c.points[["method", "ticket"]], params.primary, params.combine
+        ),
+        "paper IoU rise": lambda c: A.paper_iou_levels(c.table),
+        "CollapseAlarm (before)": lambda c: A.collapse_alarm_levels(c.curves),
+        "never stop": lambda c: A.never_levels(c.table),
+        f"fixed sparsity {params.fixed_sparsity:.1%}": lambda c: A.fixed_sparsity_levels(
+            c.table, params.fixed_sparsity
+        ),
+    }
+    if params.fallback and params.fallback != params.primary:
+        out["alarm fallback (masks only)"] = lambda c: A.apply_rules(
+            c.table, c.points[["method", "ticket"]], params.fallback, params.fallback_combine
+        )
+    for key, rule in params.per_signal.items():
+        out[f"signal {key}"] = lambda c, r=rule: A.apply_rules(c.table, c.points[["method", "ticket"]], [r])
+    return out
+
+
+def score_case(case: A.Case, fires: pd.DataFrame) -> pd.DataFrame:
+    """Bounded-lead evaluation (with regret) of per-ticket firing levels on one run."""
+    tickets = case.points[["method", "ticket"]]
+    per_ticket = A.broadcast(fires[["method", "ticket", "level", "sparsity"]], tickets)
+    return A.evaluate_run_alarm(per_ticket, case.curves)
+
+
+def summarise(role: str, sweep: str, name: str, ev: pd.DataFrame) -> dict:
+    """One summary row (``SUMMARY_COLUMNS``) of a candidate's per-ticket evaluation on one sweep."""
+    s = alarm_summary(ev).iloc[0].to_dict()
+    collapsing = int(ev["collapse_level"].notna().sum())
+    return {
+        "role": role,
+        "sweep": sweep,
+        "candidate": name,
+        "n": int(s["n"]),
+        "collapsing": collapsing,
+        **{k: int(s[k]) for k in ("hit", "early", "late", "miss", "false_alarm", "true_negative")},
+        "hit_rate": s["hit"] / collapsing if collapsing else np.nan,
+        "mean_lead_levels": s["mean_lead_levels"],
+        "mean_sparsity_given_up": s["mean_sparsity_given_up"],
+        "mean_metric_lost": s["mean_metric_lost"],
+    }
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A markdown table (floats to 2 decimals, NaN as a dash)."""
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "–" if not np.isfinite(v) else f"{v:.2f}"
+        return str(v)
+
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns)
+    return "\n".join(
+        [head, *("| " + " | ".join(cell(v) for v in r) + " |" for r in df.itertuples(index=False))]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the study; 0 on success (refusals exit with a message)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--calibrate", type=Path, nargs="+", required=True, help="calibration run groups")
+    p.add_argument("--evaluate", type=Path, nargs="+", required=True, help="held-out run groups")
+    p.add_argument("--freeze", action="store_true", help="recalibrate and write the params file")
+    p.add_argument("--params", type=Path, default=A.PARAMS_PATH)
+    p.add_argument("--out", type=Path, default=A.EVALUATION_PATH)
+    p.add_argument("--cache", type=Path, default=ROOT / "runs" / "alarm-study" / ".cache")
+    p.add_argument("--n-boot", type=int, default=200)
+    args = p.parse_args(argv)
+
+    cal = [sweep_record(d) for d in args.calibrate]
+    ev = [sweep_record(d) for d in args.evaluate]
+    assert_disjoint(cal, ev)
+    cal_cases = [
+        c
+        for d in tqdm(args.calibrate, desc="calibration runs")
+        for c in load_cases(d, args.cache, args.n_boot)
+    ]
+    if args.freeze:
+        params = A.calibrate(cal_cases, cal, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ"))
+        args.params.write_text(json.dumps(params.to_json(), indent=2) + "\n")
+        print(f"froze {args.params}: {params.description}", file=sys.stderr)
+    else:
+        params = A.load_alarm_params(args.params)
+        frozen = {(r["description_hash"], tuple(r["seeds"])) for r in params.calibration}
+        given = {(r["description_hash"], tuple(r["seeds"])) for r in cal}
+        if frozen != given:
+            raise SystemExit("error: --calibrate differs from the sweeps recorded in the frozen params")
+    assert_disjoint(params.calibration, ev)
+
+    rows = []
+    cands = candidates(params)
+    for role, dirs in (("calibration", args.calibrate), ("evaluation", args.evaluate)):
+        for d in tqdm(dirs, desc=f"{role} sweeps"):
+            cases = cal_cases if role == "calibration" else load_cases(d, args.cache, args.n_boot)
+            cases = [c for c in cases if c.sweep == load_group(d).name]
+            for name, fn in cands.items():
+                evs = [score_case(c, fn(c)) for c in cases]
+                evs = [e for e in evs if len(e)]
+                if evs:
+                    rows.append(summarise(role, cases[0].sweep, name, pd.concat(evs, ignore_index=True)))
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False, float_format="%.4f")
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"calibration": cal, "evaluation": ev, "params": str(args.params.name)}, indent=2) + "\n"
+    )
+    held = table[table["role"] == "evaluation"]
+    pooled = []
+    for name, g in held.groupby("candidate", sort=False):
+        n_coll = int(g["collapsing"].sum())
+        pooled.append(
+            {
+                "candidate": name,
+                "tickets": int(g["n"].sum()),
+                "collapsing": n_coll,
+                "hit": int(g["hit"].sum()),
+                "early": int(g["early"].sum()),
+                "late": int(g["late"].sum()),
+                "miss": int(g["miss"].sum()),
+                "false_alarm": int(g["false_alarm"].sum()),
+                "hit_rate": g["hit"].sum() / n_coll if n_coll else np.nan,
+                "sparsity_given_up": float(np.average(g["mean_sparsity_given_up"], weights=g["n"])),
+                "metric_lost": float(np.average(g["mean_metric_lost"], weights=g["n"])),
+            }
+        )
+    print(f"Frozen alarm: {params.description}\n")
+    print("Held-out sweeps, pooled:\n")
+    print(markdown(pd.DataFrame(pooled)))
+    print("\nPer held-out sweep:\n")
+    print(markdown(held.drop(columns=["role"])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

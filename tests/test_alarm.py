@@ -1,0 +1,233 @@
+"""The frozen collapse alarm: label-free, calibrated apart from its evaluation, and scored honestly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_signals import _strip_labels, write_run
+
+from analysis import alarm as A
+from analysis.cli import main
+from artifacts import run_format as rf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _study():
+    spec = importlib.util.spec_from_file_location("alarm_study", REPO / "scripts" / "alarm_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _params(rules: list[A.SignalRule], combine: str = "any") -> A.AlarmParams:
+    fallback = tuple(r for r in rules if r.signal in A.MASK_SIGNALS)
+    return A.AlarmParams(primary=tuple(rules), combine=combine, fallback=fallback, fixed_sparsity=0.5)
+
+
+# Rules with small k so that they fire on the tiny synthetic run (predictions degrade with the level).
+RULES = [
+    A.SignalRule("dense_disagreement", "method", 1, "first", 1.0, 1, 0.01),
+    A.SignalRule("mean_jaccard", "ticket", 1, "first", 0.5, 1, 0.001),
+    A.SignalRule("margin", "method", -1, "first", 1.0, 2, 0.01),
+]
+
+
+# ----------------------------------------------------------------------------- label-freeness
+
+
+@pytest.mark.parametrize("mode", ["drop", "permute"])
+def test_alarm_without_labels_equals_alarm_with_them(tmp_path: Path, mode: str) -> None:
+    run_dir = write_run(tmp_path / "a", n_levels=6)
+    params = _params(RULES)
+    before = A.run_alarm(rf.load_run(run_dir), params)
+    assert before["fired"].any(), "the test rules must fire somewhere, or the comparison proves nothing"
+    copy = shutil.copytree(run_dir, tmp_path / "b")
+    _strip_labels(copy, mode=mode)
+    after = A.run_alarm(rf.load_run(copy), params)
+    pd.testing.assert_frame_equal(before, after)
+    # and with the frozen parameters
+    frozen = A.load_alarm_params()
+    pd.testing.assert_frame_equal(
+        A.run_alarm(rf.load_run(run_dir), frozen), A.run_alarm(rf.load_run(copy), frozen)
+    )
+
+
+def test_alarm_rows_cover_every_method_and_ticket(tmp_path: Path) -> None:
+    run = rf.load_run(write_run(tmp_path / "a", n_levels=5))
+    out = A.run_alarm(run, _params(RULES))
+    assert list(out.columns) == A.ALARM_COLUMNS
+    for m in run.methods:
+        assert list(out.loc[out["method"] == m, "ticket_name"]) == list(run.ticket_names(m))
+    fired = out[out["fired"]]
+    assert fired["level"].notna().all() and (fired["signals"] != "").all()
+    assert out.loc[~out["fired"], "level"].isna().all()
+
+
+# ----------------------------------------------------------------------------- the rule
+
+
+def test_rule_fires_after_m_consecutive_departures() -> None:
+    """A flat signal with a known band that jumps at level 6: fires at 6 (m=1) and 7 (m=2), never at k=50."""
+    levels = np.arange(0, 10)
+    value = np.where(levels >= 6, 0.5, 0.1)
+    value[8] = 0.1  # a dip back: m=3 never sees three in a row before level 9
+    table = pd.DataFrame(
+        {
+            "method": "m",
+            "level": levels,
+            "sparsity": 1 - 0.8**levels,
+            "ticket": pd.array([None] * 10, dtype="Int64"),
+            "signal": "margin",
+            "value": value,
+            "null": np.nan,
+            "low": value - 0.01,
+            "high": value + 0.01,
+            "band": "bootstrap",
+        }
+    )
+    dep = A.departures(table, "margin", "method", "first", 1, 0.0)
+    assert dep["level"].min() == 2  # measured after the first pruned level
+    np.testing.assert_allclose(dep.loc[dep["level"] == 6, "z"], 0.4 / 0.02)
+    assert A.fire_levels(dep, 3, 1)["level"].iloc[0] == 6
+    assert A.fire_levels(dep, 3, 2)["level"].iloc[0] == 7
+    assert pd.isna(A.fire_levels(dep, 3, 3)["level"].iloc[0])
+    assert pd.isna(A.fire_levels(dep, 50, 1)["level"].iloc[0])
+    down = A.departures(table, "margin", "method", "first", -1, 0.0)
+    assert pd.isna(A.fire_levels(down, 3, 1)["level"].iloc[0])
+
+
+def test_vectorised_calibration_agrees_with_the_rule() -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in range(4):
+        for lv in range(1, 15):
+            rows.append(
+                ("m", t, lv, 1 - 0.8**lv, 0, 0, 0, 0, rng.normal(lv / 5, 1), 1, rng.normal(lv / 5, 1))
+            )
+    dep = pd.DataFrame(rows, columns=["method", "ticket", "level", "sparsity", *"abcde", "noise", "z"])
+    dep["ticket"] = dep["ticket"].astype("Int64")
+    ks = np.array(sorted(A.K_GRID), dtype=float)
+    for m in A.M_GRID:
+        table = A._fire_table(dep, ks, m)
+        for i, k in enumerate(ks):
+            direct = A.fire_levels(dep, k, m)
+            for r in direct.itertuples(index=False):
+                got = table[("m", int(r.ticket))][i]
+                assert (np.isnan(got) and pd.isna(r.level)) or got == r.level
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def _curves(collapse_at: int, n_levels: int = 10, tickets: int = 3) -> pd.DataFrame:
+    rows = []
+    for lv in range(n_levels):
+        for t in [*range(tickets), None]:
+            v = 0.9 if lv < collapse_at else 0.6
+            rows.append(("m", lv, 1 - 0.8**lv, t, "balanced_accuracy", v))
+    df = pd.DataFrame(rows, columns=["method", "level", "sparsity", "ticket", "signal", "value"])
+    df["ticket"] = pd.array(list(df["ticket"]), dtype="Int64")
+    return df
+
+
+def test_always_firing_alarm_scores_early_with_regret() -> None:
+    curves = _curves(collapse_at=7)
+    alarm = pd.DataFrame({"method": "m", "ticket": pd.array([0, 1, 2], dtype="Int64"), "level": 1})
+    alarm["sparsity"] = 0.2
+    ev = A.evaluate_run_alarm(alarm, curves)
+    assert list(ev["outcome"]) == ["early"] * 3
+    np.testing.assert_allclose(ev["sparsity_given_up"], (1 - 0.8**6) - 0.2)
+    hit = alarm.assign(level=5, sparsity=1 - 0.8**5)
+    assert list(A.evaluate_run_alarm(hit, curves)["outcome"]) == ["hit"] * 3
+    # the fast calibration scorer counts the same outcomes as the bounded-lead scorer
+    points = A.case_points(curves)
+    fires = alarm.assign(ticket=pd.array([None] * 3, dtype="Int64")).iloc[:1]
+    assert A._score(fires, points) == {
+        "collapsing": 3,
+        "stable": 0,
+        "hit": 0,
+        "early": 3,
+        "late": 0,
+        "miss": 0,
+        "false_alarm": 0,
+    }
+
+
+def test_never_stop_and_fixed_sparsity_baselines() -> None:
+    table = _curves(collapse_at=7).rename(columns={})
+    table["signal"] = "margin"
+    never = A.never_levels(table)
+    assert never["level"].isna().all()
+    fixed = A.fixed_sparsity_levels(table, 0.7)
+    assert int(fixed["level"].iloc[0]) == 6  # 1 - 0.8**6 = 0.738 is the first level past 70 %
+
+
+# ----------------------------------------------------------------------------- frozen params, study record
+
+
+def test_frozen_params_load_and_are_label_free() -> None:
+    p = A.load_alarm_params()
+    assert p.primary and p.fallback and p.created
+    assert all(r.signal in A.LABEL_FREE_SIGNALS and r.signal not in A.GROUP_ONLY_SIGNALS for r in p.primary)
+    assert all(r.signal in A.MASK_SIGNALS for r in p.fallback)
+    assert "atc_accuracy" not in {r.signal for r in (*p.primary, *p.fallback)}
+    assert p.calibration and all({"name", "description_hash", "seeds"} <= set(c) for c in p.calibration)
+    assert A.AlarmParams.from_json(p.to_json()) == p
+
+
+def test_malformed_params_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "p.json"
+    bad.write_text(json.dumps({"primary": {"rules": [{"signal": "margin", "scope": "nowhere"}]}}))
+    with pytest.raises(ValueError, match="malformed"):
+        A.load_alarm_params(bad)
+
+
+def test_calibration_and_evaluation_sets_are_disjoint_and_recorded() -> None:
+    p = A.load_alarm_params()
+    record = json.loads(A.EVALUATION_PATH.with_suffix(".json").read_text())
+    cal = {(c["description_hash"], s) for c in record["calibration"] for s in c["seeds"]}
+    ev = {(c["description_hash"], s) for c in record["evaluation"] for s in c["seeds"]}
+    assert cal and ev and not (cal & ev)
+    assert {c["name"] for c in record["calibration"]} == {c["name"] for c in p.calibration}
+    table = A.load_alarm_evaluation()
+    assert set(table.loc[table["role"] == "evaluation", "sweep"]) == {c["name"] for c in record["evaluation"]}
+    assert not set(table.loc[table["role"] == "evaluation", "sweep"]) & {c["name"] for c in p.calibration}
+    study = _study()
+    study.assert_disjoint(record["calibration"], record["evaluation"])
+    with pytest.raises(SystemExit, match="repeats calibration runs"):
+        study.assert_disjoint(record["calibration"], [{**record["calibration"][0], "path": "/elsewhere"}])
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_on_a_synthetic_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir = write_run(tmp_path / "a", n_levels=5)
+    assert main(["alarm", str(run_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["method"] for r in rows} == {"imp", "rtl", "moe"}
+    assert main(["alarm", str(run_dir), "--evaluate"]) == 0
+    out = capsys.readouterr().out
+    assert "outcome" in out and "alarm:" in out
+
+
+def test_cli_on_an_unlabelled_run_only_alarms(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir = write_run(tmp_path / "a", n_levels=5)
+    _strip_labels(run_dir, mode="drop")
+    assert main(["alarm", str(run_dir), "--json", "--evaluate"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert rows and all("outcome" not in r for r in rows)
+    assert "no labelled metric" in captured.err
+
+
+def test_cli_refuses_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["alarm", str(tmp_path / "nothing")]) == 2
+    assert "error:" in capsys.readouterr().err
