@@ -624,6 +624,9 @@ def evaluate_run_alarm(
             continue
         points = labelled_collapse_points(c, used, margin)
         values = c[c["signal"] == used][["ticket", "level", "sparsity", "value"]]
+        if a["ticket"].nunique() == 1 and (points["ticket"].notna().sum() > 1):
+            # one ticket for all subsets (imp): its collapse is that of its mean over the subsets
+            points, values = _as_ticket_zero(points), _as_ticket_zero(values)
         a = a.assign(_lv=a["level"].astype("Float64").fillna(-1).astype(int))
         for lv, g in a.groupby("_lv", sort=True):  # one scoring call per distinct alarm level
             p = points[points["ticket"].isin(list(g["ticket"]))]
@@ -674,8 +677,21 @@ class Case:
     points: pd.DataFrame
 
 
-def case_points(curves: pd.DataFrame, margin: float = 0.05) -> pd.DataFrame:
-    """Labelled collapse level per (method, ticket) of one run's curves (tickets only, not the mean)."""
+def _as_ticket_zero(df: pd.DataFrame) -> pd.DataFrame:
+    """The aggregate rows (ticket ``<NA>``) renamed ticket 0."""
+    out = df[df["ticket"].isna()].copy()
+    out["ticket"] = pd.array([0] * len(out), dtype="Int64")
+    return out
+
+
+def case_points(
+    curves: pd.DataFrame, margin: float = 0.05, n_tickets: Mapping[str, int] | None = None
+) -> pd.DataFrame:
+    """Labelled collapse level per (method, ticket) of one run's curves (tickets only, not the mean).
+
+    A method with one ticket for all subsets (``n_tickets[method] == 1``) has
+    one row, ticket 0, read from the mean over subsets.
+    """
     from analysis.collapse import labelled_collapse_points
 
     frames = []
@@ -684,6 +700,8 @@ def case_points(curves: pd.DataFrame, margin: float = 0.05) -> pd.DataFrame:
         if used is None:
             continue
         p = labelled_collapse_points(c, used, margin)
+        if n_tickets is not None and n_tickets.get(method) == 1:
+            p = _as_ticket_zero(p)
         p = p[p["ticket"].notna()][["ticket", "collapse_level"]]
         p.insert(0, "method", method)
         frames.append(p)

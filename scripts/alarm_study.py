@@ -94,15 +94,17 @@ def load_cases(path: Path, cache: Path, n_boot: int) -> list[A.Case]:
     cases = []
     for seed, run in zip(g.seeds, runs, strict=True):
         key = cache / f"{g.name}-seed{seed}-{run.mtime():.0f}-b{n_boot}.pkl"
+        n_tickets = {m: len(run.ticket_names(m)) for m in run.methods}
         if key.is_file():
-            cases.append(pickle.loads(key.read_bytes()))
-            continue
-        others = [r for r in runs if r is not run]
-        table = run_signals(run, seeds=others or None, atc=True, n_boot=n_boot)
-        curves = A.labelled_curves(run)
-        case = A.Case(g.name, seed, table, curves, A.case_points(curves))
-        key.parent.mkdir(parents=True, exist_ok=True)
-        key.write_bytes(pickle.dumps(case))
+            case = pickle.loads(key.read_bytes())
+        else:
+            others = [r for r in runs if r is not run]
+            table = run_signals(run, seeds=others or None, atc=True, n_boot=n_boot)
+            curves = A.labelled_curves(run)
+            case = A.Case(g.name, seed, table, curves, A.case_points(curves))
+            key.parent.mkdir(parents=True, exist_ok=True)
+            key.write_bytes(pickle.dumps(case))
+        case.points = A.case_points(case.curves, n_tickets=n_tickets)
         cases.append(case)
     return cases
 

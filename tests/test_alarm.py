@@ -231,3 +231,28 @@ def test_cli_on_an_unlabelled_run_only_alarms(tmp_path: Path, capsys: pytest.Cap
 def test_cli_refuses_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["alarm", str(tmp_path / "nothing")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the Collapse page
+
+
+def test_collapse_page_shows_the_frozen_alarm_and_hides_its_labelled_evaluation(
+    monkeypatch: pytest.MonkeyPatch, synthetic_runs_dir: Path
+) -> None:
+    from test_app import _app, _charts, _no_exception
+
+    at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "multi")
+    at.switch_page("views/collapse.py").run()
+    _no_exception(at, "collapse")
+    traces = {str(t.get("name", "")) for c in _charts(at) for t in c["data"]}
+    assert "threshold (k × noise)" in traces  # the alarm's evidence
+    assert any("frozen" in str(c.value).lower() for c in at.caption)
+    held = [d.value for d in at.dataframe if "candidate" in d.value.columns]
+    assert held and set(held[0]["sweep"]) == set(
+        A.load_alarm_evaluation().query("role == 'evaluation'")["sweep"]
+    )
+    at.toggle(key="collapse.label_free").set_value(True).run()
+    _no_exception(at, "collapse, label-free")
+    assert not [d for d in at.dataframe if "candidate" in d.value.columns or "outcome" in d.value.columns]
+    traces = {str(t.get("name", "")) for c in _charts(at) for t in c["data"]}
+    assert "threshold (k × noise)" in traces
