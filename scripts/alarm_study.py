@@ -238,7 +238,23 @@ def main(argv: list[str] | None = None) -> int:
                 "metric_lost": float(np.average(g["mean_metric_lost"], weights=g["n"])),
             }
         )
+    matrix = {}
+    for name, g in held.groupby("candidate", sort=False):
+        row = {"candidate": name}
+        for r in g.itertuples(index=False):
+            cell = f"{r.hit}/{r.collapsing}" if r.collapsing else "–"
+            row[r.sweep] = cell + (f", FA {r.false_alarm}" if r.false_alarm else "")
+        lead = g.dropna(subset=["mean_lead_levels"])
+        w = (lead["hit"] + lead["early"] + lead["late"]).astype(float)
+        row["lead (levels)"] = float(np.average(lead["mean_lead_levels"], weights=w)) if w.sum() else np.nan
+        row["sparsity given up"] = float(np.average(g["mean_sparsity_given_up"], weights=g["n"]))
+        row["metric lost"] = float(np.average(g["mean_metric_lost"], weights=g["n"]))
+        matrix[name] = row
     print(f"Frozen alarm: {params.description}\n")
+    print("Hits / collapsing tickets per held-out sweep (FA: false alarms on tickets that never collapse);")
+    print("lead and regret pooled over the held-out sweeps:\n")
+    print(markdown(pd.DataFrame(list(matrix.values()))))
+    print()
     print("Held-out sweeps, pooled:\n")
     print(markdown(pd.DataFrame(pooled)))
     print("\nPer held-out sweep:\n")

@@ -256,3 +256,14 @@ def test_collapse_page_shows_the_frozen_alarm_and_hides_its_labelled_evaluation(
     assert not [d for d in at.dataframe if "candidate" in d.value.columns or "outcome" in d.value.columns]
     traces = {str(t.get("name", "")) for c in _charts(at) for t in c["data"]}
     assert "threshold (k × noise)" in traces
+
+
+def test_cli_on_a_run_group(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    group = tmp_path / "g"
+    for seed in (0, 1):
+        write_run(group / f"seed-{seed}", n_levels=4, seed=seed)
+    rf.write_group_manifest(group, {"runs": ["seed-0", "seed-1"], "seeds": [0, 1]})
+    assert main(["alarm", str(group), "--json"]) == 0
+    rows = pd.DataFrame(json.loads(capsys.readouterr().out))
+    assert set(rows["seed"]) == {0, 1}
+    assert len(rows) == 2 * (1 + 6 + 6)  # imp's one ticket, rtl's and moe's six, per seed
