@@ -27,6 +27,7 @@ from artifacts import run_format as rf
 from lottery.context import Context
 from lottery.levels import LevelLoop, level_info
 from lottery.masks import Masks
+from lottery.protocol import CollapseStop
 from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
 from lottery.sampling import presentations_per_step
 from lottery.tickets import (
@@ -76,7 +77,8 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
     initial = initial_masks(ctx)
     centroid = centroid_routes(ctx)
     per_step = presentations_per_step(desc.rtl.ticket_kind, desc.train.batch_size)
-    loop = LevelLoop(ctx.run_dir, METHOD, desc.prune.levels, show_progress)
+    stop = CollapseStop(ctx.run_dir, METHOD, desc)
+    loop = LevelLoop(ctx.run_dir, METHOD, desc.prune.levels, show_progress, stop=stop)
     prev: tuple[Masks, dict[str, torch.Tensor] | None] | None = None
     for level, continued in loop:
         if not continued:
@@ -125,4 +127,6 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
             weights_metadata={"layout": "stacked"},
         )
         prev = (masks, weights)
+        rf.sync_mask_levels(ctx.run_dir, METHOD)
         loop.report(sparsity=info["sparsity"], acc=metrics["accuracy"])
+    stop.record()

@@ -67,7 +67,8 @@ def check_tickets(ctx: Context) -> None:
     if kind not in ("detector", "expert"):
         raise ValueError(f"unknown rtl.ticket_kind {kind!r}; choose detector or expert")
     if kind == "detector":
-        if ctx.desc.data.partition != "class":
+        data = ctx.desc.data
+        if data.partition != "class" and not (data.partition == "random" and data.null_of == "class"):
             raise ValueError(
                 "detector tickets stand for one class each: use data.partition='class', "
                 "or rtl.ticket_kind='expert' for clusters"
