@@ -14,7 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["ATTENTION_COLUMNS", "attention_entropy", "attention_entropy_table"]
+__all__ = [
+    "ATTENTION_COLUMNS",
+    "attention_entropy",
+    "attention_entropy_table",
+    "image_entropy",
+    "mean_interval",
+]
 
 ATTENTION_COLUMNS = [
     "layer",
@@ -176,3 +182,64 @@ def attention_entropy_table(
     out["near_one_hot"] = out["mean_entropy"] < one_hot_below
     out["near_uniform"] = out["mean_entropy"] > uniform_above
     return out[ATTENTION_COLUMNS]
+
+
+def image_entropy(probs: np.ndarray, key_mask: np.ndarray | None = None) -> np.ndarray:
+    """Mean normalised entropy of each image's attention rows (over heads and valid queries).
+
+    The unit an interval over probe images resamples.
+
+    Parameters
+    ----------
+    probs : ndarray of float, shape (B, H, T, T)
+        One block's attention maps.
+    key_mask : ndarray of bool, shape (B, T), optional
+        True for real tokens (padded queries and keys are left out).
+
+    Returns
+    -------
+    ndarray of float64, shape (B,)
+        NaN for an image with no valid row.
+    """
+    p = np.asarray(probs)
+    if p.ndim != 4 or p.shape[-1] != p.shape[-2]:
+        raise ValueError(f"attention maps must have shape (B, H, T, T), got {p.shape}")
+    b, n_heads, t, _ = p.shape
+    km = None if key_mask is None else np.asarray(key_mask, dtype=bool).reshape(b, 1, t)  # (B, 1, T)
+    h = attention_entropy(p, km, normalize=True)  # (B, H, T)
+    rows = np.ones((b, n_heads, t), dtype=bool) if km is None else np.broadcast_to(km, (b, n_heads, t))
+    rows = rows & np.isfinite(h)
+    count = rows.sum(axis=(1, 2))
+    total = np.where(rows, h, 0.0).sum(axis=(1, 2))
+    return np.divide(total, count, out=np.full(b, np.nan), where=count > 0)
+
+
+def mean_interval(values: np.ndarray, ci: float = 0.95) -> tuple[float, float, float, int]:
+    """Mean of per-image values and its Student-t interval.
+
+    Parameters
+    ----------
+    values : ndarray of float, shape (N,)
+        NaNs are dropped.
+    ci : float
+        Coverage.
+
+    Returns
+    -------
+    mean, low, high : float
+        NaN bounds with fewer than two values.
+    n : int
+        Values used.
+    """
+    from scipy.stats import t as student_t
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(v.mean())
+    if n < 2:
+        return mean, float("nan"), float("nan"), n
+    half = float(student_t.ppf(1 - (1 - ci) / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
+    return mean, mean - half, mean + half, n

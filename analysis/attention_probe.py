@@ -65,8 +65,7 @@ def probe_attention(
     import torch
 
     from artifacts.run_format import RunFormatError
-    from lottery.models import ModelConfig, build_model
-    from lottery.train import load_state_numpy
+    from models import ModelConfig, build_model, load_state_numpy
 
     spec = dict(run.manifest.get("model") or {})
     if spec.get("name") != "vit":

@@ -2,8 +2,15 @@
 
 Glue between the probe (:mod:`analysis.attention_probe`, torch) and the
 entropy tables (:mod:`analysis.attention`): which levels can be probed, the
-per-head table of every probed ticket and level, and its mean over heads.
-torch is imported only when a probe actually runs.
+per-head table of every probed ticket and level, per-image entropies, their
+mean over images with an interval, and the trend against sparsity. torch is
+imported only when a probe actually runs.
+
+Each ticket is probed on two image sets: ``"own subset"``, the probe images of
+the subset the ticket was drawn for (ticket k <-> subset k; a single-ticket
+method has no own subset), and ``"all images"``. An expert ticket sees only its
+own subset in training and in oracle routing, so its attention elsewhere
+describes inputs it never handles.
 
 Sweep table columns (:func:`attention_sweep`)
 ---------------------------------------------
@@ -11,34 +18,87 @@ level : int
 sparsity : float
 ticket : str
     Ticket name.
+images : str
+    ``"own subset"`` or ``"all images"``.
+n_images : int
 layer, head, mean_entropy, ... : see :data:`analysis.attention.ATTENTION_COLUMNS`
-    ``dense_entropy`` / ``entropy_change`` compare with the same ticket at
-    ``dense_level`` (NaN when that level kept no weights).
+    ``dense_entropy`` / ``entropy_change`` compare with the same ticket on the
+    same images at ``dense_level`` (NaN when that level kept no weights).
+
+Image table columns (:func:`attention_probe_tables`)
+----------------------------------------------------
+level, sparsity, ticket, images, layer, image, entropy
+    ``entropy``: the image's mean normalised entropy over heads and query rows
+    (:func:`analysis.attention.image_entropy`); ``image`` is the probe row.
+
+Summary columns (:func:`attention_level_summary`)
+-------------------------------------------------
+level, sparsity, ticket, images, layer, mean_entropy, ci_low, ci_high, n_images, entropy_change
+    ``layer`` is a block name or ``"all layers"``; the interval is Student-t over
+    probe images (NaN without the image table).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from analysis.attention import ATTENTION_COLUMNS, attention_entropy_table
+from analysis.attention import ATTENTION_COLUMNS, attention_entropy_table, image_entropy, mean_interval
 
 if TYPE_CHECKING:
     from artifacts.run_format import Run
 
 __all__ = [
+    "ALL_IMAGES",
     "ALL_LAYERS",
+    "OWN_IMAGES",
     "attention_level_summary",
+    "attention_probe_tables",
     "attention_sweep",
+    "attention_trend",
     "attention_unavailable",
+    "attention_verdict",
     "probe_levels",
 ]
 
 ALL_LAYERS = "all layers"
+OWN_IMAGES = "own subset"
+ALL_IMAGES = "all images"
 PROBE_EXTRA = "probe"
+SWEEP_KEYS = ["level", "sparsity", "ticket", "images", "n_images"]
+IMAGE_COLUMNS = ["level", "sparsity", "ticket", "images", "layer", "image", "entropy"]
+SUMMARY_COLUMNS = [
+    "level",
+    "sparsity",
+    "ticket",
+    "images",
+    "layer",
+    "mean_entropy",
+    "ci_low",
+    "ci_high",
+    "n_images",
+    "entropy_change",
+]
+TREND_COLUMNS = [
+    "ticket",
+    "images",
+    "layer",
+    "first_sparsity",
+    "first",
+    "first_low",
+    "first_high",
+    "last_sparsity",
+    "last",
+    "last_low",
+    "last_high",
+    "change",
+    "rho",
+    "p_value",
+    "direction",
+]
 
 
 def probe_levels(run: Run, method: str) -> list[int]:
@@ -92,6 +152,123 @@ def attention_unavailable(run: Run, method: str) -> str | None:
     return None
 
 
+def _image_sets(
+    run: Run, method: str, n_inputs: int, subsets: np.ndarray | None
+) -> dict[int, dict[str, np.ndarray]]:
+    """For each ticket index, the probe rows of each image set."""
+    k = len(run.ticket_names(method))
+    everything = np.arange(n_inputs)
+    out = {}
+    for t in range(k):
+        sets = {}
+        if subsets is not None and k > 1:
+            own = np.flatnonzero(np.asarray(subsets) == t)
+            if own.size:
+                sets[OWN_IMAGES] = own
+        sets[ALL_IMAGES] = everything
+        out[t] = sets
+    return out
+
+
+def attention_probe_tables(
+    run: Run,
+    method: str,
+    tickets: Sequence[int],
+    levels: Sequence[int] | None = None,
+    *,
+    dense_level: int = 0,
+    inputs: np.ndarray | None = None,
+    subsets: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Probe the chosen tickets at the chosen levels: per-head and per-image entropy tables.
+
+    Each ticket and level is probed once on every probe image; the image sets
+    (module docstring) are subsets of those rows.
+
+    Parameters
+    ----------
+    run : Run
+        A ViT run (see :func:`attention_unavailable`).
+    method : str
+    tickets : sequence of int
+        Ticket indices.
+    levels : sequence of int, optional
+        Default: every level with weights (:func:`probe_levels`); levels
+        without weights are skipped.
+    dense_level : int
+        Reference for ``entropy_change`` (the unpruned model).
+    inputs : ndarray of float, shape (N, C, H, W), optional
+        Probe images; default: the run's stored probe batch.
+    subsets : ndarray of int, shape (N,), optional
+        Subset of each probe image; default: the stored batch's ``subset``
+        (None with custom ``inputs``: only ``"all images"``).
+    progress : callable, optional
+        Called with a short message before each probe.
+
+    Returns
+    -------
+    dict
+        ``"heads"``: the sweep table (:func:`attention_sweep`); ``"images"``:
+        the image table (module docstring).
+    """
+    from analysis.attention_probe import probe_attention
+
+    if inputs is None and run.has_extra(PROBE_EXTRA):
+        stored = run.extra(PROBE_EXTRA)
+        if subsets is None and "subset" in stored:
+            subsets = np.asarray(stored["subset"])
+        inputs = stored["x"]
+    if inputs is None:
+        raise ValueError("no inputs given and the run stores no probe batch")
+    if subsets is not None and len(subsets) != len(inputs):
+        raise ValueError(f"{len(subsets)} subset ids for {len(inputs)} probe images")
+    have = probe_levels(run, method)
+    wanted = have if levels is None else [lv for lv in levels if lv in have]
+    names = run.ticket_names(method)
+    sets = _image_sets(run, method, len(inputs), subsets)
+    heads, images = [], []
+    for t in tickets:
+        t = int(t)
+        todo = ([dense_level] if dense_level in have and dense_level not in wanted else []) + list(wanted)
+        maps_by_level = {}
+        for level in todo:
+            if progress is not None:
+                progress(f"{method} ticket {names[t]}, level {level}")
+            maps_by_level[level] = probe_attention(run, method, level, t, inputs)
+        for image_set, rows in sets[t].items():
+            dense = None
+            if dense_level in maps_by_level:
+                dense = attention_entropy_table([m[rows] for m in maps_by_level[dense_level]])
+            for level in wanted:
+                maps = [m[rows] for m in maps_by_level[level]]
+                sp = run.sparsity(method, level)
+                df = attention_entropy_table(maps, dense=dense)
+                for col, val in zip(SWEEP_KEYS, (level, sp, names[t], image_set, len(rows)), strict=True):
+                    df.insert(SWEEP_KEYS.index(col), col, val)
+                heads.append(df)
+                for i, m in enumerate(maps):
+                    images.append(
+                        pd.DataFrame(
+                            {
+                                "level": level,
+                                "sparsity": sp,
+                                "ticket": names[t],
+                                "images": image_set,
+                                "layer": str(i),
+                                "image": rows,
+                                "entropy": image_entropy(m),
+                            }
+                        )
+                    )
+    return {
+        "heads": pd.concat(heads, ignore_index=True)
+        if heads
+        else pd.DataFrame(columns=[*SWEEP_KEYS, *ATTENTION_COLUMNS]),
+        "images": pd.concat(images, ignore_index=True) if images else pd.DataFrame(columns=IMAGE_COLUMNS),
+    }
+
+
 def attention_sweep(
     run: Run,
     method: str,
@@ -111,8 +288,7 @@ def attention_sweep(
     tickets : sequence of int
         Ticket indices.
     levels : sequence of int, optional
-        Default: every level with weights (:func:`probe_levels`); levels
-        without weights are skipped.
+        Default: every level with weights (:func:`probe_levels`).
     dense_level : int
         Reference for ``entropy_change`` (the unpruned model).
     inputs : ndarray of float, shape (N, C, H, W), optional
@@ -121,47 +297,167 @@ def attention_sweep(
     Returns
     -------
     DataFrame
-        Columns ``level, sparsity, ticket`` then :data:`analysis.attention.ATTENTION_COLUMNS`.
+        Columns ``level, sparsity, ticket, images, n_images`` then
+        :data:`analysis.attention.ATTENTION_COLUMNS` (module docstring).
     """
-    from analysis.attention_probe import probe_attention
-
-    have = probe_levels(run, method)
-    wanted = have if levels is None else [lv for lv in levels if lv in have]
-    names = run.ticket_names(method)
-    frames = []
-    for t in tickets:
-        dense = None
-        if dense_level in have:
-            dense = attention_entropy_table(probe_attention(run, method, dense_level, int(t), inputs))
-        for level in wanted:
-            maps = probe_attention(run, method, level, int(t), inputs)
-            df = attention_entropy_table(maps, dense=dense)
-            df.insert(0, "ticket", names[int(t)])
-            df.insert(0, "sparsity", run.sparsity(method, level))
-            df.insert(0, "level", level)
-            frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=["level", "sparsity", "ticket", *ATTENTION_COLUMNS])
-    return pd.concat(frames, ignore_index=True)
+    return attention_probe_tables(run, method, tickets, levels, dense_level=dense_level, inputs=inputs)[
+        "heads"
+    ]
 
 
-def attention_level_summary(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Mean over heads of the entropy per level, ticket and layer, and over all layers.
+def attention_level_summary(
+    sweep: pd.DataFrame, images: pd.DataFrame | None = None, *, dense_level: int = 0
+) -> pd.DataFrame:
+    """Mean entropy per level, ticket, image set and layer (and over all layers), with intervals.
 
     Parameters
     ----------
     sweep : DataFrame
-        Output of :func:`attention_sweep`.
+        Output of :func:`attention_sweep` (an ``images`` column is optional).
+    images : DataFrame, optional
+        The image table of :func:`attention_probe_tables`; gives means over
+        images with a Student-t interval over probe images.
+    dense_level : int
+        Reference level of ``entropy_change`` when ``images`` is given.
 
     Returns
     -------
     DataFrame
-        Columns ``level, sparsity, ticket, layer, mean_entropy, entropy_change``;
-        ``layer`` is a block name or ``"all layers"`` (mean over every head of every block).
+        Columns :data:`SUMMARY_COLUMNS`. Without ``images``: means over heads,
+        NaN intervals. ``entropy_change`` is the mean minus the same ticket's
+        on the same images at the dense level (mean over heads of the sweep's
+        ``entropy_change`` when no image table is given).
     """
-    keys = ["level", "sparsity", "ticket"]
-    cols = ["mean_entropy", "entropy_change"]
-    per_layer = sweep.groupby([*keys, "layer"], sort=False)[cols].mean().reset_index()
-    overall = sweep.groupby(keys, sort=False)[cols].mean().reset_index()
-    overall.insert(3, "layer", ALL_LAYERS)
-    return pd.concat([overall, per_layer], ignore_index=True)[[*keys, "layer", *cols]]
+    sweep = sweep if "images" in sweep else sweep.assign(images=ALL_IMAGES)
+    keys = ["level", "sparsity", "ticket", "images"]
+    if images is None or images.empty:
+        cols = ["mean_entropy", "entropy_change"]
+        per_layer = sweep.groupby([*keys, "layer"], sort=False)[cols].mean().reset_index()
+        overall = sweep.groupby(keys, sort=False)[cols].mean().reset_index()
+        overall.insert(4, "layer", ALL_LAYERS)
+        out = pd.concat([overall, per_layer], ignore_index=True)
+        out["ci_low"] = out["ci_high"] = np.nan
+        n = sweep.groupby(keys, sort=False)["n_images"].first() if "n_images" in sweep else None
+        out["n_images"] = (
+            out.set_index(keys).index.map(n).to_numpy() if n is not None else np.full(len(out), np.nan)
+        )
+        return out[SUMMARY_COLUMNS]
+    per_image_all = images.groupby([*keys, "image"], sort=False)["entropy"].mean().reset_index()
+    per_image_all.insert(4, "layer", ALL_LAYERS)
+    both = pd.concat([per_image_all, images[[*keys, "layer", "image", "entropy"]]], ignore_index=True)
+    rows = []
+    for key, g in both.groupby([*keys, "layer"], sort=False):
+        mean, lo, hi, n = mean_interval(g["entropy"].to_numpy())
+        rows.append((*key, mean, lo, hi, n))
+    out = pd.DataFrame(rows, columns=[*keys, "layer", "mean_entropy", "ci_low", "ci_high", "n_images"])
+    ref = out[out["level"] == dense_level].set_index(["ticket", "images", "layer"])["mean_entropy"]
+    out["entropy_change"] = (
+        out["mean_entropy"].to_numpy()
+        - ref.reindex(pd.MultiIndex.from_frame(out[["ticket", "images", "layer"]])).to_numpy()
+    )
+    return out[SUMMARY_COLUMNS]
+
+
+def attention_trend(summary: pd.DataFrame, layer: str = ALL_LAYERS, alpha: float = 0.05) -> pd.DataFrame:
+    """Does attention entropy rise or fall with sparsity? One row per ticket and image set.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :func:`attention_level_summary` output.
+    layer : str
+        A block name or ``"all layers"``.
+    alpha : float
+        Level of the Spearman test (``scipy.stats.spearmanr``) against sparsity.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`TREND_COLUMNS`: the first and last probed level's mean
+        and interval, ``change = last - first``, Spearman ``rho`` and
+        ``p_value`` of mean entropy against sparsity, and ``direction``:
+        ``"rises"`` / ``"falls"`` when the test is significant and the first
+        and last intervals do not overlap (or, without intervals, when it is
+        significant), else ``"no clear trend"``.
+    """
+    from scipy.stats import spearmanr
+
+    rows = []
+    sub = summary[summary["layer"] == layer].sort_values("sparsity", kind="stable")
+    for (ticket, image_set), g in sub.groupby(["ticket", "images"], sort=False):
+        a, b = g.iloc[0], g.iloc[-1]
+        rho, p = (np.nan, np.nan)
+        if len(g) >= 3 and g["mean_entropy"].nunique() > 1:
+            res = spearmanr(g["sparsity"], g["mean_entropy"])
+            rho, p = float(res.statistic), float(res.pvalue)
+        separated = not (np.isfinite(a["ci_high"]) and np.isfinite(b["ci_low"]))
+        if not separated:
+            separated = b["ci_low"] > a["ci_high"] or b["ci_high"] < a["ci_low"]
+        direction = "no clear trend"
+        if np.isfinite(p) and p <= alpha and separated:
+            direction = "rises" if rho > 0 else "falls"
+        rows.append(
+            (
+                ticket,
+                image_set,
+                layer,
+                a["sparsity"],
+                a["mean_entropy"],
+                a["ci_low"],
+                a["ci_high"],
+                b["sparsity"],
+                b["mean_entropy"],
+                b["ci_low"],
+                b["ci_high"],
+                b["mean_entropy"] - a["mean_entropy"],
+                rho,
+                p,
+                direction,
+            )
+        )
+    return pd.DataFrame(rows, columns=TREND_COLUMNS)
+
+
+def attention_verdict(trend: pd.DataFrame, images: str = OWN_IMAGES) -> str:
+    """One plain sentence on the direction of attention entropy with sparsity.
+
+    Parameters
+    ----------
+    trend : DataFrame
+        :func:`attention_trend` output.
+    images : str
+        Image set to speak about (falls back to ``"all images"`` when absent).
+
+    Returns
+    -------
+    str
+    """
+    rows = trend[trend["images"] == images]
+    if rows.empty:
+        images = ALL_IMAGES
+        rows = trend[trend["images"] == images]
+    if rows.empty:
+        return "No ticket was probed at enough levels to tell a trend."
+    n = len(rows)
+    counts = rows["direction"].value_counts()
+    up, down = int(counts.get("rises", 0)), int(counts.get("falls", 0))
+    detail = "; ".join(
+        f"{r.ticket} {r.first:.3f} at {r.first_sparsity:.0%} to {r.last:.3f} at {r.last_sparsity:.0%}"
+        for r in rows.itertuples()
+    )
+    on = f"on {'each ticket' + chr(39) + 's own subset' if images == OWN_IMAGES else 'all probe images'}"
+    if up > n / 2:
+        head = (
+            f"Attention entropy rises with sparsity ({up} of {n} tickets, {on}): pruned tickets attend "
+            "more uniformly, not more sharply, contrary to the claim that pruning focuses attention."
+        )
+    elif down > n / 2:
+        head = (
+            f"Attention entropy falls with sparsity ({down} of {n} tickets, {on}): pruning focuses attention."
+        )
+    else:
+        head = (
+            f"No consistent trend of attention entropy with sparsity {on} ({up} of {n} tickets rise, "
+            f"{down} fall)."
+        )
+    return f"{head} Mean normalised entropy: {detail}."

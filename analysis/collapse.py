@@ -176,14 +176,19 @@ def prediction_entropy(pred: np.ndarray) -> float:
 
 def _similarity_rows(masks: Mapping[str, np.ndarray]) -> pd.DataFrame:
     # Lazy: the similarity module is a sibling that may evolve independently.
+    from analysis.pair_limits import pair_sample
     from analysis.similarity import GLOBAL, similarity_frame, ticket_similarity_summary
 
+    k = next(iter(masks.values())).shape[0]
+    idx = pair_sample(k)  # past the pairwise limit, a fixed sample of tickets (K x K memory)
+    if len(idx) < k:
+        masks = {n: m[idx] for n, m in masks.items()}
     pairs = similarity_frame(masks, layers=False)
     if pairs.empty:  # K = 1: no other ticket to compare with
         return _long([], [], [])
     summary = ticket_similarity_summary(pairs)
     summary = summary[summary["layer"] == GLOBAL]
-    t = summary["ticket"].astype(int).tolist()
+    t = [int(idx[int(i)]) for i in summary["ticket"]]
     rows = _long(
         t + t,
         ["mean_jaccard"] * len(t) + ["mean_jaccard_star"] * len(t),

@@ -20,12 +20,29 @@ selection_rate, true_positive_rate, false_positive_rate
     TPR (FPR) is NaN in a group with no positive (negative) sample, where it
     is undefined, rather than fairlearn's 0.
 
-Group tables (:func:`group_metrics`) are tidy: ``group_by, group, n, small,
-metric, value, ci_low, ci_high``. ``small`` flags groups with fewer than
-``min_count`` samples; groups with no sample (expected from ``groups=`` or from
-the categories of a categorical column) appear with ``n = 0``, ``small = True``
-and NaN values. Confidence intervals are percentile bootstrap intervals that
-resample each group's own samples (the group size stays fixed), seeded.
+Group tables (:func:`group_metrics`) are tidy: ``group_by, group, n, n_metric,
+small, metric, value, ci_low, ci_high, interval``. ``n_metric`` is the count
+the metric rests on: the positives for TPR, the negatives for FPR, the smallest
+class present for balanced accuracy and macro recall, every sample otherwise;
+``small`` flags ``n_metric < min_count`` (a group of 66 with 3 positives has a
+TPR of 3 samples). Groups with no sample (expected from ``groups=`` or from the
+categories of a categorical column) appear with ``n = 0``, ``small = True`` and
+NaN values.
+
+Intervals
+---------
+- Per-group proportions (accuracy, selection rate, TPR, FPR): Wilson score
+  intervals on ``n_metric`` trials (``interval = "wilson"``); they do not
+  collapse to zero width at 0 or 1, where a bootstrap would.
+- Balanced accuracy and macro recall: percentile bootstrap resampling the
+  group's own samples (``"bootstrap"``); where the resamples have no spread at 0
+  or 1, the Wilson interval of the value on ``n_metric`` trials instead
+  (``"wilson (degenerate bootstrap)"``).
+- Decisions (:func:`fairness_gaps`: the between-group gap and ratio, the worst
+  group; :func:`group_drops`: each group's drop ``psi_g``): percentile
+  bootstrap that resamples the evaluation samples jointly, stratified by group
+  (each group keeps its size), with the *same* resamples at every level, so
+  drops are paired with the dense model.
 """
 
 from __future__ import annotations
@@ -52,10 +69,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BINARY_METRICS",
+    "GAP_COLUMNS",
     "GROUP_COLUMNS",
     "METRICS",
+    "wilson_interval",
     "fairness_gaps",
     "group_drops",
+    "joint_bootstrap",
     "group_labels",
     "group_metrics",
     "run_fairness_gaps",
@@ -64,7 +84,20 @@ __all__ = [
 
 METRICS = ("accuracy", "balanced_accuracy", "recall_macro")
 BINARY_METRICS = ("selection_rate", "true_positive_rate", "false_positive_rate")
-GROUP_COLUMNS = ["group_by", "group", "n", "small", "metric", "value", "ci_low", "ci_high"]
+GROUP_COLUMNS = [
+    "group_by",
+    "group",
+    "n",
+    "n_metric",
+    "small",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "interval",
+]
+GAP_COLUMNS = ["level", "sparsity", "group_by", "metric", "statistic", "value", "group", "ci_low", "ci_high"]
+PROPORTIONS = ("accuracy", "selection_rate", "true_positive_rate", "false_positive_rate")
 # Direction of "better" for the worst-group statistic; selection rate has none.
 _HIGHER_IS_BETTER = {
     "accuracy": True,
@@ -188,6 +221,53 @@ def _hits(yt: np.ndarray, yp: np.ndarray, offset: np.ndarray, b: int, n_classes:
     return np.bincount(idx, minlength=b * n_classes).reshape(b, n_classes)
 
 
+def wilson_interval(successes, trials, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a binomial proportion (no continuity correction).
+
+    Equal to ``scipy.stats.binomtest(k, n).proportion_ci(ci, method="wilson")``;
+    unlike a bootstrap or the Wald interval it keeps a positive width at 0 / n
+    and n / n.
+
+    Parameters
+    ----------
+    successes, trials : array_like of float
+        ``k`` and ``n`` (broadcast together); ``k`` may be fractional
+        (``value * n``).
+    ci : float
+        Coverage.
+
+    Returns
+    -------
+    low, high : ndarray of float64
+        NaN where ``n = 0``.
+    """
+    from scipy.stats import norm
+
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    z = float(norm.ppf(1 - (1 - ci) / 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        den = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / den
+        half = z / den * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+        low, high = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    bad = ~(n > 0)
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
+
+
+def _metric_count(name: str, yt: np.ndarray, pos) -> int:
+    """The number of samples a metric's value rests on, in one group (labels ``yt``)."""
+    if name == "true_positive_rate":
+        return int(np.sum(yt == pos))
+    if name == "false_positive_rate":
+        return int(np.sum(yt != pos))
+    if name in ("balanced_accuracy", "recall_macro"):
+        _, counts = np.unique(yt, return_counts=True)
+        return int(counts.min()) if counts.size else 0
+    return int(yt.size)
+
+
 # ----------------------------------------------------------------------------- groups
 
 
@@ -276,19 +356,21 @@ def group_metrics(
     pos_label : int
         Positive class of a binary task.
     min_count : int
-        Groups with fewer samples are flagged ``small``.
+        Groups whose metric rests on fewer samples (``n_metric``: positives for
+        TPR, negatives for FPR, ...) are flagged ``small``.
     n_boot : int
-        Bootstrap resamples per group (0: no intervals, NaN bounds).
+        Bootstrap resamples per group for the non-proportion metrics (0: no
+        bootstrap; proportions still get their closed-form Wilson interval).
     ci : float
-        Coverage of the percentile interval.
+        Coverage of the intervals.
     random_state : int
         Seed of the bootstrap.
 
     Returns
     -------
     DataFrame
-        Columns ``group_by, group, n, small, metric, value, ci_low, ci_high``;
-        groups sorted by name, metrics in the order asked.
+        Columns :data:`GROUP_COLUMNS` (module docstring); groups sorted by name,
+        metrics in the order asked.
     """
     if binary is None:
         binary = _is_binary(predictions, label_col, pred_col)
@@ -308,20 +390,27 @@ def group_metrics(
 
     lo = pd.DataFrame(np.nan, index=expected, columns=names)
     hi = lo.copy()
-    if n_boot > 0 and len(g):
+    kind = pd.DataFrame("", index=expected, columns=names, dtype=object)
+    group_values = g.to_numpy()
+    n_metric = pd.DataFrame(0, index=expected, columns=names, dtype=np.int64)
+    for name in expected:
+        yt_g = y_true[group_values == name]
+        for m in names:
+            n_metric.loc[name, m] = _metric_count(m, yt_g, pos_label)
+    boot_names = [m for m in names if m not in PROPORTIONS]
+    if n_boot > 0 and len(g) and boot_names:
         q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
         labels, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
         yt_all, yp_all = codes[: len(y_true)], codes[len(y_true) :]
         pos = int(np.searchsorted(labels, pos_label)) if pos_label in labels else -1
         rng = np.random.default_rng(random_state)
-        group_values = g.to_numpy()
         for name in expected:
             members = np.flatnonzero(group_values == name)
             if members.size == 0:
                 continue
             idx = members[rng.integers(0, members.size, size=(n_boot, members.size))]  # (B, n_g)
             step = max(1, _BOOT_CELLS // members.size)
-            for m in names:
+            for m in boot_names:
                 vals = np.concatenate(
                     [
                         _batch_metric(
@@ -332,24 +421,146 @@ def group_metrics(
                 )
                 if np.isfinite(vals).any():
                     lo.loc[name, m], hi.loc[name, m] = np.nanquantile(vals, q)
+                    kind.loc[name, m] = "bootstrap"
+    for m in names:
+        v = pd.to_numeric(by_group[m], errors="coerce").to_numpy(dtype=np.float64)
+        n_m = n_metric[m].to_numpy(dtype=np.float64)
+        w_lo, w_hi = wilson_interval(v * n_m, n_m, ci)
+        if m in PROPORTIONS:
+            use = np.isfinite(v)
+            label_kind = "wilson"
+        else:
+            # no spread at a boundary: the bootstrap says nothing; fall back to Wilson
+            width = (hi[m] - lo[m]).to_numpy(dtype=np.float64)
+            use = np.isfinite(v) & (kind[m] == "bootstrap").to_numpy() & (width <= 1e-12)
+            use &= (v <= 1e-12) | (v >= 1 - 1e-12)
+            label_kind = "wilson (degenerate bootstrap)"
+        lo.loc[use, m], hi.loc[use, m] = w_lo[use], w_hi[use]
+        kind.loc[use, m] = label_kind
 
     rows = []
     label = g.name
     for name in expected:
         n = int(counts[name])
         for m in names:
+            n_m = int(n_metric.loc[name, m])
             rows.append(
-                (label, name, n, n < min_count, m, by_group.loc[name, m], lo.loc[name, m], hi.loc[name, m])
+                (
+                    label,
+                    name,
+                    n,
+                    n_m,
+                    n_m < min_count,
+                    m,
+                    by_group.loc[name, m],
+                    lo.loc[name, m],
+                    hi.loc[name, m],
+                    kind.loc[name, m] or "none",
+                )
             )
     out = pd.DataFrame(rows, columns=GROUP_COLUMNS)
     for c in ("value", "ci_low", "ci_high"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype(np.float64)
     out["n"] = out["n"].astype(np.int64)
+    out["n_metric"] = out["n_metric"].astype(np.int64)
     out["small"] = out["small"].astype(bool)
     return out
 
 
 # ----------------------------------------------------------------------------- against sparsity
+
+
+def _aligned_levels(
+    predictions_by_level: Mapping[int, pd.DataFrame], label_col: str, pred_col: str
+) -> dict[int, pd.DataFrame]:
+    """Every level's predictions in one sample order (by ``sample`` when present)."""
+    out = {}
+    ref = None
+    for lv, p in sorted(predictions_by_level.items()):
+        if "sample" in p.columns:
+            p = p.sort_values("sample", kind="stable").reset_index(drop=True)
+            key = p["sample"].to_numpy()
+        else:
+            key = np.arange(len(p))
+        if ref is None:
+            ref = key
+        elif len(key) != len(ref) or not np.array_equal(key, ref):
+            raise ValueError(
+                f"level {lv} holds other evaluation samples than level {min(predictions_by_level)}: "
+                "a joint bootstrap needs the same samples at every level"
+            )
+        out[lv] = p
+    return out
+
+
+def joint_bootstrap(
+    predictions_by_level: Mapping[int, pd.DataFrame],
+    group_by: str | Sequence[str],
+    metric: str,
+    *,
+    pred_col: str = "pred",
+    label_col: str = "label",
+    pos_label: int = 1,
+    n_boot: int = 400,
+    random_state: int = 0,
+) -> tuple[list[str], dict[int, np.ndarray]]:
+    """One metric per group on stratified resamples shared by every level.
+
+    Each resample draws, within every group, as many samples as the group has,
+    with replacement; the same sample indices are used at every level, so a
+    group's drop from the dense level is a paired difference.
+
+    Parameters
+    ----------
+    predictions_by_level : mapping of int to DataFrame
+        One method's predictions per level, on the same evaluation samples.
+    group_by : str or sequence of str
+    metric : str
+    pred_col, label_col, pos_label
+        As in :func:`group_metrics`.
+    n_boot : int
+        Number of resamples B.
+    random_state : int
+
+    Returns
+    -------
+    groups : list of str
+        Group names (sorted), G of them.
+    values : dict of int to ndarray of float64, shape (B, G)
+        The metric of every group on every resample, per level (NaN where undefined).
+    """
+    levels = _aligned_levels(predictions_by_level, label_col, pred_col)
+    first = levels[min(levels)]
+    g = group_labels(first, group_by).to_numpy()
+    groups = sorted(set(g))
+    labels, codes = np.unique(
+        np.concatenate([first[label_col].to_numpy(), *[p[pred_col].to_numpy() for p in levels.values()]]),
+        return_inverse=True,
+    )
+    n = len(first)
+    yt = codes[:n]
+    yp = {lv: codes[n * (i + 1) : n * (i + 2)] for i, lv in enumerate(levels)}
+    pos = int(np.searchsorted(labels, pos_label)) if pos_label in labels else -1
+    rng = np.random.default_rng(random_state)
+    out = {lv: np.full((n_boot, len(groups)), np.nan) for lv in levels}
+    for j, name in enumerate(groups):
+        members = np.flatnonzero(g == name)
+        step = max(1, _BOOT_CELLS // (members.size * max(1, len(levels))))
+        for s0 in range(0, n_boot, step):
+            b = min(step, n_boot - s0)
+            idx = members[rng.integers(0, members.size, size=(b, members.size))]  # (b, n_g)
+            t = yt[idx]
+            for lv in levels:
+                out[lv][s0 : s0 + b, j] = _batch_metric(metric, t, yp[lv][idx], labels.size, pos)
+    return groups, out
+
+
+def _percentile(vals: np.ndarray, ci: float) -> tuple[float, float]:
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(vals, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(lo), float(hi)
 
 
 def group_drops(
@@ -358,12 +569,16 @@ def group_drops(
     group_by: str | Sequence[str],
     *,
     dense_level: int = 0,
+    n_boot_drop: int = 400,
+    ci: float = 0.95,
     **kwargs,
 ) -> pd.DataFrame:
-    """Each group's metric at every level and its drop from the dense model.
+    """Each group's metric at every level and its drop from the dense model, with intervals.
 
     The drop is ``psi_g = m_dense(g) - m_level(g)`` (positive = the pruned
-    model is worse, for metrics where higher is better).
+    model is worse, for metrics where higher is better). Its interval is a
+    percentile bootstrap over resamples shared by the dense and the pruned
+    level (:func:`joint_bootstrap`), so it reflects the paired difference.
 
     Parameters
     ----------
@@ -374,23 +589,42 @@ def group_drops(
     group_by : str or sequence of str
     dense_level : int
         Reference level (0 = the dense model).
+    n_boot_drop : int
+        Joint resamples for the drop intervals (0: none, NaN bounds).
+    ci : float
+        Coverage of every interval.
     **kwargs
-        Passed to :func:`group_metrics` (``n_boot`` defaults to 0 here).
+        Passed to :func:`group_metrics` (``n_boot`` defaults to 0 here: the
+        per-level values get Wilson intervals where they are proportions).
 
     Returns
     -------
     DataFrame
         Columns ``level, sparsity`` then those of :func:`group_metrics`, then
-        ``dense_value`` and ``drop``.
+        ``dense_value``, ``drop``, ``drop_ci_low`` and ``drop_ci_high``.
     """
     if dense_level not in predictions_by_level:
         raise ValueError(f"no dense level {dense_level} among {sorted(predictions_by_level)}")
     kwargs.setdefault("n_boot", 0)
+    kwargs["ci"] = ci
     # Every level reports the same groups, so drops align even if a group empties.
     all_groups = sorted(set().union(*(set(group_labels(p, group_by)) for p in predictions_by_level.values())))
     kwargs["groups"] = sorted(set(all_groups) | set(kwargs.get("groups") or ()))
     tables = {lv: group_metrics(p, group_by, **kwargs) for lv, p in sorted(predictions_by_level.items())}
     dense = tables[dense_level].set_index(["group", "metric"])["value"]
+    boots = {}
+    if n_boot_drop > 0:
+        for m in tables[dense_level]["metric"].unique():
+            boots[m] = joint_bootstrap(
+                predictions_by_level,
+                group_by,
+                m,
+                pred_col=kwargs.get("pred_col", "pred"),
+                label_col=kwargs.get("label_col", "label"),
+                pos_label=kwargs.get("pos_label", 1),
+                n_boot=n_boot_drop,
+                random_state=kwargs.get("random_state", 0),
+            )
     frames = []
     for lv, t in tables.items():
         t = t.copy()
@@ -398,12 +632,31 @@ def group_drops(
         t.insert(0, "level", int(lv))
         t["dense_value"] = dense.reindex(pd.MultiIndex.from_frame(t[["group", "metric"]])).to_numpy()
         t["drop"] = t["dense_value"] - t["value"]
+        lo = np.full(len(t), np.nan)
+        hi = np.full(len(t), np.nan)
+        for i, (grp, m) in enumerate(zip(t["group"], t["metric"], strict=True)):
+            if m in boots and grp in boots[m][0]:
+                j = boots[m][0].index(grp)
+                lo[i], hi[i] = _percentile(boots[m][1][dense_level][:, j] - boots[m][1][lv][:, j], ci)
+        t["drop_ci_low"], t["drop_ci_high"] = lo, hi
         frames.append(t)
     return pd.concat(frames, ignore_index=True)
 
 
-def _stat_rows(level, sp, group_by, metric, stats: list[tuple[str, float, str | None]]) -> list[tuple]:
-    return [(level, sp, group_by, metric, s, float(v), grp) for s, v, grp in stats]
+def _stat_rows(level, sp, group_by, metric, stats: list[tuple]) -> list[tuple]:
+    return [
+        (
+            level,
+            sp,
+            group_by,
+            metric,
+            st[0],
+            float(st[1]),
+            st[2],
+            *(st[3:] if len(st) > 3 else (np.nan, np.nan)),
+        )
+        for st in stats
+    ]
 
 
 def fairness_gaps(
@@ -418,11 +671,16 @@ def fairness_gaps(
     binary: bool | None = None,
     pos_label: int = 1,
     min_count: int = 30,
+    n_boot: int = 400,
+    ci: float = 0.95,
+    random_state: int = 0,
 ) -> pd.DataFrame:
-    """Between-group gaps and the spread of per-group drops, level by level.
+    """Between-group gaps and the spread of per-group drops, level by level, with intervals.
 
-    Only groups with at least ``min_count`` samples at a level enter its
-    statistics (a group of 3 samples would otherwise decide every gap).
+    Only groups whose metric rests on at least ``min_count`` samples
+    (``n_metric`` of :func:`group_metrics`: e.g. positives for TPR) enter a
+    metric's statistics; for the parity differences, groups of at least
+    ``min_count`` samples.
 
     Parameters
     ----------
@@ -433,21 +691,30 @@ def fairness_gaps(
     dense_level : int
     pred_col, label_col, metrics, binary, pos_label, min_count
         As in :func:`group_metrics`.
+    n_boot : int
+        Joint stratified resamples (:func:`joint_bootstrap`) for the intervals
+        of ``difference``, ``ratio``, ``group_min``, ``group_max``, ``worst``
+        (0: none) and of each group's drop.
+    ci : float
+    random_state : int
 
     Returns
     -------
     DataFrame
-        Tidy, columns ``level, sparsity, group_by, metric, statistic, value, group``.
-        Statistics per metric:
+        Tidy, columns :data:`GAP_COLUMNS`. Statistics per metric:
 
-        - ``difference``, ``ratio``: fairlearn ``MetricFrame.difference()`` and
-          ``.ratio()`` (between groups: max - min, min / max);
+        - ``difference``, ``ratio``: between the retained groups, max - min and
+          min / max of fairlearn ``MetricFrame.by_group`` (fairlearn's
+          ``difference()`` / ``ratio()`` over those groups);
         - ``group_min``, ``group_max``: the extreme group values (``group`` names the group);
         - ``worst``: the lowest value (highest for FPR), for metrics with a direction;
         - ``drop_max``, ``drop_min``: the largest and smallest drop from the dense
           model ``psi_g = m_dense(g) - m(g)`` (``group`` names the group);
         - ``drop_spread``: ``drop_max - drop_min``; ``drop_std``: population std of the drops.
 
+        ``ci_low, ci_high`` bound the statistic (percentile bootstrap, the same
+        groups in every resample); NaN for the drop statistics, whose group
+        changes between resamples (see :func:`group_drops` for each group's drop).
         For a binary task, also metric ``demographic_parity`` and
         ``equalized_odds``, statistic ``difference`` (fairlearn's
         ``demographic_parity_difference`` / ``equalized_odds_difference``).
@@ -470,34 +737,78 @@ def fairness_gaps(
         binary=binary,
         pos_label=pos_label,
         min_count=min_count,
+        n_boot_drop=0,
     )
+    boots = {
+        m: joint_bootstrap(
+            predictions_by_level,
+            group_by,
+            m,
+            pred_col=pred_col,
+            label_col=label_col,
+            pos_label=pos_label,
+            n_boot=n_boot,
+            random_state=random_state,
+        )
+        for m in (names if n_boot > 0 else [])
+    }
     fns = _metric_functions(names, pos_label)
     label = group_labels(lv0, group_by).name
     rows: list[tuple] = []
     for lv, preds in sorted(predictions_by_level.items()):
         sp = float(sparsity[lv])
         g = group_labels(preds, group_by)
-        big = g.map(g.value_counts()) >= min_count
-        if not big.any():
+        d_lv = drops[drops["level"] == lv]
+        if not len(g):
             continue
-        y_true = preds[label_col].to_numpy()[big.to_numpy()]
-        y_pred = preds[pred_col].to_numpy()[big.to_numpy()]
-        gb = g[big]
-        frame = _metric_frame(fns, y_true, y_pred, gb)
-        diff, ratio = frame.difference(), frame.ratio()
-        d = drops[(drops["level"] == lv) & ~drops["small"]]
+        frame = _metric_frame(fns, preds[label_col].to_numpy(), preds[pred_col].to_numpy(), g)
         for m in names:
-            vals = frame.by_group[m].astype(float).dropna()
-            dm = d[d["metric"] == m].dropna(subset=["drop"]).set_index("group")["drop"]
-            stats: list[tuple[str, float, str | None]] = [
-                ("difference", diff[m], None),
-                ("ratio", ratio[m], None),
+            info = d_lv[d_lv["metric"] == m].set_index("group")
+            keep = info.index[~info["small"]]
+            vals = frame.by_group[m].astype(float).reindex(keep).dropna()
+            if vals.empty:
+                continue
+            dm = info.loc[vals.index, "drop"].dropna()
+            bvals = None
+            if m in boots:
+                bgroups, bv = boots[m]
+                bvals = bv[lv][:, [bgroups.index(x) for x in vals.index]]  # (B, G retained)
+
+            def interval(fn, bvals=bvals) -> tuple[float, float]:
+                if bvals is None:
+                    return float("nan"), float("nan")
+                with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    return _percentile(fn(bvals), ci)
+
+            def one_group(fn, group, vals=vals, m=m, info=info, interval=interval) -> tuple[float, float]:
+                # A resampled extreme with no spread at 0 or 1 (every resample perfect):
+                # the Wilson interval of that group instead, which keeps its width.
+                lo, hi = interval(fn)
+                v = float(vals[group])
+                if m in PROPORTIONS and np.isfinite(lo) and hi - lo <= 1e-12 and (v <= 0 or v >= 1):
+                    n_m = float(info.loc[group, "n_metric"])
+                    w_lo, w_hi = wilson_interval(v * n_m, n_m, ci)
+                    lo, hi = float(w_lo), float(w_hi)
+                return lo, hi
+
+            hi_v, lo_v = vals.max(), vals.min()
+            stats: list[tuple] = [
+                ("difference", hi_v - lo_v, None, *interval(lambda b: np.nanmax(b, 1) - np.nanmin(b, 1))),
+                (
+                    "ratio",
+                    lo_v / hi_v if hi_v > 0 else np.nan,
+                    None,
+                    *interval(lambda b: np.nanmin(b, 1) / np.nanmax(b, 1)),
+                ),
+                ("group_min", lo_v, vals.idxmin(), *one_group(lambda b: np.nanmin(b, 1), vals.idxmin())),
+                ("group_max", hi_v, vals.idxmax(), *one_group(lambda b: np.nanmax(b, 1), vals.idxmax())),
             ]
-            if len(vals):
-                stats += [("group_min", vals.min(), vals.idxmin()), ("group_max", vals.max(), vals.idxmax())]
-                if m in _HIGHER_IS_BETTER:
-                    worst = vals.idxmin() if _HIGHER_IS_BETTER[m] else vals.idxmax()
-                    stats.append(("worst", vals[worst], worst))
+            if m in _HIGHER_IS_BETTER:
+                up = _HIGHER_IS_BETTER[m]
+                worst = vals.idxmin() if up else vals.idxmax()
+                fn = (lambda b: np.nanmin(b, 1)) if up else (lambda b: np.nanmax(b, 1))
+                stats.append(("worst", vals[worst], worst, *one_group(fn, worst)))
             if len(dm):
                 stats += [
                     ("drop_max", dm.max(), dm.idxmax()),
@@ -507,17 +818,22 @@ def fairness_gaps(
                 ]
             rows += _stat_rows(lv, sp, label, m, stats)
         if binary:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yt, yp, gd, w = _distinct_rows(y_true, y_pred, gb)
-                dp = demographic_parity_difference(yt, yp, sensitive_features=gd.to_numpy(), sample_weight=w)
-                eo = equalized_odds_difference(yt, yp, sensitive_features=gd.to_numpy(), sample_weight=w)
-            rows += _stat_rows(lv, sp, label, "demographic_parity", [("difference", dp, None)])
-            rows += _stat_rows(lv, sp, label, "equalized_odds", [("difference", eo, None)])
-    out = pd.DataFrame(
-        rows, columns=["level", "sparsity", "group_by", "metric", "statistic", "value", "group"]
-    )
-    out["value"] = out["value"].astype(np.float64)
+            big = (g.map(g.value_counts()) >= min_count).to_numpy()
+            if big.any():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    yt, yp, gd, w = _distinct_rows(
+                        preds[label_col].to_numpy()[big], preds[pred_col].to_numpy()[big], g[big]
+                    )
+                    dp = demographic_parity_difference(
+                        yt, yp, sensitive_features=gd.to_numpy(), sample_weight=w
+                    )
+                    eo = equalized_odds_difference(yt, yp, sensitive_features=gd.to_numpy(), sample_weight=w)
+                rows += _stat_rows(lv, sp, label, "demographic_parity", [("difference", dp, None)])
+                rows += _stat_rows(lv, sp, label, "equalized_odds", [("difference", eo, None)])
+    out = pd.DataFrame(rows, columns=GAP_COLUMNS)
+    for c in ("value", "ci_low", "ci_high"):
+        out[c] = out[c].astype(np.float64)
     return out
 
 

@@ -12,6 +12,11 @@ Two questions about the ticket-by-ticket Jaccard matrix:
    :func:`alignment_table` does this per level and per layer group (shallow /
    middle / deep thirds), against sparsity. :func:`fashion_class_similarity`
    loads a shipped reference matrix for the 10 Fashion-MNIST classes.
+3. Is that more than the inputs? The shipped class hierarchy itself follows the
+   pixel-space similarity of the class centroids, so a raw alignment may only
+   mirror the inputs. :func:`partial_mantel` controls for it: the correlation of
+   mask with class similarity once both are regressed on the input-space
+   similarity of the subsets' centroids (:func:`centroid_similarity`).
 
 Map table columns (:func:`ticket_map_table`)
 --------------------------------------------
@@ -30,6 +35,17 @@ rho : float
 p_value : float
     Mantel permutation p-value (one-sided, ``rho`` greater than by chance, by default).
 n_perm : int
+partial_rho : float
+    Partial Mantel statistic: Spearman correlation of ticket similarity with
+    reference similarity once both are controlled for the input-space similarity
+    of the subsets' centroids (:func:`partial_mantel`). NaN without a control.
+partial_p_value : float
+    Its permutation p-value (one-sided, greater).
+
+Layers whose rows are disjoint by construction (one-vs-rest detector heads,
+:func:`analysis.similarity.shared_rows`) are left out before the layers are
+split into thirds, and partly disjoint layers count only their shared rows:
+a similarity that is 0 by construction carries no information about classes.
 """
 
 from __future__ import annotations
@@ -46,9 +62,10 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from analysis.similarity import (
+    _restricted_counts,
     layer_groups,
-    layer_overlap_counts,
     measures_from_counts,
+    method_shared_rows,
     pairwise_jaccard,
 )
 
@@ -76,7 +93,16 @@ FASHION_CLUSTERS = {
     "bags": ["Bag"],
 }
 MAP_COLUMNS = ["method", "level", "sparsity", "ticket", "density", "x", "y"]
-ALIGNMENT_COLUMNS = ["layer_group", "n_layers", "n_pairs", "rho", "p_value", "n_perm"]
+ALIGNMENT_COLUMNS = [
+    "layer_group",
+    "n_layers",
+    "n_pairs",
+    "rho",
+    "p_value",
+    "n_perm",
+    "partial_rho",
+    "partial_p_value",
+]
 
 # At or below this many points the map is metric MDS, not UMAP: with <= 4 points
 # every point is a neighbour of every other, UMAP's fuzzy graph carries almost no
@@ -356,16 +382,130 @@ def mantel(
     rng = np.random.default_rng(random_state)
     perms = np.array([rng.permutation(n) for _ in range(n_perm)])  # (n_perm, n)
     null = _pearson_rows(ra, rb[perms[:, iu[0]], perms[:, iu[1]]])  # (n_perm,)
+    return MantelResult(rho, _perm_p(null, rho, n_perm, alternative), n_perm, n_pairs)
+
+
+def _residuals(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Residuals of the least-squares line of ``y`` on ``x`` (both shape (P,))."""
+    xc = x - x.mean()
+    den = float(xc @ xc)
+    slope = float(xc @ (y - y.mean())) / den if den > 0 else 0.0
+    return y - y.mean() - slope * xc
+
+
+def partial_mantel(
+    a: np.ndarray | pd.DataFrame,
+    b: np.ndarray | pd.DataFrame,
+    c: np.ndarray | pd.DataFrame,
+    *,
+    n_perm: int = 999,
+    random_state: int = 0,
+    alternative: Literal["greater", "less", "two-sided"] = "greater",
+) -> MantelResult:
+    """Partial Mantel test: whether ``a`` follows ``b`` beyond what ``c`` explains.
+
+    The statistic is the partial Spearman correlation of the off-diagonal
+    entries, ``r_ab.c = (r_ab - r_ac r_bc) / sqrt((1 - r_ac^2)(1 - r_bc^2))`` on
+    ranks, i.e. the correlation of the residuals of ``a`` and of ``b`` after a
+    linear fit on ``c``. The null permutes the items of ``b``'s residual matrix
+    (rows and columns together; Smouse, Long and Sokal 1986), so a ``b`` that
+    tracks ``a`` only through ``c`` is not significant.
+
+    Parameters
+    ----------
+    a, b, c : ndarray of float, shape (n, n), or DataFrame
+        Symmetric matrices over the same n items in the same order (DataFrames:
+        ``b`` and ``c`` are reindexed to ``a``'s labels). Only the upper
+        triangles are read. Here ``a`` = mask similarity, ``b`` = class
+        similarity, ``c`` = input-space similarity (the control).
+    n_perm : int
+        Number of permutations (0: no p-value, NaN).
+    random_state : int
+        Seed of the permutations.
+    alternative : {"greater", "less", "two-sided"}
+
+    Returns
+    -------
+    MantelResult
+        ``rho`` is the partial correlation (NaN when a matrix is constant or not finite).
+    """
+    if isinstance(a, pd.DataFrame):
+        if isinstance(b, pd.DataFrame):
+            b = b.loc[a.index, a.columns]
+        if isinstance(c, pd.DataFrame):
+            c = c.loc[a.index, a.columns]
+    a, b, c = (np.asarray(m, dtype=np.float64) for m in (a, b, c))
+    if not (a.shape == b.shape == c.shape) or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"need three square matrices of one shape, got {a.shape}, {b.shape}, {c.shape}")
+    n = a.shape[0]
+    iu = np.triu_indices(n, 1)
+    n_pairs = iu[0].size
+    if n_pairs < 3 or not all(np.all(np.isfinite(m[iu])) for m in (a, b, c)):
+        return MantelResult(np.nan, np.nan, n_perm, n_pairs)
+    ra, rb, rc = (rankdata(m[iu]) for m in (a, b, c))
+    ea = _residuals(ra, rc)
+    eb_mat = np.zeros((n, n))
+    eb_mat[iu] = _residuals(rb, rc)
+    eb_mat = eb_mat + eb_mat.T
+    rho = float(_pearson_rows(ea, eb_mat[iu][None, :])[0])
+    if n_perm <= 0 or np.isnan(rho):
+        return MantelResult(rho, np.nan, n_perm, n_pairs)
+    rng = np.random.default_rng(random_state)
+    perms = np.array([rng.permutation(n) for _ in range(n_perm)])  # (n_perm, n)
+    null = _pearson_rows(ea, eb_mat[perms[:, iu[0]], perms[:, iu[1]]])  # (n_perm,)
+    return MantelResult(rho, _perm_p(null, rho, n_perm, alternative), n_perm, n_pairs)
+
+
+def _perm_p(null: np.ndarray, stat: float, n_perm: int, alternative: str) -> float:
     eps = 1e-12  # ties with the observed value count as extreme
     if alternative == "greater":
-        hits = null >= rho - eps
+        hits = null >= stat - eps
     elif alternative == "less":
-        hits = null <= rho + eps
+        hits = null <= stat + eps
     elif alternative == "two-sided":
-        hits = np.abs(null) >= abs(rho) - eps
+        hits = np.abs(null) >= abs(stat) - eps
     else:
         raise ValueError(f"unknown alternative {alternative!r}")
-    return MantelResult(rho, float((1 + np.sum(hits)) / (1 + n_perm)), n_perm, n_pairs)
+    return float((1 + np.sum(hits)) / (1 + n_perm))
+
+
+def centroid_similarity(centroids: np.ndarray, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Input-space similarity of subset centroids: minus their Euclidean distance.
+
+    Only the order of the entries matters to the (rank-based) Mantel tests.
+
+    Parameters
+    ----------
+    centroids : ndarray of float, shape (K, F)
+        One mean input per subset (a run's ``extra/centroids.safetensors``).
+    names : sequence of str, optional
+        Row / column labels, length K.
+
+    Returns
+    -------
+    DataFrame of float64, shape (K, K)
+        Diagonal 0, off-diagonal ``-||c_i - c_j||``.
+    """
+    x = np.asarray(centroids, dtype=np.float64).reshape(len(centroids), -1)
+    d = np.sqrt(np.maximum(((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=-1), 0.0))  # (K, K)
+    labels = [str(i) for i in range(len(x))] if names is None else [str(n) for n in names]
+    if len(labels) != len(x):
+        raise ValueError(f"{len(labels)} names for {len(x)} centroids")
+    return pd.DataFrame(-d, index=pd.Index(labels, name="ticket"), columns=labels)
+
+
+def run_centroid_similarity(run: Run, method: str) -> pd.DataFrame | None:
+    """:func:`centroid_similarity` of a run's stored subset centroids, labelled by ticket.
+
+    None when the run stores no centroids or they are not one per ticket.
+    """
+    if not run.has_extra("centroids"):
+        return None
+    cents = run.extra("centroids").get("centroids")
+    names = run.ticket_names(method)
+    if cents is None or len(cents) != len(names):
+        return None
+    return centroid_similarity(cents, names)
 
 
 def fashion_class_similarity() -> pd.DataFrame:
@@ -413,6 +553,8 @@ def alignment_frame(
     groups: bool = True,
     n_perm: int = 999,
     random_state: int = 0,
+    control: pd.DataFrame | None = None,
+    shared: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Semantic alignment of one set of masks, over all layers and per layer group.
 
@@ -431,23 +573,47 @@ def alignment_frame(
     groups : bool
         Add one row per non-empty layer group (:func:`analysis.similarity.layer_groups`).
     n_perm, random_state
-        Passed to :func:`mantel`.
+        Passed to :func:`mantel` and :func:`partial_mantel`.
+    control : DataFrame, shape (K, K), optional
+        Input-space similarity of the tickets' subsets (e.g.
+        :func:`run_centroid_similarity`), labelled like ``tickets`` or in their
+        order; gives ``partial_rho`` / ``partial_p_value`` (NaN without it).
+    shared : mapping of str to ndarray of bool, optional
+        Rows two tickets can share (:func:`analysis.similarity.shared_rows` of
+        the unpruned masks): layers with none are left out, others count only
+        those rows. Default: every row of every layer.
 
     Returns
     -------
     DataFrame
-        Columns ``layer_group, n_layers, n_pairs, rho, p_value, n_perm``.
+        Columns :data:`ALIGNMENT_COLUMNS` (module docstring).
     """
     ref = _align_reference(reference, tickets).to_numpy(dtype=np.float64)
-    per_layer = layer_overlap_counts(masks)
-    scopes = {"all": list(per_layer)}
+    ctrl = None
+    if control is not None:
+        ctrl = (_align_reference(control, tickets) if control.shape[0] != len(tickets) else control).to_numpy(
+            dtype=np.float64
+        )
+        if ctrl.shape != ref.shape:
+            raise ValueError(f"control has shape {ctrl.shape}, need {ref.shape}")
+    per_layer, comparable = _restricted_counts(masks, shared)
+    scopes = {"all": comparable}
     if groups:
-        scopes.update({g: names for g, names in layer_groups(per_layer).items() if names})
+        scopes.update({g: names for g, names in layer_groups(comparable).items() if names})
     rows = []
     for group, names in scopes.items():
+        if not names:
+            continue
         sim = measures_from_counts([per_layer[n] for n in names])[value]
         res = mantel(sim, ref, n_perm=n_perm, random_state=random_state)
-        rows.append((group, len(names), res.n_pairs, res.rho, res.p_value, res.n_perm))
+        part = (
+            partial_mantel(sim, ref, ctrl, n_perm=n_perm, random_state=random_state)
+            if ctrl is not None
+            else MantelResult(np.nan, np.nan, n_perm, res.n_pairs)
+        )
+        rows.append(
+            (group, len(names), res.n_pairs, res.rho, res.p_value, res.n_perm, part.rho, part.p_value)
+        )
     return pd.DataFrame(rows, columns=ALIGNMENT_COLUMNS)
 
 
@@ -461,8 +627,12 @@ def alignment_table(
     groups: bool = True,
     n_perm: int = 999,
     random_state: int = 0,
+    control: pd.DataFrame | None | Literal["centroids"] = "centroids",
 ) -> pd.DataFrame:
     """:func:`alignment_frame` at every level of a method (alignment against sparsity).
+
+    Rows disjoint by construction are found once, at the method's first
+    (unpruned) level (:func:`analysis.similarity.method_shared_rows`).
 
     Parameters
     ----------
@@ -474,6 +644,10 @@ def alignment_table(
         Default: all completed levels.
     value, groups, n_perm, random_state
         As in :func:`alignment_frame`.
+    control : DataFrame, None or "centroids"
+        Input-space similarity to control for; ``"centroids"`` (default) uses
+        the run's stored subset centroids (:func:`run_centroid_similarity`),
+        None gives no partial statistic.
 
     Returns
     -------
@@ -482,6 +656,11 @@ def alignment_table(
     """
     reference = fashion_class_similarity() if reference is None else reference
     tickets = run.ticket_names(method)
+    if isinstance(control, str):
+        if control != "centroids":
+            raise ValueError(f"control must be a DataFrame, None or 'centroids', got {control!r}")
+        control = run_centroid_similarity(run, method)
+    shared = method_shared_rows(run, method)
     frames = []
     for level in run.levels(method) if levels is None else levels:
         df = alignment_frame(
@@ -492,8 +671,63 @@ def alignment_table(
             groups=groups,
             n_perm=n_perm,
             random_state=random_state,
+            control=control,
+            shared=shared,
         )
         df.insert(0, "sparsity", run.sparsity(method, level))
         df.insert(0, "level", level)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+def alignment_facts(run: Run, method: str, table: pd.DataFrame, *, alpha: float = 0.05) -> dict:
+    """What a reader needs beside an alignment table: the control's own strength and a verdict.
+
+    Parameters
+    ----------
+    run : Run
+    method : str
+    table : DataFrame
+        :func:`alignment_table` of that method.
+    alpha : float
+        Significance level of the verdict.
+
+    Returns
+    -------
+    dict
+        ``disjoint`` (list of str, layers left out as disjoint by construction),
+        ``inputs_rho`` / ``inputs_p`` (Mantel test of the reference against the
+        input-space control; None without centroids), ``verdict`` (one sentence on
+        where the partial alignment over all layers is significant).
+    """
+    from analysis.similarity import disjoint_layers
+
+    control = run_centroid_similarity(run, method)
+    out: dict = {
+        "disjoint": disjoint_layers(method_shared_rows(run, method)),
+        "inputs_rho": None,
+        "inputs_p": None,
+        "verdict": "",
+    }
+    if control is None:
+        return out
+    tickets = run.ticket_names(method)
+    ref = _align_reference(fashion_class_similarity(), tickets)
+    res = mantel(ref.to_numpy(), control.to_numpy())
+    out["inputs_rho"], out["inputs_p"] = res.rho, res.p_value
+    rows = table[(table["layer_group"] == "all") & table["partial_p_value"].notna()]
+    sig = rows[rows["partial_p_value"] <= alpha]
+    if rows.empty:
+        out["verdict"] = "No level has a partial statistic."
+    elif sig.empty:
+        out["verdict"] = (
+            f"Over all layers, the partial alignment is significant (p <= {alpha}) at no level: "
+            "what alignment there is, the inputs explain."
+        )
+    else:
+        at = ", ".join(f"{sp:.0%}" for sp in sig["sparsity"])
+        out["verdict"] = (
+            f"Over all layers, the partial alignment is significant (p <= {alpha}) at {len(sig)} of "
+            f"{len(rows)} levels (sparsity {at}); at the others the inputs explain what alignment there is."
+        )
+    return out

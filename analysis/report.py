@@ -148,8 +148,17 @@ def _similarity(page: _Page, run: Run, level: int) -> None:
         page.table(
             table[table["level"] == lv], f"{method}: every pair and layer at level {lv}", collapsed=True
         )
+        disjoint = sim.disjoint_layers(sim.method_shared_rows(run, method))
+        if disjoint:
+            page.note(
+                f"{method}: {', '.join(disjoint)} left out of the layer mean and of alignment "
+                "(each ticket owns its own rows there: disjoint by construction)."
+            )
     both = pd.concat(summaries, ignore_index=True)
-    page.figure(similarity_vs_sparsity(both))
+    page.figure(
+        similarity_vs_sparsity(both),
+        "J* pooled over all weights (follows the largest layer) beside J* averaged with equal layer weights.",
+    )
     page.table(both, "Mean pair measures per level and layer", collapsed=True)
 
 
@@ -206,14 +215,21 @@ def _fairness(page: _Page, run: Run, level: int, labelled: list[str]) -> None:
     for group_by in groups:
         page.h3(f"Groups: {group_by}")
         gaps = run_fairness_gaps(run, group_by, labelled)
-        page.figure(fairness_gap_figure(gaps, "accuracy", "difference"), "Accuracy gap (best - worst group).")
+        page.figure(
+            fairness_gap_figure(gaps, "accuracy", "difference"),
+            "Accuracy gap (best - worst group), 95 % joint stratified bootstrap interval.",
+        )
+        page.figure(
+            fairness_gap_figure(gaps, "accuracy", "worst"), "Worst group's accuracy, 95 % bootstrap interval."
+        )
         page.figure(fairness_gap_figure(gaps, "accuracy", "drop_max"), "Largest drop of a group from dense.")
         for method in labelled:
             lv = min(run.levels(method), key=lambda x: (abs(x - level), x))
             table = group_metrics(run.predictions(method, lv), group_by, n_boot=200)
             page.figure(
                 group_metric_figure(table, "accuracy"),
-                f"{method}, level {lv}: accuracy per group, 95 % bootstrap interval (faded: small group).",
+                f"{method}, level {lv}: accuracy per group, 95 % Wilson interval (faded: small group, "
+                "by the count the metric rests on).",
             )
             page.table(table, f"{method}, level {lv}: every group metric", collapsed=True)
         page.table(gaps, f"Gaps by {group_by} at every level", collapsed=True)
@@ -222,7 +238,7 @@ def _fairness(page: _Page, run: Run, level: int, labelled: list[str]) -> None:
 def _projection(page: _Page, run: Run, level: int) -> None:
     from analysis.figures.projection import alignment_vs_sparsity, ticket_map_scatter
     from analysis.overview import method_capabilities
-    from analysis.projection import alignment_table, ticket_map_table
+    from analysis.projection import alignment_facts, alignment_table, ticket_map_table
 
     page.h2("Projection")
     caps = method_capabilities(run).set_index("method")
@@ -242,6 +258,12 @@ def _projection(page: _Page, run: Run, level: int) -> None:
             page.note(f"{method}: no class-similarity reference for its tickets; alignment not computed.")
             continue
         page.figure(alignment_vs_sparsity(align, title=f"{method}: semantic alignment"))
+        facts = alignment_facts(run, method, align)
+        if facts["inputs_rho"] is not None:
+            page.text(
+                f"Control: the class hierarchy's Mantel rho with the centroids' pixel-space similarity is "
+                f"{facts['inputs_rho']:.2f} (p = {facts['inputs_p']:.3g}). {facts['verdict']}"
+            )
         page.table(align, f"{method}: alignment per level and layer group", collapsed=True)
 
 
@@ -260,7 +282,15 @@ def _coding(page: _Page, run: Run) -> None:
 
 
 def _attention(page: _Page, run: Run, level: int) -> None:
-    from analysis.attention_sweep import attention_level_summary, attention_sweep, attention_unavailable
+    from analysis.attention_sweep import (
+        ALL_IMAGES,
+        OWN_IMAGES,
+        attention_level_summary,
+        attention_probe_tables,
+        attention_trend,
+        attention_unavailable,
+        attention_verdict,
+    )
     from analysis.figures.attention import attention_entropy_heatmap
     from analysis.figures.attention_sweep import attention_entropy_vs_sparsity
 
@@ -271,10 +301,18 @@ def _attention(page: _Page, run: Run, level: int) -> None:
             page.note(f"{method}: {reason}")
             continue
         k = len(run.ticket_names(method))
-        sweep = attention_sweep(run, method, list(range(k)))
-        summary = attention_level_summary(sweep)
+        tables = attention_probe_tables(run, method, list(range(k)))
+        sweep = tables["heads"]
+        summary = attention_level_summary(sweep, tables["images"])
+        trend = attention_trend(summary)
         page.h3(method)
-        page.figure(attention_entropy_vs_sparsity(summary))
+        page.text(attention_verdict(trend, OWN_IMAGES if k > 1 else ALL_IMAGES), cls="")
+        for image_set in dict.fromkeys(summary["images"]):
+            page.figure(
+                attention_entropy_vs_sparsity(summary, images=image_set),
+                f"{image_set}: 95 % Student-t intervals over probe images.",
+            )
+        sweep = sweep[sweep["images"] == ALL_IMAGES]
         lv = min(sweep["level"].unique(), key=lambda x: (abs(x - level), x))
         first = run.ticket_names(method)[0]
         page.figure(
@@ -282,6 +320,7 @@ def _attention(page: _Page, run: Run, level: int) -> None:
             f"{method}, ticket {first}, level {lv}: normalised entropy per layer and head.",
         )
         page.table(summary, f"{method}: entropy per level, ticket and layer", collapsed=True)
+        page.table(trend, f"{method}: entropy against sparsity, per ticket and image set", collapsed=True)
 
 
 def build_report(run: Run, *, level: int | None = None, progress: Callable[[str], None] | None = None) -> str:

@@ -20,6 +20,19 @@ Conventions
   ``E[J] = 1`` (both masks full, or both empty), where no excess over chance is
   measurable.
 
+Layer weighting and structurally disjoint rows
+----------------------------------------------
+``"__global__"`` pools every weight, so it follows the largest layer (88 % of
+LeNet-300-100's prunable weights sit in ``layers.0``). ``"__layer_mean__"`` is
+the mean of the per-layer measures with equal layer weights. Output rows that at
+most one ticket can use by construction (one-vs-rest detector heads: ticket k
+owns row k of the head) have Jaccard 0 whatever the training does; given the
+``shared`` rows (:func:`shared_rows` of the unpruned masks, as
+:func:`similarity_table` does), per-layer measures count only rows that two
+tickets or more can use, and a layer with no such row (a detector head) is left
+out of ``"__layer_mean__"`` (its own rows keep the raw values). The global
+measure stays the paper's: every weight, unrestricted.
+
 Tidy table columns (:func:`similarity_frame`, :func:`similarity_table`)
 -----------------------------------------------------------------------
 level : int
@@ -30,7 +43,9 @@ ticket_a, ticket_b : str
     The two tickets; each unordered pair appears once, ``ticket_a`` before
     ``ticket_b`` in ticket order.
 layer : str
-    Layer name, or ``"__global__"`` for all prunable layers together.
+    Layer name, ``"__global__"`` for all prunable layers pooled, or
+    ``"__layer_mean__"`` for the equal-weight mean over the comparable layers
+    (its ``z`` is Stouffer's ``sum z_l / sqrt(L)``).
 jaccard : float
     ``|A ∩ B| / |A ∪ B|``.
 jaccard_chance : float
@@ -52,6 +67,7 @@ z : float
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,10 +78,15 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import hypergeom
 
+from analysis.pair_limits import check_pair_count, pair_sample
+
 if TYPE_CHECKING:
     from artifacts.run_format import Run
 
 GLOBAL = "__global__"
+# Equal-weight mean over layers of the per-layer measures (each layer counts once,
+# whatever its size), next to GLOBAL, which pools weights and so follows the largest layer.
+LAYER_MEAN = "__layer_mean__"
 PAIR_COLUMNS = [
     "ticket_a",
     "ticket_b",
@@ -144,9 +165,10 @@ def packed_overlap(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"packed masks must be uint8 of shape (K, B), got {packed.dtype} {packed.shape}")
     k, b = packed.shape
     pad = (-b) % 8
-    if pad or not packed.flags.c_contiguous:
+    if pad:
         # 64-bit words: 8x fewer popcount calls than bytes.
         packed = np.pad(packed, ((0, 0), (0, pad)))
+    packed = np.ascontiguousarray(packed)  # a view as uint64 needs C order
     words = packed.view(np.uint64)  # (K, ceil(B / 8))
     inter = np.empty((k, k), dtype=np.int64)
     buf = np.empty_like(words)
@@ -212,8 +234,15 @@ def layer_overlap_counts(masks: Masks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
     -------
     dict of str to OverlapCounts
         In the input's layer order.
+
+    Raises
+    ------
+    PairLimitError
+        For more than :func:`analysis.pair_limits.max_pair_tickets` tickets (K x K memory).
     """
-    return {name: _count_layer(m, chunk_bytes) for name, m in _layers(masks)}
+    layers = _layers(masks)
+    check_pair_count(layers[0][1].shape[0])
+    return {name: _count_layer(m, chunk_bytes) for name, m in layers}
 
 
 def overlap_counts(masks: Masks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> OverlapCounts:
@@ -446,8 +475,104 @@ def _empty_pairs(extra: Sequence[str] = ()) -> pd.DataFrame:
     return df
 
 
+def shared_rows(masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Output rows that at least two tickets keep a weight in (rows two tickets *can* share).
+
+    Apply it to the unpruned masks (level 0): there a row kept by one ticket only
+    is disjoint by construction (ticket k of a one-vs-rest detector set owns row
+    k of the head), not by pruning.
+
+    Parameters
+    ----------
+    masks : mapping of str to ndarray of bool, shape (K, rows, ...)
+        A layer of shape (K, N) has one weight per row.
+
+    Returns
+    -------
+    dict of str to ndarray of bool, shape (rows,)
+        True where two tickets or more keep a weight. With K = 1 every row is True.
+    """
+    out = {}
+    for name, m in masks.items():
+        m = np.asarray(m)
+        if m.ndim < 2:
+            raise ValueError(f"masks {name!r} must have shape (K, rows, ...), got {m.shape}")
+        k = m.shape[0]
+        rows = m.reshape(k, m.shape[1], -1).astype(bool).any(axis=2)  # (K, rows)
+        out[str(name)] = np.ones(rows.shape[1], dtype=bool) if k < 2 else rows.sum(axis=0) >= 2
+    return out
+
+
+def disjoint_layers(shared: Mapping[str, np.ndarray]) -> list[str]:
+    """Layers in which no row is shared (:func:`shared_rows`): disjoint by construction."""
+    return [name for name, rows in shared.items() if not np.asarray(rows).any()]
+
+
+def _restricted_counts(
+    masks: Mapping[str, np.ndarray], shared: Mapping[str, np.ndarray] | None
+) -> tuple[dict[str, OverlapCounts], list[str]]:
+    """Per-layer counts over the shared rows, and the comparable layers.
+
+    A layer whose rows are all shared, or which ``shared`` does not name, is
+    counted whole; one with no shared row is counted whole (raw values) but is
+    not comparable.
+    """
+    counts: dict[str, OverlapCounts] = {}
+    comparable: list[str] = []
+    for name, m in masks.items():
+        arr = np.asarray(m)
+        rows = None if shared is None else shared.get(name)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=bool)
+            if arr.ndim < 2 or rows.shape != (arr.shape[1],):
+                raise ValueError(f"shared rows of {name!r}: shape {rows.shape} for masks {arr.shape}")
+        if rows is None or rows.all():
+            counts.update(layer_overlap_counts({name: arr}))
+            comparable.append(name)
+        elif rows.any():
+            counts.update(layer_overlap_counts({name: arr[:, rows]}))
+            comparable.append(name)
+        else:
+            counts.update(layer_overlap_counts({name: arr}))
+    return counts, comparable
+
+
+def layer_mean_measures(per_layer: Sequence[OverlapCounts]) -> dict[str, np.ndarray]:
+    """Pair measures averaged over layers with equal weights (each layer counts once).
+
+    Parameters
+    ----------
+    per_layer : sequence of OverlapCounts
+        One entry per layer.
+
+    Returns
+    -------
+    dict of str to ndarray of float64, shape (K, K)
+        Keys as :func:`measures_from_counts`: the mean over the layers where a
+        measure is defined (NaN where it is defined in none); ``z`` combines the
+        layers' z-scores by Stouffer's ``sum z_l / sqrt(L)``.
+    """
+    if not per_layer:
+        raise ValueError("no layer to average")
+    each = [measures_from_counts([c]) for c in per_layer]
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN, as documented
+        for key in METRICS:
+            stack = np.stack([m[key] for m in each])  # (L, K, K)
+            if key == "z":
+                out[key] = stack.sum(axis=0) / np.sqrt(stack.shape[0])
+            else:
+                out[key] = np.nanmean(stack, axis=0)
+    return out
+
+
 def similarity_frame(
-    masks: Masks, tickets: Sequence[str] | None = None, *, layers: bool = True
+    masks: Masks,
+    tickets: Sequence[str] | None = None,
+    *,
+    layers: bool = True,
+    shared: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Pair measures of one set of masks, globally and per layer, as a tidy table.
 
@@ -457,14 +582,20 @@ def similarity_frame(
     tickets : sequence of str, optional
         Ticket names, length K (default ``"0", "1", ...``).
     layers : bool
-        Also emit one row per pair and layer (a plain array has no layers).
+        Also emit one row per pair and layer, and the equal-weight layer mean
+        ``"__layer_mean__"`` (a plain array has no layers).
+    shared : mapping of str to ndarray of bool, shape (rows,), optional
+        Rows that two tickets can share (:func:`shared_rows` of the unpruned
+        masks). Per-layer rows and the layer mean then count only those rows, and
+        leave out layers that have none (module docstring). Default: every row.
 
     Returns
     -------
     DataFrame
         Columns ``ticket_a, ticket_b, layer, jaccard, jaccard_chance, jaccard_star,
         iomin, phi, z`` (module docstring); one row per unordered pair and layer
-        (``"__global__"`` first). Empty, with these columns, when K = 1.
+        (``"__global__"`` first, then the layers, then ``"__layer_mean__"``).
+        Empty, with these columns, when K = 1.
     """
     per_layer = layer_overlap_counts(masks)
     k = next(iter(per_layer.values())).n_tickets
@@ -472,12 +603,15 @@ def similarity_frame(
     if k < 2:
         return _empty_pairs()
     ia, ib = np.triu_indices(k, 1)
-    scopes: list[tuple[str, list[OverlapCounts]]] = [(GLOBAL, list(per_layer.values()))]
+    pooled = measures_from_counts(list(per_layer.values()))
+    scopes: list[tuple[str, dict[str, np.ndarray]]] = [(GLOBAL, pooled)]
     if layers and isinstance(masks, Mapping):
-        scopes += [(name, [c]) for name, c in per_layer.items()]
+        restricted, comparable = _restricted_counts(masks, shared)
+        scopes += [(name, measures_from_counts([c])) for name, c in restricted.items()]
+        if comparable:
+            scopes.append((LAYER_MEAN, layer_mean_measures([restricted[n] for n in comparable])))
     frames = []
-    for layer, counts in scopes:
-        measures = measures_from_counts(counts)
+    for layer, measures in scopes:
         frames.append(
             pd.DataFrame(
                 {
@@ -491,8 +625,50 @@ def similarity_frame(
     return pd.concat(frames, ignore_index=True)[PAIR_COLUMNS]
 
 
+def layer_shares(masks: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Each layer's share of the prunable weights (what it weighs in the pooled measures).
+
+    Parameters
+    ----------
+    masks : mapping of str to ndarray, shape (K, *shape)
+
+    Returns
+    -------
+    dict of str to float
+        Fractions summing to 1, in the masks' layer order.
+    """
+    sizes = {str(n): int(np.prod(np.shape(m)[1:])) for n, m in masks.items()}
+    total = sum(sizes.values())
+    if total == 0:
+        raise ValueError("the masks hold no weight")
+    return {n: v / total for n, v in sizes.items()}
+
+
+def method_shared_rows(run: Run, method: str) -> dict[str, np.ndarray]:
+    """:func:`shared_rows` of a method's tickets at its first (unpruned) level.
+
+    Parameters
+    ----------
+    run : Run
+    method : str
+
+    Returns
+    -------
+    dict of str to ndarray of bool, shape (rows,)
+    """
+    levels = run.levels(method)
+    if not levels:
+        return {}
+    return shared_rows(run.masks(method, min(levels)))
+
+
 def similarity_table(
-    run: Run, method: str, levels: Sequence[int] | None = None, *, layers: bool = True
+    run: Run,
+    method: str,
+    levels: Sequence[int] | None = None,
+    *,
+    layers: bool = True,
+    tickets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Pair measures of a method's tickets at every level (or the given levels).
 
@@ -504,17 +680,32 @@ def similarity_table(
         Default: all completed levels.
     layers : bool
         Include per-layer rows next to the ``"__global__"`` ones.
+    tickets : sequence of str, optional
+        Compare only these tickets (at most :func:`analysis.pair_limits.max_pair_tickets`).
+        Default: all of them, or past that limit a fixed seeded sample of that many
+        (:func:`analysis.pair_limits.pair_sample`), so memory stays bounded.
 
     Returns
     -------
     DataFrame
         Columns ``level, sparsity`` then those of :func:`similarity_frame`.
+        Per-layer rows and ``"__layer_mean__"`` leave out rows that are disjoint
+        by construction (:func:`method_shared_rows`).
     """
     levels = run.levels(method) if levels is None else list(levels)
-    tickets = run.ticket_names(method)
+    names = run.ticket_names(method)
+    if tickets is None:
+        idx = pair_sample(len(names))
+    else:
+        idx = np.array([names.index(t) for t in tickets], dtype=np.int64)
+    tickets = [names[i] for i in idx]
+    shared = method_shared_rows(run, method) if layers else None
     frames = []
     for level in levels:
-        df = similarity_frame(run.masks(method, level), tickets, layers=layers)
+        masks = run.masks(method, level)
+        if len(idx) < len(names):
+            masks = {n: m[idx] for n, m in masks.items()}
+        df = similarity_frame(masks, tickets, layers=layers, shared=shared)
         df.insert(0, "sparsity", run.sparsity(method, level))
         df.insert(0, "level", level)
         frames.append(df)

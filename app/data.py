@@ -220,6 +220,20 @@ def similarity_summary(path: str, mtime: float, methods: tuple[str, ...]) -> pd.
     return pd.concat(frames, ignore_index=True)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def disjoint_layers(path: str, mtime: float, method: str) -> list[str]:
+    """Layers whose rows are disjoint by construction (detector heads), left out of the layer mean."""
+    run = get_run(path, mtime)
+    return _similarity.disjoint_layers(_similarity.method_shared_rows(run, method))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_shares(path: str, mtime: float, method: str) -> dict[str, float]:
+    """Each prunable layer's share of the weights (:func:`analysis.similarity.layer_shares`)."""
+    run = get_run(path, mtime)
+    return _similarity.layer_shares(run.masks(method, run.levels(method)[0]))
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def similarity_matrix(
     path: str, mtime: float, method: str, level: int, layer: str, value: str, tickets: tuple[str, ...]
@@ -234,7 +248,15 @@ def similarity_matrix(
         ``zmin`` / ``zmax`` (the range of the off-diagonal values, so the
         diagonal's 1 does not flatten the contrast between pairs).
     """
+    from analysis.pair_limits import check_pair_count, max_pair_tickets
+
+    check_pair_count(len(tickets), "chosen tickets", limit=max_pair_tickets())  # K x K: bounded
     table = similarity(path, mtime, method)
+    names = get_run(path, mtime).ticket_names(method)
+    chosen = [t for t in tickets if t in names]
+    if len(names) > max_pair_tickets() and not set(chosen) <= set(table["ticket_a"]) | set(table["ticket_b"]):
+        # Past the limit the cached table holds a sample: compare exactly the chosen tickets.
+        table = _similarity.similarity_table(get_run(path, mtime), method, [level], tickets=chosen)
     rows = table[(table["level"] == level) & (table["layer"] == layer)]
     rows = rows[rows["ticket_a"].isin(tickets) & rows["ticket_b"].isin(tickets)]
     matrix = _similarity.pair_matrix(rows, value, level=level, layer=layer, tickets=list(tickets))
@@ -436,6 +458,14 @@ def alignment(path: str, mtime: float, method: str) -> pd.DataFrame | None:
         return None
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def alignment_facts(path: str, mtime: float, method: str) -> dict:
+    """:func:`analysis.projection.alignment_facts`: layers left out, the control's strength, a verdict."""
+    from analysis.projection import alignment_facts as _facts
+
+    return _facts(get_run(path, mtime), method, alignment(path, mtime, method))
+
+
 # ----------------------------------------------------------------------------- coding cost
 
 
@@ -477,12 +507,27 @@ def attention_status(path: str, mtime: float, method: str) -> dict:
 
 
 @st.cache_data(show_spinner="Probing the tickets' attention (rebuilding each ViT ticket)…", max_entries=32)
-def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) -> dict[str, pd.DataFrame]:
-    """Per-head entropy of the chosen tickets at every probed level, and its mean over heads."""
-    from analysis.attention_sweep import attention_level_summary, attention_sweep
+def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) -> dict:
+    """Per-head entropy of the chosen tickets at every probed level, its mean over probe images
+    with intervals, the trend against sparsity, and a one-sentence verdict per image set."""
+    from analysis.attention_sweep import (
+        ALL_IMAGES,
+        OWN_IMAGES,
+        attention_level_summary,
+        attention_probe_tables,
+        attention_trend,
+        attention_verdict,
+    )
 
-    sweep = attention_sweep(get_run(path, mtime), method, list(tickets))
-    return {"sweep": sweep, "summary": attention_level_summary(sweep)}
+    tables = attention_probe_tables(get_run(path, mtime), method, list(tickets))
+    summary = attention_level_summary(tables["heads"], tables["images"])
+    trend = attention_trend(summary)
+    return {
+        "sweep": tables["heads"],
+        "summary": summary,
+        "trend": trend,
+        "verdict": {s: attention_verdict(trend, s) for s in (OWN_IMAGES, ALL_IMAGES)},
+    }
 
 
 # ----------------------------------------------------------------------------- report

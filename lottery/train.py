@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from lottery.config import TrainConfig
+from models.state import load_state_numpy  # noqa: F401 - re-exported: lottery.train.load_state_numpy
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -125,19 +126,3 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
 def state_numpy(model: nn.Module) -> dict[str, np.ndarray]:
     """All parameters as float32 numpy arrays (for safetensors)."""
     return {n: p.detach().cpu().float().numpy().copy() for n, p in model.named_parameters()}
-
-
-def load_state_numpy(model: nn.Module, state: Mapping[str, np.ndarray]) -> None:
-    """Copy numpy parameters into ``model`` (names and shapes must match)."""
-    params = dict(model.named_parameters())
-    missing = set(params) - set(state)
-    if missing:
-        raise ValueError(f"state lacks parameters {sorted(missing)}")
-    with torch.no_grad():
-        for name, p in params.items():
-            arr = torch.as_tensor(np.asarray(state[name]), dtype=p.dtype)
-            if arr.shape != p.shape:
-                raise ValueError(
-                    f"parameter {name!r}: state shape {tuple(arr.shape)} != model {tuple(p.shape)}"
-                )
-            p.copy_(arr)

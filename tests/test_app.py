@@ -294,3 +294,50 @@ def test_attention_heatmap_is_layers_by_heads(monkeypatch, tmp_path):
     change = _array(next(t for c in _charts(at) for t in c["data"] if t["type"] == "heatmap")["z"])
     assert change.size == z.size and not np.allclose(change, z)
     assert np.nanmax(np.abs(change)) <= 1  # a difference of two normalised entropies
+
+
+# ----------------------------------------------------------------------------- fairer measures (issue 13)
+
+
+def _embedded(name: str) -> Path:
+    path = REPO / "artifacts" / name
+    if path not in EMBEDDED:
+        pytest.skip(f"no embedded run {name}")
+    return path
+
+
+def test_similarity_page_shows_the_layer_mean_and_names_disjoint_heads(monkeypatch, tmp_path):
+    at = _app(monkeypatch, tmp_path, _embedded("fashion-mlp-class"))
+    at.switch_page("views/similarity.py").run()
+    _no_exception(at, "similarity")
+    assert "head.weight" in _messages(at) and "disjoint by construction" in _messages(at)
+    names = [t.get("name", "") for c in _charts(at) for t in c["data"]]
+    assert any(n.endswith("J* (equal layer weights)") for n in names)
+    options = at.selectbox(key="similarity.layer").options
+    assert "__layer_mean__" in options or "layer mean (equal weights)" in options
+
+
+def test_fairness_page_flags_groups_by_the_count_the_metric_rests_on(monkeypatch, tmp_path):
+    at = _app(monkeypatch, tmp_path, _embedded("adult-mlp-cluster"))
+    at.switch_page("views/fairness.py").run()
+    at.multiselect(key="fairness.group_by").set_value(["sex", "race"]).run()
+    at.selectbox(key="fairness.metric").set_value("true_positive_rate").run()
+    _no_exception(at, "fairness")
+    assert "Female & Amer-Indian-Eskimo (n=66, 3 counted)" in _messages(at)
+    gap = next(
+        c
+        for c in _charts(at)
+        if c["layout"].get("yaxis", {}).get("title", {}).get("text", "").endswith("difference")
+    )
+    assert all(t.get("error_y", {}).get("visible") for t in gap["data"])
+
+
+def test_attention_page_states_the_trend(monkeypatch, tmp_path):
+    if not VIT:
+        pytest.skip("no embedded transformer run")
+    at = _app(monkeypatch, tmp_path, VIT[0])
+    at.switch_page("views/attention.py").run()
+    _no_exception(at, "attention")
+    text = " ".join(str(m.value) for m in at.markdown)
+    assert "Attention entropy rises with sparsity" in text
+    assert at.radio(key="attention.images").options == ["own subset", "all images"]

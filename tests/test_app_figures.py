@@ -100,7 +100,8 @@ def test_attention_sweep_of_a_vit_run():
     levels = probe_levels(vit, method)[:2]
     sweep = attention_sweep(vit, method, [0], levels)
     model = vit.manifest["model"]
-    assert len(sweep) == len(levels) * model["depth"] * model["heads"]
+    sets = 2 if len(vit.ticket_names(method)) > 1 else 1  # own subset and all images
+    assert len(sweep) == sets * len(levels) * model["depth"] * model["heads"]
     assert sweep["mean_entropy"].between(0, 1).all()
     dense = sweep[sweep["level"] == 0]
     if len(dense):  # the dense level compared with itself changes nothing
@@ -114,7 +115,7 @@ def test_pair_rows_and_layer_figure(sim):
     a = pair_rows(sim, "s0", "s2", level=2)
     b = pair_rows(sim, "s2", "s0", level=2)
     pd.testing.assert_frame_equal(a, b)
-    assert a["layer"].iloc[0] == GLOBAL and len(a) == 4
+    assert a["layer"].iloc[0] == GLOBAL and a["layer"].iloc[1] == "__layer_mean__" and len(a) == 5
     fig = pair_layer_figure(a, "s0", "s2")
     assert [t.name for t in fig.data] == ["J", "J* (chance-corrected)", "chance E[J]"]
     assert list(fig.data[0].x)[0] == "all layers"

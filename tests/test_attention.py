@@ -171,3 +171,185 @@ def test_probe_attention_rebuilds_the_ticket(tmp_path):
     assert not np.allclose(other[0], maps[0])
     with pytest.raises(ValueError):
         probe_attention(run, "rtl", 1, ticket=2)
+
+
+# ----------------------------------------------------------------------------- per image, per subset (13.7)
+
+
+def test_image_entropy_is_the_mean_of_scipy_entropies_per_image():
+    from analysis.attention import image_entropy
+
+    rng = np.random.default_rng(20)
+    p = random_attention(rng, (4, 3, 6, 6))
+    want = (entropy(p, axis=-1) / np.log(6)).mean(axis=(1, 2))
+    np.testing.assert_allclose(image_entropy(p), want)
+    km = np.ones((4, 6), dtype=bool)
+    km[1, 4:] = False  # image 1 has 4 real tokens: padded queries and keys left out
+    got = image_entropy(p, km)
+    q = p[1][:, :4, :4]
+    np.testing.assert_allclose(got[1], (entropy(q, axis=-1) / np.log(4)).mean())
+
+
+def test_mean_interval_is_student_t():
+    from scipy.stats import sem, t
+
+    from analysis.attention import mean_interval
+
+    v = np.array([0.81, 0.85, 0.9, 0.78, 0.88, np.nan])
+    mean, lo, hi, n = mean_interval(v)
+    ok = v[np.isfinite(v)]
+    want = t.interval(0.95, len(ok) - 1, loc=ok.mean(), scale=sem(ok))
+    assert n == 5 and mean == pytest.approx(ok.mean())
+    assert (lo, hi) == pytest.approx(want)
+    assert np.isnan(mean_interval(np.array([0.5]))[1])
+
+
+def _tiny_vit_run(tmp_path, n_images=8, k=2):
+    """A ViT run of two levels (dense, pruned) whose probe batch carries subset ids."""
+    import torch
+
+    from artifacts import run_format as rf
+    from models import ModelConfig, build_model, prunable_shapes
+
+    torch.manual_seed(0)
+    cfg = ModelConfig("vit", (1, 8, 8), n_out=3, dim=8, depth=2, heads=2, patch=4, mlp_ratio=2)
+    model = build_model(cfg)
+    state = {n: p.detach().numpy().copy() for n, p in model.named_parameters()}
+    rng = np.random.default_rng(6)
+    shapes = prunable_shapes(model)
+    model_json = {**cfg.__dict__, "input_shape": list(cfg.input_shape), "hidden": list(cfg.hidden)}
+    entry = {"tickets": [f"t{i}" for i in range(k)], "ticket_kind": "expert"}
+    rf.write_manifest(tmp_path, {"methods": {"rtl": entry}, "model": model_json})
+    preds = pd.DataFrame({"sample": [0], "label": [0], "subset": [0], "pred": [0]})
+    for level, density in ((0, 1.0), (1, 0.5)):
+        masks = {n: rng.random((k, *s)) < density for n, s in shapes.items()}
+        rf.write_level(
+            tmp_path,
+            "rtl",
+            level,
+            masks=masks,
+            predictions=preds,
+            info={"sparsity": 1 - density},
+            weights=state,
+        )
+    x = rng.standard_normal((n_images, 1, 8, 8)).astype(np.float32)
+    subset = np.arange(n_images) % k
+    (tmp_path / rf.EXTRA_DIR).mkdir()
+    rf.save_tensors(
+        tmp_path / rf.EXTRA_DIR / "probe.safetensors", {"x": x, "subset": subset.astype(np.int64)}
+    )
+    return rf.load_run(tmp_path), x, subset
+
+
+def test_probe_tables_split_own_subset_and_all_images(tmp_path):
+    pytest.importorskip("torch")
+    from analysis.attention import image_entropy
+    from analysis.attention_probe import probe_attention
+    from analysis.attention_sweep import (
+        ALL_IMAGES,
+        ALL_LAYERS,
+        OWN_IMAGES,
+        attention_level_summary,
+        attention_probe_tables,
+    )
+
+    run, x, subset = _tiny_vit_run(tmp_path)
+    tables = attention_probe_tables(run, "rtl", [0, 1])
+    heads, images = tables["heads"], tables["images"]
+    assert set(heads["images"]) == {OWN_IMAGES, ALL_IMAGES}
+    own = images[(images["ticket"] == "t1") & (images["images"] == OWN_IMAGES) & (images["level"] == 1)]
+    assert sorted(set(own["image"])) == list(np.flatnonzero(subset == 1))  # ticket 1 on subset 1's images
+    maps = probe_attention(run, "rtl", 1, ticket=1)
+    want = image_entropy(maps[0])[subset == 1]
+    got = own[own["layer"] == "0"].sort_values("image")["entropy"].to_numpy()
+    np.testing.assert_allclose(got, want)
+    # against scipy directly: image 1 (subset 1), block 0
+    np.testing.assert_allclose(got[0], (entropy(maps[0][1], axis=-1) / np.log(5)).mean(), rtol=1e-6)
+    summary = attention_level_summary(heads, images)
+    row = summary[
+        (summary["ticket"] == "t1")
+        & (summary["images"] == OWN_IMAGES)
+        & (summary["level"] == 1)
+        & (summary["layer"] == ALL_LAYERS)
+    ].iloc[0]
+    per_image = own.groupby("image")["entropy"].mean()
+    assert row["mean_entropy"] == pytest.approx(per_image.mean())
+    assert row["ci_low"] < row["mean_entropy"] < row["ci_high"] and row["n_images"] == 4
+    dense = summary[(summary["level"] == 0)]
+    np.testing.assert_allclose(dense["entropy_change"], 0.0, atol=1e-12)
+
+
+def test_trend_and_verdict_say_plainly_when_entropy_rises():
+    from analysis.attention_sweep import OWN_IMAGES, attention_trend, attention_verdict
+
+    sp = np.linspace(0, 0.9, 8)
+    rows = []
+    for ticket, slope in (("a", 0.1), ("b", 0.12), ("c", 0.0)):
+        for lv, s in enumerate(sp):
+            m = 0.85 + slope * s + (0.001 * (lv % 2) if slope == 0 else 0)
+            rows.append((lv, s, ticket, OWN_IMAGES, "all layers", m, m - 0.005, m + 0.005, 16, np.nan))
+    summary = pd.DataFrame(
+        rows,
+        columns=[
+            "level",
+            "sparsity",
+            "ticket",
+            "images",
+            "layer",
+            "mean_entropy",
+            "ci_low",
+            "ci_high",
+            "n_images",
+            "entropy_change",
+        ],
+    )
+    trend = attention_trend(summary).set_index("ticket")
+    assert trend.loc["a", "direction"] == "rises" and trend.loc["b", "direction"] == "rises"
+    assert trend.loc["c", "direction"] == "no clear trend"
+    assert trend.loc["a", "change"] == pytest.approx(0.09)
+    text = attention_verdict(trend.reset_index())
+    assert text.startswith("Attention entropy rises with sparsity (2 of 3 tickets")
+    falling = summary.assign(mean_entropy=1.7 - summary["mean_entropy"])
+    falling = falling.assign(ci_low=falling["mean_entropy"] - 0.005, ci_high=falling["mean_entropy"] + 0.005)
+    assert "falls" in attention_verdict(attention_trend(falling))
+
+
+# ----------------------------------------------------------------------------- no trainer (13.8)
+
+NO_TRAINER = """
+import json, pkgutil, sys, importlib
+import analysis
+for mod in pkgutil.walk_packages(analysis.__path__, "analysis."):
+    if mod.name.endswith("__main__"):
+        continue
+    importlib.import_module(mod.name)
+imported = "lottery" in sys.modules or any(m.startswith("lottery.") for m in sys.modules)
+from analysis.attention_probe import probe_attention
+from artifacts.run_format import load_run
+maps = probe_attention(load_run(sys.argv[1]), "rtl", 1, ticket=0)
+probed = "lottery" in sys.modules or any(m.startswith("lottery.") for m in sys.modules)
+print(json.dumps({"import": imported, "probe": probed, "blocks": len(maps)}))
+"""
+
+
+def test_analysis_and_its_probe_never_import_lottery(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    run, _, _ = _tiny_vit_run(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TRAINER, str(tmp_path)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"import": False, "probe": False, "blocks": 2}

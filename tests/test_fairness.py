@@ -47,7 +47,18 @@ def value(table: pd.DataFrame, group: str, metric: str, col: str = "value") -> f
 def test_group_metrics_match_sklearn_by_hand_and_fairlearn():
     df = make_frame()
     t = group_metrics(df, "race", n_boot=0, min_count=30)
-    assert list(t.columns) == ["group_by", "group", "n", "small", "metric", "value", "ci_low", "ci_high"]
+    assert list(t.columns) == [
+        "group_by",
+        "group",
+        "n",
+        "n_metric",
+        "small",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "interval",
+    ]
     mf = MetricFrame(
         metrics={"accuracy": accuracy_score, "balanced_accuracy": balanced_accuracy_score},
         y_true=df["label"],
@@ -198,7 +209,17 @@ def test_group_drops_are_dense_minus_sparse():
 def test_fairness_gaps_against_fairlearn():
     by_level, sp = levels()
     gaps = fairness_gaps(by_level, sp, "race", min_count=10)
-    assert list(gaps.columns) == ["level", "sparsity", "group_by", "metric", "statistic", "value", "group"]
+    assert list(gaps.columns) == [
+        "level",
+        "sparsity",
+        "group_by",
+        "metric",
+        "statistic",
+        "value",
+        "group",
+        "ci_low",
+        "ci_high",
+    ]
     for lv in (0, 1, 2):
         d = by_level[lv]
         mf = MetricFrame(
@@ -292,6 +313,120 @@ def test_fairness_figures():
     gaps = pd.concat([gaps, gaps.assign(method="imp")])
     fig = fairness_gap_figure(gaps, "accuracy", "difference")
     assert isinstance(fig, go.Figure) and {t.name for t in fig.data} == {"rtl", "imp"}
+    assert fig.data[0].error_y.array is not None  # the joint bootstrap interval of the gap
     drops = group_drops(by_level, sp, "race", min_count=10)
     fig = group_drop_figure(drops, "accuracy")
     assert isinstance(fig, go.Figure) and {t.name for t in fig.data} == {"a", "b", "c"}
+
+
+# ----------------------------------------------------------------------------- intervals on decisions (13.6)
+
+
+@pytest.mark.parametrize("k,n", [(0, 5), (5, 5), (3, 66), (1, 3), (40, 100), (0, 1)])
+def test_wilson_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from analysis.fairness import wilson_interval
+
+    lo, hi = wilson_interval(k, n, 0.95)
+    want = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    assert float(lo) == pytest.approx(want.low, abs=1e-12)
+    assert float(hi) == pytest.approx(want.high, abs=1e-12)
+    assert float(hi) - float(lo) > 0  # never zero width, not even at 0 / n or n / n
+
+
+def test_proportion_intervals_do_not_collapse_at_one():
+    df = make_frame(11, n=300)
+    df["pred"] = df["label"]  # every prediction right: accuracy 1 in every group
+    t = group_metrics(df, "race", n_boot=200)
+    acc = t[t["metric"] == "accuracy"]
+    assert (acc["value"] == 1).all()
+    assert (acc["ci_high"] - acc["ci_low"] > 0).all() and (acc["interval"] == "wilson").all()
+    bal = t[t["metric"] == "balanced_accuracy"]
+    assert (bal["ci_high"] - bal["ci_low"] > 0).all()  # bootstrap degenerate: Wilson fallback
+    gaps = fairness_gaps({0: df}, {0: 0.0}, "race", metrics=["accuracy"], min_count=10, n_boot=100)
+    worst = gaps[gaps["statistic"] == "worst"].iloc[0]
+    assert worst["value"] == 1 and worst["ci_high"] - worst["ci_low"] > 0  # not [1, 1]
+
+
+def test_small_flags_count_positives_for_tpr_and_negatives_for_fpr():
+    rng = np.random.default_rng(12)
+    n = 400
+    group = np.where(np.arange(n) < 66, "small-pos", "big")
+    label = (rng.random(n) < 0.5).astype(int)
+    label[:66] = 0
+    label[:3] = 1  # 66 samples, 3 positives
+    pred = np.where(rng.random(n) < 0.8, label, 1 - label)
+    df = pd.DataFrame({"label": label, "pred": pred, "g": group})
+    t = group_metrics(df, "g", n_boot=0, min_count=30)
+    row = t[(t["group"] == "small-pos") & (t["metric"] == "true_positive_rate")].iloc[0]
+    assert row["n"] == 66 and row["n_metric"] == 3 and row["small"]  # old rule: 66 >= 30, not small
+    fpr = t[(t["group"] == "small-pos") & (t["metric"] == "false_positive_rate")].iloc[0]
+    assert fpr["n_metric"] == 63 and not fpr["small"]
+    acc = t[(t["group"] == "small-pos") & (t["metric"] == "accuracy")].iloc[0]
+    assert acc["n_metric"] == 66 and not acc["small"]
+    # the TPR gap leaves the 3-positive group out; the FPR gap keeps it
+    gaps = fairness_gaps({0: df, 1: df}, {0: 0.0, 1: 0.5}, "g", min_count=30, n_boot=0)
+    tpr = gaps[(gaps["metric"] == "true_positive_rate") & (gaps["statistic"] == "group_min")]
+    assert set(tpr["group"]) == {"big"}
+    fprg = gaps[(gaps["metric"] == "false_positive_rate") & (gaps["statistic"] == "difference")]
+    assert len(fprg) == 2
+
+
+def _simulated_levels(rng, rates, sizes):
+    """One level's predictions whose per-group accuracy is Bernoulli(rate_g)."""
+    g = np.repeat([f"g{i}" for i in range(len(sizes))], sizes)
+    label = rng.integers(0, 3, g.size)
+    right = rng.random(g.size) < np.repeat(rates, sizes)
+    pred = np.where(right, label, (label + 1) % 3)
+    return pd.DataFrame({"sample": np.arange(g.size), "label": label, "pred": pred, "grp": g})
+
+
+def test_gap_interval_covers_the_true_gap_in_90_percent_of_draws():
+    rates, sizes = np.array([0.9, 0.75, 0.6]), [300, 120, 60]
+    true_gap, true_worst = rates.max() - rates.min(), rates.min()
+    rng = np.random.default_rng(13)
+    cover_gap = cover_worst = 0
+    n_draws = 80  # each draw costs a fairlearn MetricFrame; 80 keep the test under ~20 s on one core
+    for draw in range(n_draws):
+        df = _simulated_levels(rng, rates, sizes)
+        gaps = fairness_gaps(
+            {0: df}, {0: 0.0}, "grp", metrics=["accuracy"], min_count=30, n_boot=200, random_state=draw
+        ).set_index("statistic")
+        cover_gap += gaps.loc["difference", "ci_low"] <= true_gap <= gaps.loc["difference", "ci_high"]
+        cover_worst += gaps.loc["worst", "ci_low"] <= true_worst <= gaps.loc["worst", "ci_high"]
+    print(f"coverage gap {cover_gap / n_draws:.3f}, worst {cover_worst / n_draws:.3f}")
+    assert cover_gap / n_draws >= 0.9
+    assert cover_worst / n_draws >= 0.9
+
+
+def test_drop_interval_is_paired_and_covers_the_true_drop():
+    rng = np.random.default_rng(14)
+    sizes = [200, 80]
+    covered, n_draws = 0, 30
+    for draw in range(n_draws):
+        dense = _simulated_levels(rng, np.array([0.9, 0.9]), sizes)
+        pruned = dense.copy()
+        # pruning flips 20 % of group g1's right answers (true drop 0.18), none of g0's
+        flip = (pruned["grp"] == "g1").to_numpy() & (rng.random(len(pruned)) < 0.2)
+        pruned.loc[flip & (pruned["pred"] == pruned["label"]).to_numpy(), "pred"] = (pruned["label"] + 1) % 3
+        dr = group_drops(
+            {0: dense, 1: pruned}, {0: 0.0, 1: 0.5}, "grp", metrics=["accuracy"], random_state=draw
+        )
+        row = dr[(dr["level"] == 1) & (dr["group"] == "g1")].iloc[0]
+        covered += row["drop_ci_low"] <= 0.18 <= row["drop_ci_high"]
+        g0 = dr[(dr["level"] == 1) & (dr["group"] == "g0")].iloc[0]
+        assert g0["drop"] == 0 and g0["drop_ci_low"] == 0 == g0["drop_ci_high"]  # paired: no change, no width
+        lvl0 = dr[dr["level"] == 0]
+        assert (lvl0["drop_ci_low"] == 0).all() and (lvl0["drop_ci_high"] == 0).all()
+    print(f"coverage drop {covered / n_draws:.3f}")
+    assert covered / n_draws >= 0.85
+
+
+def test_joint_bootstrap_refuses_levels_on_other_samples():
+    from analysis.fairness import joint_bootstrap
+
+    df = make_frame(15, n=50).assign(sample=np.arange(50))
+    other = df.assign(sample=np.arange(50) + 1)
+    with pytest.raises(ValueError, match="same samples"):
+        joint_bootstrap({0: df, 1: other}, "sex", "accuracy", n_boot=10)

@@ -204,6 +204,12 @@ def test_fashion_hierarchy_matches_the_lottery_partition():
     assert FASHION_CLUSTERS == CLASS_MAPS["fashion4"]
 
 
+def random_control(tickets, seed=0):
+    from analysis.projection import centroid_similarity
+
+    return centroid_similarity(np.random.default_rng(seed).normal(size=(len(tickets), 3)), tickets)
+
+
 def hierarchical_masks(rng, n_layers, n, structured_layers):
     """Class tickets whose masks share cluster- and group-level weights in some layers."""
     cluster = {c: k for k, members in FASHION_CLUSTERS.items() for c in members}
@@ -247,7 +253,12 @@ def test_alignment_table_over_levels_with_loose_names(tmp_path):
         alignment_frame(levels[0], fashion_class_similarity(), ["cat"] * 10)
     fig = alignment_vs_sparsity(alignment_table(run, "rtl", n_perm=19))
     assert isinstance(fig, go.Figure)
-    assert [t.name for t in fig.data] == ["all", "shallow", "middle", "deep"]
+    assert [t.name for t in fig.data] == ["all", "shallow", "middle", "deep"]  # no control: no partial
+    fig = alignment_vs_sparsity(alignment_table(run, "rtl", n_perm=19, control=random_control(tickets)))
+    names = [t.name for t in fig.data]
+    assert (
+        names[:4] == ["all", "shallow", "middle", "deep"] and names[4] == "all, partial (inputs controlled)"
+    )
 
 
 def test_ticket_map_scatter():
@@ -267,3 +278,102 @@ def test_ticket_map_scatter():
     assert sorted(t.name for t in fig.data) == ["imp", "rtl"]
     assert all(isinstance(t, go.Scatter) for t in fig.data)
     assert "ticket" in fig.data[0].hovertemplate
+
+
+# ----------------------------------------------------------------------------- partial Mantel (issue 13.5)
+
+
+def _dist_similarity(points):
+    return -squareform(pdist(points))
+
+
+def _symmetric_noise(rng, n, scale):
+    e = rng.normal(0, scale, (n, n))
+    return (e + e.T) / 2
+
+
+def test_partial_mantel_equals_the_partial_spearman_formula():
+    from analysis.projection import partial_mantel
+
+    rng = np.random.default_rng(0)
+    n = 9
+    a, b, c = (random_symmetric(rng, n) for _ in range(3))
+    iu = np.triu_indices(n, 1)
+    r_ab = spearmanr(a[iu], b[iu])[0]
+    r_ac = spearmanr(a[iu], c[iu])[0]
+    r_bc = spearmanr(b[iu], c[iu])[0]
+    want = (r_ab - r_ac * r_bc) / np.sqrt((1 - r_ac**2) * (1 - r_bc**2))
+    res = partial_mantel(a, b, c, n_perm=0)
+    assert res.rho == pytest.approx(want, abs=1e-12)
+    assert np.isnan(res.p_value) and res.n_pairs == n * (n - 1) // 2
+
+
+def test_partial_mantel_recovers_a_planted_effect_and_rejects_a_confounded_one():
+    from analysis.projection import partial_mantel
+
+    n, detected, confounded_raw, confounded_partial = 12, 0, 0, 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        control = _dist_similarity(rng.normal(size=(n, 2)))  # input-space similarity
+        own = _dist_similarity(rng.normal(size=(n, 2)))  # class structure the inputs do not carry
+        classes = control / control.std() + own / own.std()
+        # planted: masks follow the classes' own structure beyond the inputs
+        planted = own / own.std() + control / control.std() + _symmetric_noise(rng, n, 0.5)
+        detected += partial_mantel(planted, classes, control, n_perm=199, random_state=seed).p_value <= 0.05
+        # confounded: masks and classes both follow only the inputs
+        classes_c = control / control.std() + _symmetric_noise(rng, n, 0.4)
+        masks_c = control / control.std() + _symmetric_noise(rng, n, 0.4)
+        confounded_raw += mantel(masks_c, classes_c, n_perm=199, random_state=seed).p_value <= 0.05
+        confounded_partial += (
+            partial_mantel(masks_c, classes_c, control, n_perm=199, random_state=seed).p_value <= 0.05
+        )
+    assert detected >= 18  # power: the planted effect is found
+    assert confounded_raw >= 18  # the plain Mantel test is fooled by the shared input structure
+    assert confounded_partial <= 3  # the partial test is not (about the 5 % level)
+
+
+def test_partial_mantel_degenerate_and_bad_inputs():
+    from analysis.projection import partial_mantel
+
+    rng = np.random.default_rng(1)
+    a = random_symmetric(rng, 5)
+    b = random_symmetric(rng, 5)
+    # a constant control explains nothing: the partial statistic is the plain one
+    assert partial_mantel(a, b, np.ones((5, 5)), n_perm=0).rho == pytest.approx(mantel(a, b, n_perm=0).rho)
+    with pytest.raises(ValueError, match="square"):
+        partial_mantel(a, a, np.ones((4, 4)))
+
+
+def test_alignment_leaves_detector_heads_out_and_reports_partial(tmp_path):
+    from analysis.projection import centroid_similarity
+
+    rng = np.random.default_rng(9)
+    k = len(FASHION_CLASSES)
+    head = np.zeros((k, k, 8), dtype=bool)
+    head[np.arange(k), np.arange(k)] = True  # each detector owns one head row
+    dense = {"layer0": np.ones((k, 400), bool), "layer1": np.ones((k, 400), bool), "head": head}
+    pruned = hierarchical_masks(rng, 2, 400, structured_layers={0, 1})
+    pruned["head"] = head & (rng.random(head.shape) < 0.6)
+    run = make_run(tmp_path / "run", {"rtl": (FASHION_CLASSES, {0: dense, 1: pruned})})
+    control = centroid_similarity(rng.normal(size=(k, 5)), FASHION_CLASSES)
+    table = alignment_table(run, "rtl", n_perm=99, control=control)
+    one = table[table["level"] == 1].set_index("layer_group")
+    assert list(one.index) == ["all", "shallow", "deep"]  # the head is gone; two layers remain
+    assert one.loc["all", "n_layers"] == 2
+    assert one[["rho", "partial_rho"]].notna().all().all()  # deep is no longer NaN
+    assert (one["rho"] > 0.5).all()
+    no_control = alignment_table(run, "rtl", n_perm=9, control=None)
+    assert no_control["partial_rho"].isna().all()
+    from analysis.projection import alignment_facts
+
+    facts = alignment_facts(run, "rtl", table)
+    assert facts["disjoint"] == ["head"] and facts["inputs_rho"] is None  # the run stores no centroids
+
+
+def test_centroid_similarity_orders_like_distance():
+    from analysis.projection import centroid_similarity
+
+    c = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
+    s = centroid_similarity(c, ["a", "b", "c"])
+    assert s.loc["a", "b"] > s.loc["a", "c"] and s.loc["a", "a"] == 0
+    np.testing.assert_allclose(s.to_numpy(), -squareform(pdist(c)))

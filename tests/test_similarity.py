@@ -243,7 +243,7 @@ def test_similarity_table_against_pairwise_functions(small_run):
     run, levels, tickets = small_run
     table = similarity_table(run, "rtl")
     assert list(table.columns) == ["level", "sparsity", *PAIR_COLUMNS]
-    assert len(table) == 2 * 3 * 3  # levels x pairs x (global + 2 layers)
+    assert len(table) == 2 * 3 * 4  # levels x pairs x (global + 2 layers + layer mean)
     for level, masks in levels.items():
         rows = table[table["level"] == level]
         assert rows["sparsity"].unique() == pytest.approx([run.sparsity("rtl", level)])
@@ -345,8 +345,109 @@ def test_similarity_vs_sparsity_figure(small_run):
     run, _, _ = small_run
     summary = level_similarity_summary(similarity_table(run, "rtl"))
     fig = similarity_vs_sparsity(summary)
-    assert [type(t) for t in fig.data] == [go.Scatter] * 3
+    assert [type(t) for t in fig.data] == [go.Scatter] * 4
+    eq = next(t for t in fig.data if t.name == "J* (equal layer weights)")
+    want = summary[summary["layer"] == "__layer_mean__"].sort_values("sparsity")["jaccard_star"]
+    np.testing.assert_allclose(np.asarray(eq.y, dtype=float), want.to_numpy(), equal_nan=True)
     two = pd.concat([summary.assign(method="rtl"), summary.assign(method="imp")])
     fig = similarity_vs_sparsity(two)
-    assert len(fig.data) == 6
+    assert len(fig.data) == 8
     assert fig.data[0].name.startswith("rtl")
+    assert len(similarity_vs_sparsity(summary, layer="fc").data) == 3
+
+
+# ----------------------------------------------------------------------------- layer weighting (issue 13.4)
+
+
+def test_layer_mean_equals_mean_of_per_layer_scipy_jaccard_and_jstar():
+    from analysis.similarity import LAYER_MEAN
+
+    rng = np.random.default_rng(3)
+    k = 4
+    layers = {
+        "a": rng.random((k, 20, 30)) < 0.4,
+        "b": rng.random((k, 7, 5)) < 0.6,
+        "c": rng.random((k, 3, 9)) < 0.3,
+    }
+    df = similarity_frame(layers, ["w", "x", "y", "z"])
+    got_j = pair_matrix(df, "jaccard", layer=LAYER_MEAN).to_numpy()
+    got_s = pair_matrix(df, "jaccard_star", layer=LAYER_MEAN).to_numpy()
+    per_j, per_s = [], []
+    for m in layers.values():
+        flat = m.reshape(k, -1)
+        j = scipy_jaccard(flat)
+        d = flat.mean(axis=1)
+        chance = np.outer(d, d) / (d[:, None] + d[None, :] - np.outer(d, d))  # one layer: ab / (a + b - ab)
+        per_j.append(j)
+        per_s.append((j - chance) / (1 - chance))
+    iu = np.triu_indices(k, 1)
+    np.testing.assert_allclose(got_j[iu], np.mean(per_j, axis=0)[iu], atol=1e-12)
+    np.testing.assert_allclose(got_s[iu], np.mean(per_s, axis=0)[iu], atol=1e-12)
+
+
+def test_one_big_identical_layer_dominates_global_but_not_layer_mean():
+    from analysis.similarity import LAYER_MEAN
+
+    rng = np.random.default_rng(0)
+    k = 5
+    big = np.broadcast_to(rng.random((1, 200, 500)) < 0.3, (k, 200, 500)).copy()  # identical in every ticket
+    small = {f"s{i}": rng.random((k, 10, 10)) < 0.3 for i in range(3)}  # independent random masks
+    df = similarity_frame({"big": big, **small})
+    mean = df.groupby("layer")["jaccard_star"].mean()
+    assert mean[GLOBAL] > 0.95  # pooled weights: the big identical layer decides
+    assert abs(mean["s0"]) < 0.2 and abs(mean["s1"]) < 0.2
+    # equal weights: one identical layer of four, the rest at chance
+    assert 0.1 < mean[LAYER_MEAN] < 0.45
+    assert mean[GLOBAL] - mean[LAYER_MEAN] > 0.5
+
+
+def test_detector_head_rows_are_left_out_of_the_layer_mean():
+    from analysis.similarity import LAYER_MEAN, disjoint_layers, shared_rows
+
+    rng = np.random.default_rng(1)
+    k = 4
+    head0 = np.zeros((k, k, 6), dtype=bool)
+    for t in range(k):
+        head0[t, t] = True  # ticket t owns row t: disjoint by construction
+    body0 = np.ones((k, 8, 6), dtype=bool)
+    shared = shared_rows({"body": body0, "head": head0})
+    assert disjoint_layers(shared) == ["head"]
+    body = rng.random((k, 8, 6)) < 0.5
+    masks = {"body": body, "head": head0 & (rng.random((k, k, 6)) < 0.5)}
+    with_rows = similarity_frame(masks, shared=shared)
+    mean = with_rows.groupby("layer")["jaccard"].mean()
+    assert mean["head"] == 0.0  # the head keeps its raw (zero) value
+    np.testing.assert_allclose(mean[LAYER_MEAN], mean["body"])  # but stays out of the mean
+    naive = similarity_frame(masks).groupby("layer")["jaccard"].mean()
+    assert naive[LAYER_MEAN] < mean[LAYER_MEAN]  # the old rule averaged the head's zeros in
+
+
+def test_shared_rows_restricts_a_partly_disjoint_layer():
+    from analysis.similarity import shared_rows
+
+    k = 3
+    ref = np.ones((k, 5, 4), dtype=bool)
+    ref[:, 3:] = False
+    ref[0, 3:] = True  # rows 3, 4 belong to ticket 0 only
+    rows = shared_rows({"l": ref})["l"]
+    assert rows.tolist() == [True, True, True, False, False]
+    rng = np.random.default_rng(2)
+    m = ref & (rng.random(ref.shape) < 0.7)
+    df = similarity_frame({"l": m}, shared={"l": rows})
+    got = pair_matrix(df, "jaccard", layer="l").to_numpy()
+    np.testing.assert_allclose(got, scipy_jaccard(m[:, :3].reshape(k, -1)), atol=1e-12)
+
+
+def test_similarity_table_layer_mean_excludes_detector_head(tmp_path):
+    from analysis.similarity import LAYER_MEAN
+
+    k = 3
+    head = np.zeros((k, k, 4), dtype=bool)
+    head[np.arange(k), np.arange(k)] = True
+    rng = np.random.default_rng(4)
+    lv0 = {"body": np.ones((k, 6, 4), dtype=bool), "head": head}
+    lv1 = {"body": rng.random((k, 6, 4)) < 0.6, "head": head}
+    run = make_run(tmp_path / "r", {0: lv0, 1: lv1}, ["a", "b", "c"])
+    t = similarity_table(run, "rtl")
+    one = t[(t["level"] == 1)].groupby("layer")["jaccard"].mean()
+    np.testing.assert_allclose(one[LAYER_MEAN], one["body"])

@@ -62,21 +62,40 @@ def fairness_gap_figure(
     Returns
     -------
     go.Figure
-        One line trace per method.
+        One line trace per method, with error bars from ``ci_low`` / ``ci_high``
+        where the table has them (the joint bootstrap interval of the statistic).
     """
     rows = gaps[(gaps["metric"] == metric) & (gaps["statistic"] == statistic)].sort_values("sparsity")
     if "method" not in rows:
         rows = rows.assign(method="")
     fig = go.Figure()
     for method, g in rows.groupby("method", sort=False):
+        has_ci = {"ci_low", "ci_high"} <= set(g) and g["ci_low"].notna().any()
+        error = (
+            {
+                "type": "data",
+                "symmetric": False,
+                "array": (g["ci_high"] - g["value"]).tolist(),
+                "arrayminus": (g["value"] - g["ci_low"]).tolist(),
+                "visible": True,
+            }
+            if has_ci
+            else None
+        )
         fig.add_trace(
             go.Scatter(
                 x=g["sparsity"],
                 y=g["value"],
                 mode="lines+markers",
                 name=str(method),
+                error_y=error,
                 text=g["group"].astype(object).where(g["group"].notna(), ""),
-                hovertemplate="sparsity %{x:.1%}<br>%{y:.3f} %{text}<extra>" + str(method) + "</extra>",
+                customdata=g[["ci_low", "ci_high"]].to_numpy() if has_ci else None,
+                hovertemplate="sparsity %{x:.1%}<br>%{y:.3f} %{text}"
+                + ("<br>95 % interval [%{customdata[0]:.3f}, %{customdata[1]:.3f}]" if has_ci else "")
+                + "<extra>"
+                + str(method)
+                + "</extra>",
             )
         )
     fig.update_layout(xaxis_title="sparsity", xaxis_tickformat=".0%", yaxis_title=f"{metric} {statistic}")
@@ -97,7 +116,8 @@ def group_drop_figure(drops: pd.DataFrame, metric: str = "accuracy", method: str
     Returns
     -------
     go.Figure
-        One line trace per group (dashed for groups flagged ``small``).
+        One line trace per group (dashed for groups flagged ``small``), with
+        error bars from ``drop_ci_low`` / ``drop_ci_high`` when present.
     """
     rows = drops[drops["metric"] == metric]
     if "method" in rows:
@@ -107,6 +127,7 @@ def group_drop_figure(drops: pd.DataFrame, metric: str = "accuracy", method: str
             rows = rows[rows["method"] == method]
     fig = go.Figure()
     for group, g in rows.sort_values("sparsity").groupby("group", sort=True):
+        has_ci = {"drop_ci_low", "drop_ci_high"} <= set(g) and g["drop_ci_low"].notna().any()
         fig.add_trace(
             go.Scatter(
                 x=g["sparsity"],
@@ -114,6 +135,16 @@ def group_drop_figure(drops: pd.DataFrame, metric: str = "accuracy", method: str
                 mode="lines+markers",
                 name=str(group),
                 line={"dash": "dash" if g["small"].any() else "solid"},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": (g["drop_ci_high"] - g["drop"]).tolist(),
+                    "arrayminus": (g["drop"] - g["drop_ci_low"]).tolist(),
+                    "visible": True,
+                    "thickness": 1,
+                }
+                if has_ci
+                else None,
             )
         )
     fig.add_hline(y=0, line_color="black", line_width=1)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.similarity import GLOBAL
+from analysis.similarity import GLOBAL, LAYER_MEAN
 
-__all__ = ["pair_layer_figure", "pair_rows", "selectable_cells"]
+__all__ = ["LAYER_LABELS", "pair_layer_figure", "pair_rows", "selectable_cells"]
+
+# Display names of the pseudo-layers of a similarity table.
+LAYER_LABELS = {GLOBAL: "all layers", LAYER_MEAN: "layer mean (equal weights)"}
 
 
 def pair_rows(table: pd.DataFrame, ticket_a: str, ticket_b: str, level: int | None = None) -> pd.DataFrame:
@@ -25,7 +28,8 @@ def pair_rows(table: pd.DataFrame, ticket_a: str, ticket_b: str, level: int | No
     Returns
     -------
     DataFrame
-        The pair's rows, one per layer (``"__global__"`` first), in table order.
+        The pair's rows, one per layer: ``"__global__"`` first, then
+        ``"__layer_mean__"`` (equal layer weights), then the layers in table order.
     """
     a, b = str(ticket_a), str(ticket_b)
     rows = table[
@@ -37,7 +41,9 @@ def pair_rows(table: pd.DataFrame, ticket_a: str, ticket_b: str, level: int | No
             raise ValueError("the table has several levels: pass level=")
         rows = rows[rows["level"] == level]
     glob = rows[rows["layer"] == GLOBAL]
-    return pd.concat([glob, rows[rows["layer"] != GLOBAL]], ignore_index=True)
+    mean = rows[rows["layer"] == LAYER_MEAN]
+    rest = rows[~rows["layer"].isin([GLOBAL, LAYER_MEAN])]
+    return pd.concat([glob, mean, rest], ignore_index=True)
 
 
 def pair_layer_figure(rows: pd.DataFrame, ticket_a: str, ticket_b: str) -> go.Figure:
@@ -57,7 +63,7 @@ def pair_layer_figure(rows: pd.DataFrame, ticket_a: str, ticket_b: str) -> go.Fi
         Bars ``J`` and ``J*`` per layer and a ``chance E[J]`` marker trace; the
         ``"__global__"`` layer is labelled "all layers".
     """
-    layers = ["all layers" if lay == GLOBAL else str(lay) for lay in rows["layer"]]
+    layers = [LAYER_LABELS.get(lay, str(lay)) for lay in rows["layer"]]
     fig = go.Figure()
     fig.add_bar(x=layers, y=rows["jaccard"], name="J", hovertemplate="%{x}<br>J = %{y:.3f}<extra></extra>")
     fig.add_bar(

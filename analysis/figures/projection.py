@@ -69,22 +69,40 @@ def alignment_vs_sparsity(
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``Scatter`` trace per layer group, p-values in the hover box.
+        One ``Scatter`` trace per layer group (solid), p-values in the hover box;
+        when the table has partial statistics (``partial_rho`` not all NaN), one
+        dashed trace per group more, named ``"<group>, partial (inputs controlled)"``.
     """
     fig = go.Figure()
-    for group, df in table.sort_values("sparsity", kind="stable").groupby("layer_group", sort=False):
+    colours = px.colors.qualitative.Plotly
+    grouped = list(table.sort_values("sparsity", kind="stable").groupby("layer_group", sort=False))
+    for i, (group, df) in enumerate(grouped):
         fig.add_scatter(
             x=df["sparsity"],
             y=df["rho"],
             mode="lines+markers",
             name=str(group),
+            line={"color": colours[i % len(colours)]},
             customdata=df[["level", "p_value", "n_pairs"]],
             hovertemplate="sparsity %{x:.1%}<br>rho %{y:.3f}<br>level %{customdata[0]}, "
             "Mantel p %{customdata[1]:.3g}, %{customdata[2]} pairs<extra></extra>",
         )
+    has_partial = "partial_rho" in table and table["partial_rho"].notna().any()
+    for i, (group, df) in enumerate(grouped if has_partial else []):
+        fig.add_scatter(
+            x=df["sparsity"],
+            y=df["partial_rho"],
+            mode="lines+markers",
+            name=f"{group}, partial (inputs controlled)",
+            line={"color": colours[i % len(colours)], "dash": "dash"},
+            marker={"symbol": "diamond-open"},
+            customdata=df[["level", "partial_p_value"]],
+            hovertemplate="sparsity %{x:.1%}<br>partial rho %{y:.3f}<br>level %{customdata[0]}, "
+            "partial Mantel p %{customdata[1]:.3g}<extra></extra>",
+        )
     fig.update_layout(
         title=title,
         xaxis={"title": "sparsity", "tickformat": ".0%"},
-        yaxis={"title": "Spearman rho", "range": [-1, 1]},
+        yaxis={"title": "Spearman rho (dashed: partial, controlling for input similarity)", "range": [-1, 1]},
     )
     return fig

@@ -7,7 +7,7 @@ from typing import Literal
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.similarity import GLOBAL, cluster_order
+from analysis.similarity import GLOBAL, LAYER_MEAN, cluster_order
 
 
 def similarity_heatmap(
@@ -85,9 +85,12 @@ def similarity_vs_sparsity(
     -------
     plotly.graph_objects.Figure
         Per method, three ``Scatter`` traces: ``J`` (with ±1 sd of the pairs),
-        ``J*`` and ``chance E[J]``.
+        ``J*`` and ``chance E[J]``; for ``layer="__global__"`` a fourth,
+        ``J* (equal layer weights)``, from the ``"__layer_mean__"`` rows when the
+        summary has them (the pooled J* follows the largest layer).
     """
     rows = summary[summary["layer"] == layer].sort_values("sparsity", kind="stable")
+    means = summary[summary["layer"] == LAYER_MEAN] if layer == GLOBAL else summary.iloc[:0]
     groups = rows.groupby("method", sort=False) if "method" in rows else [(None, rows)]
     fig = go.Figure()
     for method, df in groups:
@@ -107,8 +110,20 @@ def similarity_vs_sparsity(
             y=df["jaccard_star"],
             mode="lines+markers",
             line={"dash": "dash"},
-            name=f"{prefix}J* (chance-corrected)",
+            name=f"{prefix}J* (chance-corrected)" + (", weight-pooled" if len(means) else ""),
         )
+        eq = means[means["method"] == method] if method is not None and "method" in means else means
+        if len(eq):
+            eq = eq.sort_values("sparsity", kind="stable")
+            fig.add_scatter(
+                x=eq["sparsity"],
+                y=eq["jaccard_star"],
+                mode="lines+markers",
+                line={"dash": "dashdot"},
+                marker={"symbol": "diamond"},
+                name=f"{prefix}J* (equal layer weights)",
+                hovertemplate="sparsity %{x:.1%}<br>mean of per-layer J* %{y:.3f}<extra></extra>",
+            )
         fig.add_scatter(
             x=df["sparsity"],
             y=df["jaccard_chance"],

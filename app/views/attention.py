@@ -16,7 +16,8 @@ if sel is None:
 st.title("Attention entropy")
 st.caption(
     "For each head, the entropy of its attention rows over the keys, normalised by log(keys): 0 = every "
-    "query looks at one token, 1 = uniform attention. Pruned tickets tend to focus their attention."
+    "query looks at one token, 1 = uniform attention. The claim that pruned tickets focus their attention "
+    "(lower entropy) is tested here, not assumed."
 )
 c1, c2, c3 = st.columns(3)
 method = ui.select(
@@ -37,7 +38,18 @@ if level != sel.level:
     st.caption(f"Level {sel.level} kept no weights; showing the nearest probed level, {level}.")
 result = data.attention(sel.path, sel.mtime, method, tuple(names.index(t) for t in shown))
 sweep, summary = result["sweep"], result["summary"]
-one = sweep[(sweep["level"] == level) & (sweep["ticket"] == ticket)]
+sets = list(dict.fromkeys(sweep["images"]))
+image_set = ui.select(
+    st.radio,
+    "Probe images",
+    f"{P}.images",
+    sets,
+    horizontal=True,
+    help="Each ticket on the probe images of its own subset (the inputs it is routed and trained on), "
+    "or on every probe image.",
+)
+st.markdown(f"**{result['verdict'][image_set]}**")
+one = sweep[(sweep["level"] == level) & (sweep["ticket"] == ticket) & (sweep["images"] == image_set)]
 sparsity = float(one["sparsity"].iloc[0]) if len(one) else float("nan")
 left, right = st.columns(2)
 with left:
@@ -52,10 +64,15 @@ with right:
     layers = list(dict.fromkeys(summary["layer"]))
     layer = ui.select(st.selectbox, "Layer", f"{P}.layer", layers)
     ui.figure(
-        attention_entropy_vs_sparsity(summary, layer),
+        attention_entropy_vs_sparsity(summary, layer, images=image_set),
         f"{sel.run.name}-{method}-attention-vs-sparsity",
         key=f"{P}.curve",
+    )
+    st.caption(
+        "Error bars: 95 % Student-t intervals over the probe images (`n_images` in the summary table; each "
+        "image's entropy is its mean over heads and query rows)."
     )
 with st.expander("Tables"):
     ui.table(one, f"{sel.run.name}-{method}-L{level}-{ticket}-attention", key=f"{P}.table")
     ui.table(summary, f"{sel.run.name}-{method}-attention-summary", key=f"{P}.summary")
+    ui.table(result["trend"], f"{sel.run.name}-{method}-attention-trend", key=f"{P}.trend")

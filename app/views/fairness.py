@@ -8,8 +8,8 @@ from app.sidebar import selection
 
 P = "fairness"
 STATISTICS = {
-    "difference": "gap between groups (best - worst)",
-    "worst": "worst group's value",
+    "difference": "gap between groups (best - worst), with interval",
+    "worst": "worst group's value, with interval",
     "drop_max": "largest drop of a group from the dense model",
     "drop_spread": "spread of the group drops (max - min)",
     "ratio": "ratio worst / best",
@@ -57,7 +57,9 @@ min_count = c3.number_input(
     max_value=10_000,
     step=5,
     key=f"{P}.min_count",
-    help="Groups with fewer evaluation samples are flagged (faded bars) and left out of the gaps.",
+    help="Groups whose metric rests on fewer samples (positives for TPR, negatives for FPR, the "
+    "smallest class for balanced accuracy, all samples for accuracy) are flagged (faded bars) and left "
+    "out of the gaps.",
 )
 ui.remember(f"{P}.min_count")
 
@@ -90,14 +92,21 @@ with left:
     )
 with right:
     st.caption(
-        f"{method}, level {level}: point estimates from fairlearn's MetricFrame, 95 % bootstrap intervals "
-        "that resample each group's own samples."
+        f"{method}, level {level}: point estimates from fairlearn's MetricFrame. 95 % intervals: Wilson "
+        "score intervals for proportions (accuracy, rates), which keep their width at 0 and 1; a bootstrap "
+        "over each group's samples for balanced accuracy and macro recall (the `interval` column says "
+        "which). "
+        "`n_metric` is the number of samples the value rests on."
     )
     small = table[(table["metric"] == metric) & table["small"]]
     if len(small):
         st.warning(
-            f"{len(small)} small group(s) (< {int(min_count)} samples, drawn faded; their values are noisy): "
-            + ", ".join(f"{g} (n={n})" for g, n in zip(small["group"], small["n"], strict=True)),
+            f"{len(small)} small group(s) (the metric rests on < {int(min_count)} samples; drawn faded, "
+            "left out of the gaps): "
+            + ", ".join(
+                f"{g} (n={n}, {m} counted)"
+                for g, n, m in zip(small["group"], small["n"], small["n_metric"], strict=True)
+            ),
             icon=":material/group_off:",
         )
     ui.table(
@@ -118,7 +127,10 @@ ui.figure(
     key=f"{P}.gap",
 )
 st.caption(
-    "One line per method; only groups with at least the small-group size enter the statistic. "
+    "One line per method; only groups whose metric rests on at least the small-group count enter the "
+    "statistic. Error bars: 95 % percentile bootstrap intervals that resample the evaluation samples "
+    "jointly, stratified by group (so a gap, or the worst group, is bounded, not only each group's value). "
+    "The bootstrap of a max - min gap leans high: judge a change by whether intervals separate. "
     "Hover a point for the group behind it."
 )
 with st.expander("Gap table"):
@@ -130,5 +142,9 @@ if ui.toggle(f"Each group's drop from the dense model ({method})", f"{P}.show_dr
         f"{sel.run.name}-{method}-{metric}-group-drops",
         key=f"{P}.drops",
     )
-    st.caption("Positive = worse than dense; dashed lines: small groups.")
+    st.caption(
+        "Positive = worse than dense; dashed lines: small groups. Error bars: 95 % bootstrap intervals of "
+        "each group's drop psi_g, with the same resampled samples at the dense and the pruned level "
+        "(a paired difference)."
+    )
     ui.table(drops, f"{sel.run.name}-{method}-group-drops", key=f"{P}.drops_table", height=240)

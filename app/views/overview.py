@@ -81,7 +81,10 @@ metric = ui.select(
     default="balanced_accuracy" if "balanced_accuracy" in metrics else metrics[0] if metrics else None,
     format_func=metric_label,
 )
-ui.figure(results_figure(res, metric, sel.sparsity), f"{run.name}-{metric}", key=f"{P}.fig")
+if metric is None:  # e.g. level.json files that hold only the sparsity
+    st.info("The chosen methods record no metric or parameter count at any level.")
+else:
+    ui.figure(results_figure(res, metric, sel.sparsity), f"{run.name}-{metric}", key=f"{P}.fig")
 
 # ----------------------------------------------------------------------------- collapse alarm
 st.subheader("Collapse alarm")

@@ -76,7 +76,27 @@ if align is None:
     st.stop()
 ui.figure(alignment_vs_sparsity(align), f"{sel.run.name}-{method}-alignment", key=f"{P}.align")
 st.caption(
-    "Spearman correlation between the ticket-by-ticket Jaccard matrix and the class-similarity matrix, "
-    "over all layers and per third of the network; Mantel permutation p-values in the hover box and table."
+    "Solid: Spearman correlation between the ticket-by-ticket Jaccard matrix and the class-similarity "
+    "matrix (Mantel test), over all layers and per third of the network. Dashed: the partial Mantel "
+    "statistic, the same correlation once both matrices are controlled for the pixel-space similarity of "
+    "the class centroids. Permutation p-values in the hover box and the table."
 )
+facts = data.alignment_facts(sel.path, sel.mtime, method)
+if facts["disjoint"]:
+    st.info(
+        f"Left out before the split into thirds: {', '.join(facts['disjoint'])}, whose rows each belong to "
+        "one ticket by construction (detector heads): their Jaccard is 0 for every pair, which says "
+        "nothing about classes (with them in, deep alignment was undefined at every level).",
+        icon=":material/call_split:",
+    )
+if facts["inputs_rho"] is not None:
+    st.markdown(
+        f"**Control.** The class hierarchy itself follows the inputs: its Mantel correlation with the "
+        f"centroids' pixel-space similarity is rho = {facts['inputs_rho']:.2f} "
+        f"(p = {facts['inputs_p']:.3g}). "
+        "A raw alignment can therefore only mirror the inputs; the partial statistic is the part that does "
+        f"not. {facts['verdict']}"
+    )
+else:
+    st.caption("The run stores no subset centroids: no partial statistic.")
 ui.table(align, f"{sel.run.name}-{method}-alignment", key=f"{P}.align_table")

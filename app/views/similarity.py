@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from analysis.figures.pair import pair_layer_figure, pair_rows, selectable_cells
+from analysis.figures.pair import LAYER_LABELS, pair_layer_figure, pair_rows, selectable_cells
 from analysis.figures.similarity import similarity_heatmap, similarity_vs_sparsity
-from analysis.similarity import GLOBAL
+from analysis.similarity import GLOBAL, LAYER_MEAN
 from app import data, ui
 from app.sidebar import selection
 
@@ -42,10 +42,26 @@ method = ui.select(c1.selectbox, "Method", f"{P}.method", methods, default=sel.p
 measure = ui.select(
     c2.radio, "Measure", f"{P}.measure", list(MEASURES), format_func=MEASURES.get, horizontal=True
 )
-layers = list(dict.fromkeys(data.similarity(sel.path, sel.mtime, method)["layer"]))
+table = data.similarity(sel.path, sel.mtime, method)
+layers = list(dict.fromkeys(table["layer"]))
 layer = ui.select(
-    c3.selectbox, "Layer", f"{P}.layer", layers, format_func=lambda x: "all layers" if x == GLOBAL else x
+    c3.selectbox,
+    "Layer",
+    f"{P}.layer",
+    layers,
+    format_func=lambda x: LAYER_LABELS.get(x, x),
+    help="All layers pools every weight, so the largest layer decides it; the layer mean gives each "
+    "layer the same weight.",
 )
+disjoint = data.disjoint_layers(sel.path, sel.mtime, method)
+if disjoint:
+    st.info(
+        f"Left out of the layer mean and of semantic alignment: {', '.join(disjoint)}. Each ticket of "
+        f"`{method}` owns its own output row(s) there (one-vs-rest detector heads), so those rows are "
+        "disjoint by construction and their Jaccard is 0 whatever training does. They stay in "
+        '"all layers" (the paper\'s pooled measure), where they weigh little.',
+        icon=":material/call_split:",
+    )
 level = sel.level_for(method)
 sparsity = sel.sparsity_of(method)
 st.caption(
@@ -61,7 +77,7 @@ with left:
     fig = similarity_heatmap(
         m["matrix"],
         chance=m["chance"] if measure == "jaccard" else None,
-        title=f"{MEASURES[measure]} · {'all layers' if layer == GLOBAL else layer}",
+        title=f"{MEASURES[measure]} · {LAYER_LABELS.get(layer, layer)}",
         value_name=measure.replace("jaccard_star", "J*").replace("jaccard", "J"),
         zmin=m["zmin"],
         zmax=m["zmax"],
@@ -104,11 +120,20 @@ st.subheader("Similarity against sparsity")
 summary = data.similarity_summary(sel.path, sel.mtime, tuple(methods))
 ui.figure(
     similarity_vs_sparsity(
-        summary, layer=layer, title=f"Mean over ticket pairs · {'all layers' if layer == GLOBAL else layer}"
+        summary, layer=layer, title=f"Mean over ticket pairs · {LAYER_LABELS.get(layer, layer)}"
     ),
     f"{sel.run.name}-similarity-vs-sparsity",
     key=f"{P}.curve",
 )
+here = summary[(summary["method"] == method) & (summary["level"] == level)].set_index("layer")
+if {GLOBAL, LAYER_MEAN} <= set(here.index):
+    pooled, equal = here.loc[GLOBAL, "jaccard_star"], here.loc[LAYER_MEAN, "jaccard_star"]
+    shares = data.layer_shares(sel.path, sel.mtime, method)
+    biggest = max(shares, key=shares.get)
+    st.caption(
+        f"At this level, J* pooled over all weights = {pooled:.3f}; with equal layer weights = {equal:.3f}. "
+        f"The pooled value follows `{biggest}`, which holds {shares[biggest]:.0%} of the prunable weights."
+    )
 with st.expander("Tables"):
     ui.table(
         m["pairs"],

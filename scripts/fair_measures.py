@@ -1,0 +1,120 @@
+"""Print the numbers the README quotes for the fairer measures (issue 13, items 4-7).
+
+    OMP_NUM_THREADS=1 python scripts/fair_measures.py            # every section
+    OMP_NUM_THREADS=1 python scripts/fair_measures.py attention  # one section
+
+Sections: ``similarity`` (pooled vs equal-layer-weight J*, fashion-mlp-class),
+``alignment`` (Mantel and partial Mantel, fashion-mlp-class), ``fairness``
+(TPR by sex & race with Wilson intervals and count flags, gap intervals,
+adult-mlp-cluster), ``attention`` (entropy against sparsity with intervals,
+fashion-vit-cluster; about a minute on one core).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from analysis import load_run  # noqa: E402
+
+pd.set_option("display.width", 200)
+pd.set_option("display.max_columns", 20)
+
+
+def similarity() -> None:
+    """Pooled against equal-layer-weight J* on fashion-mlp-class."""
+    from analysis.similarity import (
+        GLOBAL,
+        LAYER_MEAN,
+        disjoint_layers,
+        layer_shares,
+        level_similarity_summary,
+        method_shared_rows,
+        similarity_table,
+    )
+
+    run = load_run(ROOT / "artifacts" / "fashion-mlp-class")
+    shares = layer_shares(run.masks("rtl", 0))
+    print("== similarity: fashion-mlp-class rtl")
+    print("layer shares of the prunable weights:", {k: round(v, 3) for k, v in shares.items()})
+    print("disjoint by construction:", disjoint_layers(method_shared_rows(run, "rtl")))
+    s = level_similarity_summary(similarity_table(run, "rtl"))
+    wide = s[s["layer"].isin([GLOBAL, LAYER_MEAN])].pivot(
+        index=["level", "sparsity"], columns="layer", values="jaccard_star"
+    )
+    print(wide.rename(columns={GLOBAL: "J* pooled", LAYER_MEAN: "J* equal layers"}).round(3).to_string())
+
+
+def alignment() -> None:
+    """Mantel and partial Mantel alignment on fashion-mlp-class."""
+    from analysis.projection import alignment_facts, alignment_table
+
+    run = load_run(ROOT / "artifacts" / "fashion-mlp-class")
+    table = alignment_table(run, "rtl")
+    facts = alignment_facts(run, "rtl", table)
+    print("== alignment: fashion-mlp-class rtl (999 permutations)")
+    rho, p = facts["inputs_rho"], facts["inputs_p"]
+    print(f"class hierarchy vs centroid pixel similarity: rho {rho:.3f}, p {p:.3g}")
+    print("left out:", facts["disjoint"])
+    cols = ["level", "sparsity", "layer_group", "rho", "p_value", "partial_rho", "partial_p_value"]
+    print(table[cols].round(3).to_string(index=False))
+    print(facts["verdict"])
+
+
+def fairness() -> None:
+    """Per-group TPR with count flags, and gap intervals, on adult-mlp-cluster."""
+    from analysis.fairness import group_metrics, run_fairness_gaps
+
+    run = load_run(ROOT / "artifacts" / "adult-mlp-cluster")
+    lv = run.levels("rtl")[len(run.levels("rtl")) // 2]
+    print(f"== fairness: adult-mlp-cluster rtl, level {lv} ({run.sparsity('rtl', lv):.1%})")
+    t = group_metrics(run.predictions("rtl", lv), ["sex", "race"], metrics=["true_positive_rate"])
+    print(t.drop(columns=["group_by", "metric"]).round(3).to_string(index=False))
+    for group_by in (["sex"], ["sex", "race"]):
+        gaps = run_fairness_gaps(run, group_by, ["rtl", "imp"], metrics=["accuracy", "true_positive_rate"])
+        keep = gaps["statistic"].isin(["difference", "worst"])
+        print(f"-- gaps by {' & '.join(group_by)} (95 % joint stratified bootstrap, 400 resamples)")
+        cols = ["method", "level", "sparsity", "metric", "statistic", "value", "group", "ci_low", "ci_high"]
+        print(gaps.loc[keep, cols].round(3).to_string(index=False))
+
+
+def attention() -> None:
+    """Attention entropy against sparsity on fashion-vit-cluster."""
+    from analysis.attention_sweep import (
+        ALL_IMAGES,
+        OWN_IMAGES,
+        attention_level_summary,
+        attention_probe_tables,
+        attention_trend,
+        attention_verdict,
+    )
+
+    run = load_run(ROOT / "artifacts" / "fashion-vit-cluster")
+    print("== attention: fashion-vit-cluster")
+    for method in run.methods:
+        k = len(run.ticket_names(method))
+        tables = attention_probe_tables(run, method, list(range(k)))
+        summary = attention_level_summary(tables["heads"], tables["images"])
+        trend = attention_trend(summary)
+        print(f"-- {method}")
+        print(trend.drop(columns=["layer"]).round(3).to_string(index=False))
+        for image_set in (OWN_IMAGES, ALL_IMAGES):
+            if image_set in set(trend["images"]):
+                print(attention_verdict(trend, image_set))
+
+
+SECTIONS = {"similarity": similarity, "alignment": alignment, "fairness": fairness, "attention": attention}
+
+if __name__ == "__main__":
+    wanted = sys.argv[1:] or list(SECTIONS)
+    unknown = [w for w in wanted if w not in SECTIONS]
+    if unknown:
+        sys.exit(f"unknown section(s) {unknown}; choose from {sorted(SECTIONS)}")
+    for name in wanted:
+        SECTIONS[name]()
+        print()
