@@ -362,7 +362,7 @@ def build_context(
 
 
 def apply_epoch_selection(ctx: Context, selection: dict) -> None:
-    """Give every phase of ``ctx`` the epochs chosen on the validation split (keeps the requested description)."""
+    """Give every phase of ``ctx`` the epochs chosen on the validation split (``requested`` kept)."""
     if ctx.requested is None:
         ctx.requested = ctx.desc
     ctx.epoch_selection = selection

@@ -84,11 +84,13 @@ def imp_train_config(ctx: Context) -> TrainConfig:
 
 
 def run_dense(ctx: Context, show_progress: bool = True) -> None:
-    """Run or resume the ``dense`` method: IMP's level 0 alone, the dense reference of a run without ``imp``."""
+    """Run or resume ``dense``: IMP's level 0 alone, the dense reference of a run without ``imp``."""
     run_imp(ctx, show_progress, method=DENSE, n_levels=0)
 
 
-def run_imp(ctx: Context, show_progress: bool = True, *, method: str = METHOD, n_levels: int | None = None) -> None:
+def run_imp(
+    ctx: Context, show_progress: bool = True, *, method: str = METHOD, n_levels: int | None = None
+) -> None:
     """Run or resume the ``imp`` levels of a run (``method``/``n_levels`` serve ``dense``)."""
     desc, cfg = ctx.desc, imp_train_config(ctx)
     p = desc.prune
@@ -119,7 +121,7 @@ def run_imp(ctx: Context, show_progress: bool = True, *, method: str = METHOD, n
         else:
             if not continued:
                 w_prev = rf.load_tensors(rf.level_dir(ctx.run_dir, method, level - 1) / rf.WEIGHTS)
-                m_prev = rf.load_masks(rf.level_dir(ctx.run_dir, method, level - 1) / rf.MASKS)
+                m_prev = rf.read_level_masks(ctx.run_dir, method, level - 1)
                 prev = (w_prev, {n: m[0] for n, m in m_prev.items()})
             assert prev is not None
             new = prune_level(prev[0], prev[1], p.fraction, level, p.scope)

@@ -85,7 +85,7 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
             prev = None
         bar = tqdm(total=2 * ctx.k, desc=f"independent level {level}", disable=not show_progress, leave=False)
         if prev is None and level > 0 and (level - 1) in loop.done:
-            prev_masks = rf.load_masks(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.MASKS)
+            prev_masks = rf.read_level_masks(ctx.run_dir, METHOD, level - 1)
             prev = (
                 Masks({n: torch.as_tensor(m).to(ctx.device) for n, m in prev_masks.items()}, ctx.shapes),
                 _stored_weights(ctx, level - 1),

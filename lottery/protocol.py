@@ -46,7 +46,7 @@ SELECTION = "epoch_selection"
 
 
 def planned_methods(desc: RunDescription) -> tuple[str, ...]:
-    """The methods a run executes: ``desc.methods``, plus ``dense`` first when a ticket method lacks ``imp``."""
+    """The methods a run executes: ``desc.methods``, plus ``dense`` first when ticket methods lack ``imp``."""
     methods = tuple(desc.methods)
     if "imp" in methods or DENSE in methods or not any(m in TICKET_METHODS for m in methods):
         return methods
@@ -188,7 +188,7 @@ class CollapseStop:
         return self._values[key]
 
     def status(self) -> dict[str, Any]:
-        """``reference_value``, ``collapse_level`` (None if not yet) and ``stop_after`` from the written levels."""
+        """``reference_value``, ``collapse_level`` (None: not yet) and ``stop_after``, from levels written."""
         p = self.desc.prune
         out: dict[str, Any] = {"reference": self.reference, "reference_value": None, "collapse_level": None}
         ref = self.reference

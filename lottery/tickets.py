@@ -193,7 +193,7 @@ def stored_masks(ctx: Context, level: int) -> tuple[Masks, str] | None:
     """Masks of ``level`` already written by ``rtl`` or ``independent`` in this run, and by which."""
     for method in TICKET_METHODS:
         if method in ctx.desc.methods and level in rf.completed_levels(ctx.run_dir, method):
-            m = rf.load_masks(rf.level_dir(ctx.run_dir, method, level) / rf.MASKS)
+            m = rf.read_level_masks(ctx.run_dir, method, level)
             return Masks({n: torch.as_tensor(v).to(ctx.device) for n, v in m.items()}, ctx.shapes), method
     return None
 
