@@ -8,10 +8,16 @@ A run folder::
       extra/<name>.safetensors           per-run arrays: "probe" (x, label, subset: a fixed
                                          test batch for attention maps), "centroids"
                                          ((K, D) subset centroids for centroid routing), ...
-      <method>/                          "imp", "rtl", "independent", ...
+      <method>/                          "imp", "rtl", "independent", "dense", ...
         init.safetensors                 the rewind point; absent when it is theta_0
+        mask_levels.safetensors          every level's masks at once: per layer uint8 (K, *shape),
+                                         the level at which a weight left the mask (see
+                                         "compact storage" below); mask_levels.json instead
+                                         when another method holds identical masks
+        stopping.json                    prune.until_collapse: reference, collapse level, last level
         level_00/ level_01/ ...          one folder per completed pruning level
-          masks.safetensors              per layer: bit-packed uint8, unpacked to bool (K, *shape)
+          masks.safetensors              per layer: bit-packed uint8, unpacked to bool (K, *shape);
+                                         absent once folded into mask_levels (Run.masks reads either)
           weights.safetensors            trained weights (optional for embedded runs); metadata
                                          ``layout``: "shared" (one state dict) or "stacked"
                                          (each parameter (K, ...), one network per ticket);
@@ -19,6 +25,13 @@ A run folder::
           predictions.parquet            one row per evaluated sample
           arrays.safetensors             optional per-level arrays (e.g. reconstructed images)
           level.json                     sparsity, parameter counts, summary metrics
+
+Manifest fields of the protocol (:mod:`lottery.protocol`; absent in older runs):
+``dense_reference`` ``{"method": "imp" | "dense", "level": 0}``, the dense model trained
+on all the data that every "compared with dense" analysis should use (RTL's own level 0
+is jointly retrained and is not it); ``epoch_selection`` (``epochs`` chosen on the
+validation split, ``val_loss`` / ``val_accuracy`` per epoch); ``stopping`` (the
+until-collapse rule); ``partition`` of kind ``random`` names its ``null_of``.
 
 A level folder is written under a temporary name and renamed into place, so a
 killed run never leaves a half-written level: a level exists iff its folder
@@ -45,7 +58,8 @@ pred_<routing> : int
 route_<routing> : int
     The ticket each routing chose.
 score_<k> : float
-    Ticket k's score for the sample, in [0, 1] (stored rounded to 4 decimals): for a detector the probability
+    Ticket k's score for the sample, in [0, 1] (rounded to 4 decimals; newer files store it as uint16
+    steps of 1e-4, read back as float32 by :meth:`Run.predictions`): for a detector the probability
     that the sample is in subset k; for one ticket serving all subsets, the
     probability mass it puts on subset k's classes; for an expert, its
     confidence (max class probability).
@@ -804,7 +818,8 @@ def find_groups(*roots: str | Path) -> list[Path]:
 # up to date after every level (:func:`sync_mask_levels`); ``python -m lottery embed``
 # then drops the per-level ``masks.safetensors`` it reproduces, and a ticket method
 # whose masks equal another's at every level (``level.json`` ``masks_from``) keeps
-# none of its own. :meth:`Run.masks` reads whichever is there.
+# none of its own (``<method>/mask_levels.json`` names the method that holds them).
+# :meth:`Run.masks` reads whichever is there.
 #
 # Scores (``score_<k>``, ``confidence``) are stored as uint16 counts of 1e-4 (the
 # 4 decimals they are rounded to anyway) with byte-stream-split encoding, named in
@@ -812,6 +827,7 @@ def find_groups(*roots: str | Path) -> list[Path]:
 # them back into float32. Files written before hold float32 and read unchanged.
 
 MASK_LEVELS = "mask_levels.safetensors"
+MASK_LEVELS_ALIAS = "mask_levels.json"  # {"same_as": other method}: its mask_levels hold these masks
 STOPPING = "stopping.json"  # <method>/stopping.json: the until-collapse outcome (lottery.protocol)
 STILL_IN = 255
 SCORE_STEP = 1e-4
@@ -978,9 +994,9 @@ def read_level_masks(
 ) -> dict[str, np.ndarray]:
     """A level's masks ``{layer: bool (K, *shape)}`` wherever they are stored.
 
-    In order: the level's ``masks.safetensors``; the method's ``mask_levels``; the
-    masks of the method named by ``level.json`` ``masks_from`` (identical masks
-    stored once).
+    In order: the level's ``masks.safetensors``; the method's ``mask_levels``; those
+    of the method its ``mask_levels.json`` names; the masks of the method named by
+    ``level.json`` ``masks_from`` (identical masks stored once).
 
     Raises
     ------
@@ -993,6 +1009,14 @@ def read_level_masks(
     decoded = masks_from_levels(run_dir, method, level)
     if decoded is not None:
         return decoded
+    alias = method_dir(run_dir, method) / MASK_LEVELS_ALIAS
+    if alias.is_file():
+        pointer = read_json(alias)
+        same_as = pointer.get("same_as") if isinstance(pointer, dict) else None
+        if isinstance(same_as, str) and schema.identifier_problem(same_as) is None:
+            decoded = masks_from_levels(run_dir, same_as, level)
+            if decoded is not None:
+                return decoded
     source = _masks_from(run_dir, method, level)
     if source is not None and source not in _seen:
         return read_level_masks(run_dir, source, level, (*_seen, method))
@@ -1003,9 +1027,9 @@ def compact_masks(run_dir: str | Path) -> dict[str, int]:
     """Drop per-level mask files that compact storage reproduces exactly (for embedding).
 
     For every method: bring ``mask_levels`` up to date, then delete each level's
-    ``masks.safetensors`` that it decodes bit for bit. A ticket method whose every
-    level names, in ``masks_from``, another method holding identical masks loses its
-    own ``mask_levels`` too.
+    ``masks.safetensors`` that it decodes bit for bit. A method whose masks equal an
+    earlier method's at every level keeps no ``mask_levels`` of its own: a small
+    ``mask_levels.json`` names the method that holds them.
 
     Returns
     -------
@@ -1033,19 +1057,26 @@ def compact_masks(run_dir: str | Path) -> dict[str, int]:
                 if _same_masks(decoded, stored):
                     path.unlink()
                     removed += 1
+    kept: list[str] = []  # methods that keep their own mask_levels
     for m in methods:
         levels = completed_levels(run_dir, m)
         own = method_dir(run_dir, m) / MASK_LEVELS
-        sources = {_masks_from(run_dir, m, lv) for lv in levels}
-        if own.is_file() and len(sources) == 1 and None not in sources:
-            (src,) = sources
-            if (method_dir(run_dir, src) / MASK_LEVELS).is_file() and all(
-                _same_masks(masks_from_levels(run_dir, m, lv), read_level_masks(run_dir, src, lv))
+        if not own.is_file():
+            continue
+        for src in kept:
+            if all(
+                _same_masks(masks_from_levels(run_dir, m, lv), masks_from_levels(run_dir, src, lv))
                 for lv in levels
             ):
+                write_json(method_dir(run_dir, m) / MASK_LEVELS_ALIAS, {"same_as": src, "levels": levels})
                 own.unlink()
+                break
+        else:
+            kept.append(m)
     return {"removed": removed, "bytes_before": before, "bytes_after": size()}
 
 
-def _same_masks(a: Mapping[str, np.ndarray] | None, b: Mapping[str, np.ndarray]) -> bool:
-    return a is not None and a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a)
+def _same_masks(a: Mapping[str, np.ndarray] | None, b: Mapping[str, np.ndarray] | None) -> bool:
+    if a is None or b is None or a.keys() != b.keys():
+        return False
+    return all(np.array_equal(a[n], b[n]) for n in a)

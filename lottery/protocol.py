@@ -46,11 +46,18 @@ SELECTION = "epoch_selection"
 
 
 def planned_methods(desc: RunDescription) -> tuple[str, ...]:
-    """The methods a run executes: ``desc.methods``, plus ``dense`` first when ticket methods lack ``imp``."""
+    """The methods a run executes, in order: ``desc.methods``, and ``dense`` if ticket methods lack ``imp``.
+
+    With ``prune.until_collapse`` the dense reference runs first (the others' stopping
+    rule reads it); otherwise ``dense`` comes last and the order is the description's.
+    """
     methods = tuple(desc.methods)
-    if "imp" in methods or DENSE in methods or not any(m in TICKET_METHODS for m in methods):
-        return methods
-    return (DENSE, *methods)
+    if "imp" not in methods and DENSE not in methods and any(m in TICKET_METHODS for m in methods):
+        methods = (*methods, DENSE)
+    ref = dense_reference(methods)
+    if desc.prune.until_collapse and ref is not None:
+        methods = (ref["method"], *(m for m in methods if m != ref["method"]))
+    return methods
 
 
 def dense_reference(methods: tuple[str, ...]) -> dict[str, Any] | None:

@@ -107,3 +107,196 @@ def test_random_partition_run_shares_theta0(tmp_path):
     np.testing.assert_array_equal(
         np.bincount(frame["subset"], minlength=10), np.bincount(frame["label"], minlength=10)
     )
+
+
+# ----------------------------------------------------------------------------- 6. the dense reference
+
+
+def test_run_without_imp_gets_the_dense_reference_equal_to_imp_level0(tmp_path):
+    train_run(TINY, tmp_path / "rtl", device="cpu", show_progress=False)
+    run = rf.load_run(tmp_path / "rtl")
+    assert run.manifest["dense_reference"] == {"method": "dense", "level": 0}
+    assert run.levels("dense") == [0]
+    assert run.sparsity("dense", 0) == 0.0
+    # the same training as imp's level 0 of the same description
+    imp_only = dataclasses.replace(TINY, methods=("imp",))
+    train_run(imp_only, tmp_path / "imp", device="cpu", show_progress=False)
+    imp = rf.load_run(tmp_path / "imp")
+    assert imp.manifest["dense_reference"] == {"method": "imp", "level": 0}
+    assert "dense" not in imp.manifest["methods"]
+    a, b = run.predictions("dense", 0), imp.predictions("imp", 0)
+    np.testing.assert_array_equal(a["pred"], b["pred"])
+    np.testing.assert_array_equal(a["confidence"], b["confidence"])
+
+
+# ----------------------------------------------------------------------------- 3. epochs from validation
+
+
+def test_epochs_chosen_on_validation_split_for_every_phase(tmp_path):
+    from lottery.tickets import rtl_budget, subset_sizes
+    from lottery.train import predict_logits, seeded_generator, train_masked
+
+    base = dataclasses.replace(TINY, methods=("rtl", "imp"), prune=PruneConfig(fraction=0.5, levels=1))
+    assert "epochs_from_validation" not in str(base.canonical())  # default off: hashes unchanged
+    desc = dataclasses.replace(
+        base, train=dataclasses.replace(base.train, epochs_from_validation=True, max_epochs=6, patience=2)
+    )
+    out = tmp_path / "run"
+    train_run(desc, out, device="cpu", show_progress=False)
+    run = rf.load_run(out)
+    sel = run.manifest["epoch_selection"]
+    losses = sel["val_loss"]
+    best = int(np.argmin(losses))
+    assert sel["epochs"] == best + 1
+    assert len(losses) == min(6, best + 1 + 2)  # early stopping after `patience` epochs without gain
+    assert run.manifest["run_hash"] == desc.hash()
+    # oracle: the dense model trained for the chosen epochs from theta_0 on imp's level-0 stream
+    ctx = build_context(desc, out, device="cpu")
+    assert ctx.desc.train.epochs == sel["epochs"] and ctx.desc.rtl.retrain_epochs == sel["epochs"]
+    model = ctx.new_model()
+    dense = {n: torch.ones(s, dtype=torch.bool) for n, s in ctx.shapes.items()}
+    cfg = dataclasses.replace(desc.train, epochs=sel["epochs"])
+    steps = train_masked(model, dense, ctx.x_train, ctx.y_train, cfg, seeded_generator(desc.seed, "imp", 0))
+    logits = predict_logits(model, torch.as_tensor(ctx.data.x_val))
+    y_val = torch.as_tensor(ctx.data.y_val)
+    assert float(torch.nn.functional.cross_entropy(logits, y_val)) == pytest.approx(losses[best], rel=1e-5)
+    # every phase used it: imp level 0 equals that model, rtl's budget counts those epochs
+    assert run.level_info("imp", 0)["steps"] == steps
+    imp0 = run.weights("imp", 0)
+    reference = {n: p.detach().numpy() for n, p in model.named_parameters()}
+    for n in reference:
+        np.testing.assert_allclose(imp0[n], reference[n], rtol=0, atol=1e-6)
+    assert run.level_info("rtl", 1)["budget"] == rtl_budget(ctx.desc, subset_sizes(ctx))
+
+
+# ----------------------------------------------------------------------------- 5. until collapse
+
+
+def test_until_collapse_stops_two_levels_after_the_labelled_collapse(tmp_path):
+    from sklearn.metrics import balanced_accuracy_score
+
+    desc = dataclasses.replace(
+        TINY,
+        train=TrainConfig(epochs=2, batch_size=64, lr=1e-2),
+        prune=PruneConfig(fraction=0.85, levels=6, until_collapse=True, extra_levels=1),
+        rtl=RTLConfig(ticket_kind="detector", retrain_epochs=2),
+        methods=("imp", "rtl"),
+    )
+    train_run(desc, tmp_path / "run", device="cpu", show_progress=False)
+    run = rf.load_run(tmp_path / "run")
+    assert run.manifest["stopping"]["rule"] == "until_collapse"
+    assert run.manifest["dense_reference"] == {"method": "imp", "level": 0}
+
+    def ba(method, level):
+        f = run.predictions(method, level)
+        return balanced_accuracy_score(f["label"], f["pred"])
+
+    dense = ba("imp", 0)
+    for method in ("imp", "rtl"):
+        levels = run.levels(method)
+        collapsed = [lv for lv in levels if lv >= 1 and ba(method, lv) <= dense - 0.05]
+        assert collapsed, f"{method} never collapsed on {levels}"
+        assert levels == list(range(min(6, collapsed[0] + 1) + 1))
+        record = rf.read_json(rf.method_dir(run.path, method) / rf.STOPPING)
+        assert record["collapse_level"] == collapsed[0]
+        assert record["reference_value"] == pytest.approx(dense)
+        assert record["last_level"] == levels[-1]
+    # resuming changes nothing
+    train_run(desc, tmp_path / "run", device="cpu", show_progress=False)
+    assert rf.load_run(tmp_path / "run").levels("rtl") == run.levels("rtl")
+
+
+# ----------------------------------------------------------------------------- 7. compact storage
+
+
+def _nested_masks(rng, shapes, k, n_levels, fraction=0.3):
+    """Nested (K, *shape) masks for levels 0..n_levels: each level drops a random 30 % of survivors."""
+    levels = [{n: np.ones((k, *s), bool) for n, s in shapes.items()}]
+    levels[0]["head.weight"][:] = False
+    for t in range(k):
+        levels[0]["head.weight"][t, t] = True  # a detector's own head row
+    for _ in range(n_levels):
+        nxt = {}
+        for n, m in levels[-1].items():
+            drop = rng.random(m.shape) < fraction
+            nxt[n] = m & ~drop
+        levels.append(nxt)
+    return levels
+
+
+def _write_synthetic(run_dir, masks_per_level, methods=("independent", "rtl")):
+    rng = np.random.default_rng(1)
+    k = next(iter(masks_per_level[0].values())).shape[0]
+    shapes = {n: list(m.shape[1:]) for n, m in masks_per_level[0].items()}
+    rf.write_manifest(
+        run_dir,
+        {
+            "name": "synthetic",
+            "methods": {m: {"tickets": [f"t{i}" for i in range(k)]} for m in methods},
+            "prunable": shapes,
+        },
+    )
+    n = 50
+    frame = {"sample": np.arange(n), "label": rng.integers(0, k, n), "pred": rng.integers(0, k, n)}
+    for t in range(k):
+        frame[f"score_{t}"] = np.round(rng.random(n).astype(np.float32), 4)
+    import pandas as pd
+
+    frame = pd.DataFrame(frame)
+    for lv, masks in enumerate(masks_per_level):
+        for i, m in enumerate(methods):
+            source = "initial" if lv == 0 else "extraction" if i == 0 else methods[0]
+            info = {"sparsity": 0.5, "masks_from": source}
+            rf.write_level(run_dir, m, lv, masks=masks, predictions=frame, info=info)
+            rf.sync_mask_levels(run_dir, m)
+    return frame
+
+
+def test_mask_levels_encode_every_level_and_runs_read_them(tmp_path):
+    rng = np.random.default_rng(0)
+    shapes = {"fc1.weight": (12, 20), "head.weight": (4, 12)}
+    truth = _nested_masks(rng, shapes, k=4, n_levels=3)
+    frame = _write_synthetic(tmp_path, truth)
+    old = rf.load_run(tmp_path)  # per-level files: the format of every existing run
+    for lv, masks in enumerate(truth):
+        for n in shapes:
+            np.testing.assert_array_equal(old.masks("rtl", lv)[n], masks[n])
+            np.testing.assert_array_equal(rf.masks_from_levels(tmp_path, "rtl", lv)[n], masks[n])
+    codes = rf.load_tensors(rf.method_dir(tmp_path, "rtl") / rf.MASK_LEVELS)
+    assert codes["fc1.weight"].dtype == np.uint8 and codes["fc1.weight"].shape == (4, 12, 20)
+    # compacting drops every per-level mask file and rtl's duplicate of independent's masks
+    report = rf.compact_masks(tmp_path)
+    assert report["removed"] == 2 * len(truth)
+    assert report["bytes_after"] < report["bytes_before"]
+    assert not (rf.method_dir(tmp_path, "rtl") / rf.MASK_LEVELS).exists()
+    assert (rf.method_dir(tmp_path, "independent") / rf.MASK_LEVELS).exists()
+    new = rf.load_run(tmp_path)
+    for lv, masks in enumerate(truth):
+        for method in ("rtl", "independent"):
+            got = new.masks(method, lv)
+            for n in shapes:
+                np.testing.assert_array_equal(got[n], masks[n])
+    # quantised scores read back as the float32 values written (4 decimals)
+    back = new.predictions("rtl", 2)
+    for t in range(4):
+        assert back[f"score_{t}"].dtype == np.float32
+        np.testing.assert_allclose(back[f"score_{t}"], frame[f"score_{t}"], atol=1e-7)
+
+
+def test_old_runs_stay_readable(tmp_path):
+    # the shipped embedded runs hold per-level float32 predictions and bit-packed masks only
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "artifacts" / "adult-mlp-cluster"
+    run = rf.load_run(shipped)
+    assert not (rf.method_dir(shipped, "rtl") / rf.MASK_LEVELS).exists()
+    assert run.predictions("rtl", 1)["score_0"].dtype == np.float32
+    assert run.masks("rtl", 1)
+
+
+def test_mask_levels_refuse_masks_that_are_not_nested(tmp_path):
+    rng = np.random.default_rng(0)
+    truth = _nested_masks(rng, {"fc1.weight": (6, 5), "head.weight": (3, 6)}, k=3, n_levels=2)
+    truth[2]["fc1.weight"][0] = True  # a weight coming back
+    with pytest.raises(rf.RunFormatError, match="nested"):
+        _write_synthetic(tmp_path, truth, methods=("rtl",))
