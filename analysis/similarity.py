@@ -240,6 +240,11 @@ def layer_overlap_counts(masks: Masks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
     PairLimitError
         For more than :func:`analysis.pair_limits.max_pair_tickets` tickets (K x K memory).
     """
+    from analysis.packed import PackedMasks, layer_overlap_counts_packed
+
+    if isinstance(masks, PackedMasks):  # memory-mapped: counted layer by layer, never unpacked
+        check_pair_count(masks.n_tickets)
+        return layer_overlap_counts_packed(masks)
     layers = _layers(masks)
     check_pair_count(layers[0][1].shape[0])
     return {name: _count_layer(m, chunk_bytes) for name, m in layers}
@@ -692,6 +697,8 @@ def similarity_table(
         Per-layer rows and ``"__layer_mean__"`` leave out rows that are disjoint
         by construction (:func:`method_shared_rows`).
     """
+    from analysis.packed import packed_masks
+
     levels = run.levels(method) if levels is None else list(levels)
     names = run.ticket_names(method)
     if tickets is None:
@@ -702,9 +709,9 @@ def similarity_table(
     shared = method_shared_rows(run, method) if layers else None
     frames = []
     for level in levels:
-        masks = run.masks(method, level)
-        if len(idx) < len(names):
-            masks = {n: m[idx] for n, m in masks.items()}
+        masks = packed_masks(run, method, level)
+        if len(idx) < len(names):  # a sample of the tickets: only those rows, layer by layer
+            masks = {n: np.asarray(masks[n])[idx] for n in masks}
         df = similarity_frame(masks, tickets, layers=layers, shared=shared)
         df.insert(0, "sparsity", run.sparsity(method, level))
         df.insert(0, "level", level)

@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             return 0
         if args.command == "table":
-            from lottery.table import paper_table
+            from analysis.table import paper_markdown  # the table lives in analysis/ (thin command)
 
-            print(paper_table(args.run, args.sparsity))
+            print(paper_markdown(args.run, args.sparsity))
             return 0
         if args.command in ("inr", "data", "speech", "sweep"):
             return args.func(args)

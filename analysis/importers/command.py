@@ -9,6 +9,7 @@ import numpy as np
 
 from analysis.importers.convert import read_tickets
 from analysis.importers.errors import CheckpointError
+from analysis.importers.hf import hf_folders, import_hf_command
 from analysis.importers.run_writer import (
     DEFAULT_METHOD,
     WEIGHT_DTYPES,
@@ -27,6 +28,8 @@ formats (detected automatically):
   torch.ao.pruning before squash     {"model": model.state_dict(), "sparsifier": sparsifier.state_dict()}
   training checkpoints               {"state_dict": ..., "best_acc1": ..., "optimizer": ...}
   plain state dicts                  masks inferred as weight != 0 (marked as inferred)
+  Hugging Face model folders         model.safetensors(.index.json) + config.json, one ticket per
+                                     folder (or a folder of them); streamed, masks only, N:M reported
   a folder of checkpoints, or a file holding {ticket: masks}: one ticket each
   files sharing a name (a/checkpoint-30.pt, b/checkpoint-30.pt): tickets named a, b
 
@@ -84,6 +87,8 @@ def run_import(args: argparse.Namespace) -> int:
     replace_embedded = getattr(args, "replace_embedded", False)
     try:
         check_destination(out, force=args.force, replace_embedded=replace_embedded)  # before reading
+        if all(hf_folders(p) for p in args.paths):  # Hugging Face model folders: streamed, masks only
+            return import_hf_command(args, out)
         tickets = read_tickets(args.paths)
         write_run(
             tickets,
