@@ -60,6 +60,7 @@ from artifacts import run_format as rf
 from lottery.context import Context
 from lottery.levels import LevelLoop, level_info
 from lottery.masks import Masks
+from lottery.overlap import overlap_record
 from lottery.protocol import CollapseStop
 from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
 from lottery.tickets import (
@@ -130,6 +131,8 @@ def run_rtl(ctx: Context, show_progress: bool = True) -> None:
             steps=steps,
             presentations=budget["presentations"] if level else budget["retrain_presentations"],
             masks_from=source,
+            overlap=overlap_record(masks),
+            overlap_scaling=desc.rtl.overlap_scaling,
             extraction_seconds=t1 - t0,
             retrain_steps_per_ticket=budget["retrain_steps_per_ticket"],
             budget=budget,

@@ -41,6 +41,7 @@ from lottery.context import Context
 from lottery.data import fit_centroids, nearest_centroid
 from lottery.levels import mask_counts, rewind_point
 from lottery.masks import Masks
+from lottery.overlap import scale_updates, update_scales
 from lottery.prune import level_density, magnitude_prune
 from lottery.routing import detector_columns, expert_columns
 from lottery.sampling import (
@@ -403,9 +404,15 @@ def joint_retrain(
     ticket_masks = [{n: m[k] for n, m in fmasks.items()} for k in range(k_all)]
     model.train()
     tick = max(1, len(order) // 20)
+    # rtl.overlap_scaling="count": each update of a masked weight divided by its c (lottery.overlap)
+    scaled = [n for n in theta if n in fmasks] if desc.rtl.overlap_scaling == "count" else []
+    scales = update_scales({n: fmasks[n] for n in scaled}, torch.float32) if scaled else {}
     for i, k in enumerate(order.tolist()):
         idx, target = samplers[k].next()
+        before = [theta[n].detach().clone() for n in scaled]
         ticket_step(model, theta, ticket_masks[k], opt, k, k, ctx.x_train[idx], target, kind)
+        if scaled:
+            scale_updates([theta[n] for n in scaled], before, [scales[n] for n in scaled])
         if progress is not None and (i + 1) % tick == 0:
             progress()
     return {n: p.detach() for n, p in theta.items()}, len(order)

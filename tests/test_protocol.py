@@ -300,3 +300,111 @@ def test_mask_levels_refuse_masks_that_are_not_nested(tmp_path):
     truth[2]["fc1.weight"][0] = True  # a weight coming back
     with pytest.raises(rf.RunFormatError, match="nested"):
         _write_synthetic(tmp_path, truth, methods=("rtl",))
+
+
+# ----------------------------------------------------------------------------- 2. overlap scaling
+
+
+def _overlap_ctx(tmp_path, scaling):
+    from lottery.tickets import initial_masks
+
+    desc = dataclasses.replace(
+        TINY,
+        data=DataConfig(name="digits", partition="class", limit=400),
+        train=TrainConfig(epochs=1, batch_size=32, lr=0.05, optimizer="sgd", momentum=0.0),
+        rtl=RTLConfig(ticket_kind="detector", retrain_epochs=1, overlap_scaling=scaling),
+    )
+    (tmp_path / scaling).mkdir()
+    ctx = build_context(desc, tmp_path / scaling, device="cpu")
+    masks = initial_masks(ctx)
+    rng = torch.Generator().manual_seed(0)
+    for n in masks:  # random nested-looking masks: weights shared by 0..K tickets
+        if n != "head.weight":
+            masks[n].logical_and_(torch.rand(masks[n].shape, generator=rng) < 0.15)
+    return ctx, masks
+
+
+def test_overlap_count_moves_a_shared_weight_by_the_mean_step(tmp_path):
+    from lottery.overlap import keep_counts
+    from lottery.sampling import TicketBatches, interleaved_order
+    from lottery.tickets import joint_retrain, masked_forward, rtl_budget, subset_sizes, ticket_loss
+    from lottery.train import seeded_generator
+
+    ctx, masks = _overlap_ctx(tmp_path, "count")
+    theta0 = ctx.theta0()
+    got, steps = joint_retrain(ctx, masks, 1, theta0)
+    # hand computation: plain SGD, ticket k's step on a weight kept by c tickets is -lr * g / c
+    desc, k_all = ctx.desc, masks.k
+    counts = keep_counts(masks)
+    theta = {n: torch.as_tensor(v).clone() for n, v in theta0.items()}
+    samplers = [
+        TicketBatches(
+            ctx.subset_train, ctx.y_train, k, "detector", 32, seeded_generator(desc.seed, "rtl", 1, k)
+        )
+        for k in range(k_all)
+    ]
+    rounds = rtl_budget(desc, subset_sizes(ctx))["retrain_steps_per_ticket"]
+    order = interleaved_order(k_all, rounds, seeded_generator(desc.seed, "rtl", 1, "order"))
+    model = ctx.new_model()
+    for k in order.tolist():
+        idx, target = samplers[k].next()
+        params = {n: p.clone().requires_grad_(True) for n, p in theta.items()}
+        fmask = {n: m[k].float() for n, m in masks.items()}
+        loss = ticket_loss("detector", masked_forward(model, params, fmask, ctx.x_train[idx]), target, k)
+        grads = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
+        for n in theta:
+            step = desc.train.lr * grads[n]
+            if n in masks:
+                step = step * fmask[n] / counts[n].clamp(min=1).float()
+            theta[n] = theta[n] - step
+    assert steps == len(order) > k_all
+    for n in theta:
+        torch.testing.assert_close(got[n], theta[n], rtol=1e-5, atol=1e-6)
+    # weights no ticket keeps never moved: bit-identical to theta_0
+    assert any((~masks[n].any(0)).any() for n in masks) and any((counts[n] > 1).any() for n in masks)
+    for n in masks:
+        outside = ~masks[n].any(0)
+        assert torch.equal(got[n][outside], torch.as_tensor(theta0[n])[outside])
+
+
+def test_overlap_count_is_the_mean_on_one_shared_weight():
+    from lottery.overlap import scale_updates, update_scales
+
+    # two tickets keep weight 0, one keeps weight 1, none keeps weight 2
+    masks = {"w": torch.tensor([[True, True, False], [True, False, False]])}
+    scales = update_scales(masks, torch.float32)["w"]
+    w = torch.tensor([1.0, 1.0, 1.0])
+    for step in (
+        torch.tensor([-0.2, -0.4, 0.0]),
+        torch.tensor([-0.6, 0.0, 0.0]),
+    ):  # SGD steps of tickets 0, 1
+        before = [w.clone()]
+        w += step
+        scale_updates([w], before, [scales])
+    assert w[0].item() == pytest.approx(1.0 - (0.2 + 0.6) / 2)  # the mean of the two steps, not their sum
+    assert w[1].item() == pytest.approx(0.6)  # c = 1: the step as it was
+    assert w[2].item() == 1.0
+
+
+def test_overlap_none_is_the_default_and_unchanged_and_levels_record_c(tmp_path):
+    from lottery.tickets import joint_retrain
+
+    assert RTLConfig().overlap_scaling == "none"
+    ctx, masks = _overlap_ctx(tmp_path, "none")
+    default = dataclasses.replace(ctx.desc, rtl=dataclasses.replace(ctx.desc.rtl, overlap_scaling="none"))
+    assert (
+        default.hash()
+        == dataclasses.replace(default, rtl=RTLConfig(ticket_kind="detector", retrain_epochs=1)).hash()
+    )
+    got, _ = joint_retrain(ctx, masks, 1, ctx.theta0())
+    ctx_c, _ = _overlap_ctx(tmp_path, "count")
+    counted, _ = joint_retrain(ctx_c, masks, 1, ctx_c.theta0())
+    assert not torch.equal(got["layers.0.weight"], counted["layers.0.weight"])
+    # level.json of rtl records the distribution of c
+    train_run(TINY, tmp_path / "run", device="cpu", show_progress=False)
+    run = rf.load_run(tmp_path / "run")
+    m = run.masks("rtl", 1)
+    c = sum(np.bincount(v.sum(0).ravel(), minlength=11)[1:] for v in m.values())
+    record = run.level_info("rtl", 1)["overlap"]
+    assert record["histogram"] == c.tolist()
+    assert record["mean"] == pytest.approx((np.arange(1, 11) * c).sum() / c.sum())
