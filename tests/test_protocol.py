@@ -408,3 +408,57 @@ def test_overlap_none_is_the_default_and_unchanged_and_levels_record_c(tmp_path)
     record = run.level_info("rtl", 1)["overlap"]
     assert record["histogram"] == c.tolist()
     assert record["mean"] == pytest.approx((np.arange(1, 11) * c).sum() / c.sum())
+
+
+# ----------------------------------------------------------------------------- 4, 5, 8. presets
+
+
+SWEEPS = ("fashion-mlp-class-sweep", "fashion-vit-cluster-sweep", "adult-mlp-cluster-sweep")
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_sweep_presets_and_their_null_controls(name):
+    from lottery.embedded import EMBEDDED
+    from lottery.presets import get_preset
+
+    real, null = get_preset(name), get_preset(f"{name}-null")
+    assert real.data.eval_limit is None and real.data.limit is None  # the full test split
+    assert real.train.epochs_from_validation and real.prune.until_collapse
+    assert 1 - (1 - real.prune.fraction) ** real.prune.levels >= 0.995  # the cap reaches 99.5 %
+    assert null.data.partition == "random" and null.data.null_of == real.data.partition
+    assert (null.data.k, null.data.partition_map, null.model, null.seed) == (
+        real.data.k,
+        real.data.partition_map,
+        real.model,
+        real.seed,
+    )
+    assert null.prune.levels == real.prune.levels and not null.prune.until_collapse
+    assert EMBEDDED[name].seeds == EMBEDDED[f"{name}-null"].seeds == (0, 1, 2)
+    assert EMBEDDED[f"{name}-null"].keep_methods == ()
+
+
+@pytest.mark.skipif(
+    not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="no Fashion-MNIST"
+)
+def test_sweep_presets_evaluate_on_the_whole_fashion_test_split(tmp_path):
+    from lottery.presets import get_preset
+
+    ctx = build_context(get_preset("fashion-mlp-class-sweep"), tmp_path / "r", device="cpu")
+    assert len(ctx.test_frame) == 10_000
+    null = build_context(get_preset("fashion-mlp-class-sweep-null"), tmp_path / "n", device="cpu")
+    np.testing.assert_array_equal(
+        np.bincount(null.subset_test.numpy(), minlength=10),
+        np.bincount(ctx.subset_test.numpy(), minlength=10),
+    )
+
+
+def test_planned_methods_add_the_dense_reference_and_order_it_for_collapse():
+    from lottery.protocol import dense_reference, planned_methods
+
+    assert planned_methods(TINY) == ("rtl", "dense")
+    assert planned_methods(dataclasses.replace(TINY, methods=("imp",))) == ("imp",)
+    both = dataclasses.replace(TINY, methods=("independent", "rtl", "imp"))
+    assert planned_methods(both) == ("independent", "rtl", "imp")
+    collapse = dataclasses.replace(both, prune=PruneConfig(levels=3, until_collapse=True))
+    assert planned_methods(collapse) == ("imp", "independent", "rtl")
+    assert dense_reference(planned_methods(TINY)) == {"method": "dense", "level": 0}
