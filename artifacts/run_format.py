@@ -479,10 +479,7 @@ def validate_level(run_dir: str | Path, manifest: Mapping, method: str, level: i
         raise RunFormatError(
             f"{d / LEVEL_JSON}: field level: {info['level']} but the folder is level {level}"
         )
-    if (d / MASKS).is_file():
-        shapes = mask_header(d / MASKS)
-    else:  # compact storage (mask_levels or masks_from): decode to check
-        shapes = {n: list(m.shape) for n, m in read_level_masks(run_dir, method, level).items()}
+    shapes = level_mask_shapes(run_dir, method, level)  # masks.safetensors, else compact storage
     _check_mask_shapes(shapes, manifest, method, d / MASKS)
     return info
 
@@ -989,9 +986,49 @@ def _masks_from(run_dir: str | Path, method: str, level: int) -> str | None:
     return None
 
 
-def read_level_masks(
-    run_dir: str | Path, method: str, level: int, _seen: tuple = ()
-) -> dict[str, np.ndarray]:
+def _mask_levels_header(run_dir: str | Path, method: str) -> tuple[dict[str, list[int]], int] | None:
+    """``({layer: [K, *shape]}, last_level)`` of a method's mask_levels, from the header only."""
+    path = method_dir(run_dir, method) / MASK_LEVELS
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            last = int((f.metadata() or {})["last_level"])
+            shapes = {k: (f.get_slice(k).get_dtype(), list(f.get_slice(k).get_shape())) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:
+        raise RunFormatError(f"corrupt mask-levels file {path}: {e}") from e
+    if not shapes or any(d != "U8" or len(sh) < 2 for d, sh in shapes.values()):
+        raise RunFormatError(f"{path}: expected uint8 arrays of shape (K, *weight_shape)")
+    return {k: sh for k, (_, sh) in shapes.items()}, last
+
+
+def _mask_source(run_dir: str | Path, method: str, level: int, seen: tuple = ()) -> tuple[str, str]:
+    """Where a level's masks are: ``("file", method)`` or ``("levels", the method with mask_levels)``."""
+    if (level_dir(run_dir, method, level) / MASKS).is_file():
+        return "file", method
+    header = _mask_levels_header(run_dir, method)
+    if header is not None and 0 <= level <= header[1]:
+        return "levels", method
+    candidates = []
+    alias = method_dir(run_dir, method) / MASK_LEVELS_ALIAS
+    if alias.is_file():
+        pointer = read_json(alias)
+        candidates.append(pointer.get("same_as") if isinstance(pointer, dict) else None)
+    candidates.append(_masks_from(run_dir, method, level))
+    for other in candidates:
+        usable = isinstance(other, str) and schema.identifier_problem(other) is None
+        if usable and other not in (*seen, method):
+            try:
+                return _mask_source(run_dir, other, level, (*seen, method))
+            except RunFormatError:
+                continue
+    path = level_dir(run_dir, method, level) / MASKS
+    raise RunFormatError(f"missing file: {path} (no mask_levels or masks_from holds {method} level {level})")
+
+
+def read_level_masks(run_dir: str | Path, method: str, level: int) -> dict[str, np.ndarray]:
     """A level's masks ``{layer: bool (K, *shape)}`` wherever they are stored.
 
     In order: the level's ``masks.safetensors``; the method's ``mask_levels``; those
@@ -1003,24 +1040,22 @@ def read_level_masks(
     RunFormatError
         None of them holds the level.
     """
-    path = level_dir(run_dir, method, level) / MASKS
-    if path.is_file():
-        return load_masks(path)
-    decoded = masks_from_levels(run_dir, method, level)
-    if decoded is not None:
-        return decoded
-    alias = method_dir(run_dir, method) / MASK_LEVELS_ALIAS
-    if alias.is_file():
-        pointer = read_json(alias)
-        same_as = pointer.get("same_as") if isinstance(pointer, dict) else None
-        if isinstance(same_as, str) and schema.identifier_problem(same_as) is None:
-            decoded = masks_from_levels(run_dir, same_as, level)
-            if decoded is not None:
-                return decoded
-    source = _masks_from(run_dir, method, level)
-    if source is not None and source not in _seen:
-        return read_level_masks(run_dir, source, level, (*_seen, method))
-    raise RunFormatError(f"missing file: {path} (no mask_levels or masks_from holds {method} level {level})")
+    kind, holder = _mask_source(run_dir, method, level)
+    if kind == "file":
+        return load_masks(level_dir(run_dir, holder, level) / MASKS)
+    decoded = masks_from_levels(run_dir, holder, level)
+    assert decoded is not None
+    return decoded
+
+
+def level_mask_shapes(run_dir: str | Path, method: str, level: int) -> dict[str, list[int]]:
+    """``{layer: [K, *weight_shape]}`` of a level's masks, from file headers only (either storage)."""
+    kind, holder = _mask_source(run_dir, method, level)
+    if kind == "file":
+        return mask_header(level_dir(run_dir, holder, level) / MASKS)
+    header = _mask_levels_header(run_dir, holder)
+    assert header is not None
+    return header[0]
 
 
 def compact_masks(run_dir: str | Path) -> dict[str, int]:
