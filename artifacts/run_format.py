@@ -820,7 +820,7 @@ def find_groups(*roots: str | Path) -> list[Path]:
 #
 # Scores (``score_<k>``, ``confidence``) are stored as uint16 counts of 1e-4 (the
 # 4 decimals they are rounded to anyway) with byte-stream-split encoding, named in
-# the parquet metadata key ``lottery.quantised``; :func:`read_predictions` turns
+# the frame attrs ``lottery_quantised`` (kept in the parquet metadata); :func:`read_predictions` turns
 # them back into float32. Files written before hold float32 and read unchanged.
 
 MASK_LEVELS = "mask_levels.safetensors"
@@ -828,7 +828,7 @@ MASK_LEVELS_ALIAS = "mask_levels.json"  # {"same_as": other method}: its mask_le
 STOPPING = "stopping.json"  # <method>/stopping.json: the until-collapse outcome (lottery.protocol)
 STILL_IN = 255
 SCORE_STEP = 1e-4
-QUANTISED_KEY = b"lottery.quantised"
+QUANTISED_KEY = "lottery_quantised"
 _MAX_CODED_LEVEL = STILL_IN - 1
 
 
@@ -839,15 +839,15 @@ def _is_score(column: str) -> bool:
 def write_predictions(path: str | Path, frame: pd.DataFrame) -> None:
     """Write predictions to parquet, scores as uint16 steps of 1e-4 (lossless for stored scores).
 
+    The quantised columns are named in the frame's ``attrs`` (pandas keeps them in the
+    parquet metadata) under :data:`QUANTISED_KEY`.
+
     Parameters
     ----------
     path : str or Path
     frame : DataFrame
         Columns as in the module docstring; ``score_<k>`` / ``confidence`` in [0, 1].
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     out = frame.copy()
     quantised = []
     for c in out.columns:
@@ -856,15 +856,12 @@ def write_predictions(path: str | Path, frame: pd.DataFrame) -> None:
             if np.isfinite(v).all() and (v >= 0).all() and (v <= 1).all():
                 out[c] = np.round(v / SCORE_STEP).astype(np.uint16)
                 quantised.append(str(c))
-    table = pa.Table.from_pandas(out, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[QUANTISED_KEY] = json.dumps({"columns": quantised, "step": SCORE_STEP}).encode()
-    table = table.replace_schema_metadata(meta)
-    pq.write_table(
-        table,
-        str(path),
+    out.attrs = {QUANTISED_KEY: {"columns": quantised, "step": SCORE_STEP}}
+    out.to_parquet(
+        path,
+        index=False,
         compression="zstd",
-        use_dictionary=[c for c in out.columns if c not in quantised],
+        use_dictionary=[str(c) for c in out.columns if c not in quantised],
         column_encoding={c: "BYTE_STREAM_SPLIT" for c in quantised} or None,
     )
 
@@ -879,24 +876,20 @@ def read_predictions(level_path: str | Path, columns: list[str] | None = None) -
     columns : list of str, optional
         Read only these columns.
     """
-    import pyarrow.parquet as pq
-
     path = Path(level_path) / PREDICTIONS
     if not path.is_file():
         raise RunFormatError(f"missing file: {path}")
     try:
-        table = pq.read_table(str(path), columns=columns)
-        frame = table.to_pandas()
+        frame = pd.read_parquet(path, columns=columns)
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise RunFormatError(f"corrupt predictions file {path}: {e}") from e
-    raw = (table.schema.metadata or {}).get(QUANTISED_KEY)
-    if raw is not None:
+    spec = frame.attrs.pop(QUANTISED_KEY, None)
+    if spec is not None:
         try:
-            spec = json.loads(raw)
             step = float(spec["step"])
             cols = [str(c) for c in spec["columns"]]
         except (ValueError, KeyError, TypeError) as e:
-            raise RunFormatError(f"{path}: corrupt '{QUANTISED_KEY.decode()}' metadata") from e
+            raise RunFormatError(f"{path}: corrupt '{QUANTISED_KEY}' metadata") from e
         for c in cols:
             if c in frame:
                 frame[c] = (frame[c].to_numpy(np.float64) * step).astype(np.float32)
