@@ -53,10 +53,16 @@ def _layer_norm(params: Params, name: str, x: torch.Tensor, eps: float) -> torch
 
 
 def _mlp(model: MLP, params: Params, x: torch.Tensor) -> torch.Tensor:
-    h = x.flatten(2)  # (K, B, F)
-    for i in range(len(model.layers)):
-        h = torch.relu(_linear(params, f"layers.{i}", h))
-    return _linear(params, "head", h)
+    # feature-major activations (K, F, B): y = W h + b is baddbmm(b, W, h), and the weight
+    # gradient dy h^T comes out in W's own (contiguous) layout, ready for a fused optimiser
+    h = x.flatten(2).transpose(1, 2)  # (K, F, B)
+    names = [f"layers.{i}" for i in range(len(model.layers))] + ["head"]
+    for j, name in enumerate(names):
+        w, b = params[f"{name}.weight"], params[f"{name}.bias"]  # (K, out, in), (K, out)
+        h = torch.baddbmm(b.unsqueeze(2), w, h)  # (K, out, B)
+        if j < len(names) - 1:
+            h = torch.relu(h)
+    return h.transpose(1, 2)  # (K, B, n_out)
 
 
 def _cnn(model: CNN, params: Params, x: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,11 @@ class TicketOptimizer:
         included), so outside m_k they stay exactly 0 and so does the update
         (``-lr * 0 / (0 + eps)``), which leaves those weights bit-identical.
         This holds as long as each ticket's mask is fixed for the optimiser's
-        life (one level); ``tests/test_ticket_optim.py`` checks it bit for bit.
+        life (one level); ``tests/test_engine.py`` checks it bit for bit.
+    premasked : bool
+        On the fused path: the gradients arrive already zero outside m_k
+        (they come from a forward pass through ``theta * m_k``), so without
+        weight decay the gradient multiply is skipped.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class TicketOptimizer:
         k: int,
         *,
         fused: bool = False,
+        premasked: bool = False,
     ):
         if cfg.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
@@ -77,6 +82,7 @@ class TicketOptimizer:
         self.cfg = cfg
         self.k = k
         self.fused = fused
+        self.premasked = premasked
         # float masks: a multiply is cheaper than a where and exact for 0/1
         self.masks = {n: m.to(self.params[n].dtype) for n, m in masks.items()}
         self.steps = [0] * k
@@ -166,7 +172,7 @@ class TicketOptimizer:
         glist = [g.contiguous() for g in glist]
         if cfg.weight_decay != 0:
             glist = torch._foreach_add(glist, self._plist, alpha=cfg.weight_decay)
-        if self._masked:  # in place: the caller's gradients are consumed
+        if self._masked and (cfg.weight_decay != 0 or not self.premasked):  # in place: gradients are consumed
             torch._foreach_mul_([glist[i] for i in self._masked], self._slot_masks[k])
         if cfg.optimizer == "adam":
             beta1, beta2 = ADAM_BETAS

@@ -530,7 +530,8 @@ def joint_retrain(
     model = ctx.new_model()
     theta = _leaf_copy(rewind, ctx.device)
     fmasks = {n: m.to(theta[n].dtype) for n, m in masks.items()}
-    opt = TicketOptimizer(theta, fmasks, desc.train, k_all, fused=engine == "batched")
+    batched = engine == "batched"
+    opt = TicketOptimizer(theta, fmasks, desc.train, k_all, fused=batched, premasked=batched)
     samplers = [
         TicketBatches(
             ctx.subset_train,
@@ -566,10 +567,13 @@ def joint_retrain(
     slot_masks = [[fmasks[n][k] for n in masked] for k in range(k_all)]
     for i, k in enumerate(order.tolist()):
         r = i // k_all  # every round is a permutation: this is ticket k's r-th step
+        # theta masked by m_k (autograd masks the gradient too), run as a stack of one network
         weights = dict(zip(masked, torch._foreach_mul(mlist, slot_masks[k]), strict=True))
         weights.update((n, theta[n]) for n in dense)
-        logits = functional_call(model, weights, (ctx.x_train[idx[k, r]],))
-        loss = ticket_loss(kind, logits, target[k, r], k)
+        logits = stacked_forward(
+            model, {n: w[None] for n, w in weights.items()}, ctx.x_train[idx[k, r]][None]
+        )
+        loss = ticket_loss(kind, logits[0], target[k, r], k)
         opt.step(k, torch.autograd.grad(loss, plist))
         if progress is not None and (i + 1) % tick == 0:
             progress()
