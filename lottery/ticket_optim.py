@@ -267,6 +267,10 @@ def step_tickets(
 ) -> list[float]:
     """One masked Adam step per entry of ``schedule`` (a ticket id), in order.
 
+    Each ticket has its own moments; one fused Adam call per step
+    (:class:`TicketOptimizer` with ``fused=True``), and the losses are read
+    back once at the end, not per step.
+
     Parameters
     ----------
     params : mapping of str to leaf tensor
@@ -285,13 +289,15 @@ def step_tickets(
         The loss of every step.
     """
     k_all = next(iter(masks.values())).shape[0]
-    opt = TicketOptimizer(params, masks, TrainConfig(optimizer="adam", lr=lr), k_all)
+    cfg = TrainConfig(optimizer="adam", lr=lr)
+    # the loss sees theta * m_k, so autograd already masks the gradients
+    opt = TicketOptimizer(params, masks, cfg, k_all, fused=True, premasked=True)
     names = list(params)
+    plist = [params[n] for n in names]
     fmasks = [{n: m[k].to(params[n].dtype) for n, m in masks.items()} for k in range(k_all)]
     losses = []
     for k in schedule:
         value = loss(k, masked_weights(params, fmasks[k]))
-        grads = torch.autograd.grad(value, [params[n] for n in names])
-        opt.step(k, dict(zip(names, grads, strict=True)))
-        losses.append(float(value.detach()))
-    return losses
+        opt.step(k, torch.autograd.grad(value, plist))
+        losses.append(value.detach())
+    return torch.stack(losses).tolist() if losses else []
