@@ -69,7 +69,7 @@ from lottery.train import predict_logits, seeded_generator, train_masked  # noqa
 clock = time.perf_counter
 
 PRESETS = {"mlp": "fashion-mlp-class", "vit": "fashion-vit-cluster"}
-QUICK_LIMIT = {"mlp": 12000, "vit": 6000}
+QUICK_LIMIT = {"mlp": 8000, "vit": 4000}
 
 
 def sync(device: torch.device) -> None:
@@ -240,7 +240,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["mlp", "vit"], choices=sorted(PRESETS))
     p.add_argument("--quick", action="store_true", help="smaller training sets (a shorter run)")
-    p.add_argument("--repeat", type=int, default=None, help="alternating repetitions (default 2, quick 1)")
+    p.add_argument("--repeat", type=int, default=2, help="alternating repetitions (the first one warms up)")
     p.add_argument("--steps", type=int, default=None, help="steps of the plain-step measurement")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=1)
@@ -253,7 +253,6 @@ def main() -> int:
     args = p.parse_args()
     global clock
     clock = time.perf_counter if args.clock == "wall" else time.process_time
-    args.repeat = args.repeat or (1 if args.quick else 2)
     args.steps = args.steps or (100 if args.quick else 300)
     torch.set_num_threads(args.threads)
     omp = os.environ.get("OMP_NUM_THREADS")

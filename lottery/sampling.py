@@ -156,3 +156,18 @@ def draw_batches(batches: TicketBatches, steps: int) -> tuple[torch.Tensor, torc
         return empty, torch.zeros((0, b), dtype=dtype, device=batches.labels.device)
     drawn = [batches.next() for _ in range(steps)]
     return torch.stack([i for i, _ in drawn]), torch.stack([t for _, t in drawn])
+
+
+def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[idx]`` for an index tensor of any shape, as one row-wise ``index_select`` (several times faster).
+
+    Parameters
+    ----------
+    x : tensor, shape (N, *row_shape)
+    idx : tensor of int64, shape (*index_shape)
+
+    Returns
+    -------
+    tensor, shape (*index_shape, *row_shape)
+    """
+    return x.index_select(0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])

@@ -47,6 +47,7 @@ from lottery.sampling import (
     TicketBatches,
     draw_batches,
     epoch_steps,
+    gather_rows,
     interleaved_order,
     presentations_per_step,
 )
@@ -441,7 +442,7 @@ def extract_tickets(
             target = torch.stack([plans[k][1][done:end] for k in active], 1)  # (S, A, B)
             plist = list(params.values())
             for s in range(end - done):
-                logits = stacked_forward(model, params, ctx.x_train[idx[s]])  # (A, B, n_out)
+                logits = stacked_forward(model, params, gather_rows(ctx.x_train, idx[s]))  # (A, B, n_out)
                 loss = stacked_ticket_loss(kind, logits, target[s], ids)
                 opt.step(0, torch.autograd.grad(loss, plist))
                 tick(done + s + 1)
@@ -571,7 +572,7 @@ def joint_retrain(
         weights = dict(zip(masked, torch._foreach_mul(mlist, slot_masks[k]), strict=True))
         weights.update((n, theta[n]) for n in dense)
         logits = stacked_forward(
-            model, {n: w[None] for n, w in weights.items()}, ctx.x_train[idx[k, r]][None]
+            model, {n: w[None] for n, w in weights.items()}, gather_rows(ctx.x_train, idx[k, r : r + 1])
         )
         loss = ticket_loss(kind, logits[0], target[k, r], k)
         opt.step(k, torch.autograd.grad(loss, plist))

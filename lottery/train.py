@@ -110,7 +110,7 @@ def train_masked(
     for _ in range(cfg.epochs):
         for idx in shuffled_batches(len(x), cfg.batch_size, generator, x.device):
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx]), y[idx])
+            loss = loss_fn(model(x.index_select(0, idx)), y[idx])
             loss.backward()
             if masked:
                 torch._foreach_mul_([p.grad for p in masked], fmasks)
