@@ -51,7 +51,7 @@ from lottery.sampling import (
     interleaved_order,
     presentations_per_step,
 )
-from lottery.stacked import stack_params, stacked_forward
+from lottery.stacked import single_forward, stack_params, stacked_forward
 from lottery.ticket_optim import TicketOptimizer, masked_weights
 from lottery.train import seeded_generator, train_masked
 
@@ -568,13 +568,11 @@ def joint_retrain(
     slot_masks = [[fmasks[n][k] for n in masked] for k in range(k_all)]
     for i, k in enumerate(order.tolist()):
         r = i // k_all  # every round is a permutation: this is ticket k's r-th step
-        # theta masked by m_k (autograd masks the gradient too), run as a stack of one network
+        # theta masked by m_k: autograd masks the gradient too
         weights = dict(zip(masked, torch._foreach_mul(mlist, slot_masks[k]), strict=True))
         weights.update((n, theta[n]) for n in dense)
-        logits = stacked_forward(
-            model, {n: w[None] for n, w in weights.items()}, gather_rows(ctx.x_train, idx[k, r : r + 1])
-        )
-        loss = ticket_loss(kind, logits[0], target[k, r], k)
+        logits = single_forward(model, weights, gather_rows(ctx.x_train, idx[k, r]))
+        loss = ticket_loss(kind, logits, target[k, r], k)
         opt.step(k, torch.autograd.grad(loss, plist))
         if progress is not None and (i + 1) % tick == 0:
             progress()
