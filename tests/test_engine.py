@@ -314,3 +314,31 @@ def test_train_masked_keeps_pruned_weights_exactly_zero_without_remasking(cfg, t
     assert steps == len(seen) > 0 and all(seen)
     for n, m in mask.items():
         assert (params[n].detach()[m] != 0).all()
+
+
+def test_killed_and_resumed_independent_run_equals_uninterrupted(tmp_path, monkeypatch):
+    from artifacts import run_format as rf
+    from lottery.pipeline import train_run
+
+    desc = dataclasses.replace(EXPERTS, prune=PruneConfig(fraction=0.3, levels=2), methods=("independent",))
+    ref = rf.load_run(train_run(desc, tmp_path / "ref", device="cpu", show_progress=False))
+    out = tmp_path / "killed"
+    real_write, calls = rf.write_level, {"n": 0}
+
+    def dying_write(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # die while writing level 1
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(rf, "write_level", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(desc, out, device="cpu", show_progress=False)
+    monkeypatch.setattr(rf, "write_level", real_write)
+    resumed = rf.load_run(train_run(desc, out, device="cpu", show_progress=False))
+    assert resumed.levels("independent") == ref.levels("independent") == [0, 1, 2]
+    for lv in ref.levels("independent"):
+        for name, m in ref.masks("independent", lv).items():
+            assert (m == resumed.masks("independent", lv)[name]).all()
+        for name, w in ref.weights("independent", lv).items():
+            assert (w == resumed.weights("independent", lv)[name]).all()
