@@ -22,6 +22,14 @@ Parameter counts (prunable weights only; biases, norms and embeddings are
 dense and shared): ``params_per_ticket`` per ticket, ``params_union`` the
 weights kept by any ticket (the paper's RTL count) and ``params_total`` what
 the method stores (the union for RTL, the sum for K independent networks).
+
+Speed (``engine="batched"``, the default): extraction steps the K tickets
+together as one stacked network (:mod:`lottery.stacked`); joint retraining
+stays sequential but draws every batch of the level up front as index
+tensors on the device and steps with one fused optimiser call; evaluation
+runs the K tickets as one stacked network. ``engine="reference"`` keeps the
+one-ticket-at-a-time loops for comparison (``benchmarks/bench_engine.py``)
+and as the tests' oracle; both engines draw the same batches.
 """
 
 from __future__ import annotations
