@@ -268,6 +268,8 @@ def main() -> int:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
+    # the first torch.optim optimiser of a process imports torch._dynamo (seconds): not part of a step
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     rate = matmul_rate(device)
     print(f"matmul rate (128 x 784 by 784 x 300): {rate / 1e9:.1f} GFLOP/s; clock: {args.clock}")
     for name in args.models:
