@@ -324,7 +324,8 @@ def _overlap_ctx(tmp_path, scaling):
     return ctx, masks
 
 
-def test_overlap_count_moves_a_shared_weight_by_the_mean_step(tmp_path):
+@pytest.mark.parametrize("engine", ["batched", "reference"])
+def test_overlap_count_moves_a_shared_weight_by_the_mean_step(tmp_path, engine):
     from lottery.overlap import keep_counts
     from lottery.sampling import TicketBatches, interleaved_order
     from lottery.tickets import joint_retrain, masked_forward, rtl_budget, subset_sizes, ticket_loss
@@ -332,7 +333,7 @@ def test_overlap_count_moves_a_shared_weight_by_the_mean_step(tmp_path):
 
     ctx, masks = _overlap_ctx(tmp_path, "count")
     theta0 = ctx.theta0()
-    got, steps = joint_retrain(ctx, masks, 1, theta0)
+    got, steps = joint_retrain(ctx, masks, 1, theta0, engine=engine)
     # hand computation: plain SGD, ticket k's step on a weight kept by c tickets is -lr * g / c
     desc, k_all = ctx.desc, masks.k
     counts = keep_counts(masks)
