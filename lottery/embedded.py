@@ -36,10 +36,15 @@ class Embedded:
         Empty: one run (``python -m lottery embed`` trains it). Otherwise a run
         group of these seeds, trained by ``python -m lottery sweep`` and shrunk by
         ``python -m lottery embed NAME --shrink-only``.
+    fold_masks : bool
+        Keep each method's masks as one ``mask_levels`` file and drop the per-level
+        mask files (:func:`artifacts.run_format.compact_masks`; ``Run.masks`` reads
+        both, readers of ``masks.safetensors`` itself need the per-level files).
     """
 
     keep_methods: tuple[str, ...] = ()
     seeds: tuple[int, ...] = ()
+    fold_masks: bool = False
 
 
 EMBEDDED: dict[str, Embedded] = {
@@ -51,13 +56,13 @@ EMBEDDED: dict[str, Embedded] = {
     "adult-mlp-cluster": Embedded(keep_methods=("rtl", "imp")),
     # issue 12's sweeps: 3 seeds each, and the random-partition control beside each (its
     # views need masks and predictions only); masks stored once per sweep (mask_levels)
-    "fashion-mlp-class-sweep": Embedded(seeds=(0, 1, 2)),
-    "fashion-mlp-class-sweep-null": Embedded(seeds=(0, 1, 2)),
-    "fashion-mlp-class-sweep-count": Embedded(seeds=(0,)),
-    "fashion-vit-cluster-sweep": Embedded(keep_methods=("rtl", "imp"), seeds=(0, 1, 2)),
-    "fashion-vit-cluster-sweep-null": Embedded(seeds=(0, 1, 2)),
-    "adult-mlp-cluster-sweep": Embedded(keep_methods=("rtl", "imp"), seeds=(0, 1, 2)),
-    "adult-mlp-cluster-sweep-null": Embedded(seeds=(0, 1, 2)),
+    "fashion-mlp-class-sweep": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "fashion-mlp-class-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "fashion-mlp-class-sweep-count": Embedded(seeds=(0,), fold_masks=True),
+    "fashion-vit-cluster-sweep": Embedded(keep_methods=("rtl", "imp"), seeds=(0, 1, 2), fold_masks=True),
+    "fashion-vit-cluster-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "adult-mlp-cluster-sweep": Embedded(keep_methods=("rtl", "imp"), seeds=(0, 1, 2), fold_masks=True),
+    "adult-mlp-cluster-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
 }
 
 
@@ -106,8 +111,10 @@ def shrink(run_dir: str | Path, spec: Embedded) -> dict[str, int]:
             else:
                 path.unlink()
                 removed += 1
-    compact = rf.compact_masks(run.path)
-    return {"removed": removed, "halved": halved, "mask_files_removed": compact["removed"]}
+    counts = {"removed": removed, "halved": halved}
+    if spec.fold_masks:
+        counts["mask_files_removed"] = rf.compact_masks(run.path)["removed"]
+    return counts
 
 
 def shrink_embedded(name: str, root: str | Path = "artifacts") -> dict:

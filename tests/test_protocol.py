@@ -4,8 +4,10 @@ validation split, sweeps until collapse, the dense reference, compact mask stora
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import chi2_contingency
@@ -240,8 +242,6 @@ def _write_synthetic(run_dir, masks_per_level, methods=("independent", "rtl")):
     frame = {"sample": np.arange(n), "label": rng.integers(0, k, n), "pred": rng.integers(0, k, n)}
     for t in range(k):
         frame[f"score_{t}"] = np.round(rng.random(n).astype(np.float32), 4)
-    import pandas as pd
-
     frame = pd.DataFrame(frame)
     for lv, masks in enumerate(masks_per_level):
         for i, m in enumerate(methods):
@@ -463,3 +463,30 @@ def test_planned_methods_add_the_dense_reference_and_order_it_for_collapse():
     collapse = dataclasses.replace(both, prune=PruneConfig(levels=3, until_collapse=True))
     assert planned_methods(collapse) == ("imp", "independent", "rtl")
     assert dense_reference(planned_methods(TINY)) == {"method": "dense", "level": 0}
+
+
+def test_shrink_folds_a_real_runs_masks_once_and_resumes(tmp_path):
+    from lottery.embedded import Embedded, shrink
+
+    desc = dataclasses.replace(TINY, methods=("independent", "rtl"))
+    out = train_run(desc, tmp_path / "r", device="cpu", show_progress=False)
+    before = {
+        (m, lv): rf.load_run(out).masks(m, lv)
+        for m in ("independent", "rtl", "dense")
+        for lv in (0, 1)[: 1 + (m != "dense")]
+    }
+    counts = shrink(out, Embedded(fold_masks=True))
+    assert counts["mask_files_removed"] == 5  # independent 0-1, rtl 0-1, dense 0
+    assert not list(out.rglob(rf.MASKS))
+    assert not (out / "rtl" / rf.MASK_LEVELS).exists()  # identical to independent's: stored once
+    run = rf.load_run(out)
+    for (m, lv), masks in before.items():
+        got = run.masks(m, lv)
+        assert all(np.array_equal(got[n], masks[n]) for n in masks)
+    # a folded run resumes: rtl's level 1 is redone from independent's folded masks
+    preds = run.predictions("rtl", 1)
+    shutil.rmtree(rf.level_dir(out, "rtl", 1))
+    train_run(desc, out, device="cpu", show_progress=False)
+    again = rf.load_run(out)
+    pd.testing.assert_frame_equal(again.predictions("rtl", 1), preds)
+    assert again.level_info("rtl", 1)["masks_from"] == "independent"

@@ -405,8 +405,7 @@ def test_shrink_keeps_listed_weights_in_float16(tmp_path):
     before = {lv: rf.load_tensors(rf.level_dir(out, "rtl", lv) / rf.WEIGHTS) for lv in (0, 1)}
     size = folder_bytes(out)
     counts = shrink(out, Embedded(keep_methods=("rtl",)))
-    # imp weights, both init copies of theta_0; the 4 per-level mask files folded into mask_levels
-    assert counts == {"removed": 2 + 2, "halved": 2, "mask_files_removed": 4}
+    assert counts == {"removed": 2 + 2, "halved": 2}  # imp weights, both init copies of theta_0
     run = rf.load_run(out)
     assert not run.has_weights("imp", 0) and not (out / "rtl" / rf.INIT).exists()
     for lv in (0, 1):
@@ -415,8 +414,7 @@ def test_shrink_keeps_listed_weights_in_float16(tmp_path):
             assert v.dtype == np.float16
             np.testing.assert_array_equal(v, before[lv][name].astype(np.float16))
     assert folder_bytes(out) < size
-    idle = {"removed": 0, "halved": 0, "mask_files_removed": 0}
-    assert shrink(out, Embedded(keep_methods=("rtl",))) == idle  # idempotent
+    assert shrink(out, Embedded(keep_methods=("rtl",))) == {"removed": 0, "halved": 0}  # idempotent
     # the shrunk run still resumes: nothing left to train, theta_0 intact
     train_run(desc, out, device="cpu", show_progress=False)
     assert rf.load_run(out).levels("rtl") == [0, 1]
