@@ -490,3 +490,22 @@ def test_shrink_folds_a_real_runs_masks_once_and_resumes(tmp_path):
     again = rf.load_run(out)
     pd.testing.assert_frame_equal(again.predictions("rtl", 1), preds)
     assert again.level_info("rtl", 1)["masks_from"] == "independent"
+
+
+def test_shrink_embedded_group_and_make_embedded_points_groups_to_the_sweep(tmp_path, monkeypatch):
+    from lottery import embedded
+
+    group = tmp_path / "tiny-sweep"
+    for seed in (0, 1):
+        train_run(
+            dataclasses.replace(TINY, seed=seed), group / f"seed-{seed}", device="cpu", show_progress=False
+        )
+    rf.write_group_manifest(group, {"runs": ["seed-0", "seed-1"], "seeds": [0, 1], "preset": "tiny-sweep"})
+    monkeypatch.setitem(embedded.EMBEDDED, "tiny-sweep", embedded.Embedded(seeds=(0, 1), fold_masks=True))
+    out = embedded.shrink_embedded("tiny-sweep", tmp_path)
+    assert out["runs"] == 2 and out["mask_files_removed"] == 2 * 3  # rtl 0-1 and dense 0, per seed
+    assert out["removed"] > 0 and not list(group.rglob(rf.WEIGHTS))
+    for run in rf.load_group(group).runs():
+        assert run.masks("rtl", 1) and run.manifest["dense_reference"]["method"] == "dense"
+    with pytest.raises(ValueError, match="lottery sweep --preset tiny-sweep --seeds 0 1"):
+        embedded.make_embedded("tiny-sweep", tmp_path)
