@@ -41,6 +41,7 @@ from analysis.projection import (
     mantel,
     ticket_map_table,
 )
+from analysis.seeds import across_seeds, find_null_control, null_similarity_table, per_seed, seed_table
 from analysis.signals import first_departures, run_signals, seed_disagreement_table
 from analysis.similarity import (
     OverlapCounts,
@@ -120,4 +121,9 @@ __all__ = [
     "RunGroup",
     "find_groups",
     "load_group",
+    "across_seeds",
+    "find_null_control",
+    "null_similarity_table",
+    "per_seed",
+    "seed_table",
 ]
