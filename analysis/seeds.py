@@ -67,6 +67,8 @@ __all__ = [
     "check_aligned",
     "find_null_control",
     "is_null_control",
+    "mean_pm_table",
+    "null_long",
     "null_similarity_table",
     "per_seed",
     "seed_runs",
@@ -619,3 +621,73 @@ def null_similarity_table(
     out = out.merge(sp_r, on=["method", "level"], how="left")
     out = out[[*keys[:2], "sparsity", *cols[2:]]]
     return out.sort_values(["method", "measure", "layer", "level"], kind="stable", ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- presentation tables
+
+
+def _pm(mean: float, half: float, n: int, digits: int) -> str:
+    if not np.isfinite(mean):
+        return "—"
+    if n < 2 or not np.isfinite(half):
+        return f"{mean:.{digits}f} (1 seed)" if n == 1 else f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def mean_pm_table(
+    table: pd.DataFrame, index: Sequence[str] = ("method", "level", "sparsity"), column: str = "metric"
+) -> pd.DataFrame:
+    """An across-seed table as text cells ``mean ± half-width``, one column per ``column`` value.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`across_seeds` (one ``measure``).
+    index : sequence of str
+        Row keys of the output.
+    column : str
+        Key whose values become columns (``metric`` of the results table).
+
+    Returns
+    -------
+    DataFrame of str
+        ``*index``, one column per ``column`` value (first-seen order), and
+        ``seeds`` (``"n seeds"``, the fewest seeds of the row). Counts
+        (``params_*``) are shown with no decimals, rates with 3; a one-seed
+        cell reads ``0.812 (1 seed)``.
+    """
+    index = list(index)
+    df = table.copy()
+    cells = [
+        _pm(m, h, int(n), 0 if str(c).startswith("params") else 3)
+        for m, h, n, c in zip(df["mean"], df["half_width"], df["n_seeds"], df[column], strict=True)
+    ]
+    df["cell"] = cells
+    order = list(dict.fromkeys(df[column]))
+    wide = df.pivot_table(index=index, columns=column, values="cell", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=order).reset_index()
+    wide.columns.name = None
+    n = df.groupby(index, sort=False)["n_seeds"].min().reset_index(name="_n")
+    wide = wide.merge(n, on=index, how="left")
+    wide["seeds"] = [seeds_label(v) for v in wide.pop("_n")]
+    return wide.sort_values(index, kind="stable", ignore_index=True)
+
+
+def null_long(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`null_similarity_table` as two across-seed style tables stacked, with a ``side`` column.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``method, level, sparsity, layer, measure, side`` (``"real"``,
+        ``"null"``), ``mean, ci_low, ci_high, n_seeds``: the shape
+        :func:`analysis.figures.seeds.seed_band_figure` draws.
+    """
+    base = ["method", "level", "sparsity", "layer", "measure"]
+    frames = []
+    for side in ("real", "null"):
+        part = table[base + [f"{side}_{c}" for c in ("mean", "ci_low", "ci_high", "n_seeds")]].copy()
+        part.columns = [*base, "mean", "ci_low", "ci_high", "n_seeds"]
+        part.insert(len(base), "side", side)
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True)

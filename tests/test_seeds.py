@@ -243,3 +243,38 @@ def test_null_of_another_schedule_is_refused(tmp_path: Path):
     null = write_mask_group(tmp_path / "null", shared=False, partition="random", fraction=0.5)
     with pytest.raises(SeedAlignmentError, match="real and null runs do not prune alike"):
         null_similarity_table(real, null)
+
+
+# ------------------------------------------------------------------ python -m analysis report on a group
+
+
+def test_report_on_a_real_group_writes_the_across_seed_tables(smoke_group: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "g.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(smoke_group), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "Results across seeds" in text and "2 seeds (0, 1)" in text
+    res = seed_table(smoke_group, "results")
+    row = res[(res["method"] == "rtl") & (res["level"] == 2) & (res["metric"] == "accuracy")].iloc[0]
+    assert f"{row['mean']:.3f} ± {row['half_width']:.3f}" in text
+    assert "No random-partition control was found" in text and "data.partition=random" in text
+
+
+def test_group_report_shows_the_null_control_found_beside_it(tmp_path: Path):
+    from analysis.report import write_group_report
+
+    real = write_mask_group(tmp_path / "real", shared=True)
+    write_mask_group(tmp_path / "null", shared=False, partition="random")
+    text = write_group_report(real, tmp_path / "r.html").read_text()
+    assert "null control <code>" in text and "No random-partition control" not in text
+    assert "diff_ci_low" in text and "paired t" in text
+    with pytest.raises(rf.RunFormatError):
+        write_group_report(tmp_path / "real" / "seed-0", tmp_path / "x.html")
