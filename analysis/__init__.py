@@ -1,6 +1,11 @@
 """Measurements of lottery tickets: pure functions, arrays in, tidy pandas out.
 
-Never imports streamlit; torch only inside the attention probe.
+Never imports streamlit; torch only inside the attention probe. Table
+functions share one contract, ``f(run, methods=None, levels=None)``, and
+return tidy DataFrames whose columns their module docstrings document; "the
+level nearest a sparsity" is :func:`nearest_level` / :func:`levels_at`.
+
+What the dashboard uses is re-exported here, grouped as in ``__all__``.
 """
 
 from analysis.attention import attention_entropy, attention_entropy_table
@@ -18,6 +23,7 @@ from analysis.collapse import (
     collapse_curves,
     collapse_evaluation,
     evaluate_alarm,
+    label_free_prediction,
     labelled_collapse_points,
     level_signals,
     mask_signals,
@@ -31,7 +37,19 @@ from analysis.fairness import (
     run_fairness_gaps,
     run_group_drops,
 )
-from analysis.metrics import ticket_metrics
+from analysis.latent import latent_correlation, pairwise_latent_correlation, ticket_latent_correlation
+from analysis.levels import PAPER_SPARSITIES, levels_at, nearest_level, paper_levels
+from analysis.metrics import crossfit_balanced_accuracy, single_oracle_accuracy, ticket_metrics
+from analysis.overview import (
+    alarm_overview,
+    describe_run,
+    level_table,
+    method_capabilities,
+    method_table,
+    results_table,
+    subset_table,
+)
+from analysis.overview import paper_table as results_paper_table
 from analysis.projection import (
     MantelResult,
     TicketMap,
@@ -61,28 +79,56 @@ from analysis.similarity import (
     similarity_table,
     ticket_similarity_summary,
 )
+from analysis.table import paper_markdown, table_frame
 from artifacts.run_format import Run, RunFormatError, RunGroup, find_groups, find_runs, load_group, load_run
 
 __all__ = [
-    "MantelResult",
+    # runs
+    "Run",
+    "RunFormatError",
+    "find_runs",
+    "load_run",
+    # levels: the level nearest a sparsity, written once
+    "PAPER_SPARSITIES",
+    "levels_at",
+    "nearest_level",
+    "paper_levels",
+    # class metrics, the results and the paper table
+    "crossfit_balanced_accuracy",
+    "single_oracle_accuracy",
+    "ticket_metrics",
+    "table_frame",
+    "paper_markdown",
+    "describe_run",
+    "subset_table",
+    "method_table",
+    "level_table",
+    "method_capabilities",
+    "results_table",
+    "results_paper_table",
+    "alarm_overview",
+    # collapse
+    "CollapseAlarm",
+    "alarm_summary",
+    "collapse_curves",
+    "collapse_evaluation",
+    "evaluate_alarm",
+    "label_free_prediction",
+    "labelled_collapse_points",
+    "level_signals",
+    "mask_signals",
+    "prediction_entropy",
+    "latent_correlation",
+    "pairwise_latent_correlation",
+    "ticket_latent_correlation",
+    # similarity
     "OverlapCounts",
-    "TicketMap",
-    "alignment_frame",
-    "alignment_table",
-    "binary_entropy",
     "chance_jaccard",
     "cluster_order",
-    "coding_frame",
-    "coding_level_summary",
-    "coding_table",
-    "fashion_class_similarity",
     "hypergeometric_z",
     "jaccard_star",
-    "joint_coding_frame",
-    "joint_coding_table",
     "layer_groups",
     "level_similarity_summary",
-    "mantel",
     "overlap_counts",
     "pair_matrix",
     "pairwise_iomin",
@@ -91,33 +137,37 @@ __all__ = [
     "similarity_frame",
     "similarity_matrices",
     "similarity_table",
-    "ticket_map_table",
     "ticket_similarity_summary",
-    "CollapseAlarm",
-    "alarm_summary",
-    "attention_entropy",
-    "attention_entropy_table",
-    "collapse_curves",
-    "collapse_evaluation",
-    "evaluate_alarm",
+    # projection and semantic alignment
+    "MantelResult",
+    "TicketMap",
+    "alignment_frame",
+    "alignment_table",
+    "fashion_class_similarity",
+    "mantel",
+    "ticket_map_table",
+    # fairness
     "fairness_gaps",
     "group_drops",
     "group_labels",
     "group_metrics",
-    "labelled_collapse_points",
-    "level_signals",
-    "mask_signals",
-    "prediction_entropy",
     "run_fairness_gaps",
     "run_group_drops",
-    "ticket_metrics",
+    # coding cost
+    "binary_entropy",
+    "coding_frame",
+    "coding_level_summary",
+    "coding_table",
+    "joint_coding_frame",
+    "joint_coding_table",
+    # attention
+    "attention_entropy",
+    "attention_entropy_table",
+    # label-free signals
     "first_departures",
     "run_signals",
     "seed_disagreement_table",
-    "Run",
-    "RunFormatError",
-    "find_runs",
-    "load_run",
+    # run groups (seeds)
     "RunGroup",
     "find_groups",
     "load_group",

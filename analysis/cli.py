@@ -13,11 +13,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from analysis.collapse import add_collapse_command
 from analysis.importers.command import add_import_command
 from analysis.importers.errors import CheckpointError
 from analysis.reconstruction import add_reconstruction_command
 from analysis.report import add_report_command
 from analysis.signals import add_signals_command
+from analysis.table import add_table_command
 from artifacts.run_format import RunFormatError
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -25,6 +27,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_report_command,
     add_reconstruction_command,
     add_signals_command,
+    add_table_command,
+    add_collapse_command,
 ]
 
 EXIT_REFUSED = 2  # same code argparse uses for bad usage

@@ -167,6 +167,10 @@ def coding_frame(masks: Masks, tickets: Sequence[str] | None = None) -> pd.DataF
         (module docstring); per-layer rows (if the input has layers) then one
         ``"__global__"`` row per ticket.
     """
+    from analysis.packed import PackedMasks, coding_frame_packed
+
+    if isinstance(masks, PackedMasks):  # memory-mapped: popcounts layer by layer
+        return coding_frame_packed(masks, tickets)
     layers = _layers(masks)
     names = _tickets(layers[0][1].shape[0], tickets)
     rows = []
@@ -267,6 +271,10 @@ def joint_coding_frame(masks: Masks) -> pd.DataFrame:
         independent_bits, joint_bits, total_correlation_bits, dropped_bits_fp32,
         dropped_bits_fp16`` (module docstring); per-layer rows then ``"__global__"``.
     """
+    from analysis.packed import PackedMasks, joint_coding_frame_packed
+
+    if isinstance(masks, PackedMasks):  # memory-mapped: subset popcounts layer by layer
+        return joint_coding_frame_packed(masks)
     rows = []
     for layer, m in _layers(masks):
         flat = m.reshape(m.shape[0], -1)
@@ -311,10 +319,12 @@ def joint_coding_frame(masks: Masks) -> pd.DataFrame:
 
 
 def _over_levels(run: Run, method: str, levels: Sequence[int] | None, frame) -> pd.DataFrame:
+    from analysis.packed import packed_masks
+
     levels = run.levels(method) if levels is None else list(levels)
     frames = []
     for level in levels:
-        df = frame(run.masks(method, level))
+        df = frame(packed_masks(run, method, level))
         df.insert(0, "sparsity", run.sparsity(method, level))
         df.insert(0, "level", level)
         frames.append(df)

@@ -29,7 +29,12 @@ signal : str
     - ``mean_jaccard``, ``mean_jaccard_star``: the ticket's mean Jaccard, and
       chance-corrected Jaccard J*, to the other tickets, over all prunable
       weights (:mod:`analysis.similarity`). J* is NaN where it is undefined
-      (all masks full, e.g. level 0).
+      (all masks full, e.g. level 0). Both move with density even when the
+      tickets are equally alike: the alarm does not read them.
+    - ``mean_latent_corr``: the ticket's mean latent correlation to the other
+      tickets (:mod:`analysis.latent`), the overlap measure that stays
+      constant across densities when the tickets' pruning scores are equally
+      correlated; NaN where every mask of a layer is full.
     - ``density``: kept fraction of the ticket's prunable weights.
     - ``min_layer_density``: the ticket's smallest per-layer kept fraction.
     - ``empty_layers``: number of the ticket's layers with no weight left.
@@ -43,8 +48,12 @@ signal : str
     - ``core_fraction``: ``|∩ masks| / |∪ masks|`` (1 when the union is empty,
       the Jaccard convention for empty sets).
     - ``any_empty_layer``: 1.0 if some layer of some ticket is empty, else 0.0.
-    - ``pred_entropy``: entropy (nats) of the histogram of the ``pred`` column,
-      a label-free signal.
+    - ``pred_entropy``: entropy (nats) of the histogram of a label-free
+      prediction column: ``pred`` unless the method's default routing is the
+      oracle (which routes by the true subset, i.e. by labels), then
+      ``pred_max_score``, else ``pred_centroid``; NaN when there is none.
+      ``pred_entropy_se``: its delta-method standard error,
+      ``sqrt((sum p log^2 p - H^2) / n)``.
 
 For a method with one ticket serving all subsets (``ticket_kind == "single"``)
 the per-ticket rows are the per-subset detector metrics; its mask signals
@@ -53,14 +62,17 @@ appear in the aggregate rows only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy.stats import entropy
+from scipy.stats import t as student_t
 
+from analysis.latent import ticket_latent_correlation
 from analysis.metrics import ticket_metrics
 
 if TYPE_CHECKING:
@@ -74,16 +86,20 @@ __all__ = [
     "collapse_curves",
     "collapse_evaluation",
     "evaluate_alarm",
+    "label_free_prediction",
     "labelled_collapse_points",
     "level_signals",
     "logged_metric_rows",
     "mask_signals",
     "prediction_entropy",
+    "prediction_entropy_se",
 ]
 
 CURVE_COLUMNS = ["level", "sparsity", "ticket", "signal", "value"]
-ALARM_CRITERIA = ("jaccard_rise", "empty_layer", "entropy_drop")
-OUTCOMES = ("hit", "late", "miss", "false_alarm", "true_negative")
+ALARM_CRITERIA = ("overlap_rise", "empty_layer", "entropy_drop")
+OUTCOMES = ("hit", "early", "late", "miss", "false_alarm", "true_negative")
+# Routings that read no label at test time (``oracle`` routes by the true subset).
+LABEL_FREE_ROUTINGS = ("max_score", "centroid")
 
 
 def _long(ticket: list, signal: list, value: list) -> pd.DataFrame:
@@ -116,6 +132,10 @@ def mask_signals(masks: Mapping[str, np.ndarray], per_ticket: bool = True) -> pd
         Columns ``ticket`` (Int64, ``<NA>`` = aggregate), ``signal``, ``value``;
         signals as in the module docstring.
     """
+    from analysis.packed import PackedMasks, mask_signals_packed
+
+    if isinstance(masks, PackedMasks):  # memory-mapped: popcounts layer by layer
+        return mask_signals_packed(masks, per_ticket)
     if not masks:
         raise ValueError("no layers in masks")
     flat = {name: np.asarray(m, dtype=bool).reshape(np.shape(m)[0], -1) for name, m in masks.items()}
@@ -174,26 +194,78 @@ def prediction_entropy(pred: np.ndarray) -> float:
     return float(entropy(counts)) if counts.size else float("nan")
 
 
+def prediction_entropy_se(pred: np.ndarray) -> float:
+    """Delta-method standard error of :func:`prediction_entropy`.
+
+    Parameters
+    ----------
+    pred : array-like, shape (n,)
+
+    Returns
+    -------
+    float
+        ``sqrt((sum_c p_c log^2 p_c - H^2) / n)``; NaN for n = 0.
+    """
+    _, counts = np.unique(np.asarray(pred), return_counts=True)
+    n = counts.sum()
+    if not n:
+        return float("nan")
+    p = counts / n
+    h = -(p * np.log(p)).sum()
+    return float(np.sqrt(max((p * np.log(p) ** 2).sum() - h**2, 0.0) / n))
+
+
+def label_free_prediction(predictions: pd.DataFrame, default_routing: str | None) -> str | None:
+    """The prediction column a label-free signal may read.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+    default_routing : str or None
+        The routing behind ``pred``; None for a method without routing (one
+        ticket for all data: ``pred`` is its own argmax).
+
+    Returns
+    -------
+    str or None
+        ``"pred"`` when its routing reads no label, else the first stored
+        ``pred_<r>`` of a label-free routing, else None.
+    """
+    if "pred" in predictions and (default_routing is None or default_routing in LABEL_FREE_ROUTINGS):
+        return "pred"
+    return next((f"pred_{r}" for r in LABEL_FREE_ROUTINGS if f"pred_{r}" in predictions), None)
+
+
 def _similarity_rows(masks: Mapping[str, np.ndarray]) -> pd.DataFrame:
     # Lazy: the similarity module is a sibling that may evolve independently.
+    from analysis.pair_limits import pair_sample
     from analysis.similarity import GLOBAL, similarity_frame, ticket_similarity_summary
 
+    k = next(iter(masks.values())).shape[0]
+    idx = pair_sample(k)  # past the pairwise limit, a fixed sample of tickets (K x K memory)
+    if len(idx) < k:
+        masks = {n: m[idx] for n, m in masks.items()}
     pairs = similarity_frame(masks, layers=False)
     if pairs.empty:  # K = 1: no other ticket to compare with
         return _long([], [], [])
     summary = ticket_similarity_summary(pairs)
     summary = summary[summary["layer"] == GLOBAL]
-    t = summary["ticket"].astype(int).tolist()
+    t_local = summary["ticket"].astype(int).tolist()
+    latent = ticket_latent_correlation(masks)
+    t = [int(idx[i]) for i in t_local]  # back to the run's ticket numbers
     rows = _long(
-        t + t,
-        ["mean_jaccard"] * len(t) + ["mean_jaccard_star"] * len(t),
-        [*summary["mean_jaccard"], *summary["mean_jaccard_star"]],
+        t + t + t,
+        ["mean_jaccard"] * len(t) + ["mean_jaccard_star"] * len(t) + ["mean_latent_corr"] * len(t),
+        [*summary["mean_jaccard"], *summary["mean_jaccard_star"], *latent[t_local]],
     )
     return rows
 
 
 def level_signals(
-    masks: Mapping[str, np.ndarray], predictions: pd.DataFrame, ticket_kind: str
+    masks: Mapping[str, np.ndarray],
+    predictions: pd.DataFrame,
+    ticket_kind: str,
+    default_routing: str | None = None,
 ) -> pd.DataFrame:
     """All collapse signals of one level: labelled metrics, mask overlap and sizes.
 
@@ -203,6 +275,9 @@ def level_signals(
     predictions : DataFrame
         The level's predictions (columns: :mod:`artifacts.run_format`).
     ticket_kind : {"detector", "expert", "single"}
+    default_routing : str, optional
+        The routing behind ``pred`` (``manifest["methods"][m]["default_routing"]``):
+        decides which column the label-free ``pred_entropy`` reads.
 
     Returns
     -------
@@ -210,12 +285,20 @@ def level_signals(
         Columns ``ticket, signal, value`` (module docstring).
     """
     per_ticket = ticket_kind != "single"
-    metrics = ticket_metrics(predictions, ticket_kind)
+    metrics = ticket_metrics(predictions, ticket_kind, default_routing=default_routing)
     metrics = _long(list(metrics["ticket"]), list(metrics["metric"]), list(metrics["value"]))
     sim = _similarity_rows(masks) if per_ticket else _long([], [], [])
-    sim_mean = sim.groupby("signal", sort=False)["value"].mean()
+    with warnings.catch_warnings():  # all-NaN latent correlation at the dense level
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sim_mean = sim.groupby("signal", sort=False)["value"].mean()
     sim_agg = _long([None] * len(sim_mean), list(sim_mean.index), list(sim_mean.values))
-    ent = _long([None], ["pred_entropy"], [prediction_entropy(predictions["pred"].to_numpy())])
+    col = label_free_prediction(predictions, default_routing)
+    pred = predictions[col].to_numpy() if col else None
+    ent = _long(
+        [None, None],
+        ["pred_entropy", "pred_entropy_se"],
+        [prediction_entropy(pred), prediction_entropy_se(pred)] if col else [np.nan, np.nan],
+    )
     parts = [metrics, sim, sim_agg, mask_signals(masks, per_ticket=per_ticket), ent]
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
@@ -269,26 +352,40 @@ def _is_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
-def collapse_curves(run: Run, methods: list[str] | None = None) -> pd.DataFrame:
+def collapse_curves(
+    run: Run,
+    methods: Sequence[str] | None = None,
+    levels: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+) -> pd.DataFrame:
     """Collapse signals of every level of every method of a run.
 
     Parameters
     ----------
     run : Run
-    methods : list of str, optional
+    methods : sequence of str, optional
         Default: all methods of the run.
+    levels : sequence of int or mapping of str to sequence of int, optional
+        Levels to compute (the same for every method, or per method; levels a
+        method lacks are skipped). Default: every completed level.
 
     Returns
     -------
     DataFrame
         Columns ``method, level, sparsity, ticket, signal, value`` (module docstring).
     """
+    from analysis.packed import packed_masks
+
     frames = []
     for method in methods or run.methods:
-        kind = run.manifest["methods"][method].get("ticket_kind", "detector")
-        for level in run.levels(method):
+        entry = run.manifest["methods"][method]
+        kind = entry.get("ticket_kind", "detector")
+        have = run.levels(method)
+        if levels is not None:
+            want = set(levels.get(method, []) if isinstance(levels, Mapping) else levels)
+            have = [lv for lv in have if lv in want]
+        for level in have:
             preds = run.predictions(method, level)
-            df = level_signals(run.masks(method, level), preds, kind)
+            df = level_signals(packed_masks(run, method, level), preds, kind, entry.get("default_routing"))
             if preds.empty:  # imported: the accuracy the source logged is the labelled signal
                 logged = logged_metric_rows(run.level_info(method, level), len(run.ticket_names(method)))
                 df = pd.concat([df, logged], ignore_index=True) if len(logged) else df
@@ -296,6 +393,8 @@ def collapse_curves(run: Run, methods: list[str] | None = None) -> pd.DataFrame:
             df.insert(0, "level", level)
             df.insert(0, "method", method)
             frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["method", *CURVE_COLUMNS])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -307,52 +406,69 @@ def _signal(curves: pd.DataFrame, name: str, aggregate: bool) -> pd.DataFrame:
     return rows[rows["ticket"].isna()] if aggregate else rows[rows["ticket"].notna()]
 
 
+def _jackknife_se(d: np.ndarray) -> float:
+    """Delete-one-ticket jackknife SE of the mean over ticket pairs, from per-ticket means ``d`` (K,).
+
+    Ticket a's value is its mean over the K - 1 pairs it is part of, so the
+    tickets' values share pairs and a bootstrap over tickets understates the
+    noise of their mean (by about sqrt(2)). Deleting ticket a leaves the pair
+    mean ``(K * mean(d) - 2 d_a) / (K - 2)``; the jackknife variance of those
+    is ``(K - 1) / K * 4 / (K - 2)**2 * sum (d_a - mean(d))**2``.
+    """
+    k = d.size
+    if k < 3:
+        return float("nan")
+    return float(np.sqrt((k - 1) / k * 4.0 / (k - 2) ** 2 * ((d - d.mean()) ** 2).sum()))
+
+
 @dataclass
 class CollapseAlarm:
     """A label-free collapse alarm on one method's curves (masks and unlabelled predictions).
 
     The alarm fires at the first level where at least one criterion holds:
 
-    ``jaccard_rise``
-        The mean over tickets of J* (``mean_jaccard_star``) rises clearly above
-        its running minimum: with ``l*`` the earlier level of lowest mean J*
-        (levels where J* is NaN are skipped, and so is the densest level of the
-        sweep, before any magnitude pruning: its masks are still the dense
-        network -- a detector's head row aside -- and the first pruning would
-        always count as a rise),
-        it fires when
-        ``mean J*(L) - mean J*(l*) > max(n_se * se, min_rise)``. ``se`` is the
-        bootstrap standard error of that difference over tickets: the K
-        tickets are resampled with replacement ``n_boot`` times, paired across
-        the two levels (the same tickets at both), seeded by ``random_state``.
-        Tickets with NaN J* at either level are left out; with fewer than 2
-        tickets this criterion cannot fire.
+    ``overlap_rise``
+        The mean over tickets of ``signal`` (default ``mean_latent_corr``,
+        the latent correlation of the tickets' pruning scores,
+        :mod:`analysis.latent`, which stays constant across densities when
+        the tickets are equally alike; J* does not, and rises from the first
+        pruned level to the next in every sweep) rises clearly above its
+        running minimum over the earlier pruned levels: with ``l*`` the
+        earlier level of lowest mean (levels before any pruning and levels
+        where the signal is NaN are skipped), it fires when
+        ``mean(L) - mean(l*) > max(n_se * se, min_rise)``. ``se`` is the
+        delete-one-ticket jackknife standard error of that paired difference
+        (the same tickets at both levels), which accounts for tickets sharing
+        pairs; with fewer than 3 tickets this criterion cannot fire.
     ``empty_layer``
         Some layer of some ticket has no weight left (``any_empty_layer``).
     ``entropy_drop``
-        The entropy of the predicted-label histogram (``pred_entropy``) falls
-        below ``entropy_ratio`` times its value at the densest level.
+        The entropy of the label-free predicted-label histogram
+        (``pred_entropy``; never the oracle-routed prediction) falls below
+        ``entropy_ratio`` times its value at the densest level, by more than
+        ``n_se`` standard errors of the difference (``pred_entropy_se``).
 
     Parameters
     ----------
+    alpha : float
+        One-sided false-alarm rate per level of the overlap criterion under
+        noise alone (sets ``t``).
     n_se : float
-        Standard errors the J* rise must exceed.
+        Standard errors the entropy drop must exceed.
+    min_rise : float
+        Absolute floor on the rise of ``signal``, so that a drift too small to
+        matter does not fire the alarm on a large layer whose SE is tiny.
     entropy_ratio : float
         Fraction of the dense prediction entropy below which the alarm fires.
-    n_boot : int
-        Bootstrap resamples of the tickets.
-    random_state : int
-        Seed of the bootstrap.
-    min_rise : float
-        Absolute floor on the J* rise, so that round-off cannot fire the alarm
-        when every ticket moves by the same amount (``se = 0``).
+    signal : str
+        Per-ticket curve signal of the overlap criterion.
 
     Attributes
     ----------
     trace_ : DataFrame
-        One row per level: ``level, sparsity, mean_jaccard_star, running_min,
-        rise, rise_se, threshold, jaccard_rise, any_empty_layer, empty_layer,
-        pred_entropy, entropy_fraction, entropy_drop, fired``.
+        One row per level: ``level, sparsity, overlap (the mean of signal),
+        running_min, rise, rise_se, threshold, overlap_rise, any_empty_layer,
+        empty_layer, pred_entropy, entropy_fraction, entropy_drop, fired``.
     fired_ : bool
     level_ : int or None
         First level where the alarm fires.
@@ -363,11 +479,11 @@ class CollapseAlarm:
         First level at which each criterion holds.
     """
 
+    alpha: float = 0.005
     n_se: float = 3.0
+    min_rise: float = 0.02
     entropy_ratio: float = 0.5
-    n_boot: int = 1000
-    random_state: int = 0
-    min_rise: float = 1e-6
+    signal: str = "mean_latent_corr"
     trace_: pd.DataFrame | None = field(init=False, repr=False, default=None)
     fired_: bool = field(init=False, default=False)
     level_: int | None = field(init=False, default=None)
@@ -378,8 +494,9 @@ class CollapseAlarm:
     def fit(self, curves: pd.DataFrame) -> CollapseAlarm:
         """Run the alarm over one method's curves.
 
-        Only the label-free signals ``mean_jaccard_star`` (per ticket),
-        ``any_empty_layer`` and ``pred_entropy`` (aggregate rows) are read.
+        Only label-free signals are read: ``signal`` (per ticket),
+        ``any_empty_layer``, ``pred_entropy`` and ``pred_entropy_se``
+        (aggregate rows).
 
         Parameters
         ----------
@@ -397,42 +514,50 @@ class CollapseAlarm:
             raise ValueError("curves hold several methods: fit the alarm on one method at a time")
         levels = np.sort(curves["level"].unique())
         sparsity = curves.groupby("level")["sparsity"].first().reindex(levels).to_numpy(dtype=float)
-        jstar = (
-            _signal(curves, "mean_jaccard_star", aggregate=False)
-            .pivot_table(index="level", columns="ticket", values="value", aggfunc="first", dropna=False)
+        per = _signal(curves, self.signal, aggregate=False)
+        jmat = (
+            per.pivot_table(index="level", columns="ticket", values="value", aggfunc="first", dropna=False)
             .reindex(levels)
-        )
-        jmat = jstar.to_numpy(dtype=np.float64)  # (n_levels, K)
-        empty = _signal(curves, "any_empty_layer", True).set_index("level")["value"].reindex(levels)
-        ent = _signal(curves, "pred_entropy", True).set_index("level")["value"].reindex(levels)
-        rng = np.random.default_rng(self.random_state)
+            .to_numpy(dtype=np.float64)
+            if len(per)
+            else np.full((len(levels), 0), np.nan)
+        )  # (n_levels, K)
+
+        def agg(name: str) -> pd.Series:
+            rows = _signal(curves, name, True).groupby("level")["value"].first()
+            return rows.reindex(levels).astype(np.float64)
+
+        empty, ent, ent_se = agg("any_empty_layer"), agg("pred_entropy"), agg("pred_entropy_se").fillna(0.0)
 
         rec = []
-        best: int | None = None  # row index of the running minimum of mean J*
-        dense_entropy = ent.iloc[0] if len(ent) else np.nan
+        best: int | None = None  # row index of the running minimum
+        dense_entropy, dense_se = (ent.iloc[0], ent_se.iloc[0]) if len(ent) else (np.nan, 0.0)
         for i, level in enumerate(levels):
-            row = jmat[i] if jmat.size else np.empty(0)
+            row = jmat[i].copy()
             if i == 0 or not sparsity[i] > 0:  # before magnitude pruning: not tickets yet
-                row = np.full_like(row, np.nan)
+                row[:] = np.nan
             mean_j = float(np.nanmean(row)) if np.isfinite(row).any() else np.nan
             run_min = rise = se = thr = np.nan
             j_fire = False
             if best is not None and np.isfinite(mean_j):
-                run_min = float(np.nanmean(jmat[best]))
-                rise = mean_j - run_min
-                both = np.isfinite(row) & np.isfinite(jmat[best])
-                d = (row - jmat[best])[both]
-                if d.size >= 2:
-                    idx = rng.integers(0, d.size, size=(self.n_boot, d.size))
-                    se = float(d[idx].mean(axis=1).std(ddof=1))
-                    thr = max(self.n_se * se, self.min_rise)
+                ref = jmat[best]
+                run_min = float(np.nanmean(ref))
+                both = np.isfinite(row) & np.isfinite(ref)
+                d = (row - ref)[both]
+                rise = float(d.mean()) if d.size else np.nan
+                se = _jackknife_se(d)
+                if np.isfinite(se):
+                    thr = max(float(student_t.ppf(1 - self.alpha, d.size - 1)) * se, self.min_rise)
                     j_fire = bool(rise > thr)
             if np.isfinite(mean_j) and (best is None or mean_j < np.nanmean(jmat[best])):
                 best = i
-            e_val = float(empty.iloc[i]) if np.isfinite(empty.iloc[i]) else np.nan
+            e_val = float(empty.iloc[i])
             h = float(ent.iloc[i])
             frac = h / dense_entropy if dense_entropy > 0 else np.nan
-            h_fire = bool(i > 0 and np.isfinite(frac) and frac < self.entropy_ratio)
+            noise = self.n_se * float(np.hypot(ent_se.iloc[i], dense_se))
+            h_fire = bool(
+                i > 0 and np.isfinite(frac) and frac < self.entropy_ratio and dense_entropy - h > noise
+            )
             e_fire = bool(e_val > 0)
             rec.append(
                 (level, sparsity[i], mean_j, run_min, rise, se, thr, j_fire, e_val, e_fire, h, frac, h_fire)
@@ -442,12 +567,12 @@ class CollapseAlarm:
             columns=[
                 "level",
                 "sparsity",
-                "mean_jaccard_star",
+                "overlap",
                 "running_min",
                 "rise",
                 "rise_se",
                 "threshold",
-                "jaccard_rise",
+                "overlap_rise",
                 "any_empty_layer",
                 "empty_layer",
                 "pred_entropy",
@@ -528,9 +653,19 @@ def labelled_collapse_points(
 
 
 def evaluate_alarm(
-    points: pd.DataFrame, alarm_level: int | None, alarm_sparsity: float | None
+    points: pd.DataFrame,
+    alarm_level: int | None,
+    alarm_sparsity: float | None,
+    *,
+    values: pd.DataFrame | None = None,
+    margin: float = 0.05,
+    window: int = 2,
 ) -> pd.DataFrame:
-    """Score an alarm against labelled collapse points.
+    """Score an alarm against labelled collapse points: a bounded lead, and what stopping at it costs.
+
+    An alarm is useful when it fires shortly before the labelled collapse, not
+    whenever it fires early: an alarm that always fires at the first level
+    would catch every collapse and give up most of the sparsity.
 
     Parameters
     ----------
@@ -540,6 +675,14 @@ def evaluate_alarm(
         Level at which the alarm fired (``CollapseAlarm.level_``), None if it never fired.
     alarm_sparsity : float or None
         Sparsity at that level.
+    values : DataFrame, optional
+        The labelled metric per level, columns ``ticket`` (Int64, ``<NA>`` =
+        the mean), ``level``, ``sparsity``, ``value`` (the rows of the metric
+        in the curves). Needed for the regret columns (NaN without it).
+    margin : float
+        The margin of :func:`labelled_collapse_points`.
+    window : int
+        Largest lead (levels) that still counts as a hit.
 
     Returns
     -------
@@ -547,33 +690,67 @@ def evaluate_alarm(
         ``points`` plus ``alarm_level`` (Int64), ``alarm_sparsity``,
         ``lead_levels`` (Int64) and ``lead_sparsity`` (collapse minus alarm:
         positive when the alarm fires before the drop; NA unless both exist),
-        and ``outcome``:
+        ``outcome``:
 
-        - ``hit``: the alarm fired at or before the drop (lead >= 0);
-        - ``late``: it fired after the drop;
+        - ``hit``: fired 1 to ``window`` levels before the drop;
+        - ``early``: fired more than ``window`` levels before it;
+        - ``late``: fired at the level of the drop or after it;
         - ``miss``: the metric dropped and the alarm never fired;
-        - ``false_alarm``: the alarm fired and the metric never dropped
-          (within the levels of the sweep);
-        - ``true_negative``: neither.
+        - ``false_alarm``: fired and the metric never dropped (within the sweep);
+        - ``true_negative``: neither;
+
+        and the regret of stopping at the alarm (at the last level when it
+        never fires): ``sparsity_given_up``, the sparsity of the last level
+        before the drop (the last level of the sweep when nothing drops) minus
+        the alarm's, when positive, else 0; ``metric_lost``, how far the metric
+        at the stopping level lies below ``dense_value - margin``, when
+        positive, else 0.
     """
     out = points.copy()
     fired = alarm_level is not None
     out["alarm_level"] = pd.array([alarm_level] * len(out), dtype="Int64")
     out["alarm_sparsity"] = float(alarm_sparsity) if fired and alarm_sparsity is not None else np.nan
-    dropped = out["collapse_level"].notna()
+    dropped = out["collapse_level"].notna().to_numpy()
     out["lead_levels"] = (out["collapse_level"] - out["alarm_level"]).astype("Int64")
     out["lead_sparsity"] = out["collapse_sparsity"] - out["alarm_sparsity"]
-    outcome = np.where(
-        dropped,
-        np.where(fired, np.where(out["lead_levels"].fillna(0).to_numpy() >= 0, "hit", "late"), "miss"),
-        np.where(fired, "false_alarm", "true_negative"),
-    )
+    lead = out["lead_levels"].astype("Float64").fillna(np.nan).to_numpy(dtype=float)
+    if fired:
+        timed = np.where(lead > window, "early", np.where(lead >= 1, "hit", "late"))
+        outcome = np.where(dropped, timed, "false_alarm")
+    else:
+        outcome = np.where(dropped, "miss", "true_negative")
     out["outcome"] = pd.Series(outcome, index=out.index, dtype=object)
+    given_up, lost = [], []
+    for row in out.itertuples(index=False):
+        if values is None:
+            given_up.append(np.nan)
+            lost.append(np.nan)
+            continue
+        t = row.ticket
+        v = values[values["ticket"].isna()] if pd.isna(t) else values[values["ticket"] == t]
+        v = v.sort_values("level")
+        if v.empty:
+            given_up.append(np.nan)
+            lost.append(np.nan)
+            continue
+        by_level = v.set_index("level")
+        stop = int(alarm_level) if fired else int(v["level"].iloc[-1])
+        if pd.notna(row.collapse_level):
+            safe = v[v["level"] < int(row.collapse_level)]
+            best_sparsity = float(safe["sparsity"].iloc[-1]) if len(safe) else np.nan
+        else:
+            best_sparsity = float(v["sparsity"].iloc[-1])
+        stop_sparsity = float(by_level["sparsity"].get(stop, np.nan))
+        given_up.append(max(best_sparsity - stop_sparsity, 0.0) if np.isfinite(best_sparsity) else np.nan)
+        at_stop = float(by_level["value"].get(stop, np.nan))
+        lost.append(max(row.dense_value - margin - at_stop, 0.0) if np.isfinite(at_stop) else np.nan)
+    out["sparsity_given_up"] = np.asarray(given_up, dtype=np.float64)
+    out["metric_lost"] = np.asarray(lost, dtype=np.float64)
     return out
 
 
 def alarm_summary(evaluation: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """Counts of alarm outcomes and mean lead times.
+    """Counts of alarm outcomes, mean lead times and mean regret.
 
     Parameters
     ----------
@@ -585,9 +762,11 @@ def alarm_summary(evaluation: pd.DataFrame, by: list[str] | None = None) -> pd.D
     Returns
     -------
     DataFrame
-        Columns ``*by, n, hit, late, miss, false_alarm, true_negative,
-        mean_lead_levels, mean_lead_sparsity`` (means over hits and late
-        alarms; NaN when there are none).
+        Columns ``*by, n, hit, early, late, miss, false_alarm, true_negative,
+        mean_lead_levels, mean_lead_sparsity`` (means over the alarms that
+        fired and had a drop to lead; NaN when there are none),
+        ``mean_sparsity_given_up``, ``mean_metric_lost`` (over all rows; NaN
+        when the evaluation has no regret columns).
     """
     by = list(by or [])
     groups = evaluation.groupby(by, sort=False, dropna=False) if by else [((), evaluation)]
@@ -595,7 +774,7 @@ def alarm_summary(evaluation: pd.DataFrame, by: list[str] | None = None) -> pd.D
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
         counts = g["outcome"].value_counts()
-        detected = g[g["outcome"].isin(["hit", "late"])]
+        detected = g[g["outcome"].isin(["hit", "early", "late"])]
         rows.append(
             (
                 *key,
@@ -603,9 +782,22 @@ def alarm_summary(evaluation: pd.DataFrame, by: list[str] | None = None) -> pd.D
                 *(int(counts.get(o, 0)) for o in OUTCOMES),
                 float(detected["lead_levels"].astype(float).mean()) if len(detected) else np.nan,
                 float(detected["lead_sparsity"].mean()) if len(detected) else np.nan,
+                float(g["sparsity_given_up"].mean()) if "sparsity_given_up" in g else np.nan,
+                float(g["metric_lost"].mean()) if "metric_lost" in g else np.nan,
             )
         )
-    return pd.DataFrame(rows, columns=[*by, "n", *OUTCOMES, "mean_lead_levels", "mean_lead_sparsity"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            *by,
+            "n",
+            *OUTCOMES,
+            "mean_lead_levels",
+            "mean_lead_sparsity",
+            "mean_sparsity_given_up",
+            "mean_metric_lost",
+        ],
+    )
 
 
 def collapse_evaluation(
@@ -614,6 +806,7 @@ def collapse_evaluation(
     alarm: CollapseAlarm | None = None,
     metric: str = "balanced_accuracy",
     margin: float = 0.05,
+    window: int = 2,
 ) -> pd.DataFrame:
     """Fit the alarm per method and score it against each ticket's labelled drop.
 
@@ -625,6 +818,8 @@ def collapse_evaluation(
         Alarm parameters (default ``CollapseAlarm()``); refitted per method.
     metric, margin : str, float
         See :func:`labelled_collapse_points`.
+    window : int
+        See :func:`evaluate_alarm`.
 
     Returns
     -------
@@ -636,8 +831,106 @@ def collapse_evaluation(
     frames = []
     for method, c in curves.groupby("method", sort=False):
         a = replace(alarm).fit(c)  # a fresh copy: the caller's alarm is left unfitted
-        ev = evaluate_alarm(labelled_collapse_points(c, metric, margin), a.level_, a.sparsity_)
+        values = c[c["signal"] == metric][["ticket", "level", "sparsity", "value"]]
+        ev = evaluate_alarm(
+            labelled_collapse_points(c, metric, margin),
+            a.level_,
+            a.sparsity_,
+            values=values,
+            margin=margin,
+            window=window,
+        )
         ev.insert(0, "method", method)
         ev["alarm_criteria"] = "+".join(a.criteria_)
         frames.append(ev)
     return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def collapse_report(
+    run: Run, metric: str = "balanced_accuracy", margin: float = 0.05, window: int = 2
+) -> str:
+    """The alarm of every classification method of a run, scored against the labelled drop, as markdown.
+
+    Parameters
+    ----------
+    run : Run
+    metric, margin, window
+        See :func:`collapse_evaluation` (methods without ``metric`` fall back
+        to ``accuracy``).
+
+    Returns
+    -------
+    str
+        Three markdown tables: where the alarm fired per method (with the mean
+        over tickets' outcome and regret), the outcome counts over tickets,
+        and the alarm's trace (signals per level).
+    """
+    from analysis.overview import alarm_overview, collapse_evaluation_by_method, method_capabilities
+
+    caps = method_capabilities(run)
+    methods = list(caps.loc[caps["classification"], "method"])
+    if not methods:
+        return f"{run.name}: no method records class predictions; the alarm is not scored."
+    curves = collapse_curves(run, methods)
+    ev = collapse_evaluation_by_method(curves, metric, margin)
+    if window != 2:  # collapse_evaluation_by_method uses the default window
+        ev = pd.concat(
+            [
+                collapse_evaluation(
+                    c, metric=str(ev[ev["method"] == m]["metric"].iloc[0]), margin=margin, window=window
+                )
+                for m, c in curves.groupby("method", sort=False)
+                if (ev["method"] == m).any()
+            ],
+            ignore_index=True,
+        )
+    over = alarm_overview(ev)
+    summary = alarm_summary(ev[ev["ticket"].notna()], ["method"])
+    traces = []
+    for m, c in curves.groupby("method", sort=False):
+        tr = CollapseAlarm().fit(c).trace_
+        traces.append(
+            tr[["level", "sparsity", "overlap", "rise", "threshold", "pred_entropy"]].assign(method=m)
+        )
+    trace = pd.concat(traces, ignore_index=True)
+    trace = trace[["method", *[c for c in trace.columns if c != "method"]]]
+    return (
+        f"**{run.name}**: label-free collapse alarm against the labelled drop (margin {margin}, "
+        f"hit window 1-{window} levels)\n\n" + _markdown(over) + "\n\nPer ticket:\n\n" + _markdown(summary)
+    )
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            return "–"
+        if isinstance(v, float | np.floating):
+            return f"{v:.3f}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def add_collapse_command(subparsers) -> None:
+    """Register ``python -m analysis collapse RUN [--metric M] [--margin X] [--window W]``."""
+    from pathlib import Path
+
+    p = subparsers.add_parser("collapse", help="print where the collapse alarm fired and how it scores")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--metric", default="balanced_accuracy", help="labelled signal of the drop")
+    p.add_argument("--margin", type=float, default=0.05, help="absolute drop that counts as collapse")
+    p.add_argument("--window", type=int, default=2, help="largest lead (levels) that counts as a hit")
+
+    def _run(args) -> int:
+        from artifacts.run_format import load_run
+
+        print(collapse_report(load_run(args.run), args.metric, args.margin, args.window))
+        return 0
+
+    p.set_defaults(func=_run)

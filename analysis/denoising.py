@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from analysis.levels import nearest_level
+
 if TYPE_CHECKING:
     from artifacts.run_format import Run
 
@@ -185,7 +187,7 @@ def paper_comparison(
     for method, part in sel.groupby("method", sort=False):
         part = part.sort_values("level")
         for t in targets:
-            r = part.loc[(part["sparsity"] - t).abs().idxmin()]
+            r = part[part["level"] == nearest_level(part, str(method), t)].iloc[0]
             paper = PAPER_SISNRI.get(str(method))
             on_paper = paper is not None and t in PAPER_SPARSITIES
             rows.append(

@@ -1,28 +1,63 @@
 """Labelled per-ticket metrics from a level's predictions table.
 
 The paper scores every ticket as a one-vs-rest detector of its own subset and
-reports balanced accuracy, precision and recall averaged over tickets; this
-project adds the K-way accuracy under each routing. All numbers come from
-:mod:`sklearn.metrics`.
+reports balanced accuracy, precision and recall averaged over tickets. A
+decision threshold decides much of that comparison (detectors fire at
+logit > 0 after class-balanced training; one ticket for all data "detects" a
+subset by its argmax), so this module reports, for every method alike:
+
+- threshold-free figures from the stored scores ``score_<k>``: AUROC and
+  average precision (:func:`sklearn.metrics.roc_auc_score`,
+  :func:`sklearn.metrics.average_precision_score`);
+- balanced accuracy at one threshold rule shared by every method: the
+  threshold maximising balanced accuracy (Youden's J on the ROC curve) chosen
+  on held-out samples: the run's validation split when it stores one
+  (``validation=``), otherwise 2-fold cross-fitting on the evaluation samples
+  (stratified by subset, fixed seed: the threshold is chosen on one half and
+  scored on the other, then the halves swap and the two scores are averaged);
+- balanced accuracy at the class prior (``score_<k> >= pi_k``, pi_k the share
+  of subset k in the evaluation split): the Bayes rule for balanced accuracy
+  when a score is a calibrated probability under the natural prior, as IMP's
+  class-mass scores are; class-balanced detectors are calibrated to 0.5
+  instead, which this rule does not know;
+- balanced accuracy, precision and recall at each method's own decision rule
+  (``detect_<k>``: a detector's logit > 0; for one ticket serving all subsets,
+  "the predicted class lies in subset k"; for experts, "max-score routing sends
+  the sample to k").
+
+K-way figures are named for what they count. A detector under oracle routing
+predicts its class when it fires and abstains otherwise, so its "accuracy" is
+the pooled recall of the detectors (a set of always-firing detectors would
+score 1.0): it is reported as ``pooled_recall`` and never as an accuracy.
+Expert tickets under oracle routing predict among their subset's classes; one
+ticket for all data gets the same oracle, its argmax restricted to the true
+subset's classes (``accuracy_oracle``; see :func:`single_oracle_accuracy`).
 
 Output contract (:func:`ticket_metrics`), one row per (ticket, metric):
 
 ticket : Int64
-    Subset / ticket index k (the ``k`` of ``detect_<k>``); ``<NA>`` marks an
+    Subset / ticket index k (the ``k`` of ``score_<k>``); ``<NA>`` marks an
     aggregate row.
 metric : str
-    ``balanced_accuracy``, ``precision``, ``recall`` (``detect_<k>`` against
-    ``subset == k``); ``subset_accuracy_<routing>`` (accuracy on subset k's
-    samples under that routing; experts and single tickets only);
-    ``accuracy`` and ``accuracy_<routing>`` (K-way accuracy over all samples,
-    aggregate rows only).
+    Per ticket (one-vs-rest, ``subset == k`` is the positive class):
+    ``auroc``, ``average_precision`` (from ``score_<k>``),
+    ``balanced_accuracy`` (common held-out threshold), ``balanced_accuracy_prior``,
+    ``balanced_accuracy_own``, ``precision``, ``recall`` (own rule);
+    ``subset_accuracy_<routing>`` (accuracy on subset k's samples under that
+    routing; experts and single tickets only), ``subset_accuracy`` (single).
+    Aggregate only: ``accuracy`` (K-way accuracy of ``pred``),
+    ``accuracy_<routing>`` (of ``pred_<routing>``; for detectors not under
+    oracle routing), ``pooled_recall`` (detectors: share of samples whose own
+    detector fires), ``accuracy_oracle`` for single tickets, or
+    ``accuracy_oracle_low`` / ``accuracy_oracle_high`` when the stored
+    records only bound it.
 value : float
 n : int
     Samples behind the value (subset size for a ticket row, all samples for an
     aggregate row).
 
 Aggregate rows (``ticket`` is ``<NA>``) hold the unweighted mean over tickets
-of each per-ticket metric (as the paper reports), and the K-way accuracies.
+of each per-ticket metric (as the paper reports), and the K-way figures.
 """
 
 from __future__ import annotations
@@ -33,13 +68,29 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    roc_auc_score,
+)
 
-__all__ = ["TICKET_KINDS", "detector_columns", "routing_columns", "ticket_metrics"]
+__all__ = [
+    "TICKET_KINDS",
+    "balanced_accuracy_at",
+    "crossfit_balanced_accuracy",
+    "detector_columns",
+    "routing_columns",
+    "score_columns",
+    "single_oracle_accuracy",
+    "ticket_metrics",
+    "youden_threshold",
+]
 
 TICKET_KINDS = ("detector", "expert", "single", "imported")
 _DETECT_RE = re.compile(r"^detect_(\d+)$")
+_SCORE_RE = re.compile(r"^score_(\d+)$")
 _PRED_RE = re.compile(r"^pred_(.+)$")
+CROSSFIT_SEED = 0
 
 
 def detector_columns(predictions: pd.DataFrame) -> dict[int, str]:
@@ -55,6 +106,21 @@ def detector_columns(predictions: pd.DataFrame) -> dict[int, str]:
     dict of int to str
     """
     found = {int(m.group(1)): c for c in predictions.columns if (m := _DETECT_RE.match(str(c)))}
+    return dict(sorted(found.items()))
+
+
+def score_columns(predictions: pd.DataFrame) -> dict[int, str]:
+    """Map ticket index k to its ``score_<k>`` column, sorted by k.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+
+    Returns
+    -------
+    dict of int to str
+    """
+    found = {int(m.group(1)): c for c in predictions.columns if (m := _SCORE_RE.match(str(c)))}
     return dict(sorted(found.items()))
 
 
@@ -81,20 +147,222 @@ def _quiet(fn, *args, **kwargs) -> float:
         return float(fn(*args, **kwargs))
 
 
-def ticket_metrics(predictions: pd.DataFrame, ticket_kind: str) -> pd.DataFrame:
-    """One-vs-rest detector metrics per ticket, K-way accuracies, and their means.
+def _both_classes(y: np.ndarray) -> bool:
+    return bool(y.any() and not y.all())
+
+
+def youden_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
+    """The score threshold that maximises balanced accuracy (Youden's J = TPR - FPR).
+
+    Parameters
+    ----------
+    y_true : ndarray of bool, shape (n,)
+    score : ndarray of float, shape (n,)
+
+    Returns
+    -------
+    float
+        Decide positive when ``score >= threshold``; NaN unless both classes
+        are present; ``+inf`` (never positive) when no threshold beats J = 0.
+        Ties between thresholds go to the highest one. The ROC points are
+        those of :func:`sklearn.metrics.roc_curve` (tested), counted directly
+        because this runs for every ticket, level and fold.
+    """
+    y = np.asarray(y_true, dtype=bool)
+    if not _both_classes(y):
+        return float("nan")
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last sample of each run of tied scores
+    tpr = np.cumsum(y)[last] / y.sum()
+    fpr = np.cumsum(~y)[last] / (~y).sum()
+    j = tpr - fpr
+    best = int(np.argmax(j))
+    return float(s[last][best]) if j[best] > 0 else float("inf")
+
+
+def balanced_accuracy_at(y_true: np.ndarray, score: np.ndarray, threshold: float) -> float:
+    """Balanced accuracy of the decision ``score >= threshold``.
+
+    Parameters
+    ----------
+    y_true : ndarray of bool, shape (n,)
+    score : ndarray of float, shape (n,)
+    threshold : float
+
+    Returns
+    -------
+    float
+        As :func:`sklearn.metrics.balanced_accuracy_score` (the mean recall
+        over the classes present; tested equal), counted directly because it
+        runs for every ticket, level and fold. NaN when ``threshold`` is NaN
+        or the split is empty.
+    """
+    y = np.asarray(y_true, dtype=bool)
+    if np.isnan(threshold) or y.size == 0:  # +inf is a valid threshold: never positive
+        return float("nan")
+    d = np.asarray(score) >= threshold
+    recalls = [
+        r
+        for r in (d[y].mean() if y.any() else None, (~d[~y]).mean() if (~y).any() else None)
+        if r is not None
+    ]
+    return float(np.mean(recalls))
+
+
+def crossfit_balanced_accuracy(
+    y_true: np.ndarray, score: np.ndarray, strata: np.ndarray | None = None, seed: int = CROSSFIT_SEED
+) -> float:
+    """Balanced accuracy at a threshold chosen on held-out samples, by 2-fold cross-fitting.
+
+    Parameters
+    ----------
+    y_true : ndarray of bool, shape (n,)
+    score : ndarray of float, shape (n,)
+    strata : ndarray, shape (n,), optional
+        Stratify the halves by this column (e.g. the subset); default ``y_true``.
+    seed : int
+        Seed of the split (fixed: the same halves for every method scored on
+        the same samples).
+
+    Returns
+    -------
+    float
+        Mean over the two halves of the balanced accuracy on one half at the
+        :func:`youden_threshold` of the other; NaN when a half lacks a class.
+    """
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(score, dtype=np.float64)
+    strata = y if strata is None else np.asarray(strata)
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(y.size, dtype=bool)
+    for v in np.unique(strata):
+        idx = np.flatnonzero(strata == v)
+        idx = idx[rng.permutation(idx.size)]
+        fold[idx[: idx.size // 2]] = True
+    out = []
+    for fit in (fold, ~fold):
+        thr = youden_threshold(y[fit], s[fit])
+        held = ~fit
+        if not _both_classes(y[held]):
+            return float("nan")
+        out.append(balanced_accuracy_at(y[held], s[held], thr))
+    return float(np.mean(out))
+
+
+def single_oracle_accuracy(predictions: pd.DataFrame) -> dict[str, float]:
+    """Oracle-routed K-way accuracy of one ticket for all data: argmax within the true subset's classes.
+
+    An expert routed by the oracle chooses among its subset's classes; the
+    same oracle given to a single K-way classifier is its argmax restricted to
+    those classes. The stored records hold the unrestricted argmax ``pred``:
+
+    - when ``pred_oracle`` is stored, it is used;
+    - when the subset is not a function of the label (input-space clusters,
+      environments), every subset holds every class and the restriction
+      changes nothing: ``pred``;
+    - otherwise the restricted argmax is ``pred`` where ``pred`` lies in the
+      true subset, the label where the subset has a single class, and unknown
+      elsewhere (a cross-subset error of the unrestricted argmax): the result
+      is exact when no sample is unknown, else a lower bound (unknown = wrong)
+      and an upper bound (unknown = right);
+    - with one class per subset (class partitions) the restricted argmax is
+      the label: nothing is reported (a detector's analogue is its pooled recall).
 
     Parameters
     ----------
     predictions : DataFrame
-        One row per sample with ``label``, ``subset``, ``pred``, ``pred_<routing>``
-        and ``detect_<k>`` columns (see :mod:`artifacts.run_format`).
+        Columns ``label``, ``subset``, ``pred`` (and optionally ``pred_oracle``).
+
+    Returns
+    -------
+    dict of str to float
+        ``{"accuracy_oracle": v}`` when exact, else
+        ``{"accuracy_oracle_low": lo, "accuracy_oracle_high": hi}``; empty for
+        no samples.
+    """
+    if predictions.empty:
+        return {}
+    label = predictions["label"].to_numpy()
+    if "pred_oracle" in predictions:
+        return {"accuracy_oracle": float(accuracy_score(label, predictions["pred_oracle"].to_numpy()))}
+    subset = predictions["subset"].to_numpy()
+    pred = predictions["pred"].to_numpy()
+    per_label = predictions.groupby("label")["subset"].nunique()
+    if (per_label > 1).any():  # subsets are not sets of classes: no restriction
+        return {"accuracy_oracle": float(accuracy_score(label, pred))}
+    subset_of = dict(zip(per_label.index, predictions.groupby("label")["subset"].first(), strict=True))
+    n_classes = pd.Series(subset_of).value_counts()
+    if (n_classes == 1).all():  # one class per subset: the restricted argmax is the label itself
+        return {}
+    pred_subset = np.array([subset_of.get(p, -1) for p in pred])
+    inside = pred_subset == subset
+    single = np.array([n_classes.get(s, 0) == 1 for s in subset])
+    right = np.where(inside, pred == label, single)
+    unknown = ~inside & ~single
+    lo = float(right[~unknown].sum() / len(label))
+    if not unknown.any():
+        return {"accuracy_oracle": lo}
+    return {"accuracy_oracle_low": lo, "accuracy_oracle_high": lo + float(unknown.mean())}
+
+
+def _one_vs_rest(
+    y_true: np.ndarray,
+    score: np.ndarray | None,
+    decision: np.ndarray | None,
+    strata: np.ndarray,
+    prior: float,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+) -> list[tuple[str, float]]:
+    rows: list[tuple[str, float]] = []
+    n_k = int(y_true.sum())
+    both = _both_classes(y_true)
+    if score is not None:
+        rows.append(("auroc", _quiet(roc_auc_score, y_true, score) if both else np.nan))
+        rows.append(("average_precision", _quiet(average_precision_score, y_true, score) if n_k else np.nan))
+        if validation is not None:
+            thr = youden_threshold(*validation)
+            common = balanced_accuracy_at(y_true, score, thr) if both else np.nan
+        else:
+            common = crossfit_balanced_accuracy(y_true, score, strata) if both else np.nan
+        rows.append(("balanced_accuracy", common))
+        rows.append(
+            ("balanced_accuracy_prior", balanced_accuracy_at(y_true, score, prior) if len(y_true) else np.nan)
+        )
+    if decision is not None:  # counted directly (equal to sklearn's, tested): runs per ticket and level
+        d, n = decision.astype(bool), len(y_true)
+        fired = int(d.sum())
+        rows.append(("balanced_accuracy_own", balanced_accuracy_at(y_true, d, 0.5) if n else np.nan))
+        rows.append(("precision", (float((d & y_true).sum() / fired) if fired else 0.0) if n else np.nan))
+        rows.append(("recall", float(d[y_true].mean()) if n_k else np.nan))
+    return rows
+
+
+def ticket_metrics(
+    predictions: pd.DataFrame,
+    ticket_kind: str,
+    *,
+    default_routing: str | None = None,
+    validation: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One-vs-rest metrics per ticket (threshold-free and thresholded), K-way figures, and their means.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        One row per sample with ``label``, ``subset``, ``pred``, ``pred_<routing>``,
+        ``score_<k>`` and ``detect_<k>`` columns (see :mod:`artifacts.run_format`).
     ticket_kind : {"detector", "expert", "single", "imported"}
         How the method's tickets are used (``manifest["methods"][m]["ticket_kind"]``).
         Imported tickets carry no per-sample records: the table is empty.
-        Per-subset accuracy under each routing is reported for ``expert`` and
-        ``single`` (where a ticket or the one shared ticket predicts classes);
-        for a class detector under oracle routing it would be trivially 1.
+    default_routing : str, optional
+        The routing behind ``pred`` (``manifest["methods"][m]["default_routing"]``).
+        For detectors under ``"oracle"``, ``pred`` counts the pooled recall and
+        no ``accuracy`` row is written.
+    validation : DataFrame, optional
+        The same method's predictions on a validation split (same columns):
+        the common threshold is chosen there instead of by cross-fitting.
 
     Returns
     -------
@@ -106,11 +374,11 @@ def ticket_metrics(predictions: pd.DataFrame, ticket_kind: str) -> pd.DataFrame:
     -----
     Precision of a ticket that never fires is 0 (sklearn ``zero_division=0``).
     A ticket whose subset has no sample in the table gets ``n = 0`` and NaN
-    recall / subset accuracy (undefined), and is left out of the means.
-    Balanced accuracy follows sklearn: the mean recall over the classes
-    present in the truth, so with no positives it is the specificity.
-    Without ``detect_<k>`` columns (one ticket for all data over an input-space
-    partition) only accuracies are reported, per subset and overall.
+    recall, AUROC, average precision and subset accuracy (undefined), and is
+    left out of the means. ``balanced_accuracy_own`` follows sklearn: the
+    mean recall over the classes present in the truth.
+    Without ``score_<k>`` / ``detect_<k>`` columns (one ticket for all data
+    over an input-space partition) only accuracies are reported.
     """
     if ticket_kind not in TICKET_KINDS:
         raise ValueError(f"ticket_kind must be one of {TICKET_KINDS}, got {ticket_kind!r}")
@@ -120,24 +388,23 @@ def ticket_metrics(predictions: pd.DataFrame, ticket_kind: str) -> pd.DataFrame:
             columns
         ]
     detect = detector_columns(predictions)
+    scores = score_columns(predictions)
     subset = predictions["subset"].to_numpy()
     label = predictions["label"].to_numpy()
     routings = routing_columns(predictions)
 
     rows: list[tuple[int | None, str, float, int]] = []
-    tickets = list(detect) if detect else sorted(int(k) for k in np.unique(subset))
+    tickets = sorted(set(detect) | set(scores)) or sorted(int(k) for k in np.unique(subset))
     for k in tickets:
         y_true = subset == k
         n_k = int(y_true.sum())
-        if k in detect:
-            y_det = predictions[detect[k]].to_numpy().astype(bool)
-            if len(y_true):
-                ba = _quiet(balanced_accuracy_score, y_true, y_det)
-                prec = _quiet(precision_score, y_true, y_det, zero_division=0.0)
-            else:
-                ba = prec = np.nan
-            rec = _quiet(recall_score, y_true, y_det, zero_division=0.0) if n_k else np.nan
-            rows += [(k, "balanced_accuracy", ba, n_k), (k, "precision", prec, n_k), (k, "recall", rec, n_k)]
+        score = predictions[scores[k]].to_numpy(dtype=np.float64) if k in scores else None
+        decision = predictions[detect[k]].to_numpy().astype(bool) if k in detect else None
+        val = None
+        if validation is not None and k in scores and scores[k] in validation:
+            val = (validation["subset"].to_numpy() == k, validation[scores[k]].to_numpy(dtype=np.float64))
+        prior = float(y_true.mean()) if len(y_true) else np.nan
+        rows += [(k, m, v, n_k) for m, v in _one_vs_rest(y_true, score, decision, subset, prior, val)]
         if ticket_kind == "single" and n_k:
             acc = accuracy_score(label[y_true], predictions["pred"].to_numpy()[y_true])
             rows.append((k, "subset_accuracy", float(acc), n_k))
@@ -156,9 +423,23 @@ def ticket_metrics(predictions: pd.DataFrame, ticket_kind: str) -> pd.DataFrame:
     )
     n_all = len(predictions)
     agg = [(None, m, float(v), n_all) for m, v in means.items()]
-    for name, col in [("accuracy", "pred"), *((f"accuracy_{r}", c) for r, c in routings.items())]:
+    kway = []
+    if ticket_kind == "detector":
+        if not (default_routing == "oracle"):
+            kway.append(("accuracy", "pred"))
+        kway += [(f"accuracy_{r}", c) for r, c in routings.items() if r != "oracle"]
+        if detect:
+            own = np.zeros(n_all, dtype=bool)
+            for k, c in detect.items():
+                own |= (subset == k) & predictions[c].to_numpy().astype(bool)
+            agg.append((None, "pooled_recall", float(own.mean()), n_all))
+    else:
+        kway = [("accuracy", "pred"), *((f"accuracy_{r}", c) for r, c in routings.items())]
+    for name, col in kway:
         if col in predictions and n_all:
             agg.append((None, name, float(accuracy_score(label, predictions[col].to_numpy())), n_all))
+    if ticket_kind == "single" and "oracle" not in routings:
+        agg += [(None, m, v, n_all) for m, v in single_oracle_accuracy(predictions).items()]
     out = pd.concat([per_ticket, pd.DataFrame(agg, columns=per_ticket.columns)], ignore_index=True)
     out["ticket"] = out["ticket"].astype("Int64")
     out["value"] = out["value"].astype(float)

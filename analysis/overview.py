@@ -10,11 +10,15 @@ level : int
 sparsity : float
     Fraction of prunable weights removed at that level (mean over tickets), 0..1.
 metric : str
-    - ``balanced_accuracy``, ``precision``, ``recall``: one-vs-rest detector
-      metrics averaged over tickets, as the paper reports them
-      (:func:`analysis.metrics.ticket_metrics`);
+    - the aggregate rows of :func:`analysis.metrics.ticket_metrics`:
+      ``auroc``, ``average_precision`` (threshold-free, from the stored
+      scores), ``balanced_accuracy`` (one threshold rule for every method,
+      chosen on held-out samples), ``balanced_accuracy_prior``,
+      ``balanced_accuracy_own``, ``precision``, ``recall`` (each method's own
+      rule, as the paper reports them), all averaged over tickets;
     - ``accuracy``: K-way accuracy under the method's default routing;
-      ``accuracy_<routing>`` under each routing the run recorded;
+      ``accuracy_<routing>`` under each routing the run recorded (for
+      detectors not ``oracle``: that counts ``pooled_recall``);
     - ``params_union``: weights kept by at least one ticket (what a method
       whose tickets share one network stores); ``params_total``: the
       parameter count the run wrote for the method (``level.json``; for
@@ -36,7 +40,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from analysis.levels import nearest_level
+from analysis.levels import paper_levels as _paper_levels
 from analysis.metrics import ticket_metrics
+from analysis.table import METRIC_ORDER
 
 if TYPE_CHECKING:
     from artifacts.run_format import Run
@@ -57,11 +64,12 @@ __all__ = [
 ]
 
 RESULT_COLUMNS = ["method", "level", "sparsity", "metric", "value"]
-# Column order of the paper-style table: the paper's three, then ours.
-_PAPER_ORDER = ["balanced_accuracy", "precision", "recall", "accuracy"]
+# Column order of the paper-style table: threshold-free, common threshold, the paper's own-rule rows, K-way.
+_PAPER_ORDER = [m for m in METRIC_ORDER if m != "params"]
 _PARAM_METRICS = ["params_union", "params_total"]
 # Accuracies imported sources log (OpenLTH, pytorch/examples), tried when predictions are absent.
 _LOGGED_ACCURACY = ("test_accuracy", "best_acc1", "val_accuracy")
+EXPERT_METRIC = "subset_accuracy_oracle"
 
 
 def _fmt_int(n: object) -> str:
@@ -277,7 +285,7 @@ def level_table(run: Run, methods: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 def closest_level(run: Run, method: str, sparsity: float) -> int:
-    """The completed level of ``method`` whose sparsity is nearest to ``sparsity``.
+    """The completed level of ``method`` nearest ``sparsity`` (:func:`analysis.levels.nearest_level`).
 
     Parameters
     ----------
@@ -291,9 +299,7 @@ def closest_level(run: Run, method: str, sparsity: float) -> int:
     int
         Ties go to the denser (lower) level.
     """
-    levels = run.levels(method)
-    dist = [abs(run.sparsity(method, lv) - sparsity) for lv in levels]
-    return levels[int(np.argmin(dist))]
+    return nearest_level(run, method, sparsity)
 
 
 def results_table(
@@ -349,7 +355,8 @@ def results_table(
             if method in classification:
                 agg = scored.get((method, level))
                 if agg is None:
-                    metrics = ticket_metrics(run.predictions(method, level), kind)
+                    routing = run.manifest["methods"][method].get("default_routing")
+                    metrics = ticket_metrics(run.predictions(method, level), kind, default_routing=routing)
                     agg = metrics[metrics["ticket"].isna()]
                 for name, value in zip(agg["metric"], agg["value"], strict=True):
                     if name in _PAPER_ORDER or name.startswith("accuracy_"):
@@ -378,8 +385,10 @@ def paper_table(results: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns ``method, level, sparsity``, then ``balanced_accuracy,
-        precision, recall, accuracy``, the ``accuracy_<routing>`` columns, any
+        Columns ``method, level, sparsity``, then the metrics in the order of
+        :data:`analysis.table.METRIC_ORDER` (``auroc, average_precision,
+        balanced_accuracy, balanced_accuracy_prior, balanced_accuracy_own,
+        precision, recall, accuracy``, the K-way figures), any
         other metric (e.g. ``psnr``), and ``params_union, params_total`` (Int64;
         those present); a metric a method does not have is NaN (``<NA>`` for counts).
     """
@@ -390,7 +399,7 @@ def paper_table(results: pd.DataFrame) -> pd.DataFrame:
         index=["method", "level", "sparsity"], columns="metric", values="value", aggfunc="first"
     )
     present = list(wide.columns)
-    routed = sorted(c for c in present if c.startswith("accuracy_"))
+    routed = sorted(c for c in present if c.startswith("accuracy_") and c not in _PAPER_ORDER)
     params = [c for c in _PARAM_METRICS if c in present]
     known = [c for c in _PAPER_ORDER if c in present] + routed
     others = [c for c in present if c not in known and c not in params]  # e.g. psnr
@@ -420,9 +429,13 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
         One row per method: ``method``, ``fired`` (bool), ``alarm_level``
         (Int64), ``alarm_sparsity``, ``alarm_criteria`` (str), then for the
         mean over tickets ``collapse_level`` (Int64), ``collapse_sparsity``,
-        ``lead_levels`` (Int64), ``outcome``; and ``tickets_hit`` /
-        ``tickets_missed`` (int): tickets whose own drop the alarm caught in
-        time (``hit``) or not (``late`` or ``miss``); and ``metric``, the
+        ``lead_levels`` (Int64), ``outcome`` (bounded lead:
+        :func:`analysis.collapse.evaluate_alarm`), ``sparsity_given_up`` and
+        ``metric_lost`` (the regret of stopping at the alarm; NaN when the
+        evaluation has none); ``tickets_hit`` / ``tickets_early`` /
+        ``tickets_missed`` (int): tickets whose own drop the alarm caught
+        1-2 levels ahead (``hit``), far too early (``early``) or not in time
+        (``late`` or ``miss``); and ``metric``, the
         labelled signal of the drop (``evaluation["metric"]`` if present, else
         ``"balanced_accuracy"``).
     """
@@ -436,7 +449,10 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
         "collapse_sparsity",
         "lead_levels",
         "outcome",
+        "sparsity_given_up",
+        "metric_lost",
         "tickets_hit",
+        "tickets_early",
         "tickets_missed",
         "metric",
     ]
@@ -456,7 +472,10 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
                 a["collapse_sparsity"] if len(agg) else np.nan,
                 a["lead_levels"] if len(agg) else pd.NA,
                 str(a["outcome"]) if len(agg) else "",
+                float(a["sparsity_given_up"]) if len(agg) and "sparsity_given_up" in a else np.nan,
+                float(a["metric_lost"]) if len(agg) and "metric_lost" in a else np.nan,
                 int((per["outcome"] == "hit").sum()),
+                int((per["outcome"] == "early").sum()),
                 int(per["outcome"].isin(["late", "miss"]).sum()),
                 str(a["metric"]) if "metric" in g.columns else "balanced_accuracy",
             )
@@ -464,7 +483,7 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=cols)
     for c in ("alarm_level", "collapse_level", "lead_levels"):
         out[c] = out[c].astype("Int64")
-    for c in ("alarm_sparsity", "collapse_sparsity"):
+    for c in ("alarm_sparsity", "collapse_sparsity", "sparsity_given_up", "metric_lost"):
         out[c] = out[c].astype(np.float64)
     return out
 
@@ -472,7 +491,7 @@ def alarm_overview(evaluation: pd.DataFrame) -> pd.DataFrame:
 def paper_levels(
     levels: pd.DataFrame, methods: Sequence[str], targets: Sequence[float] = (0.25, 0.5, 0.75)
 ) -> list[int]:
-    """Levels nearest to the paper's reporting sparsities (25 / 50 / 75 %).
+    """Levels nearest to the paper's reporting sparsities (:func:`analysis.levels.paper_levels`).
 
     Parameters
     ----------
@@ -486,17 +505,10 @@ def paper_levels(
     Returns
     -------
     list of int
-        Distinct levels, ascending: for each target, the level (of any of
-        ``methods``) whose sparsity is nearest; ties go to the lower level.
-        Empty when ``methods`` have no level.
+        Distinct levels, ascending: each method's level nearest each target;
+        ties go to the lower level. Empty when ``methods`` have no level.
     """
-    rows = levels[levels["method"].isin(list(methods))].sort_values("level")
-    if rows.empty:
-        return []
-    out = set()
-    for t in targets:
-        out.add(int(rows.loc[(rows["sparsity"] - t).abs().idxmin(), "level"]))
-    return sorted(out)
+    return _paper_levels(levels, [m for m in methods if (levels["method"] == m).any()], targets)
 
 
 def method_capabilities(run: Run) -> pd.DataFrame:
@@ -536,7 +548,9 @@ def collapse_evaluation_by_method(
     """The collapse alarm scored per method, each against a labelled metric it has.
 
     :func:`analysis.collapse.collapse_evaluation` scores every method against
-    one metric; a method without it (e.g. one ticket over input clusters has no
+    one metric; expert tickets, asked for ``balanced_accuracy``, are scored
+    against their accuracy on their own subset under oracle routing
+    (``subset_accuracy_oracle``); a method without ``metric`` (e.g. one ticket over input clusters has no
     one-vs-rest detectors, hence no balanced accuracy) is scored against
     ``fallback`` instead of failing the whole run.
 
@@ -564,7 +578,12 @@ def collapse_evaluation_by_method(
     frames = []
     for _, c in curves.groupby("method", sort=False):
         signals = set(c["signal"])
-        used = metric if metric in signals else fallback if fallback in signals else None
+        # An expert is a classifier of its own subset, not a detector: its collapse is the drop of its
+        # accuracy there (its confidence as a subset detector is no measure of it).
+        if metric == "balanced_accuracy" and EXPERT_METRIC in signals:
+            used = EXPERT_METRIC
+        else:
+            used = metric if metric in signals else fallback if fallback in signals else None
         if used is None:  # an imported run: an accuracy its source logged (OpenLTH's test_accuracy)
             used = next((s for s in _LOGGED_ACCURACY if s in signals), None)
         if used is None:

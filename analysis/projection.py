@@ -66,7 +66,6 @@ from analysis.similarity import (
     layer_groups,
     measures_from_counts,
     method_shared_rows,
-    pairwise_jaccard,
 )
 
 if TYPE_CHECKING:
@@ -255,6 +254,8 @@ def ticket_map_table(
     DataFrame
         Columns ``method, level, sparsity, ticket, density, x, y``.
     """
+    from analysis.packed import packed_masks, stacked_jaccard_density
+
     methods = list(run.methods if methods is None else methods)
     blocks = []  # (method, level, sparsity, tickets, masks)
     for method in methods:
@@ -266,30 +267,25 @@ def ticket_map_table(
                     level,
                     run.sparsity(method, level),
                     run.ticket_names(method),
-                    run.masks(method, level),
+                    packed_masks(run, method, level),
                 )
             )
     if not blocks:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in MAP_COLUMNS})
-
-    def fit(masks: Mapping[str, np.ndarray]) -> np.ndarray:
-        tm = TicketMap(n_neighbors, min_dist, random_state=random_state)
-        return tm.fit_transform(1.0 - pairwise_jaccard(masks))
 
     groups = [blocks] if joint else [[b] for b in blocks]
     frames = []
     for group in groups:
         layers = list(group[0][4])
         for method, level, *_, masks in group:
-            if list(masks) != layers or any(masks[n].shape[1:] != group[0][4][n].shape[1:] for n in layers):
+            if list(masks) != layers or any(masks.shapes[n][1:] != group[0][4].shapes[n][1:] for n in layers):
                 raise ValueError(f"{method} level {level}: layers differ, cannot map tickets jointly")
-        stacked = {n: np.concatenate([b[4][n] for b in group], axis=0) for n in layers}
-        xy = fit(stacked)
-        kept = sum(m.reshape(m.shape[0], -1).sum(axis=1, dtype=np.int64) for m in stacked.values())
-        total = sum(int(np.prod(m.shape[1:])) for m in stacked.values())
+        # Packed and memory-mapped: counted layer by layer, never unpacked.
+        jaccard, density = stacked_jaccard_density([b[4] for b in group])
+        xy = TicketMap(n_neighbors, min_dist, random_state=random_state).fit_transform(1.0 - jaccard)
         rows = [(method, level, sp, t) for method, level, sp, tickets, _ in group for t in tickets]
         df = pd.DataFrame(rows, columns=["method", "level", "sparsity", "ticket"])
-        df["density"] = kept / total
+        df["density"] = density
         df["x"], df["y"] = xy[:, 0], xy[:, 1]
         frames.append(df)
     return pd.concat(frames, ignore_index=True)[MAP_COLUMNS]
@@ -654,6 +650,8 @@ def alignment_table(
     DataFrame
         Columns ``level, sparsity`` then those of :func:`alignment_frame`.
     """
+    from analysis.packed import packed_masks
+
     reference = fashion_class_similarity() if reference is None else reference
     tickets = run.ticket_names(method)
     if isinstance(control, str):
@@ -664,7 +662,7 @@ def alignment_table(
     frames = []
     for level in run.levels(method) if levels is None else levels:
         df = alignment_frame(
-            run.masks(method, level),
+            packed_masks(run, method, level),
             reference,
             tickets,
             value=value,

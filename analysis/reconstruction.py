@@ -44,6 +44,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from analysis.collapse import mask_signals
+from analysis.latent import ticket_latent_correlation
+from analysis.levels import nearest_level
 from analysis.similarity import GLOBAL, similarity_frame, ticket_similarity_summary
 
 if TYPE_CHECKING:
@@ -174,10 +176,8 @@ def reconstruction(run: Run, method: str, level: int) -> np.ndarray:
 
 
 def closest_level(run: Run, method: str, sparsity: float) -> int:
-    """The level of ``method`` whose sparsity is nearest ``sparsity`` (ties: the denser one)."""
-    levels = run.levels(method)
-    dist = [abs(run.sparsity(method, lv) - sparsity) for lv in levels]
-    return levels[int(np.argmin(dist))]
+    """The level of ``method`` nearest ``sparsity`` (:func:`analysis.levels.nearest_level`)."""
+    return nearest_level(run, method, sparsity)
 
 
 # ----------------------------------------------------------------------------- PSNR
@@ -314,9 +314,9 @@ def paper_comparison(table: pd.DataFrame, sparsities: Sequence[float] = TARGET_S
     for target in sparsities:
         for base in [b for b in BASES if b in set(img["base"])]:
             picked = []
-            for _, g in img[img["base"] == base].groupby("method", sort=False):
+            for method, g in img[img["base"] == base].groupby("method", sort=False):
                 levels = g.drop_duplicates("level").sort_values("level")
-                row = levels.iloc[int(np.argmin(np.abs(levels["sparsity"].to_numpy() - target)))]
+                row = levels[levels["level"] == nearest_level(levels, str(method), target)].iloc[0]
                 picked.append((target, base, row["image"], int(row["level"]), row["sparsity"], row["psnr"]))
             rows += picked
             if picked:
@@ -534,7 +534,8 @@ def reconstruction_curves(run: Run, methods: Sequence[str] | None = None) -> pd.
                 sim = ticket_similarity_summary(similarity_frame(masks, layers=False))
                 sim = sim[sim["layer"] == GLOBAL]
                 t = sim["ticket"].astype(int).tolist()
-                for sig in ("mean_jaccard", "mean_jaccard_star"):
+                sim = sim.assign(mean_latent_corr=ticket_latent_correlation(masks)[t])  # what the alarm reads
+                for sig in ("mean_jaccard", "mean_jaccard_star", "mean_latent_corr"):
                     parts += [_long(t, sig, sim[sig]), _long([None], sig, [sim[sig].mean()])]
             df = pd.concat(parts, ignore_index=True)
             df.insert(0, "sparsity", run.sparsity(method, level))

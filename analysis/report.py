@@ -87,6 +87,15 @@ class _Page:
             self.text(caption)
 
 
+def _level_of(run: Run, method: str, level: int) -> int:
+    """``method``'s level nearest the sparsity of ``level`` (of the first method that has it)."""
+    from analysis.levels import nearest_level
+
+    owner = next((m for m in run.methods if level in run.levels(m)), run.methods[0])
+    target = run.sparsity(owner, level) if level in run.levels(owner) else 0.0
+    return nearest_level(run, method, target)
+
+
 def _float(x: float) -> str:
     return f"{x:.4g}"
 
@@ -108,12 +117,18 @@ def _overview(page: _Page, run: Run, level: int, alarm_eval: pd.DataFrame | None
     shown = sorted({level, *ov.paper_levels(levels, run.methods)})
     page.table(
         ov.paper_table(results[results["level"].isin(shown)]),
-        "Balanced accuracy, precision, recall: one-vs-rest, averaged over tickets. accuracy: K-way under "
-        "the default routing; accuracy_<routing> under each routing. params_union: weights kept by at "
+        "One-vs-rest, averaged over tickets, for every method alike: auroc and average_precision from the "
+        "stored scores (no threshold); balanced_accuracy at a threshold chosen on held-out samples (2-fold "
+        "cross-fitting on the evaluation split, or the validation split when the run stores one); "
+        "balanced_accuracy_prior at the class prior. The paper's rows at each method's own rule: "
+        "balanced_accuracy_own, precision, recall. accuracy: K-way under the default routing; "
+        "accuracy_<routing> under each routing; accuracy_oracle of one ticket for all data: its argmax "
+        "within the true subset's classes (_low/_high: bounds when the run does not store it). "
+        "pooled_recall: oracle-routed detectors (recall, not accuracy). params_union: weights kept by at "
         "least one ticket; params_total: parameters the method stores.",
     )
     sparsity = float(levels.loc[levels["level"] == level, "sparsity"].iloc[0])
-    for metric in ("balanced_accuracy", "accuracy"):
+    for metric in ("auroc", "balanced_accuracy", "accuracy"):
         if (results["metric"] == metric).any():
             page.figure(results_figure(results, metric, sparsity))
     page.table(ov.paper_table(results), "Results at every level", collapsed=True)
@@ -136,7 +151,7 @@ def _similarity(page: _Page, run: Run, level: int) -> None:
     summaries = []
     for method in methods:
         table = sim.similarity_table(run, method, layers=True)
-        lv = min(run.levels(method), key=lambda x: (abs(x - level), x))
+        lv = _level_of(run, method, level)
         matrix = sim.pair_matrix(table, "jaccard", level=lv, tickets=run.ticket_names(method))
         chance = float(
             table.loc[(table["level"] == lv) & (table["layer"] == sim.GLOBAL), "jaccard_chance"].mean()
@@ -164,7 +179,7 @@ def _similarity(page: _Page, run: Run, level: int) -> None:
 
 
 def _collapse(page: _Page, run: Run, curves: pd.DataFrame | None, evaluation: pd.DataFrame | None) -> None:
-    from analysis.collapse import CollapseAlarm
+    from analysis.collapse import CollapseAlarm, alarm_summary
     from analysis.figures.collapse import alarm_lead_figure
     from analysis.figures.ticket_collapse import ticket_collapse_figure
 
@@ -173,9 +188,10 @@ def _collapse(page: _Page, run: Run, curves: pd.DataFrame | None, evaluation: pd
         page.note(_NO_LABELS)
         return
     page.text(
-        "Mean labelled metric (left axis) and mean mask signal (right axis) against sparsity; the dashed red "
-        "line marks where the label-free alarm fired, the dotted black line where mean balanced accuracy "
-        "fell 0.05 below its dense value."
+        "Mean labelled metric (left axis) and the alarm's mask signal (right axis: the tickets' mean latent "
+        "correlation, which stays constant across densities when the tickets are equally alike, unlike J*) "
+        "against sparsity; the dashed red line marks where the label-free alarm fired, the dotted black "
+        "line where mean balanced accuracy fell 0.05 below its dense value."
     )
     for method in dict.fromkeys(curves["method"]):
         c = curves[curves["method"] == method].drop(columns="method")
@@ -188,7 +204,7 @@ def _collapse(page: _Page, run: Run, curves: pd.DataFrame | None, evaluation: pd
             ticket_collapse_figure(
                 c,
                 None,
-                mask_signal="mean_jaccard_star" if multi else "density",
+                mask_signal="mean_latent_corr" if multi else "density",
                 metric="balanced_accuracy",
                 alarm_sparsity=alarm.sparsity_,
                 collapse_sparsity=None if drop is None or pd.isna(drop) else float(drop),
@@ -196,7 +212,14 @@ def _collapse(page: _Page, run: Run, curves: pd.DataFrame | None, evaluation: pd
             )
         )
         page.table(alarm.trace_, f"{method}: alarm trace (label-free, one row per level)", collapsed=True)
-    page.h3("Lead time of the alarm")
+    page.h3("Lead time of the alarm, and what stopping at it costs")
+    page.table(
+        alarm_summary(evaluation, ["method"]),
+        "Bounded lead: hit = fired 1-2 levels before the labelled drop; early = sooner; late = at the drop "
+        "or after; miss = never fired; false alarm = fired, nothing dropped. Regret of stopping at the "
+        "alarm: sparsity given up (against the last level before the drop, or the end of the sweep) and "
+        "metric lost beyond the margin.",
+    )
     page.figure(alarm_lead_figure(evaluation))
     page.table(evaluation, "Alarm against each ticket's labelled drop", collapsed=True)
 
@@ -225,7 +248,7 @@ def _fairness(page: _Page, run: Run, level: int, labelled: list[str]) -> None:
         )
         page.figure(fairness_gap_figure(gaps, "accuracy", "drop_max"), "Largest drop of a group from dense.")
         for method in labelled:
-            lv = min(run.levels(method), key=lambda x: (abs(x - level), x))
+            lv = _level_of(run, method, level)
             table = group_metrics(run.predictions(method, lv), group_by, n_boot=200)
             page.figure(
                 group_metric_figure(table, "accuracy"),
@@ -294,6 +317,7 @@ def _attention(page: _Page, run: Run, level: int) -> None:
     )
     from analysis.figures.attention import attention_entropy_heatmap
     from analysis.figures.attention_sweep import attention_entropy_vs_sparsity
+    from analysis.levels import nearest_level
 
     page.h2("Attention")
     for method in run.methods:
@@ -314,7 +338,8 @@ def _attention(page: _Page, run: Run, level: int) -> None:
                 f"{image_set}: 95 % Student-t intervals over probe images.",
             )
         sweep = sweep[sweep["images"] == ALL_IMAGES]
-        lv = min(sweep["level"].unique(), key=lambda x: (abs(x - level), x))
+        probed = sweep[["level", "sparsity"]].drop_duplicates().assign(method=method)
+        lv = nearest_level(probed, method, run.sparsity(method, _level_of(run, method, level)))
         first = run.ticket_names(method)[0]
         page.figure(
             attention_entropy_heatmap(sweep[(sweep["level"] == lv) & (sweep["ticket"] == first)]),

@@ -78,6 +78,8 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import hypergeom
 
+from analysis.pair_limits import check_pair_count, pair_sample
+
 if TYPE_CHECKING:
     from artifacts.run_format import Run
 
@@ -232,8 +234,20 @@ def layer_overlap_counts(masks: Masks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
     -------
     dict of str to OverlapCounts
         In the input's layer order.
+
+    Raises
+    ------
+    PairLimitError
+        For more than :func:`analysis.pair_limits.max_pair_tickets` tickets (K x K memory).
     """
-    return {name: _count_layer(m, chunk_bytes) for name, m in _layers(masks)}
+    from analysis.packed import PackedMasks, layer_overlap_counts_packed
+
+    if isinstance(masks, PackedMasks):  # memory-mapped: counted layer by layer, never unpacked
+        check_pair_count(masks.n_tickets)
+        return layer_overlap_counts_packed(masks)
+    layers = _layers(masks)
+    check_pair_count(layers[0][1].shape[0])
+    return {name: _count_layer(m, chunk_bytes) for name, m in layers}
 
 
 def overlap_counts(masks: Masks, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> OverlapCounts:
@@ -654,7 +668,12 @@ def method_shared_rows(run: Run, method: str) -> dict[str, np.ndarray]:
 
 
 def similarity_table(
-    run: Run, method: str, levels: Sequence[int] | None = None, *, layers: bool = True
+    run: Run,
+    method: str,
+    levels: Sequence[int] | None = None,
+    *,
+    layers: bool = True,
+    tickets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Pair measures of a method's tickets at every level (or the given levels).
 
@@ -666,6 +685,10 @@ def similarity_table(
         Default: all completed levels.
     layers : bool
         Include per-layer rows next to the ``"__global__"`` ones.
+    tickets : sequence of str, optional
+        Compare only these tickets (at most :func:`analysis.pair_limits.max_pair_tickets`).
+        Default: all of them, or past that limit a fixed seeded sample of that many
+        (:func:`analysis.pair_limits.pair_sample`), so memory stays bounded.
 
     Returns
     -------
@@ -674,12 +697,22 @@ def similarity_table(
         Per-layer rows and ``"__layer_mean__"`` leave out rows that are disjoint
         by construction (:func:`method_shared_rows`).
     """
+    from analysis.packed import packed_masks
+
     levels = run.levels(method) if levels is None else list(levels)
-    tickets = run.ticket_names(method)
+    names = run.ticket_names(method)
+    if tickets is None:
+        idx = pair_sample(len(names))
+    else:
+        idx = np.array([names.index(t) for t in tickets], dtype=np.int64)
+    tickets = [names[i] for i in idx]
     shared = method_shared_rows(run, method) if layers else None
     frames = []
     for level in levels:
-        df = similarity_frame(run.masks(method, level), tickets, layers=layers, shared=shared)
+        masks = packed_masks(run, method, level)
+        if len(idx) < len(names):  # a sample of the tickets: only those rows, layer by layer
+            masks = {n: np.asarray(masks[n])[idx] for n in masks}
+        df = similarity_frame(masks, tickets, layers=layers, shared=shared)
         df.insert(0, "sparsity", run.sparsity(method, level))
         df.insert(0, "level", level)
         frames.append(df)

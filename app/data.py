@@ -142,11 +142,22 @@ def results(path: str, mtime: float) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def paper_table(path: str, mtime: float, methods: tuple[str, ...], levels: tuple[int, ...]) -> pd.DataFrame:
-    """The paper-style results table of the chosen methods at the chosen levels."""
+def paper_table(
+    path: str, mtime: float, methods: tuple[str, ...], targets: tuple[float, ...]
+) -> pd.DataFrame:
+    """The paper-style results table: each chosen method at its level nearest each target sparsity."""
+    from analysis.levels import levels_at
+
+    levels = run_facts(path, mtime)["levels"]
+    want: dict[str, set[int]] = {m: set() for m in methods}
+    for t in targets:
+        for m, lv in levels_at(levels, t, methods).items():
+            want[m].add(lv)
     res = results(path, mtime)
-    res = res[res["method"].isin(methods) & res["level"].isin(levels)]
-    return _overview.paper_table(res)
+    keep = pd.Series(
+        [lv in want.get(m, ()) for m, lv in zip(res["method"], res["level"], strict=True)], index=res.index
+    )
+    return _overview.paper_table(res[keep])
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -171,6 +182,15 @@ def collapse_curves(path: str, mtime: float) -> pd.DataFrame:
 def collapse_evaluation(path: str, mtime: float, metric: str, margin: float) -> pd.DataFrame:
     """The alarm fitted per method and scored against each ticket's labelled drop."""
     return _overview.collapse_evaluation_by_method(collapse_curves(path, mtime), metric, margin)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def alarm_summary(
+    path: str, mtime: float, metric: str, margin: float, methods: tuple[str, ...]
+) -> pd.DataFrame:
+    """:func:`analysis.collapse.alarm_summary` per method of the chosen methods."""
+    ev = collapse_evaluation(path, mtime, metric, margin)
+    return _collapse.alarm_summary(ev[ev["method"].isin(methods)], ["method"])
 
 
 @st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)
@@ -248,7 +268,15 @@ def similarity_matrix(
         ``zmin`` / ``zmax`` (the range of the off-diagonal values, so the
         diagonal's 1 does not flatten the contrast between pairs).
     """
+    from analysis.pair_limits import check_pair_count, max_pair_tickets
+
+    check_pair_count(len(tickets), "chosen tickets", limit=max_pair_tickets())  # K x K: bounded
     table = similarity(path, mtime, method)
+    names = get_run(path, mtime).ticket_names(method)
+    chosen = [t for t in tickets if t in names]
+    if len(names) > max_pair_tickets() and not set(chosen) <= set(table["ticket_a"]) | set(table["ticket_b"]):
+        # Past the limit the cached table holds a sample: compare exactly the chosen tickets.
+        table = _similarity.similarity_table(get_run(path, mtime), method, [level], tickets=chosen)
     rows = table[(table["level"] == level) & (table["layer"] == layer)]
     rows = rows[rows["ticket_a"].isin(tickets) & rows["ticket_b"].isin(tickets)]
     matrix = _similarity.pair_matrix(rows, value, level=level, layer=layer, tickets=list(tickets))
@@ -520,6 +548,109 @@ def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) ->
         "trend": trend,
         "verdict": {s: attention_verdict(trend, s) for s in (OWN_IMAGES, ALL_IMAGES)},
     }
+
+
+# ----------------------------------------------------------------------------- reconstruction (INR)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def is_inr_run(path: str, mtime: float) -> bool:
+    """:func:`analysis.reconstruction.is_inr_run`."""
+    from analysis.reconstruction import is_inr_run as _is
+
+    return _is(get_run(path, mtime))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def inr_methods(path: str, mtime: float) -> pd.DataFrame:
+    """:func:`analysis.reconstruction.inr_methods`: one row per method (image, base)."""
+    from analysis.reconstruction import inr_methods as _methods
+
+    return _methods(get_run(path, mtime))
+
+
+@st.cache_data(show_spinner="Scoring the reconstructions (PSNR per region)…", max_entries=32)
+def psnr_table(path: str, mtime: float, methods: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """:func:`analysis.reconstruction.psnr_table` of the given methods (all when None)."""
+    from analysis.reconstruction import psnr_table as _table
+
+    return _table(get_run(path, mtime), None if methods is None else list(methods))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def region_gaps(path: str, mtime: float, methods: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`analysis.reconstruction.region_gaps` of :func:`psnr_table`."""
+    from analysis.reconstruction import region_gaps as _gaps
+
+    return _gaps(psnr_table(path, mtime, methods))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def run_images(path: str, mtime: float) -> dict:
+    """:func:`analysis.reconstruction.run_images` (shared, read-only arrays)."""
+    from analysis.reconstruction import run_images as _images
+
+    return _images(get_run(path, mtime))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def reconstruction(path: str, mtime: float, method: str, level: int):
+    """The reconstructed image of a method at a level (shared, read-only uint8 array)."""
+    from analysis.reconstruction import reconstruction as _rec
+
+    return _rec(get_run(path, mtime), method, level)
+
+
+@st.cache_data(show_spinner="Comparing region masks…", max_entries=32)
+def psnr_similarity(path: str, mtime: float, sparsity: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`analysis.reconstruction.psnr_similarity_correlation` at a sparsity."""
+    from analysis.reconstruction import psnr_similarity_correlation
+
+    return psnr_similarity_correlation(get_run(path, mtime), sparsity)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def reconstruction_paper_table(path: str, mtime: float) -> pd.DataFrame:
+    """Whole-image PSNR at the levels nearest the paper's sparsities, next to the paper's figures."""
+    from analysis.reconstruction import paper_comparison, paper_table
+
+    return paper_table(paper_comparison(psnr_table(path, mtime)))
+
+
+# ----------------------------------------------------------------------------- denoising (speech)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def is_speech_run(path: str, mtime: float) -> bool:
+    """:func:`analysis.denoising.is_speech_run`."""
+    from analysis.denoising import is_speech_run as _is
+
+    return _is(get_run(path, mtime))
+
+
+@st.cache_data(show_spinner="Bootstrapping SI-SNRi intervals at every level…", max_entries=32)
+def denoising_table(path: str, mtime: float, methods: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`analysis.denoising.denoising_table` (1000 resamples, once per run and methods)."""
+    from analysis.denoising import denoising_table as _table
+
+    return _table(get_run(path, mtime), list(methods))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def denoising_paper(path: str, mtime: float, methods: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`analysis.denoising.paper_comparison` of :func:`denoising_table`."""
+    from analysis.denoising import paper_comparison
+
+    return paper_comparison(denoising_table(path, mtime, methods))
+
+
+@st.cache_data(show_spinner="Loading the listening examples…", max_entries=32)
+def listening_examples(path: str, mtime: float, levels: tuple[tuple[str, int], ...]) -> pd.DataFrame:
+    """:func:`analysis.denoising.listening_examples` at ``{method: level}`` (given as pairs)."""
+    from analysis.denoising import listening_examples as _clips
+
+    level_of = dict(levels)
+    return _clips(get_run(path, mtime), list(level_of), level_of)
 
 
 # ----------------------------------------------------------------------------- report

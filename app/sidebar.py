@@ -1,4 +1,9 @@
-"""The sidebar every page shares: run, methods, level (sparsity), tickets.
+"""The sidebar every page shares: run, methods, a sparsity target, tickets.
+
+Methods reach a sparsity at different levels, so the sidebar carries a
+sparsity target and each page asks :attr:`Selection.levels_at` for
+``{method: level}``: each method's level nearest the target
+(:func:`analysis.levels.levels_at`, the one place that rule is written).
 
 The widgets are drawn by the entry point on every run, before the page, so
 their values survive page switches. The resulting :class:`Selection` is put in
@@ -13,13 +18,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis import Run
-from app import data, upload
+from analysis import Run, levels_at, nearest_level
+from app import data, open_folder, upload
 
 KEY_RUN = "sidebar.run"  # a run folder, or a run group folder (then KEY_SEED picks its run)
 KEY_SEED = "sidebar.seed"
 KEY_METHODS = "sidebar.methods"
-KEY_LEVEL = "sidebar.level"
+KEY_SPARSITY = "sidebar.sparsity"
 KEY_TICKETS = "sidebar.tickets"
 _SELECTION = "sidebar.selection"
 
@@ -36,8 +41,10 @@ class Selection:
         Its modification time (cache key).
     methods : tuple of str
         Chosen methods, in run order (never empty).
-    level : int
-        Chosen pruning level.
+    sparsity : float
+        The sparsity target, 0..1.
+    levels_at : dict of str to int
+        ``{method: level}``: each chosen method's level nearest the target.
     tickets : tuple of str
         Chosen subsets / tickets (partition names; all of them when the filter is empty).
     all_tickets : tuple of str
@@ -49,7 +56,8 @@ class Selection:
     path: str
     mtime: float
     methods: tuple[str, ...]
-    level: int
+    sparsity: float
+    levels_at: dict[str, int]
     tickets: tuple[str, ...]
     all_tickets: tuple[str, ...]
     levels: pd.DataFrame
@@ -59,19 +67,16 @@ class Selection:
         """The run reader (cached)."""
         return data.get_run(self.path, self.mtime)
 
-    def level_for(self, method: str) -> int:
-        """The level of ``method`` nearest in sparsity to the chosen one."""
-        rows = self.levels[self.levels["method"] == method]
-        if self.level in set(rows["level"]):
-            return self.level
-        return int(rows.loc[(rows["sparsity"] - self.sparsity).abs().idxmin(), "level"])
-
     @property
-    def sparsity(self) -> float:
-        """Sparsity of the chosen level (of the first chosen method that has it)."""
-        rows = self.levels[self.levels["level"] == self.level]
-        chosen = rows[rows["method"].isin(self.methods)]
-        return float((chosen if len(chosen) else rows)["sparsity"].iloc[0])
+    def level(self) -> int:
+        """The first chosen method's level at the target (for pages showing one level)."""
+        return self.levels_at[self.methods[0]]
+
+    def level_for(self, method: str) -> int:
+        """The level of ``method`` nearest the sparsity target."""
+        if method in self.levels_at:
+            return self.levels_at[method]
+        return nearest_level(self.levels, method, self.sparsity)
 
     def sparsity_of(self, method: str) -> float:
         """Sparsity of ``method`` at :meth:`level_for`."""
@@ -92,6 +97,16 @@ class Selection:
     def multi_ticket_methods(self) -> list[str]:
         """Chosen methods with more than one ticket (those with ticket masks to compare)."""
         return [m for m in self.methods if len(self.run.ticket_names(m)) > 1]
+
+
+def target_options(levels: pd.DataFrame, methods: list[str] | tuple[str, ...]) -> list[float]:
+    """Sparsity targets offered: every sparsity a chosen method reaches, to the percent.
+
+    Methods on one schedule differ by a fraction of a percent (a detector's head
+    row is never pruned), so their sparsities merge into one stop.
+    """
+    chosen = levels[levels["method"].isin(list(methods))]
+    return sorted({round(float(v), 2) for v in chosen["sparsity"]})
 
 
 def _run_label(path: str) -> str:
@@ -173,8 +188,9 @@ def render() -> Selection | None:
     # The uploader sits below the run picker but is handled first, so that a
     # checkpoint converted in this script run can be selected before the picker is drawn.
     sb, below = st.sidebar.container(), st.sidebar.container()
-    opened = upload.render(below)
-    paths = paths + [p for p in upload.session_runs() if p not in paths]
+    by_path = open_folder.render(below)  # large checkpoints, by path (local sessions only)
+    opened = upload.render(below) or by_path
+    paths = paths + [p for p in upload.session_runs() + open_folder.session_runs() if p not in paths]
     if opened is not None:
         st.session_state[KEY_RUN] = opened
     if not paths:
@@ -238,21 +254,26 @@ def render() -> Selection | None:
         methods = list(run.methods)
     methods = [m for m in run.methods if m in methods]
 
-    chosen = levels_df[levels_df["method"].isin(methods)]
-    level_options = sorted(int(lv) for lv in chosen["level"].unique())
-    sparsity_of = chosen.groupby("level")["sparsity"].first()
-    _keep_valid(KEY_LEVEL, level_options, level_options[min(len(level_options) - 1, len(level_options) // 2)])
-    if len(level_options) > 1:
-        level = sb.select_slider(
-            "Level · sparsity",
-            options=level_options,
-            format_func=lambda lv: f"{lv} · {100 * sparsity_of[lv]:.1f} %",
-            key=KEY_LEVEL,
-            help="Pruning level L and the fraction of prunable weights removed at it.",
+    options = target_options(levels_df, methods)
+    first = levels_df[levels_df["method"] == methods[0]]["sparsity"].round(2).tolist()
+    _keep_valid(KEY_SPARSITY, options, first[min(len(first) - 1, len(first) // 2)])
+    if len(options) > 1:
+        target = sb.select_slider(
+            "Sparsity",
+            options=options,
+            format_func=lambda v: f"{100 * v:.0f} %",
+            key=KEY_SPARSITY,
+            help="Fraction of prunable weights removed. Each method is shown at its level nearest "
+            "this target (methods reach a sparsity at different levels).",
         )
     else:
-        level = level_options[0]
-        sb.caption(f"One level only: {level} · {100 * sparsity_of[level]:.1f} % sparsity.")
+        target = options[0]
+        sb.caption(f"One sparsity only: {100 * target:.0f} %.")
+    at = levels_at(levels_df, float(target), methods)
+    if len(set(at.values())) > 1 or len(methods) > 1:
+        sb.caption("Levels: " + ", ".join(f"{m} L{lv}" for m, lv in at.items()))
+    else:
+        sb.caption(f"Level {next(iter(at.values()))}")
 
     all_tickets = [str(n) for n in run.manifest.get("partition", {}).get("names", [])]
     if not all_tickets:  # imported runs have no partition: their tickets are the methods' own
@@ -274,7 +295,8 @@ def render() -> Selection | None:
         path=path,
         mtime=mtime,
         methods=tuple(methods),
-        level=int(level),
+        sparsity=float(target),
+        levels_at=at,
         tickets=tuple(tickets),
         all_tickets=tuple(all_tickets),
         levels=levels_df,

@@ -16,6 +16,9 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from analysis import RunFormatError  # noqa: E402
+from analysis.importers.errors import CheckpointError  # noqa: E402
+from analysis.pair_limits import PairLimitError  # noqa: E402
 from app import data, sidebar  # noqa: E402
 
 # No page_title: the browser tab then shows the current page's title.
@@ -33,9 +36,33 @@ PAGES = [
     st.Page("views/denoising.py", title="Denoising", icon=":material/graphic_eq:"),
 ]
 
+# The one error boundary of the app: a broken or hostile run folder (RunFormatError,
+# the importers' CheckpointError, a pairwise computation past its ticket limit, a file that
+# vanished or cannot be read) becomes one message on the page; the navigation, the sidebar
+# and every other run stay usable.
+RUN_ERRORS = (RunFormatError, CheckpointError, PairLimitError, OSError)
+
+
+def show_run_error(e: Exception, where: str) -> None:
+    """One clear message for a run that cannot be shown (no traceback)."""
+    st.error(
+        f"**{where}**: {e}\n\nChoose another run in the sidebar; other runs and pages are unaffected.",
+        icon=":material/error:",
+    )
+
+
 page = st.navigation(PAGES)
-selection = sidebar.render()
-page.run()
+try:
+    selection = sidebar.render()
+except RUN_ERRORS as e:
+    selection = None
+    st.session_state.pop(sidebar._SELECTION, None)  # no page may draw a stale run
+    show_run_error(e, "This run cannot be opened")
+else:
+    try:
+        page.run()
+    except RUN_ERRORS as e:
+        show_run_error(e, "This page cannot be shown for this run")
 if selection is not None:
     # After the page is drawn, so that it does not compete with the first page for the CPU.
     data.warm_up_projection(selection.path)

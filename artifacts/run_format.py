@@ -52,11 +52,14 @@ score_<k> : float
 detect_<k> : bool
     Ticket k's one-vs-rest decision "the sample is in subset k".
 
-Only numpy, pandas, json and safetensors are used here: no torch, no pickle.
+Only numpy, pandas, json, safetensors and jsonschema (the schema of the JSON files is in
+:mod:`artifacts.schema`; every run is checked against it by :func:`load_run`) are used
+here: no torch, no pickle.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -70,6 +73,8 @@ import numpy as np
 import pandas as pd
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
+
+from artifacts import schema
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -92,13 +97,13 @@ class RunFormatError(ValueError):
 
 
 def level_dir(run_dir: str | Path, method: str, level: int) -> Path:
-    """Folder of one level of one method."""
-    return Path(run_dir) / method / f"level_{level:02d}"
+    """Folder of one level of one method (``method`` must be an identifier, never a path)."""
+    return method_dir(run_dir, method) / f"level_{int(level):02d}"
 
 
 def method_dir(run_dir: str | Path, method: str) -> Path:
-    """Folder of one method."""
-    return Path(run_dir) / method
+    """Folder of one method; raises :class:`RunFormatError` for a name that is not an identifier."""
+    return Path(run_dir) / schema.check_method_name(method, RunFormatError)
 
 
 def completed_levels(run_dir: str | Path, method: str) -> list[int]:
@@ -131,6 +136,43 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def system_fault_message(e: BaseException, path: Path | str, verb: str = "cannot write") -> str:
+    """One line for a fault of the system while writing ``path``: the path and the cause.
+
+    Disk full, read-only file system, permission denied, a file where a folder
+    should be: the importers and ``python -m lottery`` print this line and exit
+    with code 2 instead of a traceback.
+
+    Parameters
+    ----------
+    e : OSError or SafetensorError
+        The error (safetensors reports I/O errors as ``... Os { code: 28, ... }``).
+    path : Path or str
+        What was being written (the destination, not a hidden staging folder).
+    verb : str
+        How the message starts.
+    """
+    code = getattr(e, "errno", None)
+    if code is None:
+        m = re.search(r"(?:code: |os error )(\d+)", str(e))
+        code = int(m.group(1)) if m else None
+    cause = getattr(e, "strerror", None) or (os.strerror(code) if code else None) or _first_line(e)
+    if code == errno.ENOSPC:
+        cause = "no space left on the device (disk full)"
+    elif code == errno.EROFS:
+        cause = "read-only file system"
+    elif code in (errno.EACCES, errno.EPERM):
+        cause = "permission denied"
+    elif code == errno.ENOTDIR:
+        cause = "a file is in the way where a folder should be"
+    return f"{verb} {path}: {cause}"
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as pretty JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default)
@@ -156,6 +198,10 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunFormatError(f"corrupt JSON in {path}: {e}") from e
+    except RecursionError:
+        raise RunFormatError(f"corrupt JSON in {path}: nested too deeply") from None
+    except OSError as e:
+        raise RunFormatError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 # ----------------------------------------------------------------------------- masks
@@ -188,10 +234,9 @@ def pack_masks(masks: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], 
 
 def unpack_masks(packed: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> dict:
     """Inverse of :func:`pack_masks`: ``{layer: bool ndarray (K, *weight_shape)}``."""
-    try:
-        shapes = json.loads(metadata["shapes"])
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
-        raise RunFormatError("mask file has no valid 'shapes' metadata") from e
+    if not isinstance(metadata, Mapping) or "shapes" not in metadata:
+        raise RunFormatError("mask file has no valid 'shapes' metadata")
+    shapes = schema.parse_mask_shapes(metadata["shapes"], "mask file", RunFormatError)
     out = {}
     for name, shape in shapes.items():
         if name not in packed:
@@ -221,17 +266,60 @@ def load_masks(path: str | Path) -> dict[str, np.ndarray]:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
         packed = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
         raise RunFormatError(f"corrupt mask file {path}: {e}") from e
-    return unpack_masks(packed, meta)
+    try:
+        return unpack_masks(packed, meta)
+    except RunFormatError as e:
+        raise RunFormatError(f"{path}: {str(e).removeprefix('mask file: ')}") from None
+
+
+def mask_header(path: str | Path) -> dict[str, list[int]]:
+    """The validated ``shapes`` metadata of a mask file, read from its header only.
+
+    Returns
+    -------
+    dict of str to list of int
+        ``{layer: [K, *weight_shape]}``; every layer listed has packed data of
+        the matching shape ``(K, ceil(prod(weight_shape) / 8))`` in the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RunFormatError(f"missing file: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            stored = {k: (f.get_slice(k).get_dtype(), list(f.get_slice(k).get_shape())) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
+        raise RunFormatError(f"corrupt mask file {path}: {e}") from e
+    if "shapes" not in meta:
+        raise RunFormatError(f"{path}: metadata 'shapes' is missing (not a mask file of this format)")
+    shapes = schema.parse_mask_shapes(meta["shapes"], path, RunFormatError)
+    for name, shape in shapes.items():
+        n = int(np.prod(shape[1:], dtype=object))
+        want = ("U8", [shape[0], (n + 7) // 8])
+        if stored.get(name) != want:
+            raise RunFormatError(
+                f"{path}: metadata 'shapes' field {name}: {shape} does not fit the stored data "
+                f"{stored.get(name, 'absent')}"
+            )
+    return shapes
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, np.ndarray], **metadata: str) -> None:
     """Save numpy arrays to safetensors (atomically)."""
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata or None)
-    os.replace(tmp, path)
+    try:
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata or None
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file
+        raise
 
 
 def load_tensors(path: str | Path) -> dict[str, np.ndarray]:
@@ -248,10 +336,17 @@ def load_tensors(path: str | Path) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- writing a run
 
 
+def _as_json(obj: Any) -> Any:
+    """``obj`` as it will read back from JSON (numpy scalars become numbers)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def write_manifest(run_dir: str | Path, manifest: dict) -> None:
-    """Write ``manifest.json`` (adds ``schema_version``)."""
+    """Write ``manifest.json`` (adds ``schema_version``); refuses one that breaks the schema."""
     manifest = {**manifest, "schema_version": SCHEMA_VERSION}
-    write_json(Path(run_dir) / MANIFEST, manifest)
+    path = Path(run_dir) / MANIFEST
+    validate_manifest(_as_json(manifest), path, require_methods=False)
+    write_json(path, manifest)
 
 
 def write_level(
@@ -282,6 +377,7 @@ def write_level(
     if "sparsity" not in info:
         raise ValueError("level info needs 'sparsity'")
     final = level_dir(run_dir, method, level)
+    schema.check(_as_json({"level": level, **info}), schema.LEVEL_SCHEMA, final / LEVEL_JSON, RunFormatError)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
     try:
@@ -321,6 +417,78 @@ def clean_partial_levels(run_dir: str | Path, method: str) -> None:
 # ----------------------------------------------------------------------------- reading a run
 
 
+def validate_manifest(manifest: Any, path: str | Path = MANIFEST, *, require_methods: bool = True) -> None:
+    """Check a parsed ``manifest.json`` against :data:`artifacts.schema.MANIFEST_SCHEMA`.
+
+    Unknown fields are allowed; known ones must have their types, method names
+    must be identifiers and ticket names valid labels. ``require_methods``: at
+    least one method (when reading; a manifest being written may have none yet).
+
+    Raises
+    ------
+    RunFormatError
+        ``"<path>: field <a/b>: <reason>"``.
+    """
+    if not isinstance(manifest, dict):
+        raise RunFormatError(f"{path} is not a JSON object")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RunFormatError(
+            f"{Path(path).parent}: unknown schema version {version!r} (this reader knows {SCHEMA_VERSION})"
+        )
+    if require_methods and not manifest.get("methods"):
+        raise RunFormatError(f"{path}: field methods: the manifest declares no methods")
+    if isinstance(manifest.get("methods"), dict):
+        for method, entry in manifest["methods"].items():
+            problem = schema.identifier_problem(method)
+            if problem:
+                raise RunFormatError(f"{path}: field methods/{method}: method name {method!r} {problem}")
+            if isinstance(entry, dict) and isinstance(entry.get("tickets"), list):
+                schema.check_ticket_names(
+                    entry["tickets"], RunFormatError, f"{path}: field methods/{method}/tickets"
+                )
+    schema.check(manifest, schema.MANIFEST_SCHEMA, path, RunFormatError)
+
+
+def validate_level(run_dir: str | Path, manifest: Mapping, method: str, level: int) -> dict:
+    """Check one completed level against the manifest and return its ``level.json``.
+
+    ``level.json`` must fit :data:`artifacts.schema.LEVEL_SCHEMA`; the masks'
+    ``shapes`` metadata (read from the file header only) must give one row per
+    ticket of the method and, where the manifest lists ``prunable`` shapes, the
+    same layers with the same shapes.
+    """
+    d = level_dir(run_dir, method, level)
+    info = read_json(d / LEVEL_JSON)
+    schema.check(info, schema.LEVEL_SCHEMA, d / LEVEL_JSON, RunFormatError)
+    if "level" in info and info["level"] != level:
+        raise RunFormatError(
+            f"{d / LEVEL_JSON}: field level: {info['level']} but the folder is level {level}"
+        )
+    shapes = mask_header(d / MASKS)
+    _check_mask_shapes(shapes, manifest, method, d / MASKS)
+    return info
+
+
+def _check_mask_shapes(shapes: Mapping, manifest: Mapping, method: str, where: Path) -> None:
+    k = len(manifest["methods"][method]["tickets"])
+    prunable = schema.method_prunable(manifest, method)
+    for name, shape in shapes.items():
+        if shape[0] != k:
+            raise RunFormatError(
+                f"{where}: metadata 'shapes' field {name}: {shape[0]} ticket(s), but "
+                f"manifest methods/{method}/tickets lists {k}"
+            )
+        if prunable is not None:
+            if name not in prunable:
+                raise RunFormatError(f"{where}: mask layer {name!r} is not in the manifest's prunable layers")
+            if list(shape[1:]) != list(prunable[name]):
+                raise RunFormatError(
+                    f"{where}: metadata 'shapes' field {name}: weight shape {list(shape[1:])} does not "
+                    f"match manifest prunable/{name} {list(prunable[name])}"
+                )
+
+
 class Run:
     """Read access to one run folder; see :func:`load_run`.
 
@@ -334,22 +502,23 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        try:
+            self._open()
+        except OSError as e:  # an unreadable folder or file: the reason, not a traceback
+            raise RunFormatError(f"cannot read {e.filename or self.path}: {e.strerror or e}") from None
+
+    def _open(self) -> None:
         if not self.path.is_dir():
             raise RunFormatError(f"no run folder at {self.path}")
         self.manifest: dict = read_json(self.path / MANIFEST)
-        if not isinstance(self.manifest, dict):
-            raise RunFormatError(f"{self.path / MANIFEST} is not a JSON object")
-        version = self.manifest.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise RunFormatError(
-                f"{self.path}: unknown schema version {version!r} (this reader knows {SCHEMA_VERSION})"
-            )
-        declared = self.manifest.get("methods")
-        if not isinstance(declared, dict) or not declared:
-            raise RunFormatError(f"{self.path / MANIFEST} declares no methods")
+        validate_manifest(self.manifest, self.path / MANIFEST)
+        declared = self.manifest["methods"]
         self.methods: list[str] = [m for m in declared if completed_levels(self.path, m)]
         if not self.methods:
             raise RunFormatError(f"{self.path}: no completed level for any method")
+        for m in self.methods:  # every level is checked once here, not deep inside a page
+            for lv in completed_levels(self.path, m):
+                validate_level(self.path, self.manifest, m, lv)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, methods={self.methods})"
@@ -375,8 +544,11 @@ class Run:
         return level_dir(self.path, method, level)
 
     def level_info(self, method: str, level: int) -> dict:
-        """Contents of ``level.json``."""
-        return read_json(self._level_path(method, level) / LEVEL_JSON)
+        """Contents of ``level.json`` (validated)."""
+        path = self._level_path(method, level) / LEVEL_JSON
+        info = read_json(path)
+        schema.check(info, schema.LEVEL_SCHEMA, path, RunFormatError)
+        return info
 
     def sparsity(self, method: str, level: int) -> float:
         """Fraction of prunable weights removed at ``level`` (mean over tickets), 0..1."""
@@ -388,13 +560,9 @@ class Run:
 
     def masks(self, method: str, level: int) -> dict[str, np.ndarray]:
         """``{layer: bool ndarray (K, *weight_shape)}``."""
-        masks = load_masks(self._level_path(method, level) / MASKS)
-        k = len(self.ticket_names(method))
-        for name, m in masks.items():
-            if m.shape[0] != k:
-                raise RunFormatError(
-                    f"{method} level {level}: mask {name!r} has {m.shape[0]} tickets, expected {k}"
-                )
+        path = self._level_path(method, level) / MASKS
+        masks = load_masks(path)
+        _check_mask_shapes({n: list(m.shape) for n, m in masks.items()}, self.manifest, method, path)
         return masks
 
     def weights(self, method: str, level: int) -> dict[str, np.ndarray]:
@@ -428,10 +596,12 @@ class Run:
 
     def extra(self, name: str) -> dict[str, np.ndarray]:
         """Arrays stored with the run under ``extra/<name>.safetensors``."""
+        schema.check_method_name(name, RunFormatError, "extra arrays")
         return load_tensors(self.path / EXTRA_DIR / f"{name}.safetensors")
 
     def has_extra(self, name: str) -> bool:
         """Whether ``extra/<name>.safetensors`` exists."""
+        schema.check_method_name(name, RunFormatError, "extra arrays")
         return (self.path / EXTRA_DIR / f"{name}.safetensors").is_file()
 
     def groups(self) -> list[str]:
@@ -454,7 +624,10 @@ def load_run(path: str | Path) -> Run:
     ------
     RunFormatError
         For a missing folder, a missing or corrupt manifest, an unknown schema
-        version, or a run with no completed level.
+        version, a manifest or ``level.json`` that breaks the schema
+        (:mod:`artifacts.schema`; the message names the file and the field),
+        masks whose shapes do not match the manifest, or a run with no
+        completed level.
     """
     return Run(path)
 

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from artifacts.run_format import RunFormatError
+from safetensors import SafetensorError
+
+from artifacts.run_format import RunFormatError, system_fault_message
 from lottery.config import add_overrides_argument
 
 DEFAULT_RUNS = Path("runs")
@@ -81,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             return 0
         if args.command == "table":
-            from lottery.table import paper_table
+            from analysis.table import paper_markdown  # the table lives in analysis/ (thin command)
 
-            print(paper_table(args.run, args.sparsity))
+            print(paper_markdown(args.run, args.sparsity))
             return 0
         if args.command in ("inr", "data", "speech", "sweep"):
             return args.func(args)
@@ -95,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except (ValueError, FileNotFoundError, RunFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, SafetensorError) as e:  # disk full, read-only target, a file in the way: one line
+        where = getattr(e, "filename", None) or getattr(args, "out", None) or "the run folder"
+        print(f"error: {system_fault_message(e, where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume from the last complete level", file=sys.stderr)

@@ -107,13 +107,18 @@ def test_every_page_on_synthetic_runs(monkeypatch, synthetic_runs_dir, name):
 # ----------------------------------------------------------------------------- the sidebar drives the pages
 
 
-def test_level_slider_sets_the_results_sparsity(monkeypatch, synthetic_runs_dir):
+def _target(run, level: int, method: str = "rtl") -> float:
+    """The sidebar's sparsity option of a method's level."""
+    return round(float(run.sparsity(method, level)), 2)
+
+
+def test_sparsity_target_sets_each_methods_level(monkeypatch, synthetic_runs_dir):
     run_dir = synthetic_runs_dir / "multi"
     run = load_run(run_dir)
     at = _app(monkeypatch, synthetic_runs_dir, run_dir)
-    at.multiselect(key="overview.levels").set_value([]).run()
+    at.multiselect(key="overview.targets").set_value([]).run()
     for level in (1, 4):
-        at.select_slider(key="sidebar.level").set_value(level).run()
+        at.select_slider(key="sidebar.sparsity").set_value(_target(run, level)).run()
         _no_exception(at, f"level {level}")
         table = _frame(at, "balanced_accuracy")
         assert list(table["level"]) == [level, level]
@@ -134,7 +139,7 @@ def test_heatmap_is_jaccard_of_the_chosen_level_and_tickets(monkeypatch, synthet
     at = _app(monkeypatch, synthetic_runs_dir, run_dir)
     at.switch_page("views/similarity.py").run()
     for level, tickets in ((4, ["s0", "s1", "s2", "s3"]), (2, ["s1", "s3", "s0"])):
-        at.select_slider(key="sidebar.level").set_value(level)
+        at.select_slider(key="sidebar.sparsity").set_value(_target(run, level))
         at.multiselect(key="sidebar.tickets").set_value(tickets).run()
         _no_exception(at, f"level {level}")
         heat = next(t for c in _charts(at) for t in c["data"] if t["type"] == "heatmap")
@@ -157,13 +162,14 @@ def test_pair_drilldown_follows_the_pair_choice(monkeypatch, synthetic_runs_dir)
 
 def test_choices_survive_page_switches(monkeypatch, synthetic_runs_dir):
     at = _app(monkeypatch, synthetic_runs_dir, synthetic_runs_dir / "multi")
-    at.select_slider(key="sidebar.level").set_value(3).run()
+    target = _target(load_run(synthetic_runs_dir / "multi"), 3)
+    at.select_slider(key="sidebar.sparsity").set_value(target).run()
     at.switch_page("views/similarity.py").run()
     at.radio(key="similarity.measure").set_value("phi").run()
     at.switch_page("views/coding.py").run()
     at.switch_page("views/similarity.py").run()
     assert at.radio(key="similarity.measure").value == "phi"
-    assert at.select_slider(key="sidebar.level").value == 3
+    assert at.select_slider(key="sidebar.sparsity").value == target
 
 
 def test_label_free_toggle_hides_labelled_quantities(monkeypatch, synthetic_runs_dir):

@@ -65,10 +65,10 @@ def curves_from(
     rows = []
     for lv in range(n_levels):
         for t in range(k):
-            rows.append((lv, sparsity[lv], t, "mean_jaccard_star", jstar[lv, t]))
+            rows.append((lv, sparsity[lv], t, "mean_latent_corr", jstar[lv, t]))
             rows.append((lv, sparsity[lv], t, "balanced_accuracy", metric[lv, t]))
         rows.append((lv, sparsity[lv], None, "balanced_accuracy", metric[lv].mean()))
-        rows.append((lv, sparsity[lv], None, "mean_jaccard_star", np.nanmean(jstar[lv]) if lv else np.nan))
+        rows.append((lv, sparsity[lv], None, "mean_latent_corr", np.nanmean(jstar[lv]) if lv else np.nan))
         rows.append((lv, sparsity[lv], None, "any_empty_layer", empty[lv]))
         rows.append((lv, sparsity[lv], None, "pred_entropy", entropy_[lv]))
     df = pd.DataFrame(rows, columns=["level", "sparsity", "ticket", "signal", "value"])
@@ -105,18 +105,20 @@ def test_ticket_metrics_match_sklearn_and_hand_counts():
         y, d = (df["subset"] == k).to_numpy(), df[f"detect_{k}"].to_numpy()
         tp, fp, fn, tn = (y & d).sum(), (~y & d).sum(), (y & ~d).sum(), (~y & ~d).sum()
         got = per[per["ticket"] == k].set_index("metric")["value"]
-        assert got["balanced_accuracy"] == pytest.approx((tp / (tp + fn) + tn / (tn + fp)) / 2)
-        assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, d))
+        assert got["balanced_accuracy_own"] == pytest.approx((tp / (tp + fn) + tn / (tn + fp)) / 2)
+        assert got["balanced_accuracy_own"] == pytest.approx(balanced_accuracy_score(y, d))
         assert got["precision"] == pytest.approx(tp / (tp + fp))
         assert got["recall"] == pytest.approx(recall_score(y, d))
         assert (per[per["ticket"] == k]["n"] == y.sum()).all()
     agg = t[t["ticket"].isna()].set_index("metric")["value"]
-    assert agg["balanced_accuracy"] == pytest.approx(
-        per[per["metric"] == "balanced_accuracy"]["value"].mean()
-    )
-    assert agg["accuracy_oracle"] == pytest.approx((df["pred_oracle"] == df["label"]).mean())
+    for m in ("balanced_accuracy", "balanced_accuracy_own", "auroc"):
+        assert agg[m] == pytest.approx(per[per["metric"] == m]["value"].mean())
+    # oracle-routed detectors count their pooled recall: named so, never an accuracy
+    assert "accuracy_oracle" not in agg
+    own = np.any([(df["subset"] == j) & df[f"detect_{j}"] for j in range(4)], axis=0)
+    assert agg["pooled_recall"] == pytest.approx(own.mean())
     assert agg["accuracy_max_score"] == pytest.approx((df["pred_max_score"] == df["label"]).mean())
-    assert agg["accuracy"] == agg["accuracy_oracle"]  # pred is the default (oracle) routing here
+    assert "accuracy" not in ticket_metrics(df, "detector", default_routing="oracle")["metric"].to_numpy()
     assert not any(m.startswith("subset_accuracy") for m in t["metric"])  # detectors: trivial, left out
     assert not t["value"].isna().any()
 
@@ -138,7 +140,9 @@ def test_ticket_metrics_edge_cases_k1_silent_ticket_and_absent_subset():
     rng = np.random.default_rng(2)
     df = make_predictions(rng, k=1, n=50)
     t = ticket_metrics(df, "single")
-    assert not t["value"].isna().any()
+    # one subset: every sample is positive, so AUROC and the held-out threshold are undefined
+    undefined = t["metric"].isin(["auroc", "balanced_accuracy"])
+    assert t.loc[undefined, "value"].isna().all() and not t.loc[~undefined, "value"].isna().any()
     got = t[(t["ticket"] == 0)].set_index("metric")["value"]
     y, d = np.ones(50, bool), df["detect_0"].to_numpy()
     assert got["recall"] == pytest.approx(recall_score(y, d))
@@ -211,7 +215,7 @@ def test_level_signals_jaccard_matches_scipy():
     assert s2[(s2["signal"] == "mean_jaccard_star") & s2["ticket"].isna()]["value"].item() == pytest.approx(
         1.0
     )
-    assert {"balanced_accuracy", "pred_entropy", "union_size", "accuracy_oracle"} <= set(s["signal"])
+    assert {"balanced_accuracy", "pred_entropy", "union_size", "pooled_recall"} <= set(s["signal"])
 
 
 # ----------------------------------------------------------------------------- run-level curves
@@ -267,9 +271,18 @@ def test_collapse_curves_on_a_run(tmp_path):
     assert not (imp["signal"] == "mean_jaccard").any()  # one ticket: nothing to compare with
     assert imp[(imp["signal"] == "density")]["ticket"].isna().all()
     assert imp[imp["signal"] == "balanced_accuracy"]["ticket"].notna().any()  # per subset
-    ev = collapse_evaluation(curves, alarm=CollapseAlarm(n_boot=200))
+    some = collapse_curves(run, ["rtl"], [1, 3, 99])
+    assert sorted(some["level"].unique()) == [1, 3] and set(some["method"]) == {"rtl"}
+    pd.testing.assert_frame_equal(
+        some.reset_index(drop=True),
+        curves[(curves["method"] == "rtl") & curves["level"].isin([1, 3])].reset_index(drop=True),
+    )
+    assert collapse_curves(run, levels={"imp": [2]})["method"].unique().tolist() == ["imp"]
+    assert collapse_curves(run, levels=[]).empty
+    ev = collapse_evaluation(curves, alarm=CollapseAlarm())
     assert set(ev["method"]) == {"rtl", "imp"}
-    assert set(ev["outcome"]) <= {"hit", "late", "miss", "false_alarm", "true_negative"}
+    assert set(ev["outcome"]) <= {"hit", "early", "late", "miss", "false_alarm", "true_negative"}
+    assert {"sparsity_given_up", "metric_lost"} <= set(ev.columns)
 
 
 # ----------------------------------------------------------------------------- the alarm
@@ -281,10 +294,10 @@ def test_alarm_fires_on_rise_before_drop_with_positive_lead():
     curves = curves_from(jstar, flat_metric(drop_at=7))
     alarm = CollapseAlarm().fit(curves)
     # level 5 is the first above the running minimum (level 4) by far more than 3 SE
-    assert alarm.fired_ and alarm.level_ == 5 and alarm.criteria_ == ("jaccard_rise",)
+    assert alarm.fired_ and alarm.level_ == 5 and alarm.criteria_ == ("overlap_rise",)
     assert alarm.sparsity_ == pytest.approx(1 - 0.8**5)
     tr = alarm.trace_.set_index("level")
-    assert not tr.loc[:4, "jaccard_rise"].any()
+    assert not tr.loc[:4, "overlap_rise"].any()
     assert tr.loc[5, "running_min"] == pytest.approx(np.mean(jstar[4]))
     assert tr.loc[5, "rise"] > tr.loc[5, "threshold"] > 0
 
@@ -297,14 +310,14 @@ def test_alarm_fires_on_rise_before_drop_with_positive_lead():
     assert (ev["lead_sparsity"] > 0).all()
 
 
-def test_alarm_is_deterministic_and_respects_n_se():
+def test_alarm_is_deterministic_and_respects_alpha():
     rng = np.random.default_rng(7)
     jstar = u_shaped_jstar(rng, noise=0.03)
     curves = curves_from(jstar, flat_metric())
-    a, b = CollapseAlarm(random_state=3).fit(curves), CollapseAlarm(random_state=3).fit(curves)
+    a, b = CollapseAlarm().fit(curves), CollapseAlarm().fit(curves)
     pd.testing.assert_frame_equal(a.trace_, b.trace_)
-    strict = CollapseAlarm(n_se=1e6).fit(curves)
-    assert not strict.trace_["jaccard_rise"].any()
+    strict = CollapseAlarm(alpha=1e-300, min_rise=10.0).fit(curves)
+    assert not strict.trace_["overlap_rise"].any()
 
 
 def test_no_rise_is_a_miss():
@@ -348,14 +361,14 @@ def test_empty_layer_and_entropy_criteria_fire():
     ent = np.log(10) * np.array([1, 1, 0.9, 0.8, 0.6, 0.51, 0.49, 0.2, 0.1])
     alarm = CollapseAlarm().fit(curves_from(jstar, flat_metric(), entropy_=ent))
     assert alarm.level_ == 6 and alarm.criteria_ == ("entropy_drop",)
-    assert alarm.first_levels_ == {"jaccard_rise": None, "empty_layer": None, "entropy_drop": 6}
+    assert alarm.first_levels_ == {"overlap_rise": None, "empty_layer": None, "entropy_drop": 6}
     assert CollapseAlarm(entropy_ratio=0.7).fit(curves_from(jstar, flat_metric(), entropy_=ent)).level_ == 4
 
 
 def test_alarm_k1_cannot_fire_on_jaccard():
     jstar = np.array([[np.nan], [0.1], [0.05], [0.5], [0.9]])
     alarm = CollapseAlarm().fit(curves_from(jstar, flat_metric(5, 1)))
-    assert not alarm.trace_["jaccard_rise"].any() and not alarm.fired_
+    assert not alarm.trace_["overlap_rise"].any() and not alarm.fired_
     with pytest.raises(ValueError):
         c = curves_from(jstar, flat_metric(5, 1))
         CollapseAlarm().fit(c.assign(method=np.resize(["a", "b"], len(c))))
@@ -411,14 +424,14 @@ def test_collapse_figures():
         curves, "balanced_accuracy", alarm_sparsity=alarm.sparsity_, collapse_sparsity=0.79
     )
     assert isinstance(fig, go.Figure) and len(fig.data) == 2
-    assert {t.name for t in fig.data} == {"balanced_accuracy", "mean J*"}
+    assert {t.name for t in fig.data} == {"balanced_accuracy", "mean latent correlation"}
     assert len(fig.layout.shapes) == 2  # alarm and collapse markers
-    ev = collapse_evaluation(curves, alarm=CollapseAlarm(n_boot=100))
+    ev = collapse_evaluation(curves, alarm=CollapseAlarm())
     fig = alarm_lead_figure(ev)
     assert isinstance(fig, go.Figure) and len(fig.data) >= 1
 
 
-def test_alarm_ignores_the_densest_level_even_when_its_jstar_is_defined():
+def test_alarm_ignores_the_densest_level_even_when_its_overlap_is_defined():
     # detector tickets differ at level 0 (own head row), so J* is defined there and low;
     # the first pruning raising J* above it is no collapse and must not fire the alarm
     rng = np.random.default_rng(3)
@@ -427,4 +440,112 @@ def test_alarm_ignores_the_densest_level_even_when_its_jstar_is_defined():
     curves = curves_from(jstar, flat_metric(drop_at=7), sparsity=np.r_[0.003, 1 - 0.8 ** np.arange(1, 9)])
     alarm = CollapseAlarm().fit(curves)
     assert alarm.level_ == 5
-    assert np.isnan(alarm.trace_.set_index("level").loc[0, "mean_jaccard_star"])
+    assert np.isnan(alarm.trace_.set_index("level").loc[0, "overlap"])
+
+
+# ----------------------------------------------------------------------------- the bounded-lead scorer
+
+
+def _stepped_curves(n_levels=10, k=4, drop_at=8):
+    """A metric flat at 0.9 that drops to 0.5 at ``drop_at``; sparsity 1 - 0.8**L."""
+    return curves_from(np.full((n_levels, k), 0.5), flat_metric(n_levels, k, drop_at=drop_at, value=0.9))
+
+
+def _values(curves, metric="balanced_accuracy"):
+    return curves[curves["signal"] == metric][["ticket", "level", "sparsity", "value"]]
+
+
+def test_an_alarm_that_always_fires_at_level_1_is_early_with_a_large_regret():
+    curves = _stepped_curves(drop_at=8)
+    points = labelled_collapse_points(curves)
+    sp = 1 - 0.8 ** np.arange(10)
+    ev = evaluate_alarm(points, 1, sp[1], values=_values(curves))
+    assert (ev["outcome"] == "early").all()  # today's rule called this a hit
+    # stopping at level 1 gives up the sparsity of level 7 (the last before the drop) minus level 1's
+    np.testing.assert_allclose(ev["sparsity_given_up"], sp[7] - sp[1])
+    assert (ev["sparsity_given_up"] > 0.5).all() and (ev["metric_lost"] == 0).all()
+    # a bounded lead: 1 or 2 levels before the drop is a hit and gives up little
+    for lv, lost in ((7, 0.0), (6, sp[7] - sp[6])):
+        ev = evaluate_alarm(points, lv, sp[lv], values=_values(curves))
+        assert (ev["outcome"] == "hit").all()
+        np.testing.assert_allclose(ev["sparsity_given_up"], lost)
+    # at the drop or after: late, with the metric lost beyond the margin
+    ev = evaluate_alarm(points, 8, sp[8], values=_values(curves), margin=0.05)
+    assert (ev["outcome"] == "late").all()
+    np.testing.assert_allclose(ev["metric_lost"], 0.9 - 0.05 - 0.5)
+    assert (ev["sparsity_given_up"] == 0).all()
+    # never firing: a miss, and the sweep's last level is where one stops
+    ev = evaluate_alarm(points, None, None, values=_values(curves))
+    assert (ev["outcome"] == "miss").all() and np.allclose(ev["metric_lost"], 0.35)
+    # nothing collapses: firing gives up the rest of the sweep
+    flat = _stepped_curves(drop_at=None)
+    ev = evaluate_alarm(labelled_collapse_points(flat), 2, sp[2], values=_values(flat))
+    assert (ev["outcome"] == "false_alarm").all()
+    np.testing.assert_allclose(ev["sparsity_given_up"], sp[9] - sp[2])
+    s = alarm_summary(evaluate_alarm(points, 1, sp[1], values=_values(curves)))
+    assert s["early"].item() == len(points) and s["hit"].item() == 0
+    assert s["mean_sparsity_given_up"].item() == pytest.approx(sp[7] - sp[1])
+
+
+def _correlated_masks(rho, k, n, n_levels, rng, change_at=None, rho_after=None, p=0.2):
+    """Magnitude pruning of scores with latent correlation ``rho`` between tickets (nested masks)."""
+
+    def scores(r):
+        return np.abs(np.sqrt(r) * rng.standard_normal(n) + np.sqrt(1 - r) * rng.standard_normal((k, n)))
+
+    s, later = scores(rho), scores(rho_after) if rho_after is not None else None
+    out = []
+    for lv in range(n_levels):
+        cur = later if change_at is not None and lv >= change_at else s
+        d = (1 - p) ** lv
+        out.append(
+            np.ones_like(cur, bool) if lv == 0 else cur >= np.quantile(cur, 1 - d, axis=1, keepdims=True)
+        )
+    return out
+
+
+def _sim_curves(levels_masks, k):
+    label = np.arange(300) % k
+    preds = pd.DataFrame({"label": label, "subset": label, "pred": label, "pred_max_score": label})
+    frames = []
+    for lv, m in enumerate(levels_masks):
+        df = level_signals({"w": m}, preds, "expert", "oracle")
+        df.insert(0, "sparsity", 1 - 0.8**lv)
+        df.insert(0, "level", lv)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.6, 0.9])
+def test_masks_of_constant_correlation_do_not_fire_the_alarm(rho):
+    rng = np.random.default_rng(int(rho * 10))
+    curves = _sim_curves(_correlated_masks(rho, 6, 6000, 8, rng), 6)
+    alarm = CollapseAlarm().fit(curves)
+    assert alarm.first_levels_["overlap_rise"] is None
+    # the signal is flat; J* is not: it rises from level 1 to level 2 and today's rule fires on it
+    per = curves[curves["ticket"].isna()].pivot_table(index="level", columns="signal", values="value")
+    assert per.loc[1:, "mean_latent_corr"].max() - per.loc[1:, "mean_latent_corr"].min() < 0.1
+    assert per.loc[2, "mean_jaccard_star"] > per.loc[1, "mean_jaccard_star"]
+
+
+def test_a_planted_rise_in_correlation_fires_the_alarm_there():
+    rng = np.random.default_rng(7)
+    curves = _sim_curves(_correlated_masks(0.3, 6, 6000, 8, rng, change_at=5, rho_after=0.9), 6)
+    assert CollapseAlarm().fit(curves).first_levels_["overlap_rise"] == 5
+
+
+def test_prediction_entropy_never_reads_oracle_routing():
+    rng = np.random.default_rng(8)
+    k = 4
+    label = rng.integers(0, k, 400)
+    preds = pd.DataFrame({"label": label, "subset": label, "pred": label, "pred_oracle": label})
+    preds["pred_max_score"] = 0  # collapsed onto one ticket: zero entropy
+    masks = make_masks(rng, k, 0.5)
+    s = level_signals(masks, preds, "expert", "oracle").set_index("signal")
+    agg = s[s["ticket"].isna()]["value"]
+    assert agg["pred_entropy"] == 0.0  # from pred_max_score, not from the label-routed pred
+    only_oracle = preds.drop(columns="pred_max_score")
+    s = level_signals(masks, only_oracle, "expert", "oracle")
+    assert s[s["signal"] == "pred_entropy"]["value"].isna().all()
+    s = level_signals(masks, preds, "detector", "max_score")  # pred is label-free there
+    assert s[s["signal"] == "pred_entropy"]["value"].item() == pytest.approx(prediction_entropy(label))

@@ -145,10 +145,11 @@ def test_region_gaps_are_best_minus_worst(table):
 def test_collapse_machinery_runs_on_psnr_curves(run):
     curves = rec.reconstruction_curves(run)
     rtl = curves[curves["method"] == "rtl-china"]
-    assert {"psnr", "mean_jaccard", "mean_jaccard_star", "density", "any_empty_layer"} <= set(rtl["signal"])
+    want = {"psnr", "mean_jaccard", "mean_jaccard_star", "mean_latent_corr", "density", "any_empty_layer"}
+    assert want <= set(rtl["signal"])
     agg = rtl[(rtl["signal"] == "psnr") & rtl["ticket"].isna()].set_index("level")["value"]
     assert agg[2] == pytest.approx(run.level_info("rtl-china", 2)["metrics"]["psnr"])
-    alarm = CollapseAlarm(n_boot=50).fit(rtl)
+    alarm = CollapseAlarm().fit(rtl)
     assert len(alarm.trace_) == 4
     points = labelled_collapse_points(rtl, metric="psnr", margin=1.0)
     assert len(points) == 3 + 1  # each region and the image

@@ -123,8 +123,8 @@ def test_missing_folder(tmp_path):
 def test_corrupt_level_files_raise_clear_error(tmp_path, filename, payload, message):
     _write_run(tmp_path)
     (rf.level_dir(tmp_path, "rtl", 1) / filename).write_bytes(payload)
-    run = load_run(tmp_path)
-    with pytest.raises(RunFormatError, match=message):
+    with pytest.raises(RunFormatError, match=message):  # masks are checked at load already
+        run = load_run(tmp_path)
         {rf.MASKS: run.masks, rf.PREDICTIONS: run.predictions, rf.WEIGHTS: run.weights}[filename]("rtl", 1)
 
 

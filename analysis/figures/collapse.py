@@ -82,7 +82,7 @@ def collapse_overview_figure(
     alarm_sparsity: float | None = None,
     collapse_sparsity: float | None = None,
 ) -> go.Figure:
-    """The mean labelled metric and the mean J* against sparsity, with the alarm and the drop marked.
+    """The mean labelled metric and the alarm's overlap signal against sparsity, alarm and drop marked.
 
     Parameters
     ----------
@@ -99,15 +99,19 @@ def collapse_overview_figure(
     Returns
     -------
     go.Figure
-        Two traces (``metric`` on y, ``"mean J*"`` on y2) and one vertical line per marker given.
+        Two traces (``metric`` on y; on y2 ``"mean latent correlation"``, the
+        signal the alarm reads, or ``"mean J*"`` for curves without it) and one
+        vertical line per marker given.
     """
     rows = _one_method(curves, method)
     agg = rows[rows["ticket"].isna()].sort_values("sparsity")
     m = agg[agg["signal"] == metric]
-    j = agg[agg["signal"] == "mean_jaccard_star"]
+    latent = (agg["signal"] == "mean_latent_corr").any()
+    j = agg[agg["signal"] == ("mean_latent_corr" if latent else "mean_jaccard_star")]
+    name = "mean latent correlation" if latent else "mean J*"
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=m["sparsity"], y=m["value"], mode="lines+markers", name=metric))
-    fig.add_trace(go.Scatter(x=j["sparsity"], y=j["value"], mode="lines+markers", name="mean J*", yaxis="y2"))
+    fig.add_trace(go.Scatter(x=j["sparsity"], y=j["value"], mode="lines+markers", name=name, yaxis="y2"))
     if alarm_sparsity is not None:
         fig.add_vline(x=alarm_sparsity, line_dash="dash", line_color="red", annotation_text="alarm")
     if collapse_sparsity is not None:
@@ -115,7 +119,11 @@ def collapse_overview_figure(
     fig.update_layout(
         xaxis={"title": "sparsity", "tickformat": ".0%"},
         yaxis={"title": metric},
-        yaxis2={"title": "mean J* (chance-corrected Jaccard)", "overlaying": "y", "side": "right"},
+        yaxis2={
+            "title": name + (" of the pruning scores" if latent else " (chance-corrected Jaccard)"),
+            "overlaying": "y",
+            "side": "right",
+        },
         hovermode="x unified",
     )
     return fig

@@ -10,6 +10,7 @@ __all__ = ["LABEL_FREE_SIGNALS", "SIGNAL_LABELS", "signal_label", "ticket_collap
 # Signals computed from masks and unlabelled predictions only (analysis.collapse);
 # every other signal of the curves needs labels.
 LABEL_FREE_SIGNALS = (
+    "mean_latent_corr",
     "mean_jaccard_star",
     "mean_jaccard",
     "density",
@@ -21,10 +22,17 @@ LABEL_FREE_SIGNALS = (
     "core_fraction",
     "any_empty_layer",
     "pred_entropy",
+    "pred_entropy_se",
 )
 
 SIGNAL_LABELS = {
-    "balanced_accuracy": "balanced accuracy",
+    "balanced_accuracy": "balanced accuracy (1-vs-rest, common held-out threshold)",
+    "balanced_accuracy_own": "balanced accuracy (1-vs-rest, own rule)",
+    "balanced_accuracy_prior": "balanced accuracy (1-vs-rest, class-prior threshold)",
+    "auroc": "AUROC (1-vs-rest)",
+    "average_precision": "average precision (1-vs-rest)",
+    "pooled_recall": "pooled recall (oracle-routed detectors)",
+    "mean_latent_corr": "mean latent correlation to the other tickets (what the alarm reads)",
     "precision": "precision",
     "recall": "recall",
     "accuracy": "K-way accuracy",
@@ -35,7 +43,8 @@ SIGNAL_LABELS = {
     "empty_layers": "empty layers",
     "union_fraction": "union of the masks (fraction of weights)",
     "core_fraction": "weights kept by every ticket / union",
-    "pred_entropy": "entropy of the predicted labels (nats)",
+    "pred_entropy": "entropy of the label-free predicted labels (nats)",
+    "pred_entropy_se": "standard error of that entropy (nats)",
 }
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from analysis.importers.convert import read_tickets
-from analysis.importers.run_writer import DEFAULT_METHOD, WEIGHT_DTYPES, check_destination, write_run
+from analysis.importers.errors import CheckpointError
+from analysis.importers.hf import hf_folders, import_hf_command
+from analysis.importers.run_writer import (
+    DEFAULT_METHOD,
+    WEIGHT_DTYPES,
+    check_destination,
+    system_fault_message,
+    write_run,
+)
 from analysis.importers.tickets import ImportedTickets
 
 _EPILOG = """\
@@ -20,6 +28,8 @@ formats (detected automatically):
   torch.ao.pruning before squash     {"model": model.state_dict(), "sparsifier": sparsifier.state_dict()}
   training checkpoints               {"state_dict": ..., "best_acc1": ..., "optimizer": ...}
   plain state dicts                  masks inferred as weight != 0 (marked as inferred)
+  Hugging Face model folders         model.safetensors(.index.json) + config.json, one ticket per
+                                     folder (or a folder of them); streamed, masks only, N:M reported
   a folder of checkpoints, or a file holding {ticket: masks}: one ticket each
   files sharing a name (a/checkpoint-30.pt, b/checkpoint-30.pt): tickets named a, b
 
@@ -52,24 +62,46 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
         default="float32",
         help="store the masked weights as float32 (default) or float16, or not at all",
     )
-    p.add_argument("--force", action="store_true", help="replace RUN_DIR if it is an existing run folder")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace RUN_DIR if it is a run written by this project (the old run is kept aside until "
+        "the new one is in place)",
+    )
+    p.add_argument(
+        "--replace-embedded",
+        action="store_true",
+        help="with --force, also replace an embedded run under artifacts/",
+    )
     p.set_defaults(func=run_import)
 
 
 def run_import(args: argparse.Namespace) -> int:
-    """Run the ``import`` subcommand; refusals propagate as ``CheckpointError``."""
+    """Run the ``import`` subcommand; refusals propagate as ``CheckpointError``.
+
+    Faults of the system (disk full, read-only folder, a file where a folder
+    should be, an unreadable input) become a ``CheckpointError`` too: one line
+    naming the path and the cause, exit code 2; nothing is left half-written.
+    """
     out = Path(args.out).absolute()
-    check_destination(out, force=args.force)  # fail before reading large trees
-    tickets = read_tickets(args.paths)
-    write_run(
-        tickets,
-        out,
-        name=args.name,
-        method=args.method,
-        force=args.force,
-        weights_dtype=args.weights,
-        source_paths=args.paths,
-    )
+    replace_embedded = getattr(args, "replace_embedded", False)
+    try:
+        check_destination(out, force=args.force, replace_embedded=replace_embedded)  # before reading
+        if all(hf_folders(p) for p in args.paths):  # Hugging Face model folders: streamed, masks only
+            return import_hf_command(args, out)
+        tickets = read_tickets(args.paths)
+        write_run(
+            tickets,
+            out,
+            name=args.name,
+            method=args.method,
+            force=args.force,
+            weights_dtype=args.weights,
+            source_paths=args.paths,
+            replace_embedded=replace_embedded,
+        )
+    except OSError as e:
+        raise CheckpointError(system_fault_message(e, e.filename or out, "cannot access")) from None
     print(summary(tickets, args.out, weights_kept=args.weights != "none"))
     return 0
 

@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from analysis.importers.errors import CheckpointError
+from analysis.importers.hf import hf_folders, hf_source_ticket, import_hf
 from analysis.importers.openlth import is_openlth_tree, read_openlth
 from analysis.importers.run_writer import DEFAULT_METHOD, check_destination, write_run
 from analysis.importers.safe_load import CHECKPOINT_SUFFIXES, checkpoint_suffix, load_checkpoint, ticket_stem
@@ -106,6 +107,9 @@ def tickets_from_path(path: str | Path) -> list[SourceTicket]:
             raise CheckpointError(f"{path} is already a run folder (it has {MANIFEST}); open it directly")
         if is_openlth_tree(path):
             return read_openlth(path)
+        models = hf_folders(path)  # a Hugging Face model folder, or a folder of them: one ticket each
+        if models:
+            return [hf_source_ticket(m) for m in models]
         files = checkpoint_files(path)
         if not files:
             # A folder of runs (an unzipped upload): each subfolder holding checkpoints is read as above.
@@ -259,5 +263,7 @@ def import_checkpoints(
     CheckpointError
     """
     check_destination(Path(out_dir).absolute(), force=force)  # fail before reading large trees
+    if paths and all(hf_folders(p) for p in paths):  # Hugging Face folders: streamed, masks only
+        return import_hf(paths, out_dir, name=name, method=method, force=force)
     tickets = read_tickets(paths)
     return write_run(tickets, out_dir, name=name, method=method, force=force, weights_dtype=weights_dtype)

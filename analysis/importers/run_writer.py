@@ -1,14 +1,23 @@
 """Write imported tickets as a run folder, atomically and only where asked.
 
-The run is built in a temporary folder next to the destination, read back with
-:func:`artifacts.run_format.load_run`, and renamed into place, so an import that
-fails leaves nothing behind and an existing run is never half overwritten.
+The run is built in a hidden staging folder next to the destination
+(``.<name>.import-<pid>-*``), read back with :func:`artifacts.run_format.load_run`,
+and renamed into place, so an import that fails leaves nothing behind and an
+existing run is never half overwritten. Staging folders of processes that no
+longer run (a killed import) are removed by the next import into the same
+folder.
+
+``force`` replaces only a run written by this project: a folder whose
+``manifest.json`` passes the run schema and which holds nothing but a run's
+files. A run under the embedded ``artifacts/`` folder is replaced only with
+``replace_embedded``. The old run is moved aside (``.<name>.replaced-<pid>-*``)
+and deleted only once the new one is in place; a crash in between leaves the
+old run there, and the next import puts it back.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -17,22 +26,30 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from safetensors import SafetensorError
 
 from analysis.importers.errors import CheckpointError
 from analysis.importers.tickets import ImportedLevel, ImportedTickets
+from artifacts import schema
 from artifacts.run_format import (
     EXTRA_DIR,
     MANIFEST,
+    THETA0,
     RunFormatError,
     load_run,
+    read_json,
+    system_fault_message,
+    validate_manifest,
     write_level,
     write_manifest,
 )
 
 DEFAULT_METHOD = "imported"
 WEIGHT_DTYPES = ("float32", "float16", "none")
-_METHOD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+EMBEDDED_ROOT = Path(schema.__file__).resolve().parent  # artifacts/: the embedded runs
+_STAGING = ".import-"  # .<name>.import-<pid>-<random>
+_REPLACED = ".replaced-"  # .<name>.replaced-<pid>-<random>
 
 
 def empty_predictions() -> pd.DataFrame:
@@ -130,12 +147,38 @@ def _cast_weights(weights: dict[str, np.ndarray], dtype: str) -> dict[str, np.nd
     return out
 
 
-def check_destination(out_dir: Path, *, force: bool) -> None:
+def project_run_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a run written by this project, or None if it is.
+
+    A project run has a ``manifest.json`` that passes the run schema and holds
+    nothing but a run's entries: the manifest, ``theta0.safetensors``,
+    ``extra/``, one folder per declared method, and hidden temporary files.
+    """
+    if not (folder / MANIFEST).is_file():
+        return f"no {MANIFEST}"
+    try:
+        manifest = read_json(folder / MANIFEST)
+        validate_manifest(manifest, folder / MANIFEST)
+    except RunFormatError as e:
+        return f"its {MANIFEST} is not a run manifest ({str(e).replace(str(folder / MANIFEST) + ': ', '')})"
+    allowed = {MANIFEST, THETA0, EXTRA_DIR, *manifest["methods"]}
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in allowed and not p.name.startswith("."))
+    if foreign:
+        return f"it holds {', '.join(repr(n) for n in foreign[:3])}, which no run has"
+    return None
+
+
+def _is_embedded(folder: Path) -> bool:
+    return folder.resolve().is_relative_to(EMBEDDED_ROOT)
+
+
+def check_destination(out_dir: Path, *, force: bool, replace_embedded: bool = False) -> None:
     """Refuse a destination that exists and is not an empty folder, unless ``force``.
 
-    Even with ``force`` only an empty folder or a run folder (one holding
-    ``manifest.json``) is replaced, so a mistyped ``--out`` cannot wipe an
-    unrelated folder.
+    Even with ``force`` only an empty folder or a run written by this project
+    (:func:`project_run_problem`) is replaced, so a mistyped ``--out`` cannot
+    wipe an unrelated folder (a web project with its own ``manifest.json``); a
+    run under ``artifacts/`` needs ``replace_embedded`` as well.
     """
     if not out_dir.exists() and not out_dir.is_symlink():
         return
@@ -145,10 +188,74 @@ def check_destination(out_dir: Path, *, force: bool) -> None:
         return
     if not force:
         raise CheckpointError(f"{out_dir} exists and is not empty; pass --force to replace it")
-    if not (out_dir / MANIFEST).is_file():
+    problem = project_run_problem(out_dir)
+    if problem is not None:
         raise CheckpointError(
-            f"refusing to replace {out_dir}: it is not empty and not a run folder (no {MANIFEST})"
+            f"refusing to replace {out_dir}: it is not empty and not a run folder ({problem}); "
+            "--force replaces only a run written by this project"
         )
+    if _is_embedded(out_dir) and not replace_embedded:
+        raise CheckpointError(
+            f"refusing to replace {out_dir}: it is an embedded run under artifacts/; "
+            "pass --replace-embedded as well to replace it"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _owner_pid(name: str, marker: str) -> int | None:
+    try:
+        return int(name.split(marker, 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def sweep_stale(out_dir: Path) -> list[Path]:
+    """Remove what killed imports into ``out_dir`` left next to it.
+
+    Staging folders ``.<name>.import-<pid>-*`` of processes that no longer run
+    are deleted. An old run moved aside by a killed ``--force``
+    (``.<name>.replaced-<pid>-*``) is put back if ``out_dir`` is missing, and
+    deleted otherwise (the new run was already in place).
+
+    Returns
+    -------
+    list of Path
+        The folders removed or restored.
+    """
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return []
+    done = []
+    for marker in (_STAGING, _REPLACED):
+        prefix = f".{out_dir.name}{marker}"
+        for p in parent.glob(glob_escape(prefix) + "*"):
+            pid = _owner_pid(p.name, marker)
+            if pid is None or _pid_alive(pid) or p.is_symlink() or not p.is_dir():
+                continue
+            if marker == _REPLACED and not out_dir.exists():
+                os.replace(p, out_dir)  # the new run never arrived: the old one comes back
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+            done.append(p)
+    return done
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob metacharacters escaped."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def write_run(
@@ -160,6 +267,7 @@ def write_run(
     force: bool = False,
     weights_dtype: str = "float32",
     source_paths: Sequence[str] | None = None,
+    replace_embedded: bool = False,
 ) -> Path:
     """Write imported tickets as a run folder.
 
@@ -181,6 +289,8 @@ def write_run(
         masked weights in row k (metadata ``layout=per_ticket``).
     source_paths : sequence of str, optional
         Paths recorded in ``manifest["source"]["paths"]``.
+    replace_embedded : bool
+        With ``force``, also replace a run under ``artifacts/``.
 
     Returns
     -------
@@ -190,22 +300,62 @@ def write_run(
     Raises
     ------
     CheckpointError
-        For a refused destination, a bad method name or dtype.
+        For a refused destination, a bad method or ticket name or dtype, and
+        faults of the system (disk full, read-only folder, a file where a
+        folder should be): one line naming the path and the cause; nothing
+        is left behind.
     """
     out_dir = Path(out_dir).absolute()
-    if not _METHOD_RE.match(method) or method == EXTRA_DIR:
-        raise CheckpointError(
-            f"invalid method name {method!r}: use letters, digits, '_', '-', '.' (not {EXTRA_DIR!r})"
-        )
+    problem = schema.identifier_problem(method)
+    if problem:
+        raise CheckpointError(f"invalid method name {method!r}: {problem}")
+    schema.check_ticket_names(list(tickets.tickets), CheckpointError, "imported tickets")
     if weights_dtype not in WEIGHT_DTYPES:
         raise CheckpointError(
             f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {weights_dtype!r}"
         )
-    check_destination(out_dir, force=force)
-    manifest = build_manifest(tickets, name=name or out_dir.name, method=method, source_paths=source_paths)
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.import-", dir=parent))
+    try:
+        sweep_stale(out_dir)
+        check_destination(out_dir, force=force, replace_embedded=replace_embedded)
+        manifest = build_manifest(
+            tickets, name=name or out_dir.name, method=method, source_paths=source_paths
+        )
+        made: list[Path] = []
+        try:
+            _make_parents(out_dir.parent, made)
+            _write_staged(tickets, out_dir, manifest, method, weights_dtype)
+        except BaseException:
+            for d in reversed(made):  # folders this import created, now empty again
+                _rmdir_quietly(d)
+            raise
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(system_fault_message(e, out_dir)) from None
+    return out_dir
+
+
+def _make_parents(parent: Path, made: list[Path]) -> None:
+    """Create ``parent`` and its missing ancestors, appending each created one to ``made``."""
+    missing = []
+    p = parent
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir()
+        made.append(d)
+
+
+def _rmdir_quietly(d: Path) -> None:
+    try:
+        d.rmdir()
+    except OSError:
+        pass
+
+
+def _write_staged(
+    tickets: ImportedTickets, out_dir: Path, manifest: dict, method: str, weights_dtype: str
+) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{_STAGING}{os.getpid()}-", dir=out_dir.parent))
     try:
         write_manifest(staging, manifest)
         for lv, level in tickets.levels.items():
@@ -227,7 +377,6 @@ def write_run(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
 
 
 def _verify(run_dir: Path, method: str, tickets: ImportedTickets) -> None:
@@ -243,9 +392,13 @@ def _verify(run_dir: Path, method: str, tickets: ImportedTickets) -> None:
 def _move_into_place(staging: Path, out_dir: Path) -> None:
     if out_dir.exists():
         # Swap by renames: the old folder moves aside first, so a crash leaves one of the two.
-        trash = out_dir.with_name(f".{out_dir.name}.replaced-{uuid.uuid4().hex[:8]}")
+        trash = out_dir.with_name(f".{out_dir.name}{_REPLACED}{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.replace(out_dir, trash)
-        os.replace(staging, out_dir)
+        try:
+            os.replace(staging, out_dir)
+        except BaseException:
+            os.replace(trash, out_dir)  # the old run comes back
+            raise
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(staging, out_dir)

@@ -10,10 +10,23 @@ rejected before anything runs. Safetensors files hold no code at all. Plain
 
 Everything comes back as a tree of dicts and lists with numpy arrays at the
 leaves, so the format parsers never see torch.
+
+The format is told from the content (magic bytes), never from the suffix: a
+``torch.save`` zip named ``.safetensors`` loads as the PyTorch file it is.
+
+What a file declares is bounded by what it holds: a stride-0 ``expand`` view or
+a sparse tensor can declare billions of elements in a few KB. Before any tensor
+is made dense, the declared dense sizes of all tensors of a file are summed and
+refused past ``max(64 MB, 64 x the file size)`` (an honest checkpoint declares
+about its own size; sparse masks at 1 % density about 20 times it) or past
+``RTL_MAX_TENSOR_MB`` (default 4096 MB) in total. Sparse tensors are loaded with
+PyTorch's invariant checks on, so out-of-range indices are refused, not written
+to memory.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import warnings
@@ -31,6 +44,30 @@ SAFETENSORS_SUFFIXES = (".safetensors",)
 CHECKPOINT_SUFFIXES = TORCH_SUFFIXES + SAFETENSORS_SUFFIXES
 _MAX_DEPTH = 32  # a weights-only pickle can still hold self-referencing lists
 _SAFETENSORS_MAX_HEADER = 100 * 2**20  # the safetensors library's own limit
+DEFAULT_MAX_TENSOR_BYTES = 4096 * 2**20
+TENSOR_ENV = "RTL_MAX_TENSOR_MB"
+EXPANSION_RATIO = 64  # declared dense bytes allowed per byte of file ...
+EXPANSION_FLOOR = 64 * 2**20  # ... but small files may always declare this much
+
+
+def max_tensor_bytes() -> int:
+    """Most dense bytes one checkpoint file may declare: ``$RTL_MAX_TENSOR_MB``, else 4096 MB."""
+    raw = os.environ.get(TENSOR_ENV, "").strip()
+    try:
+        mb = float(raw) if raw else None
+    except ValueError:
+        mb = None
+    if mb is None or not mb > 0:
+        return DEFAULT_MAX_TENSOR_BYTES
+    return int(mb * 2**20)
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
 
 
 def checkpoint_suffix(path: Path) -> str | None:
@@ -134,7 +171,9 @@ def load_checkpoint(path: str | Path) -> Any:
     kind = sniff(path)
     if kind == "safetensors":
         return _load_safetensors(path)
-    return _to_numpy_tree(_torch_load(path), str(path), 0)
+    tree = _torch_load(path)
+    check_declared_sizes(tree, path, path.stat().st_size)
+    return _to_numpy_tree(tree, str(path), 0)
 
 
 def _plain_dict(default_factory: Any = None, *args: Any) -> dict:
@@ -160,9 +199,15 @@ def _torch_load(path: Path) -> Any:
     import torch  # heavy; only when a PyTorch file is actually read
 
     try:
-        with _LOAD_LOCK, warnings.catch_warnings(), torch.serialization.safe_globals(_SAFE_GLOBALS):
+        with (
+            _LOAD_LOCK,
+            warnings.catch_warnings(),
+            torch.serialization.safe_globals(_SAFE_GLOBALS),
+            torch.sparse.check_sparse_tensor_invariants(enable=True),  # bad indices: refused, not written
+            path.open("rb") as f,  # a file object: torch must not pick a format by the suffix
+        ):
             warnings.simplefilter("ignore")  # protocol-version chatter from the weights-only unpickler
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # The weights-only unpickler names the global/opcode it blocked; anything else is damage.
         if any(w in str(e).lower() for w in ("unsupported", "not an allowed global", "blocked")):
@@ -175,6 +220,97 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"{path}: truncated or corrupt PyTorch checkpoint ({_first_line(e)})") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, IndexError, ... on broken files
         raise CheckpointError(f"{path}: truncated or corrupt PyTorch checkpoint ({_first_line(e)})") from None
+
+
+def _tensors(obj: Any, where: str, depth: int):
+    """Yield ``(where, tensor)`` for every torch tensor in a loaded tree."""
+    if depth > _MAX_DEPTH:
+        raise CheckpointError(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+    if _is_torch_tensor(obj):
+        yield where, obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{where}[{k!r}]", depth + 1)
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{where}[{i}]", depth + 1)
+
+
+def _dense_itemsize(t: Any) -> int:
+    """Bytes per element once converted to numpy (bfloat16 and float8 widen to float32)."""
+    import torch
+
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        return 4
+    return t.element_size()
+
+
+def _stored_parts(t: Any) -> list[Any]:
+    """The strided tensors that really hold a tensor's data (itself, or a sparse tensor's parts)."""
+    import torch
+
+    if t.layout == torch.strided:
+        return [t]
+    if t.layout == torch.sparse_coo:
+        return [t._indices(), t._values()]
+    if t.layout in (torch.sparse_csr, torch.sparse_bsr):
+        return [t.crow_indices(), t.col_indices(), t.values()]
+    if t.layout in (torch.sparse_csc, torch.sparse_bsc):
+        return [t.ccol_indices(), t.row_indices(), t.values()]
+    raise CheckpointError(f"tensor layout {t.layout} is not supported")
+
+
+def check_declared_sizes(tree: Any, path: Path, file_size: int) -> None:
+    """Refuse a loaded file whose tensors declare far more dense data than the file holds.
+
+    Nothing is materialised: sizes come from shapes, dtypes and storages.
+
+    Parameters
+    ----------
+    tree : object
+        What ``torch.load`` returned (tensors not yet converted).
+    path : Path
+        The file, for messages.
+    file_size : int
+        Its size in bytes.
+
+    Raises
+    ------
+    CheckpointError
+        When the dense bytes declared exceed ``max(EXPANSION_FLOOR, EXPANSION_RATIO *
+        file_size)`` or :func:`max_tensor_bytes`; the message names the largest tensor.
+    """
+    declared = 0
+    largest = ("", 0, 0)  # where, elements, dense bytes
+    storages: dict[int, int] = {}
+    for where, t in _tensors(tree, str(path), 0):
+        try:
+            parts = _stored_parts(t)
+        except CheckpointError as e:
+            raise CheckpointError(f"{where}: {e}") from None
+        numel = t.numel()
+        dense = numel * _dense_itemsize(t)
+        declared += dense
+        if dense > largest[2]:
+            largest = (where, numel, dense)
+        for part in parts:
+            storage = part.untyped_storage()
+            storages[storage.data_ptr()] = max(storages.get(storage.data_ptr(), 0), storage.nbytes())
+    by_size = max(EXPANSION_FLOOR, EXPANSION_RATIO * file_size)
+    where, numel, dense = largest
+    if declared > by_size:
+        stored = sum(storages.values())
+        raise CheckpointError(
+            f"{where}: refused: the file's tensors declare {_human(declared)} of dense data "
+            f"(this one {numel:,} elements, {_human(dense)}) but the file holds {_human(file_size)} "
+            f"({_human(stored)} of tensor storage): a stride-0 (expanded) or sparse tensor would be "
+            f"materialised past the {_human(by_size)} allowed for a file of this size"
+        )
+    if declared > max_tensor_bytes():
+        raise CheckpointError(
+            f"{where}: refused: the file's tensors declare {_human(declared)} of dense data, more than "
+            f"the {_human(max_tensor_bytes())} allowed (set {TENSOR_ENV} to raise the limit)"
+        )
 
 
 def _first_line(e: BaseException) -> str:

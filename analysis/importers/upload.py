@@ -35,6 +35,7 @@ from analysis.importers.convert import read_tickets
 from analysis.importers.errors import CheckpointError
 from analysis.importers.run_writer import write_run
 from analysis.importers.safe_load import ticket_stem
+from artifacts.run_format import system_fault_message
 
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
 DEFAULT_MAX_UNPACKED_BYTES = 1024 * 2**20
@@ -195,15 +196,15 @@ def _entry_parts(info: zipfile.ZipInfo) -> tuple[str, ...] | None:
 
 
 def _is_archive(data: bytes, name: str) -> bool:
-    if name.lower().endswith(".zip"):
-        return True
+    """A zip of files to unpack, told from the content: a ``torch.save`` zip is a checkpoint."""
     if not data.startswith(b"PK\x03\x04"):
-        return False
+        return name.lower().endswith(".zip")  # then refused as "not a valid zip archive"
     try:  # a torch.save file is a zip too: it holds <archive>/data.pkl
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return not any(n == "data.pkl" or n.endswith("/data.pkl") for n in zf.namelist())
     except (zipfile.BadZipFile, ValueError, OSError):
-        return False  # let the checkpoint reader report the truncated file
+        # A cut-off zip: reported as an archive if so named, else as a truncated checkpoint.
+        return name.lower().endswith(".zip")
 
 
 def _import_root(folder: Path) -> Path:
@@ -269,6 +270,21 @@ def import_upload(
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise CheckpointError(f"upload folder {workdir} does not exist")
+    name = safe_filename(filename)
+    try:
+        return _import_into(data, filename, workdir, max_files, max_unpacked, weights_dtype)
+    except OSError as e:  # disk full, read-only or vanished folder: one line, nothing left
+        raise CheckpointError(system_fault_message(e, name, "cannot store the upload")) from None
+    except CheckpointError as e:
+        if str(workdir) not in str(e):
+            raise
+        # Name the upload, not the temporary folders it was converted in.
+        raise CheckpointError(re.sub(re.escape(str(workdir)) + r"\S*", name, str(e))) from None
+
+
+def _import_into(
+    data: bytes, filename: str, workdir: Path, max_files: int, max_unpacked: int | None, weights_dtype: str
+) -> Path:
     session = Path(tempfile.mkdtemp(prefix="upload-", dir=workdir))
     src = session / "src"
     try:

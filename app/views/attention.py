@@ -33,9 +33,10 @@ ticket = ui.select(c2.selectbox, "Ticket", f"{P}.ticket", shown)
 value = ui.select(c3.radio, "Show", f"{P}.value", list(VALUES), format_func=VALUES.get)
 
 probed = status["levels"]
-level = min(probed, key=lambda lv: (abs(lv - sel.level), lv))
-if level != sel.level:
-    st.caption(f"Level {sel.level} kept no weights; showing the nearest probed level, {level}.")
+target = sel.level_for(method)
+level = min(probed, key=lambda lv: (abs(lv - target), lv))
+if level != target:
+    st.caption(f"Level {target} kept no weights; showing the nearest probed level, {level}.")
 result = data.attention(sel.path, sel.mtime, method, tuple(names.index(t) for t in shown))
 sweep, summary = result["sweep"], result["summary"]
 sets = list(dict.fromkeys(sweep["images"]))

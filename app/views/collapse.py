@@ -107,14 +107,23 @@ fig = ticket_collapse_figure(
 ui.figure(fig, f"{sel.run.name}-{method}-{ticket_name}-collapse", key=f"{P}.ticket_fig")
 
 if metric is not None:
-    st.subheader("Lead time of the alarm")
+    st.subheader("Lead time of the alarm, and what stopping at it costs")
     st.caption(
-        "Lead = labelled collapse point minus alarm point; positive means the masks warned before the "
-        "labelled metric dropped. hit: in time; late: after the drop; miss: never fired; "
-        "false alarm: fired, no drop."
+        "Lead = labelled collapse level minus alarm level. An alarm is useful when it fires shortly "
+        "before the drop: hit = 1 or 2 levels before it; early = sooner (an alarm that always fires at "
+        "level 1 is early, not a hit); late = at the drop or after; miss = never fired; false alarm = "
+        "fired and nothing dropped. Regret of stopping at the alarm: sparsity given up (against the last "
+        "level before the drop, or the end of the sweep when nothing drops) and the metric lost beyond "
+        "the margin when late."
     )
     ev = data.collapse_evaluation(sel.path, sel.mtime, metric, margin)
     ev = ev[ev["method"].isin(sel.methods)]
+    ui.table(
+        data.alarm_summary(sel.path, sel.mtime, metric, margin, tuple(sel.methods)),
+        f"{sel.run.name}-alarm-summary",
+        key=f"{P}.summary",
+        caption="Outcomes over the tickets and their mean, one row per method; mean lead and regret.",
+    )
     ui.figure(alarm_lead_figure(ev), f"{sel.run.name}-alarm-lead", key=f"{P}.lead_fig")
     ev_show = ev.assign(
         ticket=ev["ticket"].map(
@@ -133,5 +142,12 @@ for col, signal in zip(cols, shown, strict=True):
             f"{sel.run.name}-{method}-{signal}-all-tickets",
             key=f"{P}.all.{signal}",
         )
+st.caption(
+    "The alarm reads only label-free signals: the mean latent correlation of the tickets' masks "
+    "(constant across densities when the tickets are equally alike; J* is not, and rises from the "
+    "first pruned level to the next in every sweep), empty layers, and the entropy of the label-free "
+    "predictions (max-score routing for experts, never the oracle routing). Each change must exceed "
+    "its noise: a Student-t threshold on the delete-one-ticket jackknife SE."
+)
 with st.expander("Alarm trace (label-free, one row per level)"):
     ui.table(alarm["trace"], f"{sel.run.name}-{method}-alarm-trace", key=f"{P}.trace")

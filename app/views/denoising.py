@@ -4,7 +4,7 @@ import streamlit as st
 
 from analysis import denoising as den
 from analysis.figures.denoising import sisnri_figure
-from app import ui
+from app import data, ui
 from app.sidebar import selection
 
 P = "denoising"
@@ -19,7 +19,7 @@ sel = selection()
 if sel is None:
     st.stop()
 st.title("Denoising")
-if not den.is_speech_run(sel.run):
+if not data.is_speech_run(sel.path, sel.mtime):
     st.info(
         f"The run `{sel.run.name}` is not a speech-enhancement run. Open `speech-unet-env` (environment "
         "tickets of a U-Net that denoises speech), or train one with `python -m lottery data speech` "
@@ -33,7 +33,7 @@ st.caption(
     "enhanced output minus SI-SNR of the noisy input. " + str(dataset.get("provenance", ""))
 )
 metric = ui.select(st.radio, "Metric", f"{P}.metric", list(METRICS), format_func=METRICS.get, horizontal=True)
-table = den.denoising_table(sel.run, sel.methods)
+table = data.denoising_table(sel.path, sel.mtime, sel.methods)
 ui.figure(
     sisnri_figure(table, metric, paper=den.PAPER_SISNRI),
     f"{sel.run.name}-{metric}-vs-sparsity",
@@ -46,13 +46,13 @@ st.caption(
 
 st.subheader("Against the paper")
 ui.table(
-    den.paper_comparison(table),
+    data.denoising_paper(sel.path, sel.mtime, sel.methods),
     f"{sel.run.name}-paper-sisnri",
     key=f"{P}.paper",
 )
 
 st.subheader(f"Listen at {ui.percent(sel.sparsity)} sparsity")
-clips = den.listening_examples(sel.run, sel.methods, {m: sel.level_for(m) for m in sel.methods})
+clips = data.listening_examples(sel.path, sel.mtime, tuple(sel.levels_at.items()))
 if clips.empty:
     st.info("This run stores no listening examples.")
 else:

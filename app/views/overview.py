@@ -4,8 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from analysis.figures.overview import metric_label, results_figure
+from analysis.importers.hf import nm_structure_table
 from app import data, report_button, ui
-from app.sidebar import selection
+from app.sidebar import selection, target_options
 
 P = "overview"
 
@@ -40,23 +41,26 @@ cols[1].metric("Methods", len(run.methods))
 cols[2].metric("Levels", int(facts["levels"]["level"].nunique()))
 cols[3].metric("Highest sparsity", ui.percent(facts["levels"]["sparsity"].max()))
 
+nm = nm_structure_table(run.manifest)  # imported LLM folders: N:M (e.g. 2:4) per layer and ticket
+if not nm.empty:
+    with st.expander("N:M structure per layer (imported model folders)"):
+        ui.table(nm, f"{run.name}-nm", key=f"{P}.nm", caption="N:M pattern per ticket; empty: none.")
+
 # ----------------------------------------------------------------------------- results
 st.subheader("Results")
-level_options = sorted(int(lv) for lv in sel.levels[sel.levels["method"].isin(sel.methods)]["level"].unique())
-sparsity_of = sel.levels.groupby("level")["sparsity"].first()
+options = target_options(sel.levels, sel.methods)
+paper_targets = sorted({min(options, key=lambda v, t=t: (abs(v - t), v)) for t in (0.25, 0.5, 0.75)})
 extra = st.multiselect(
-    "Compare with levels",
-    level_options,
-    key=ui.remembered(
-        f"{P}.levels", data.paper_levels(sel.path, sel.mtime, sel.methods), level_options, multi=True
-    ),
-    format_func=lambda lv: f"{lv} · {100 * sparsity_of[lv]:.1f} %",
-    help="The sidebar's level is always included; the default adds the levels nearest "
-    "25 / 50 / 75 % sparsity.",
+    "Compare with sparsities",
+    options,
+    key=ui.remembered(f"{P}.targets", paper_targets, options, multi=True),
+    format_func=lambda v: f"{100 * v:.0f} %",
+    help="The sidebar's target is always included; the default adds the sparsities nearest "
+    "25 / 50 / 75 %. Each method is shown at its own level nearest each target.",
 )
-ui.remember(f"{P}.levels")
-levels = tuple(sorted({sel.level, *extra}))
-paper = data.paper_table(sel.path, sel.mtime, sel.methods, levels)
+ui.remember(f"{P}.targets")
+targets = tuple(sorted({sel.sparsity, *extra}))
+paper = data.paper_table(sel.path, sel.mtime, sel.methods, targets)
 ui.table(
     paper,
     f"{run.name}-results",
@@ -64,8 +68,16 @@ ui.table(
     caption=(
         "Metrics the source logged (e.g. OpenLTH's test_accuracy), averaged over tickets. "
         if imported
-        else "Balanced accuracy, precision and recall: one-vs-rest, averaged over tickets (as the paper). "
-        "accuracy: K-way accuracy under the default routing; accuracy_<routing> under each routing. "
+        else "One-vs-rest, averaged over tickets, for every method alike: auroc and average_precision "
+        "from the stored scores (no threshold); balanced_accuracy at a threshold chosen on held-out samples "
+        "(2-fold cross-fitting on the evaluation split: the runs store no validation predictions); "
+        "balanced_accuracy_prior at the class prior. The paper's rows, at each method's own rule: "
+        "balanced_accuracy_own, precision, recall (detectors: logit > 0; one ticket for all data: its "
+        "argmax lies in the subset; experts: max-score routing). accuracy: K-way under the default "
+        "routing; accuracy_<routing> under each routing; accuracy_oracle for one ticket for all data is "
+        "its argmax within the true subset's classes (the experts' oracle; _low/_high bound it when the "
+        "run does not store it). pooled_recall: oracle-routed detectors, which is recall, not accuracy "
+        "(always-firing detectors score 1). "
     )
     + "params_union: weights kept by at least one ticket; params_total: parameters the method stores.",
 )
@@ -78,10 +90,13 @@ metric = ui.select(
     "Metric against sparsity",
     f"{P}.metric",
     metrics,
-    default="balanced_accuracy" if "balanced_accuracy" in metrics else metrics[0] if metrics else None,
+    default="auroc" if "auroc" in metrics else metrics[0] if metrics else None,
     format_func=metric_label,
 )
-ui.figure(results_figure(res, metric, sel.sparsity), f"{run.name}-{metric}", key=f"{P}.fig")
+if metric is None:  # e.g. level.json files that hold only the sparsity
+    st.info("The chosen methods record no metric or parameter count at any level.")
+else:
+    ui.figure(results_figure(res, metric, sel.sparsity), f"{run.name}-{metric}", key=f"{P}.fig")
 
 # ----------------------------------------------------------------------------- collapse alarm
 st.subheader("Collapse alarm")
@@ -111,16 +126,23 @@ for row in alarm.itertuples(index=False):
     if pd.notna(row.collapse_level):
         text += (
             f"; {what} dropped by more than 0.05 at level {row.collapse_level} "
-            f"({ui.percent(row.collapse_sparsity)}): **{row.outcome.replace('_', ' ')}**."
+            f"({ui.percent(row.collapse_sparsity)}): **{row.outcome.replace('_', ' ')}**"
         )
     else:
-        text += f"; {what} never dropped by more than 0.05 ({row.outcome.replace('_', ' ')})."
+        text += f"; {what} never dropped by more than 0.05 (**{row.outcome.replace('_', ' ')}**)"
+    if pd.notna(row.sparsity_given_up):
+        text += (
+            f". Stopping at the alarm gives up {ui.percent(row.sparsity_given_up)} sparsity and loses "
+            f"{row.metric_lost:.3f} {what} beyond the margin."
+        )
     st.markdown(text)
 ui.table(
     alarm,
     f"{run.name}-alarm",
     key=f"{P}.alarm",
-    caption="The Collapse page shows the signals behind the alarm, per ticket.",
+    caption="hit: the alarm fired 1-2 levels before the labelled drop; early: sooner (the sparsity "
+    "given up is the cost); late: at the drop or after; miss: never fired; false alarm: fired, no drop. "
+    "The Collapse page shows the signals behind the alarm, per ticket.",
 )
 
 # ----------------------------------------------------------------------------- what the run is

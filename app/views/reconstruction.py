@@ -4,7 +4,7 @@ import streamlit as st
 
 from analysis import reconstruction as rec
 from analysis.figures.reconstruction import image_panels, psnr_similarity_scatter, psnr_vs_sparsity
-from app import ui
+from app import data, ui
 from app.sidebar import selection
 
 P = "reconstruction"
@@ -15,7 +15,7 @@ if sel is None:
     st.stop()
 st.title("Reconstruction")
 run = sel.run
-if not rec.is_inr_run(run):
+if not data.is_inr_run(sel.path, sel.mtime):
     st.info(
         "This page shows implicit neural representation (INR) runs: one network draws an image from its "
         "pixel coordinates, with one ticket per image region (rtl) or one ticket for all pixels (imp). "
@@ -31,14 +31,15 @@ st.caption(
     "semantic classes. PSNR in dB, images in [0, 1]."
 )
 
-methods = rec.inr_methods(run)
+methods = data.inr_methods(sel.path, sel.mtime)
 c1, c2 = st.columns(2)
 image = ui.select(c1.selectbox, "Image", f"{P}.image", list(dict.fromkeys(methods["image"])))
 scope = ui.select(c2.radio, "PSNR of", f"{P}.scope", list(SCOPES), format_func=SCOPES.get, horizontal=True)
 mine = methods[methods["image"] == image]
 by_base = dict(zip(mine["base"], mine["method"], strict=True))
-table = rec.psnr_table(run, list(mine["method"]))
-pictures = rec.run_images(run)[image]
+mine_methods = tuple(mine["method"])
+table = data.psnr_table(sel.path, sel.mtime, mine_methods)
+pictures = data.run_images(sel.path, sel.mtime)[image]
 
 st.subheader(f"{image} at the chosen sparsity")
 panels = {"original": pictures["image"]}
@@ -48,12 +49,12 @@ for base in rec.BASES:
         continue
     level = sel.level_for(method)
     row = table[(table["method"] == method) & (table["level"] == level) & (table["scope"] == "image")].iloc[0]
-    panels[f"{base} · {ui.percent(row['sparsity'])} · {row['psnr']:.2f} dB"] = rec.reconstruction(
-        run, method, level
+    panels[f"{base} · {ui.percent(row['sparsity'])} · {row['psnr']:.2f} dB"] = data.reconstruction(
+        sel.path, sel.mtime, method, level
     )
 ui.figure(
     image_panels(panels, regions=pictures["regions"], region_names=pictures["names"]),
-    f"{run.name}-{image}-L{sel.level}-reconstructions",
+    f"{run.name}-{image}-{round(100 * sel.sparsity)}pct-reconstructions",
     key=f"{P}.images",
 )
 
@@ -75,7 +76,7 @@ if scope == "image":
 rtl = by_base.get("rtl")
 if rtl is not None:
     st.subheader("Does a region's PSNR follow its mask similarity?")
-    regions, corr = rec.psnr_similarity_correlation(run, sel.sparsity_of(rtl))
+    regions, corr = data.psnr_similarity(sel.path, sel.mtime, sel.sparsity_of(rtl))
     regions, corr = regions[regions["image"] == image], corr[corr["image"] == image]
     c = corr.iloc[0]
     st.caption(
@@ -90,7 +91,7 @@ if rtl is not None:
 
 st.subheader("Against the paper")
 ui.table(
-    rec.paper_table(rec.paper_comparison(rec.psnr_table(run))),
+    data.reconstruction_paper_table(sel.path, sel.mtime),
     f"{run.name}-paper-table",
     key=f"{P}.paper",
     caption="Whole-image PSNR (dB) at the level nearest each target sparsity; `paper`: the paper's figure.",
@@ -100,7 +101,7 @@ with st.expander("Tables"):
         table, f"{run.name}-{image}-psnr", key=f"{P}.table", caption="PSNR per region and image, every level."
     )
     ui.table(
-        rec.region_gaps(table),
+        data.region_gaps(sel.path, sel.mtime, mine_methods),
         f"{run.name}-{image}-region-gaps",
         key=f"{P}.gaps",
         caption="Best minus worst region.",

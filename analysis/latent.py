@@ -1,0 +1,143 @@
+"""Latent correlation of two magnitude-pruned masks: an overlap measure that does not move with density.
+
+Jaccard and its chance correction J* change with density even when the
+tickets' pruning scores are equally alike at every level: magnitude pruning
+first drops the weights nearest zero, where two correlated scores agree least,
+so J* of masks whose scores have a constant correlation rises from the first
+pruned level to the next (by 0.01 to 0.14 for correlations 0.3 to 0.9 at 20 %
+pruning per level) and keeps moving after. A collapse alarm reading J* "sees"
+that rise in every sweep.
+
+Model: ticket a keeps weight i when ``|z_ai| > t_a``, where ``(z_a, z_b)`` is
+standard bivariate normal with correlation ``rho`` (a Gaussian copula on the
+weights' pruning scores; any symmetric score distribution maps to it by its
+ranks) and ``t_a = Phi^-1(1 - d_a / 2)`` is set by the density ``d_a``. Then
+
+    P(both keep) = d_a + d_b - 1 + P(|z_a| <= t_a, |z_b| <= t_b; rho),
+
+which increases with ``rho**2``. :func:`latent_correlation` inverts it: given
+the two densities and the observed co-kept fraction, the ``rho >= 0`` that
+reproduces it (0 when the masks overlap no more than chance, as the model
+cannot express less). For masks drawn from this model the estimate is the
+same at every density, up to sampling noise of order ``1 / sqrt(n)``.
+
+The probability is a 1-D integral, computed by Gauss-Legendre quadrature and
+inverted by bisection, vectorised over pairs (no per-pair Python loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+__all__ = ["latent_correlation", "pairwise_latent_correlation", "ticket_latent_correlation"]
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(64)
+_BISECTIONS = 40
+
+
+def _both_small(ta: np.ndarray, tb: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``P(|z_a| <= ta, |z_b| <= tb)`` of standard bivariate normals, correlation ``rho``; (P,)."""
+    # integrand symmetric in x: 2 * int_0^ta phi(x) [Phi((tb - rho x)/s) - Phi((-tb - rho x)/s)] dx
+    x = 0.5 * ta[:, None] * (_NODES[None, :] + 1.0)  # (P, N) nodes on [0, ta]
+    w = 0.5 * ta[:, None] * _WEIGHTS[None, :]
+    s = np.sqrt(np.maximum(1.0 - rho**2, 1e-12))[:, None]
+    r = rho[:, None]
+    phi = np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi)
+    inner = ndtr((tb[:, None] - r * x) / s) - ndtr((-tb[:, None] - r * x) / s)
+    return 2.0 * (w * phi * inner).sum(axis=1)
+
+
+def latent_correlation(d_a: np.ndarray, d_b: np.ndarray, p_both: np.ndarray) -> np.ndarray:
+    """Latent score correlation of mask pairs from their densities and co-kept fraction.
+
+    Parameters
+    ----------
+    d_a, d_b : array-like of float, shape (P,)
+        Kept fractions of the two masks of each pair, in (0, 1).
+    p_both : array-like of float, shape (P,)
+        Fraction of weights kept by both.
+
+    Returns
+    -------
+    ndarray of float, shape (P,)
+        ``rho`` in [0, 1) (see the module docstring); NaN where a density is
+        0 or 1 (a full or empty mask says nothing about its scores).
+    """
+    d_a, d_b, p_both = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (d_a, d_b, p_both))
+    d_a, d_b, p_both = np.broadcast_arrays(d_a, d_b, p_both)
+    out = np.full(d_a.shape, np.nan)
+    ok = (d_a > 0) & (d_a < 1) & (d_b > 0) & (d_b < 1)
+    if not ok.any():
+        return out
+    ta, tb = ndtri(1 - d_a[ok] / 2), ndtri(1 - d_b[ok] / 2)
+    target = p_both[ok] - (d_a[ok] + d_b[ok] - 1.0)  # observed P(both small)
+    lo, hi = np.zeros(ta.shape), np.full(ta.shape, 0.9999)
+    for _ in range(_BISECTIONS):  # P(both small) increases with rho on [0, 1)
+        mid = 0.5 * (lo + hi)
+        above = _both_small(ta, tb, mid) < target
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    out[ok] = 0.5 * (lo + hi)
+    return out
+
+
+def pairwise_latent_correlation(masks: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Latent correlation of every ticket pair, combined over layers.
+
+    Parameters
+    ----------
+    masks : mapping of str to ndarray of bool, shape (K, *weight_shape)
+
+    Returns
+    -------
+    ndarray of float, shape (K, K)
+        Per pair, the mean over layers of the per-layer estimate, weighted by
+        the layer's number of weights (layers where either mask is full or
+        empty are left out); NaN on the diagonal and where no layer counts.
+    """
+    flat = [np.asarray(m, dtype=bool).reshape(np.shape(m)[0], -1) for m in masks.values()]
+    if not flat:
+        raise ValueError("no layers in masks")
+    k = flat[0].shape[0]
+    ia, ib = np.triu_indices(k, 1)
+    num, den = np.zeros(ia.size), np.zeros(ia.size)
+    for m in flat:
+        n = m.shape[1]
+        if n == 0:
+            continue
+        f = m.astype(np.float32)
+        both = (f @ f.T)[ia, ib] / n  # (P,)
+        dens = f.mean(axis=1)
+        rho = latent_correlation(dens[ia], dens[ib], both)
+        good = np.isfinite(rho)
+        num[good] += n * rho[good]
+        den[good] += n
+    out = np.full((k, k), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vals = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    out[ia, ib] = vals
+    out[ib, ia] = vals
+    return out
+
+
+def ticket_latent_correlation(masks: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each ticket's mean latent correlation to the other tickets.
+
+    Parameters
+    ----------
+    masks : mapping of str to ndarray of bool, shape (K, *weight_shape)
+
+    Returns
+    -------
+    ndarray of float, shape (K,)
+        NaN for K = 1 or where no pair is defined.
+    """
+    r = pairwise_latent_correlation(masks)
+    with np.errstate(invalid="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(r, axis=1) if r.shape[0] > 1 else np.full(r.shape[0], np.nan)

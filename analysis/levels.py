@@ -1,0 +1,135 @@
+"""The level nearest a sparsity: written once, used by every table and page.
+
+Methods are pruned on their own schedules (an expert ticket and a single
+ticket reach 50 % sparsity at different levels), so comparing methods "at one
+sparsity" means taking, for each method, its completed level whose sparsity is
+nearest the target. Ties go to the denser (lower) level.
+
+Every function accepts either a :class:`~artifacts.run_format.Run` or a level
+table with columns ``method, level, sparsity`` (e.g.
+:func:`analysis.overview.level_table`), so the app can answer from its cached
+table without reopening the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from artifacts.run_format import Run
+
+__all__ = ["PAPER_SPARSITIES", "level_sparsities", "levels_at", "nearest_level", "paper_levels"]
+
+# The sparsities at which the paper reports its tables (Table 1), as fractions.
+PAPER_SPARSITIES = (0.25, 0.5, 0.75)
+
+
+def level_sparsities(source: Run | pd.DataFrame, method: str) -> pd.Series:
+    """Sparsity of every completed level of ``method``.
+
+    Parameters
+    ----------
+    source : Run or DataFrame
+        A run, or a level table with columns ``method, level, sparsity``.
+    method : str
+
+    Returns
+    -------
+    Series of float
+        Indexed by level (int, ascending); empty when the method has no level.
+    """
+    if isinstance(source, pd.DataFrame):
+        rows = source[source["method"] == method]
+        s = pd.Series(
+            rows["sparsity"].to_numpy(dtype=np.float64), index=rows["level"].to_numpy(dtype=np.int64)
+        )
+        return s.sort_index()
+    levels = source.levels(method)
+    return pd.Series(
+        [float(source.sparsity(method, lv)) for lv in levels], index=np.asarray(levels, dtype=np.int64)
+    )
+
+
+def nearest_level(source: Run | pd.DataFrame, method: str, sparsity: float) -> int:
+    """The completed level of ``method`` whose sparsity is nearest ``sparsity``.
+
+    Parameters
+    ----------
+    source : Run or DataFrame
+        A run, or a level table with columns ``method, level, sparsity``.
+    method : str
+    sparsity : float
+        Target fraction of prunable weights removed, 0..1.
+
+    Returns
+    -------
+    int
+        Ties go to the denser (lower) level.
+
+    Raises
+    ------
+    ValueError
+        When ``method`` has no completed level.
+    """
+    s = level_sparsities(source, method)
+    if s.empty:
+        raise ValueError(f"method {method!r} has no completed level")
+    # argmin returns the first minimum and levels are ascending: ties go to the lower level
+    return int(s.index[int(np.argmin(np.abs(s.to_numpy() - float(sparsity))))])
+
+
+def levels_at(
+    source: Run | pd.DataFrame, sparsity: float, methods: Sequence[str] | None = None
+) -> dict[str, int]:
+    """``{method: level}``: each method's level nearest one target sparsity.
+
+    Parameters
+    ----------
+    source : Run or DataFrame
+        A run, or a level table with columns ``method, level, sparsity``.
+    sparsity : float
+        Target fraction, 0..1.
+    methods : sequence of str, optional
+        Default: every method of the run (or of the table, in order of appearance).
+
+    Returns
+    -------
+    dict of str to int
+        Methods without a completed level are left out.
+    """
+    if methods is None:
+        methods = (
+            list(dict.fromkeys(source["method"]))
+            if isinstance(source, pd.DataFrame)
+            else list(source.methods)
+        )
+    out = {}
+    for m in methods:
+        if not level_sparsities(source, m).empty:
+            out[m] = nearest_level(source, m, sparsity)
+    return out
+
+
+def paper_levels(
+    source: Run | pd.DataFrame, methods: Sequence[str], targets: Sequence[float] = PAPER_SPARSITIES
+) -> list[int]:
+    """Distinct levels nearest the paper's reporting sparsities, over several methods.
+
+    Parameters
+    ----------
+    source : Run or DataFrame
+    methods : sequence of str
+    targets : sequence of float
+        Target sparsities, 0..1.
+
+    Returns
+    -------
+    list of int
+        Ascending: for each method and target, :func:`nearest_level`. Empty
+        when no method has a level.
+    """
+    return sorted({lv for t in targets for lv in levels_at(source, t, methods).values()})
