@@ -1,9 +1,9 @@
 """``python -m analysis``: the command line.
 
 Each subcommand is registered by one small function taking the subparsers
-object (``add_import_command`` lives beside the importers); a new subcommand is
+object; a new subcommand is
 one more entry in :data:`SUBCOMMANDS`. Handlers set ``func`` on their parser and
-return an exit code. Refusals (:class:`CheckpointError`, :class:`RunFormatError`)
+return an exit code. Refusals (:class:`RunFormatError`)
 print one ``error: ...`` line and exit with code 2, never a traceback.
 """
 
@@ -14,8 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from analysis.collapse import add_collapse_command
-from analysis.importers.command import add_import_command
-from analysis.importers.errors import CheckpointError
 from analysis.reconstruction import add_reconstruction_command
 from analysis.report import add_report_command
 from analysis.signals import add_signals_command
@@ -23,7 +21,6 @@ from analysis.table import add_table_command
 from artifacts.run_format import RunFormatError
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_import_command,
     add_report_command,
     add_reconstruction_command,
     add_signals_command,
@@ -63,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CheckpointError, RunFormatError) as e:
+    except RunFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
     except OSError as e:  # disk full, permissions: not the input's fault, still no traceback

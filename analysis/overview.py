@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RESULT_COLUMNS",
     "alarm_overview",
+    "nm_structure_table",
     "closest_level",
     "collapse_evaluation_by_method",
     "describe_run",
@@ -596,3 +597,20 @@ def collapse_evaluation_by_method(
             columns=["method", "ticket", "outcome", "alarm_level", "collapse_level", "metric"]
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def nm_structure_table(manifest: dict) -> pd.DataFrame:
+    """N:M structure per layer, from a run manifest (written by the Hugging Face importer, ``ingest.hf``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``layer`` then one per ticket holding its pattern (``"2:4"``)
+        or None; empty (no columns) for runs without N:M information.
+    """
+    nm = (manifest.get("source") or {}).get("nm_structure") or {}
+    if not nm:
+        return pd.DataFrame()
+    tickets = list(nm)
+    layers = list(nm[tickets[0]])
+    return pd.DataFrame([{"layer": n, **{t: nm[t].get(n) for t in tickets}} for n in layers])

@@ -1,9 +1,9 @@
 """Open a folder on this machine: import large checkpoints by path, never through the upload box.
 
 Hugging Face model folders (one per ticket, or a folder of them) are streamed
-tensor by tensor into packed masks (:func:`analysis.importers.hf.import_hf`),
+tensor by tensor into packed masks (:func:`ingest.hf.import_hf`),
 with a progress bar; other checkpoint folders and files go through
-:func:`analysis.importers.import_checkpoints`. The run is written to a folder
+:func:`ingest.import_checkpoints`. The run is written to a folder
 the user names, or to a temporary folder kept for the session.
 
 Reading arbitrary paths of the server's disk is only offered when the app runs
@@ -21,8 +21,8 @@ from pathlib import Path
 import streamlit as st
 
 from analysis import RunFormatError
-from analysis.importers import CheckpointError, import_checkpoints
-from analysis.importers.hf import hf_folders, import_hf
+from ingest import CheckpointError, import_checkpoints
+from ingest.hf import hf_folders, import_hf
 
 ENV = "RTL_OPEN_FOLDERS"
 KEY_PATH = "open_folder.path"

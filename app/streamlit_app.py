@@ -17,9 +17,9 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from analysis import RunFormatError  # noqa: E402
-from analysis.importers.errors import CheckpointError  # noqa: E402
 from analysis.pair_limits import PairLimitError  # noqa: E402
 from app import data, sidebar  # noqa: E402
+from ingest.errors import CheckpointError  # noqa: E402
 
 # No page_title: the browser tab then shows the current page's title.
 st.set_page_config(page_icon=":material/neurology:", layout="wide")

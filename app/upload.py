@@ -1,6 +1,6 @@
 """Open a checkpoint made elsewhere: upload, convert into a per-session temporary run, show it.
 
-The conversion is :func:`analysis.importers.import_upload` (size limits, zip-slip and
+The conversion is :func:`ingest.import_upload` (size limits, zip-slip and
 zip-bomb checks, tensors read only through safetensors or ``weights_only`` torch.load).
 Every upload of a session goes into one ``tempfile.TemporaryDirectory`` kept in the
 session state: it is removed when the session ends (Streamlit releases the session's
@@ -20,8 +20,8 @@ from pathlib import Path
 import streamlit as st
 
 from analysis import RunFormatError
-from analysis.importers import CheckpointError, import_upload
-from analysis.importers.upload import max_upload_bytes, safe_filename
+from ingest import CheckpointError, import_upload
+from ingest.upload import max_upload_bytes, safe_filename
 
 KEY_FILE = "upload.file"
 _WORKDIR = "upload.workdir"  # the session's TemporaryDirectory

@@ -12,7 +12,7 @@ reports its wall time and peak RSS (``VmHWM`` of /proc/self/status, which an
 exec starts afresh, unlike ``ru_maxrss``; per page, the peak since a reset):
 
 - floor: reading every shard file once (the least any importer must do);
-- import: :func:`analysis.importers.hf.import_hf` (streamed, packed masks);
+- import: :func:`ingest.hf.import_hf` (streamed, packed masks);
 - similarity, coding (per-ticket and joint), collapse, projection tables;
 - pages: every dashboard page, cold (caches cleared) and warm (Streamlit AppTest).
 
@@ -192,8 +192,8 @@ def _step(name: str, root: Path, args: argparse.Namespace) -> dict:
 
         import analysis.coding  # noqa: F401
         import analysis.collapse  # noqa: F401
-        import analysis.importers  # noqa: F401
         import analysis.projection  # noqa: F401
+        import ingest  # noqa: F401
     t0 = time.perf_counter()
     out: dict = {}
     if name == "floor":
@@ -205,11 +205,11 @@ def _step(name: str, root: Path, args: argparse.Namespace) -> dict:
                     total += n
         out["bytes"] = total
     elif name == "import":
-        from analysis.importers.hf import import_hf
+        from ingest.hf import import_hf
 
         import_hf(folders, run_dir, force=True)
     elif name == "baseline_import":
-        from analysis.importers import read_tickets, write_run
+        from ingest import read_tickets, write_run
 
         write_run(read_tickets(folders), root / "run_baseline", force=True, weights_dtype="none")
     elif name in ("similarity", "coding", "collapse", "projection"):

@@ -36,7 +36,7 @@ SHAPES = {"fc1.weight": (16, 20), "fc2.weight": (4, 16)}
 
 def write_run(run_dir: Path, k: int, levels: int = 3, seed: int = 0) -> Path:
     """K tickets, random nested-free masks, empty predictions (as an import writes)."""
-    from analysis.importers.run_writer import empty_predictions
+    from ingest.run_writer import empty_predictions
 
     rng = np.random.default_rng(seed)
     rf.write_manifest(

@@ -46,3 +46,26 @@ def test_import_analysis_does_not_import_streamlit_or_torch(loaded):
 def test_label_side_modules_and_figures_import_cleanly(loaded):
     assert not loaded["label_side"]["streamlit"]
     assert not loaded["label_side"]["torch"]
+
+
+def _imported_roots(path: Path) -> set[str]:
+    import ast
+
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("forbidden", ["ingest", "lottery", "app", "streamlit"])
+def test_analysis_only_reads_runs(forbidden):
+    """analysis/ measures: it never imports the writers (lottery, ingest) nor the app."""
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in sorted((ROOT / "analysis").rglob("*.py"))
+        if forbidden in _imported_roots(p)
+    ]
+    assert offenders == []

@@ -17,8 +17,8 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 from streamlit.testing.v1 import AppTest
 
-from analysis.importers import import_checkpoints
 from artifacts.run_format import load_run
+from ingest import import_checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_importers import make_openlth, make_torch_prune  # noqa: E402

@@ -22,8 +22,8 @@ import pytest
 import torch
 from safetensors.numpy import save_file as save_safetensors
 
-from analysis.importers import CheckpointError, import_checkpoints, import_upload
 from artifacts.run_format import MANIFEST, RunFormatError, load_run, read_json, write_json
+from ingest import CheckpointError, import_checkpoints, import_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -482,7 +482,7 @@ def test_cli_refuses(case, sandbox):
     before = _tree(sandbox)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(sandbox / "systmp")}
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis", "import", *map(str, paths), "--out", str(out)],
+        [sys.executable, "-m", "ingest", "import", *map(str, paths), "--out", str(out)],
         cwd=sandbox / "cwd",
         env=env,
         capture_output=True,

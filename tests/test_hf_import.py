@@ -12,11 +12,12 @@ import pytest
 import torch
 from hf_fixtures import expected_masks, prune_2_4, tiny_llama, write_model
 
-from analysis.cli import main as cli_main
-from analysis.importers import CheckpointError, import_checkpoints, read_tickets
-from analysis.importers.hf import PackedMaskWriter, import_hf, nm_pattern, nm_structure_table
+from analysis.overview import nm_structure_table
 from analysis.packed import PackedMasks
 from artifacts.run_format import load_masks, load_run
+from ingest import CheckpointError, import_checkpoints, read_tickets
+from ingest.cli import main as cli_main
+from ingest.hf import PackedMaskWriter, import_hf, nm_pattern
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -183,7 +184,7 @@ def test_memory_is_bounded_by_the_largest_layer(tmp_path):
         import re, sys
         from pathlib import Path
         import numpy, pandas, pyarrow, torch, safetensors  # libraries loaded before the baseline
-        from analysis.importers.hf import import_hf
+        from ingest.hf import import_hf
         from analysis.packed import packed_masks
         from analysis.similarity import similarity_table
         from analysis.coding import coding_table, joint_coding_table
@@ -226,7 +227,7 @@ def test_uploaded_zip_of_model_folders(folders, tmp_path):
     import io
     import zipfile
 
-    from analysis.importers import import_upload
+    from ingest import import_upload
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -34,12 +34,12 @@ from safetensors.numpy import save_file as save_st
 from safetensors.torch import save_file as save_st_torch
 
 from analysis import pair_limits
-from analysis.cli import main as analysis_main
-from analysis.importers import CheckpointError, import_checkpoints, import_upload, load_checkpoint, run_writer
-from analysis.importers.run_writer import empty_predictions
 from artifacts import run_format as rf
 from artifacts import schema
 from artifacts.run_format import RunFormatError, find_runs, load_run
+from ingest import CheckpointError, import_checkpoints, import_upload, load_checkpoint, run_writer
+from ingest.cli import main as analysis_main
+from ingest.run_writer import empty_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "app" / "streamlit_app.py"

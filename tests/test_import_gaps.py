@@ -21,8 +21,8 @@ from safetensors.torch import save_file as save_safetensors
 from torch import nn
 from torch.nn.utils import prune
 
-from analysis.importers import CheckpointError, import_checkpoints, read_tickets
 from artifacts.run_format import load_run
+from ingest import CheckpointError, import_checkpoints, read_tickets
 
 METHOD = "imported"
 
@@ -335,7 +335,7 @@ def test_folder_of_runs_and_its_zip_upload(tmp_path):
     import io
     import zipfile
 
-    from analysis.importers import import_upload
+    from ingest import import_upload
 
     root = tmp_path / "results"
     wants = {

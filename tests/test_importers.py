@@ -20,13 +20,13 @@ from safetensors.torch import save_file as save_safetensors
 from torch import nn
 from torch.nn.utils import prune
 
-from analysis.importers import (
+from artifacts.run_format import load_run
+from ingest import (
     CheckpointError,
     import_checkpoints,
     import_upload,
     read_tickets,
 )
-from artifacts.run_format import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD = "imported"
@@ -392,7 +392,7 @@ def test_cli_converts_every_format(tmp_path):
     }
     procs = {
         key: subprocess.Popen(
-            [sys.executable, "-m", "analysis", "import", *map(str, args)],
+            [sys.executable, "-m", "ingest", "import", *map(str, args)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -435,7 +435,7 @@ def test_cli_converts_every_format(tmp_path):
 
 def test_importing_the_package_loads_neither_torch_nor_streamlit():
     code = (
-        "import sys, analysis.importers, analysis.cli; "
+        "import sys, ingest, ingest.cli, analysis.cli; "
         "print(sorted(m for m in ('torch', 'streamlit') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

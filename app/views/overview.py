@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.figures.overview import metric_label, results_figure
-from analysis.importers.hf import nm_structure_table
+from analysis.overview import nm_structure_table
 from app import data, report_button, ui
 from app.sidebar import selection, target_options
 

@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from analysis.importers.errors import CheckpointError
-from analysis.importers.hf import hf_folders, hf_source_ticket, import_hf
-from analysis.importers.openlth import is_openlth_tree, read_openlth
-from analysis.importers.run_writer import DEFAULT_METHOD, check_destination, write_run
-from analysis.importers.safe_load import CHECKPOINT_SUFFIXES, checkpoint_suffix, load_checkpoint, ticket_stem
-from analysis.importers.state_dicts import tickets_from_checkpoint
-from analysis.importers.tickets import ImportedTickets, SourceTicket, stack_tickets
 from artifacts.run_format import MANIFEST
+from ingest.errors import CheckpointError
+from ingest.hf import hf_folders, hf_source_ticket, import_hf
+from ingest.openlth import is_openlth_tree, read_openlth
+from ingest.run_writer import DEFAULT_METHOD, check_destination, write_run
+from ingest.safe_load import CHECKPOINT_SUFFIXES, checkpoint_suffix, load_checkpoint, ticket_stem
+from ingest.state_dicts import tickets_from_checkpoint
+from ingest.tickets import ImportedTickets, SourceTicket, stack_tickets
 
 _MAX_FOLDER_DEPTH = 4  # <runs>/<experiment>/checkpoints/<file>: how deep a folder of runs is searched
 

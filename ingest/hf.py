@@ -39,19 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from analysis.importers.errors import CheckpointError
-from analysis.importers.run_writer import (
-    _METHOD_RE,
-    DEFAULT_METHOD,
-    _move_into_place,
-    check_destination,
-    empty_predictions,
-)
-from analysis.importers.tickets import SourceTicket, TicketLevel
+from artifacts import schema
 from artifacts.run_format import (
-    EXTRA_DIR,
     LEVEL_JSON,
     MASKS,
     PREDICTIONS,
@@ -61,6 +51,16 @@ from artifacts.run_format import (
     write_json,
     write_manifest,
 )
+from ingest.errors import CheckpointError
+from ingest.run_writer import (
+    _STAGING,
+    DEFAULT_METHOD,
+    _move_into_place,
+    check_destination,
+    empty_predictions,
+    sweep_stale,
+)
+from ingest.tickets import SourceTicket, TicketLevel
 
 HF_FORMAT = "huggingface"
 INDEX = "model.safetensors.index.json"
@@ -535,9 +535,9 @@ def import_hf(
         shard, a refused destination.
     """
     out_dir = Path(out_dir).absolute()
-    if not _METHOD_RE.match(method) or method == EXTRA_DIR:
-        raise CheckpointError(f"invalid method name {method!r}: use letters, digits, '_', '-', '.'")
+    schema.check_method_name(method, CheckpointError)
     check_destination(out_dir, force=force)
+    sweep_stale(out_dir)  # what killed imports into out_dir left behind
     if not paths:
         raise CheckpointError("no input paths given")
     folders: list[Path] = []
@@ -547,6 +547,7 @@ def import_hf(
             raise CheckpointError(f"{p}: not a Hugging Face model folder (no {INDEX} or {SINGLE})")
         folders += found
     tickets = _ticket_names(folders)
+    schema.check_ticket_names(tickets, CheckpointError)
     if len(set(tickets)) != len(tickets):
         raise CheckpointError(f"two model folders give the same ticket name: {tickets}")
 
@@ -576,7 +577,7 @@ def import_hf(
 
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.import-", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{_STAGING}{os.getpid()}-", dir=parent))
     try:
         lv_tmp = level_dir(staging, method, 0)
         lv_tmp.mkdir(parents=True)
@@ -683,7 +684,7 @@ def import_hf_command(args, out: Path) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        ``paths, name, method, force`` as parsed by :mod:`analysis.importers.command`.
+        ``paths, name, method, force`` as parsed by :mod:`ingest.command`.
     out : Path
         The run folder.
 
@@ -729,23 +730,6 @@ def hf_summary(run_dir: str | Path, method: str = DEFAULT_METHOD) -> str:
     return "\n".join(lines)
 
 
-def nm_structure_table(manifest: dict) -> pd.DataFrame:
-    """N:M structure per layer, from a run manifest written by :func:`import_hf`.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``layer`` then one per ticket holding its pattern (``"2:4"``)
-        or None; empty (no columns) for runs without N:M information.
-    """
-    nm = (manifest.get("source") or {}).get("nm_structure") or {}
-    if not nm:
-        return pd.DataFrame()
-    tickets = list(nm)
-    layers = list(nm[tickets[0]])
-    return pd.DataFrame([{"layer": n, **{t: nm[t].get(n) for t in tickets}} for n in layers])
-
-
 __all__ = [
     "HF_FORMAT",
     "PackedMaskWriter",
@@ -757,6 +741,5 @@ __all__ = [
     "hf_summary",
     "is_hf_folder",
     "nm_pattern",
-    "nm_structure_table",
     "read_config",
 ]

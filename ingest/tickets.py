@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.importers.errors import CheckpointError
+from ingest.errors import CheckpointError
 
 # Format names recorded in manifest["source"]["format"].
 TORCH_PRUNE = "torch_prune"  # torch.nn.utils.prune: <p>_orig + <p>_mask

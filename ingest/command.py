@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.importers.convert import read_tickets
-from analysis.importers.errors import CheckpointError
-from analysis.importers.hf import hf_folders, import_hf_command
-from analysis.importers.run_writer import (
+from ingest.convert import read_tickets
+from ingest.errors import CheckpointError
+from ingest.hf import hf_folders, import_hf_command
+from ingest.run_writer import (
     DEFAULT_METHOD,
     WEIGHT_DTYPES,
     check_destination,
     system_fault_message,
     write_run,
 )
-from analysis.importers.tickets import ImportedTickets
+from ingest.tickets import ImportedTickets
 
 _EPILOG = """\
 formats (detected automatically):
@@ -37,7 +37,7 @@ files are read with torch.load(weights_only=True) or safetensors only: a pickle
 that would run code is refused, never executed.
 
 example:
-  python -m analysis import open_lth_data/lottery_1234 --out runs/imported_lth
+  python -m ingest import open_lth_data/lottery_1234 --out runs/imported_lth
 """
 
 

@@ -31,11 +31,11 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from analysis.importers.convert import read_tickets
-from analysis.importers.errors import CheckpointError
-from analysis.importers.run_writer import write_run
-from analysis.importers.safe_load import ticket_stem
 from artifacts.run_format import system_fault_message
+from ingest.convert import read_tickets
+from ingest.errors import CheckpointError
+from ingest.run_writer import write_run
+from ingest.safe_load import ticket_stem
 
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 2**20
 DEFAULT_MAX_UNPACKED_BYTES = 1024 * 2**20

@@ -28,8 +28,6 @@ import numpy as np
 import pandas as pd
 from safetensors import SafetensorError
 
-from analysis.importers.errors import CheckpointError
-from analysis.importers.tickets import ImportedLevel, ImportedTickets
 from artifacts import schema
 from artifacts.run_format import (
     EXTRA_DIR,
@@ -43,6 +41,8 @@ from artifacts.run_format import (
     write_level,
     write_manifest,
 )
+from ingest.errors import CheckpointError
+from ingest.tickets import ImportedLevel, ImportedTickets
 
 DEFAULT_METHOD = "imported"
 WEIGHT_DTYPES = ("float32", "float16", "none")

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.importers.errors import CheckpointError
-from analysis.importers.safe_load import load_checkpoint
-from analysis.importers.tickets import (
+from ingest.errors import CheckpointError
+from ingest.safe_load import load_checkpoint
+from ingest.tickets import (
     OPENLTH,
     SourceTicket,
     TicketLevel,

@@ -7,15 +7,15 @@ tickets. Files are read with ``torch.load(weights_only=True)`` or safetensors
 only, so a checkpoint can never run code. Every refusal is a
 :class:`CheckpointError` with a message for the user.
 
-Command line: ``python -m analysis import PATH... --out RUN_DIR``.
+Command line: ``python -m ingest import PATH... --out RUN_DIR``.
 """
 
-from analysis.importers.convert import import_checkpoints, read_tickets, tickets_from_path
-from analysis.importers.errors import CheckpointError
-from analysis.importers.run_writer import DEFAULT_METHOD, write_run
-from analysis.importers.safe_load import load_checkpoint
-from analysis.importers.tickets import ImportedLevel, ImportedTickets
-from analysis.importers.upload import (
+from ingest.convert import import_checkpoints, read_tickets, tickets_from_path
+from ingest.errors import CheckpointError
+from ingest.run_writer import DEFAULT_METHOD, write_run
+from ingest.safe_load import load_checkpoint
+from ingest.tickets import ImportedLevel, ImportedTickets
+from ingest.upload import (
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_UNPACKED_BYTES,
     DEFAULT_MAX_UPLOAD_BYTES,

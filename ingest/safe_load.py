@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.importers.errors import CheckpointError
+from ingest.errors import CheckpointError
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pth.tar")
 SAFETENSORS_SUFFIXES = (".safetensors",)

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.importers.errors import CheckpointError
-from analysis.importers.tickets import (
+from ingest.errors import CheckpointError
+from ingest.tickets import (
     INFERRED,
     NNI,
     SHRINKBENCH,
@@ -70,7 +70,7 @@ def tickets_from_checkpoint(obj: Any, path: str, default_name: str) -> list[Sour
     Parameters
     ----------
     obj : object
-        Output of :func:`analysis.importers.safe_load.load_checkpoint`.
+        Output of :func:`ingest.safe_load.load_checkpoint`.
     path : str
         The file, for messages and provenance.
     default_name : str

@@ -1,0 +1,5 @@
+"""Entry point of ``python -m ingest``."""
+
+from ingest.cli import main
+
+raise SystemExit(main())
