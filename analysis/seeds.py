@@ -80,8 +80,10 @@ __all__ = [
 SEED_COLUMNS = ["measure", "mean", "ci_low", "ci_high", "half_width", "std", "n_seeds", "seeds_label"]
 SPARSITY_ATOL = 1e-3  # sparsities of one level across seeds may differ by rounding only
 NULL_PARTITION = "random"
-# Partition fields a random control may set differently from the real description.
-_PARTITION_FIELDS = ("partition", "partition_map", "k")
+# What a random-partition control may describe differently from its real sweep
+# (lottery.presets' "<name>-null" presets: partition, methods, a fixed level count).
+_IGNORED_TOP = {"seed", "methods", "probe_size", "keep_weights"}
+_IGNORED_FIELDS = {"data": ("partition", "null_of"), "prune": ("levels", "until_collapse", "extra_levels")}
 
 Source = RunGroup | Run | Sequence[Run] | str | Path
 
@@ -302,7 +304,8 @@ def across_seeds(
     -------
     DataFrame
         Columns ``*keys, [sparsity,] measure, mean, ci_low, ci_high, half_width,
-        std, n_seeds, seeds_label`` (module docstring).
+        std, n_seeds, seeds_label`` (module docstring); per measure, rows in the
+        order they first appear in ``stacked``.
 
     Raises
     ------
@@ -343,7 +346,7 @@ def across_seeds(
                 out[k] = out[k].astype(stacked[k].dtype)
             except (TypeError, ValueError):
                 pass
-    return out.sort_values(keys, kind="stable", ignore_index=True)
+    return out.reset_index(drop=True)  # rows in first-seen order (the per-run table's)
 
 
 # ----------------------------------------------------------------------------- named per-run tables
@@ -467,25 +470,30 @@ def is_null_control(control: Mapping, real: Mapping) -> bool:
     -------
     bool
         True when ``control``'s ``data.partition`` is ``"random"``, ``real``'s is
-        not, and the descriptions are equal elsewhere (seed aside; the partition
-        fields ``partition``, ``partition_map``, ``k`` and data fields only one
-        side has are not compared, so a control may name its source partition
-        in a field of its own).
+        not, the control's ``data.null_of`` (when it has one) names ``real``'s
+        partition, and the two describe the same data, model, training and
+        pruning rate. Not compared: the seed, ``methods`` (a control drops the
+        single-ticket baseline), ``probe_size``, ``keep_weights``, the number of
+        levels and stopping rule (``prune.levels``, ``until_collapse``,
+        ``extra_levels``: a control runs a fixed schedule covering the real
+        sweep's), and fields only one side has (older runs).
     """
     a, b = _description(control), _description(real)
     if not a or not b or _partition(a) != NULL_PARTITION or _partition(b) in (None, NULL_PARTITION):
         return False
-    if set(a) != set(b):
+    null_of = a["data"].get("null_of")
+    if null_of is not None and null_of != _partition(b):
         return False
-    for key in a:
-        if key != "data":
-            if a[key] != b[key]:
-                return False
+    for key in set(a) & set(b):
+        if key in _IGNORED_TOP:
             continue
-        da, db = a["data"], b["data"]
-        for field in set(da) & set(db):
-            if field not in _PARTITION_FIELDS and da[field] != db[field]:
+        va, vb = a[key], b[key]
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            skip = _IGNORED_FIELDS.get(key, ())
+            if any(va[f] != vb[f] for f in set(va) & set(vb) if f not in skip):
                 return False
+        elif va != vb:
+            return False
     return True
 
 
@@ -670,7 +678,7 @@ def mean_pm_table(
     n = df.groupby(index, sort=False)["n_seeds"].min().reset_index(name="_n")
     wide = wide.merge(n, on=index, how="left")
     wide["seeds"] = [seeds_label(v) for v in wide.pop("_n")]
-    return wide.sort_values(index, kind="stable", ignore_index=True)
+    return wide.reset_index(drop=True)
 
 
 def null_long(table: pd.DataFrame) -> pd.DataFrame:

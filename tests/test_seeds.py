@@ -193,6 +193,18 @@ def test_null_control_is_recognised_from_the_manifests(tmp_path: Path):
     assert find_null_control(real) == null
     assert find_null_control(null) is None
     assert not is_null_control({"description": description("random")}, {"description": description("random")})
+    # lottery.presets' "<name>-null": null_of names the real partition; methods and level count may differ
+    ctrl = description("random")
+    ctrl["data"]["null_of"] = "class"
+    ctrl["methods"] = ["independent", "rtl"]
+    ctrl["prune"] = {**ctrl["prune"], "levels": 24, "until_collapse": False}
+    real_desc = {**description("class"), "probe_size": 64}
+    real_desc["prune"] = {**real_desc["prune"], "until_collapse": True, "extra_levels": 2}
+    assert is_null_control({"description": ctrl}, {"description": real_desc})
+    other = {**ctrl, "data": {**ctrl["data"], "null_of": "kmeans"}}
+    assert not is_null_control({"description": other}, {"description": real_desc})
+    other_model = {**ctrl, "model": {"name": "vit"}}
+    assert not is_null_control({"description": other_model}, {"description": real_desc})
 
 
 def test_null_similarity_table_separates_shared_structure_from_random_masks(tmp_path: Path):
