@@ -356,8 +356,8 @@ def _similarity_curves(run: Run, methods: Sequence[str] | None = None) -> pd.Dat
     """Mean pair measures per method, level and scope (pooled and equal layer weight)."""
     frames = []
     for method in methods or run.methods:
-        if len(run.ticket_names(method)) < 2:
-            continue
+        if method not in run.methods or len(run.ticket_names(method)) < 2:
+            continue  # a control without this method, or a single ticket: no pairs
         summary = level_similarity_summary(similarity_table(run, method))
         summary = summary[summary["layer"].isin([GLOBAL, LAYER_MEAN])]
         summary.insert(0, "method", method)

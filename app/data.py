@@ -699,7 +699,8 @@ def group_of(path: str) -> dict | None:
             continue
         runs.append(str(group.path / name))
         seeds.append(int(seed))
-    return {"path": str(group.path), "name": group.name, "seeds": seeds, "runs": runs}
+    partition = ((group.manifest.get("description") or {}).get("data") or {}).get("partition")
+    return {"path": str(group.path), "name": group.name, "seeds": seeds, "runs": runs, "partition": partition}
 
 
 def group_mtimes(group: dict) -> tuple[float, ...]:
@@ -834,4 +835,8 @@ def null_similarity(group: dict, null: dict, methods: tuple[str, ...]) -> dict[s
     def key(g: dict) -> tuple:
         return (g["path"], tuple(g["runs"]), tuple(g["seeds"]), group_mtimes(g))
 
-    return _null_similarity(key(group), key(null), methods)
+    def methods_of(g: dict) -> set[str]:
+        return set.intersection(*(set(load_run(p).methods) for p in g["runs"]))
+
+    both = methods_of(group) & methods_of(null)  # a control drops the single-ticket baseline
+    return _null_similarity(key(group), key(null), tuple(m for m in methods if m in both))

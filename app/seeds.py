@@ -83,6 +83,8 @@ def similarity_band(group: dict, methods: list[str], layer: str, measure: str, l
     nd = None
     if null is not None and measure in ("jaccard", "jaccard_star"):
         nd = _null_rows(data.null_similarity(group, null, tuple(methods))["long"], layer, measure)
+    elif null is not None:
+        st.caption("The null control is drawn for J and J*.")
     scope = "pooled over all weights" if layer == GLOBAL else "equal layer weights"
     ui.figure(
         seed_band_figure(rows, null=nd, title=f"Mean over ticket pairs · {label} · {scope}", yaxis=label),
@@ -96,6 +98,9 @@ def similarity_band(group: dict, methods: list[str], layer: str, measure: str, l
 
 def null_section(group: dict, null: dict | None, methods: list[str], key: str) -> None:
     """The null-control caption and table (real vs null J and J*, difference with its interval)."""
+    if group.get("partition") == "random":
+        st.caption(f"`{group['name']}` is itself a random-partition control.")
+        return
     if null is None:
         st.caption(NULL_HOW)
         return
@@ -114,6 +119,12 @@ def null_band(group: dict, methods: list[str], key: str) -> None:
     """Mean J* (equal layer weights) of the real tickets and of the null control (Projection page)."""
     from analysis.similarity import LAYER_MEAN
 
+    if group.get("partition") == "random":
+        st.caption(
+            f"`{group['name']}` is itself a random-partition control: open the real group beside it to "
+            "see the two together."
+        )
+        return
     null = data.null_control(group["path"])
     if null is None:
         st.caption(NULL_HOW)

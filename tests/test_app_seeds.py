@@ -124,3 +124,5 @@ def test_null_control_band_on_similarity_and_projection(monkeypatch, null_root):
     at.switch_page("views/projection.py").run()
     assert not at.exception
     assert "rtl · null" in [t.get("name") for t in _traces(at)]
+    at = _app(monkeypatch, null_root, null_root / "real-null" / "seed-1", "similarity")
+    assert "`real-null` is itself a random-partition control" in _captions(at)

@@ -290,3 +290,10 @@ def test_group_report_shows_the_null_control_found_beside_it(tmp_path: Path):
     assert "diff_ci_low" in text and "paired t" in text
     with pytest.raises(rf.RunFormatError):
         write_group_report(tmp_path / "real" / "seed-0", tmp_path / "x.html")
+
+
+def test_null_compares_the_methods_both_have(tmp_path: Path):
+    real = write_mask_group(tmp_path / "real", seeds=(0, 1), shared=True)
+    null = write_mask_group(tmp_path / "null", seeds=(0, 1), shared=False, partition="random")
+    out = null_similarity_table(real, null, ["rtl", "independent"])  # neither group has independent
+    assert set(out["method"]) == {"rtl"} and len(out)
