@@ -10,10 +10,15 @@ computed here.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
+from analysis import RunFormatError
 from analysis.figures.seeds import seed_band_figure
+from analysis.seeds import SeedAlignmentError
 from app import data, ui
 
 NULL_MAKE = (
@@ -23,6 +28,19 @@ NULL_MAKE = (
     "--out <folder beside the group>`."
 )
 NULL_HOW = "No random-partition control was found beside this group. " + NULL_MAKE
+
+
+def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
+    """Show a group whose seeds cannot be aligned (or a run being rewritten) as a warning, not a crash."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except (SeedAlignmentError, RunFormatError) as e:
+            st.warning(f"Across seeds: {e}")
+
+    return wrapper
 
 
 def seeds_caption(n: int) -> str:
@@ -70,6 +88,7 @@ def _null_rows(long: pd.DataFrame, layer: str, measure: str) -> pd.DataFrame:
     return long[(long["layer"] == layer) & (long["measure"] == measure) & (long["side"] == "null")]
 
 
+@_guarded
 def similarity_band(group: dict, methods: list[str], layer: str, measure: str, label: str, key: str) -> None:
     """Mean pair measure against sparsity across seeds, with the null control's band when there is one."""
     from analysis.similarity import GLOBAL, LAYER_MEAN
@@ -115,6 +134,7 @@ def null_section(group: dict, null: dict | None, methods: list[str], key: str) -
         ui.table(table, f"{group['name']}-null-control", key=f"{key}.null")
 
 
+@_guarded
 def null_band(group: dict, methods: list[str], key: str) -> None:
     """Mean J* (equal layer weights) of the real tickets and of the null control (Projection page)."""
     from analysis.similarity import LAYER_MEAN
@@ -147,6 +167,7 @@ def null_band(group: dict, methods: list[str], key: str) -> None:
     null_section(group, null, methods, key)
 
 
+@_guarded
 def collapse_band(group: dict, method: str, signals: list[str], key: str, label=str) -> None:
     """The mean-over-tickets collapse signals of one method across seeds, one band figure each."""
     curves = data.seed_method_curves(group, method)
@@ -167,6 +188,7 @@ def collapse_band(group: dict, method: str, signals: list[str], key: str, label=
             )
 
 
+@_guarded
 def results_pm(group: dict, methods: tuple[str, ...], paper: pd.DataFrame, key: str) -> None:
     """The results table's rows (method, level) as ``mean ± half-width`` across seeds."""
     pairs = tuple((str(m), int(lv)) for m, lv in zip(paper["method"], paper["level"], strict=True))
@@ -180,6 +202,7 @@ def results_pm(group: dict, methods: tuple[str, ...], paper: pd.DataFrame, key: 
     )
 
 
+@_guarded
 def null_for_run(path: str, methods: list[str], key: str) -> None:
     """The null control of the run's group at its seeds, or the caption saying how to make one."""
     group = data.group_of(path)

@@ -126,3 +126,22 @@ def test_null_control_band_on_similarity_and_projection(monkeypatch, null_root):
     assert "rtl · null" in [t.get("name") for t in _traces(at)]
     at = _app(monkeypatch, null_root, null_root / "real-null" / "seed-1", "similarity")
     assert "`real-null` is itself a random-partition control" in _captions(at)
+
+
+def test_seeds_that_do_not_align_are_a_warning(monkeypatch, tmp_path):
+    from seed_groups import write_mask_run
+
+    out = tmp_path / "mixed"
+    out.mkdir()
+    rf.write_group_manifest(
+        out, {"name": "mixed", "seeds": [0, 1], "runs": ["seed-0", "seed-1"], "description": description()}
+    )
+    write_mask_run(out / "seed-0", seed=0, shared=True, fraction=0.3)
+    write_mask_run(out / "seed-1", seed=1, shared=True, fraction=0.5)
+    monkeypatch.setenv("RTL_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at.session_state["sidebar.run"] = str(out / "seed-0")
+    at.run()
+    at.switch_page("views/similarity.py").run()
+    assert not at.exception
+    assert any("do not prune alike" in str(w.value) for w in at.warning)
