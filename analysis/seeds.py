@@ -563,7 +563,8 @@ def null_similarity_table(
         <side>_ci_low, <side>_ci_high, <side>_n_seeds`` (Student-t across seeds),
         then ``diff_mean, diff_ci_low, diff_ci_high`` for real minus null and
         ``diff_interval``: ``"paired t"`` over the seeds both have (a control
-        shares theta_0 with the real run of its seed), else ``"Welch t"``.
+        shares theta_0 with the real run of its seed), else ``"Welch t"``;
+        ``"none"`` where neither side has a value.
         Intervals are NaN with one seed (or one pair).
 
     Raises
@@ -599,7 +600,9 @@ def null_similarity_table(
         mn, ln, hn, _, nn = t_interval(wn.to_numpy(float), ci)
         for i, key in enumerate(common):
             a, b = wr.iloc[i].dropna(), wn.iloc[i].dropna()
-            if len(a) and set(a.index) == set(b.index):  # paired by seed: a control shares theta_0
+            if not len(a) and not len(b):  # undefined on both sides (J* of full masks)
+                diff, kind = (np.nan, np.nan, np.nan), "none"
+            elif len(a) and set(a.index) == set(b.index):  # paired by seed: a control shares theta_0
                 d = (a - b.reindex(a.index)).to_numpy(float)
                 dm, dl, dh, _, _ = t_interval(d[None, :], ci)
                 diff, kind = (float(dm[0]), float(dl[0]), float(dh[0])), "paired t"
