@@ -840,3 +840,41 @@ def null_similarity(group: dict, null: dict, methods: tuple[str, ...]) -> dict[s
 
     both = methods_of(group) & methods_of(null)  # a control drops the single-ticket baseline
     return _null_similarity(key(group), key(null), tuple(m for m in methods if m in both))
+
+
+@st.cache_data(show_spinner="Computing group gaps of every seed…", max_entries=16)
+def _seed_fairness(
+    path: str,
+    runs: tuple[str, ...],
+    seeds: tuple[int, ...],
+    mtimes: tuple[float, ...],
+    methods: tuple[str, ...],
+    group_by: tuple[str, ...],
+    min_count: int,
+    metric: str,
+) -> pd.DataFrame:
+    from analysis.seeds import SEED_TABLES, across_seeds
+
+    stacked = _stacked(
+        _group_arg(path, runs, seeds),
+        mtimes,
+        lambda p, m: fairness_gaps(p, m, methods, group_by, min_count, metric),
+    )
+    _, keys, values = SEED_TABLES["fairness"]
+    return across_seeds(stacked, keys, values)
+
+
+def seed_fairness_gaps(
+    group: dict, methods: tuple[str, ...], group_by: tuple[str, ...], min_count: int, metric: str
+) -> pd.DataFrame:
+    """Fairness gap statistics across seeds (keys ``method, level, group_by, metric, statistic``)."""
+    return _seed_fairness(
+        group["path"],
+        tuple(group["runs"]),
+        tuple(group["seeds"]),
+        group_mtimes(group),
+        methods,
+        group_by,
+        min_count,
+        metric,
+    )

@@ -213,3 +213,29 @@ def null_for_run(path: str, methods: list[str], key: str) -> None:
         )
         return
     null_band(group, methods, key)
+
+
+@_guarded
+def fairness_band(
+    group: dict,
+    methods: tuple[str, ...],
+    group_by: tuple[str, ...],
+    min_count: int,
+    metric: str,
+    statistic: str,
+    key: str,
+) -> None:
+    """One gap statistic of each method against sparsity, as mean and 95 % band across seeds."""
+    gaps = data.seed_fairness_gaps(group, methods, group_by, min_count, metric)
+    rows = gaps[gaps["statistic"] == statistic]
+    ui.figure(
+        seed_band_figure(rows, title=f"{metric} · {statistic} across groups", yaxis=statistic),
+        f"{group['name']}-{metric}-{statistic}-across-seeds",
+        key=f"{key}.fig",
+    )
+    st.caption(
+        "Band: 95 % Student-t interval of the mean over seeds of the per-seed point estimate (the error "
+        "bars above are the bootstrap interval of one seed's evaluation samples)."
+    )
+    with st.expander("Gap table across seeds"):
+        ui.table(rows, f"{group['name']}-fairness-across-seeds", key=f"{key}.table")

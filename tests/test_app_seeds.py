@@ -102,6 +102,11 @@ def test_collapse_and_overview_across_seeds(monkeypatch, smoke_seeds_root):
     ]
     assert any("mean across 2 seeds" in t for t in titles)
     assert _bands(at)
+    at.switch_page("views/fairness.py").run()
+    assert not at.exception and at.checkbox(key="fairness.seeds").value is True
+    layouts = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
+    assert any("mean across 2 seeds" in lay.get("title", {}).get("text", "") for lay in layouts)
+    assert _bands(at)
 
 
 def test_one_seed_run_is_marked(monkeypatch, tmp_path, smoke_seeds_root):
