@@ -571,8 +571,9 @@ def build_group_report(
     name = group.name if isinstance(group, RunGroup) else first.name
     hint = (
         "No random-partition control was found beside this group. Make one with the same preset and "
-        "overrides plus data.partition=random, e.g. `python -m lottery sweep --preset P --seeds 0 1 2 "
-        "--set data.partition=random --out <folder beside this group>`."
+        "overrides plus data.partition=random and data.null_of = the real partition, e.g. "
+        "`python -m lottery sweep --preset P --seeds 0 1 2 --set data.partition=random "
+        "--set data.null_of=class --out <folder beside this group>` (embedded sweeps: preset NAME-null)."
     )
     if null is None and isinstance(group, RunGroup):
         found = find_null_control(group)

@@ -22,10 +22,11 @@ from analysis.seeds import SeedAlignmentError
 from app import data, ui
 
 NULL_MAKE = (
-    "Make one with the same preset and overrides "
-    "plus `data.partition=random` (K random subsets of the real subsets' sizes, same theta_0), written next "
-    "to this group: `python -m lottery sweep --preset P --seeds 0 1 2 --set data.partition=random "
-    "--out <folder beside the group>`."
+    "Make one with the same preset and overrides plus `data.partition=random` and `data.null_of` = the "
+    "real partition (K random subsets of the real subsets' sizes, same theta_0), written next to this "
+    "group: `python -m lottery sweep --preset P --seeds 0 1 2 --set data.partition=random "
+    "--set data.null_of=class --out <folder beside the group>` (the embedded sweeps have presets "
+    "`NAME-null`)."
 )
 NULL_HOW = "No random-partition control was found beside this group. " + NULL_MAKE
 
