@@ -59,6 +59,7 @@ from analysis.projection import (
     mantel,
     ticket_map_table,
 )
+from analysis.seeds import across_seeds, find_null_control, null_similarity_table, per_seed, seed_table
 from analysis.signals import first_departures, run_signals, seed_disagreement_table
 from analysis.similarity import (
     OverlapCounts,
@@ -170,4 +171,9 @@ __all__ = [
     "RunGroup",
     "find_groups",
     "load_group",
+    "across_seeds",
+    "find_null_control",
+    "null_similarity_table",
+    "per_seed",
+    "seed_table",
 ]

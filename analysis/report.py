@@ -25,9 +25,10 @@ import pandas as pd
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from analysis.seeds import Source
     from artifacts.run_format import Run
 
-__all__ = ["add_report_command", "build_report", "write_report"]
+__all__ = ["add_report_command", "build_group_report", "build_report", "write_group_report", "write_report"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -440,9 +441,206 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, level: i
     return out
 
 
+# ----------------------------------------------------------------------------- run groups (across seeds)
+
+
+def _seed_section_results(page: _Page, group: Source, methods: list[str]) -> None:
+    from analysis.seeds import mean_pm_table, seed_table
+
+    page.h2("Results across seeds")
+    res = seed_table(group, "results", methods)
+    page.table(
+        mean_pm_table(res),
+        "Mean ± half-width of the 95 % Student-t interval across seeds, per method and level (columns: the "
+        "metrics of the single-run report). A cell marked (1 seed) has no interval.",
+    )
+    page.table(res, "Results across seeds, tidy (mean, ci_low, ci_high, n_seeds)", collapsed=True)
+
+
+def _seed_section_similarity(page: _Page, group: Source, null: Source | None, null_hint: str) -> None:
+    from analysis.figures.seeds import seed_band_figure
+    from analysis.seeds import SEED_TABLES, across_seeds, null_long, null_similarity_table, per_seed
+    from analysis.similarity import GLOBAL, LAYER_MEAN
+
+    page.h2("Similarity across seeds")
+    fn, keys, values = SEED_TABLES["similarity"]
+    stacked = per_seed(group, fn)
+    if stacked.empty:
+        page.note("No method has more than one ticket: there are no ticket pairs to compare.")
+        return
+    sim = across_seeds(stacked, keys, values)
+    nulls = None
+    if null is not None:
+        table = null_similarity_table(group, null, real_stacked=stacked)
+        nulls = null_long(table)
+    for layer, what in ((GLOBAL, "pooled over all weights"), (LAYER_MEAN, "equal layer weights")):
+        for measure, name in (("jaccard", "J"), ("jaccard_star", "J*")):
+            rows = sim[(sim["layer"] == layer) & (sim["measure"] == measure)]
+            nd = None
+            if nulls is not None:
+                hit = (nulls["layer"] == layer) & (nulls["measure"] == measure)
+                nd = nulls[hit & (nulls["side"] == "null")]
+            page.figure(
+                seed_band_figure(rows, null=nd, title=f"Mean pairwise {name}, {what}", yaxis=name),
+            )
+    page.table(sim, "Similarity across seeds, tidy", collapsed=True)
+    page.h3("Null control: a random partition of the same sizes")
+    if null is None:
+        page.note(null_hint)
+        return
+    page.table(
+        table,
+        "Mean pairwise J and J* per level of the real tickets and of the random-partition control (same "
+        "description, data.partition=random), each with its 95 % interval across seeds, and the difference "
+        "real - null with its interval (paired by seed when both have the same seeds, else Welch).",
+    )
+
+
+def _seed_section_collapse(page: _Page, group: Source, labelled: list[str]) -> None:
+    from analysis.figures.seeds import seed_band_figure
+    from analysis.seeds import seed_table
+
+    page.h2("Collapse across seeds")
+    if not labelled:
+        page.note(_NO_LABELS)
+        return
+    col = seed_table(group, "collapse", labelled)
+    agg = col[col["ticket"].isna()]
+    for signal, name in (
+        ("balanced_accuracy", "balanced accuracy"),
+        ("accuracy", "K-way accuracy"),
+        ("mean_jaccard_star", "mean J*"),
+    ):
+        rows = agg[agg["signal"] == signal]
+        if len(rows):
+            page.figure(seed_band_figure(rows, title=f"Mean over tickets: {name}", yaxis=name))
+    page.table(agg.drop(columns="ticket"), "Collapse signals across seeds (aggregate rows)", collapsed=True)
+
+
+def _seed_section_fairness(page: _Page, group: Source, run: Run, labelled: list[str]) -> None:
+    from analysis.seeds import seed_table
+
+    page.h2("Fairness gaps across seeds")
+    group_cols = run.groups()
+    if not labelled or not group_cols:
+        page.note("No group column in the predictions (or no labelled method): no fairness gap to compare.")
+        return
+    gaps = seed_table(group, "fairness", labelled, group_by=group_cols[0], metrics=["accuracy"], n_boot=0)
+    page.table(
+        gaps[gaps["statistic"] == "difference"],
+        f"Accuracy gap (best - worst {group_cols[0]} group) per level: mean and 95 % interval across seeds.",
+    )
+    page.table(gaps, "Every gap statistic across seeds", collapsed=True)
+
+
+def build_group_report(
+    group: Source,
+    *,
+    null: Source | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """The across-seed tables and figures of a run group as a self-contained HTML page.
+
+    Parameters
+    ----------
+    group : RunGroup, sequence of Run, str or Path
+        One run per seed of one description (:func:`analysis.seeds.seed_runs`).
+    null : RunGroup, sequence of Run, str or Path, optional
+        Its random-partition control. Default: the control group found beside
+        the group (:func:`analysis.seeds.find_null_control`), if any.
+    progress : callable, optional
+        Called with the name of each section as it starts.
+
+    Returns
+    -------
+    str
+        A full HTML document: results (mean ± half-width), similarity with the
+        null control, collapse curves and fairness gaps, each across seeds.
+    """
+    from plotly.offline import get_plotlyjs
+
+    from analysis import overview as ov
+    from analysis.seeds import find_null_control, seed_runs, seeds_label
+    from artifacts.run_format import RunGroup, is_group, load_group
+
+    say = progress or (lambda _: None)
+    if isinstance(group, str | Path) and is_group(group):
+        group = load_group(group)
+    pairs = seed_runs(group)
+    first = pairs[0][1]
+    name = group.name if isinstance(group, RunGroup) else first.name
+    hint = (
+        "No random-partition control was found beside this group. Make one with the same preset and "
+        "overrides plus data.partition=random and data.null_of = the real partition, e.g. "
+        "`python -m lottery sweep --preset P --seeds 0 1 2 --set data.partition=random "
+        "--set data.null_of=class --out <folder beside this group>` (embedded sweeps: preset NAME-null)."
+    )
+    if null is None and isinstance(group, RunGroup):
+        found = find_null_control(group)
+        null = load_group(found) if found is not None else None
+    caps = ov.method_capabilities(first)
+    labelled = list(caps.loc[caps["classification"], "method"])
+    page = _Page()
+    say("results")
+    _seed_section_results(page, group, list(first.methods))
+    say("similarity")
+    _seed_section_similarity(page, group, null, hint)
+    say("collapse")
+    _seed_section_collapse(page, group, labelled)
+    say("fairness")
+    _seed_section_fairness(page, group, first, labelled)
+    nav = " ".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in page.sections)
+    seeds = [s for s, _ in pairs]
+    where = html.escape(str(getattr(null, "path", "given")))
+    null_text = f" · null control <code>{where}</code>" if null is not None else ""
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(name)} · across seeds</title><style>{_CSS}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        f"<h1>{html.escape(name)}: across seeds</h1>"
+        f"<p class='caption'>Routing the Lottery · run group · {seeds_label(len(seeds))} "
+        f"({', '.join(map(str, seeds))}){null_text} · generated {stamp}</p><nav>{nav}</nav>"
+        + "\n".join(page.parts)
+        + "</body></html>\n"
+    )
+
+
+def write_group_report(
+    group_dir: str | Path, out: str | Path | None = None, *, null: str | Path | None = None
+) -> Path:
+    """Write :func:`build_group_report` of the group in ``group_dir`` to ``out``.
+
+    Parameters
+    ----------
+    group_dir : str or Path
+    out : str or Path, optional
+        Default: ``<group name>-seeds-report.html`` in the current folder.
+    null : str or Path, optional
+        Control group folder (default: found beside the group).
+
+    Returns
+    -------
+    Path
+    """
+    from artifacts.run_format import load_group
+
+    group = load_group(group_dir)
+    out = Path(out) if out is not None else Path(f"{group.name}-seeds-report.html")
+    text = build_group_report(group, null=load_group(null) if null is not None else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
 def _run_report(args: argparse.Namespace) -> int:
+    from artifacts.run_format import is_group
+
     try:
-        path = write_report(args.run, args.out, level=args.level)
+        if args.group or is_group(args.run):  # a sweep's group: the across-seed report
+            path = write_group_report(args.run, args.out, null=args.null)
+        else:
+            path = write_report(args.run, args.out, level=args.level)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -457,7 +655,18 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> None:
         help="write every table and figure of a run into one HTML file",
         description="Write every table and figure of one run into a self-contained HTML file.",
     )
-    p.add_argument("run", type=Path, help="run folder (holding manifest.json)")
+    p.add_argument("run", type=Path, help="run folder (holding manifest.json), or a run group (group.json)")
+    p.add_argument(
+        "--group",
+        action="store_true",
+        help="RUN is a run group: write the across-seed report (implied by group.json)",
+    )
+    p.add_argument(
+        "--null",
+        type=Path,
+        default=None,
+        help="random-partition control group (default: found beside the group)",
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="HTML file to write (default: ./<run name>-report.html)"
     )

@@ -661,10 +661,12 @@ def method_shared_rows(run: Run, method: str) -> dict[str, np.ndarray]:
     -------
     dict of str to ndarray of bool, shape (rows,)
     """
+    from analysis.packed import packed_masks  # memory-mapped: one layer unpacked at a time
+
     levels = run.levels(method)
     if not levels:
         return {}
-    return shared_rows(run.masks(method, min(levels)))
+    return shared_rows(packed_masks(run, method, min(levels)))
 
 
 def similarity_table(

@@ -691,3 +691,219 @@ def report_html(path: str, mtime: float) -> str:
     from analysis.report import build_report
 
     return build_report(get_run(path, mtime))
+
+
+# ----------------------------------------------------------------------------- run groups: across seeds
+#
+# Keyed by the group folder and the tuple of its finished runs' mtimes (a seed
+# that gains a level, or a new finished seed, changes the key). The per-seed
+# tables come from the per-run accessors above, so a seed already opened alone
+# is not recomputed.
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def group_of(path: str) -> dict | None:
+    """The run group a run belongs to: ``{"path", "name", "seeds", "runs"}`` of its finished runs.
+
+    ``runs`` are the folders of the group's readable runs, ``seeds`` their seeds
+    (aligned). None when ``path`` is not a run of a group.
+    """
+    from artifacts.run_format import is_group
+
+    parent = Path(path).parent
+    if not is_group(parent):
+        return None
+    try:
+        group = load_group(parent)
+    except RunFormatError:
+        return None
+    members = dict(zip(group.run_names, group.seeds, strict=True))
+    if Path(path).name not in members:
+        return None
+    runs, seeds = [], []
+    for name, seed in members.items():
+        try:
+            load_run(group.path / name)
+        except RunFormatError:  # a seed a running sweep has not finished a level of yet
+            continue
+        runs.append(str(group.path / name))
+        seeds.append(int(seed))
+    partition = ((group.manifest.get("description") or {}).get("data") or {}).get("partition")
+    return {"path": str(group.path), "name": group.name, "seeds": seeds, "runs": runs, "partition": partition}
+
+
+def group_mtimes(group: dict) -> tuple[float, ...]:
+    """Current modification times of a group's runs (the second half of the across-seed cache keys)."""
+    return tuple(run_mtime(p) for p in group["runs"])
+
+
+def _stacked(group: dict, mtimes: tuple[float, ...], table) -> pd.DataFrame:
+    frames = []
+    for path, mtime, seed in zip(group["runs"], mtimes, group["seeds"], strict=True):
+        df = table(path, mtime).copy()
+        df.insert(0, "seed", seed)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _group_arg(path: str, runs: tuple[str, ...], seeds: tuple[int, ...]) -> dict:
+    return {"path": path, "runs": list(runs), "seeds": list(seeds)}
+
+
+@st.cache_data(show_spinner="Scoring every seed…", max_entries=16)
+def seed_results(
+    path: str, runs: tuple[str, ...], seeds: tuple[int, ...], mtimes: tuple[float, ...]
+) -> pd.DataFrame:
+    """:func:`analysis.seeds.across_seeds` of the results table (keys ``method, level, metric``)."""
+    from analysis.seeds import SEED_TABLES, across_seeds
+
+    stacked = _stacked(_group_arg(path, runs, seeds), mtimes, results)
+    _, keys, values = SEED_TABLES["results"]
+    return across_seeds(stacked, keys, values)
+
+
+def seed_results_pm(
+    group: dict, methods: tuple[str, ...], levels: tuple[tuple[str, int], ...]
+) -> pd.DataFrame:
+    """Results across seeds as ``mean ± half-width`` cells, for the (method, level) pairs given."""
+    from analysis.seeds import mean_pm_table
+
+    res = seed_results(group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group))
+    pairs = set(levels)
+    keep = [(m, int(lv)) in pairs and m in methods for m, lv in zip(res["method"], res["level"], strict=True)]
+    return mean_pm_table(res[keep])
+
+
+def _similarity_stack(path: str, mtime: float, methods: tuple[str, ...]) -> pd.DataFrame:
+    from analysis.similarity import GLOBAL, LAYER_MEAN
+
+    df = similarity_summary(path, mtime, methods)
+    return df[df["layer"].isin([GLOBAL, LAYER_MEAN])]
+
+
+@st.cache_data(show_spinner="Comparing ticket masks of every seed…", max_entries=16)
+def seed_similarity_stacked(
+    path: str,
+    runs: tuple[str, ...],
+    seeds: tuple[int, ...],
+    mtimes: tuple[float, ...],
+    methods: tuple[str, ...],
+) -> pd.DataFrame:
+    """Per-seed mean pair measures (pooled and equal layer weight), stacked with a ``seed`` column."""
+    group = _group_arg(path, runs, seeds)
+    return _stacked(group, mtimes, lambda p, m: _similarity_stack(p, m, methods))
+
+
+def seed_similarity(group: dict, methods: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`analysis.seeds.across_seeds` of the similarity curves (keys ``method, level, layer``)."""
+    from analysis.seeds import SEED_TABLES, across_seeds
+
+    stacked = seed_similarity_stacked(
+        group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group), methods
+    )
+    _, keys, values = SEED_TABLES["similarity"]
+    return across_seeds(stacked, keys, [v for v in values if v in stacked.columns])
+
+
+@st.cache_data(show_spinner="Computing collapse signals of every seed…", max_entries=16)
+def seed_collapse(
+    path: str, runs: tuple[str, ...], seeds: tuple[int, ...], mtimes: tuple[float, ...]
+) -> pd.DataFrame:
+    """:func:`analysis.seeds.across_seeds` of the collapse curves (keys ``method, level, ticket, signal``)."""
+    from analysis.seeds import SEED_TABLES, across_seeds
+
+    stacked = _stacked(_group_arg(path, runs, seeds), mtimes, collapse_curves)
+    _, keys, values = SEED_TABLES["collapse"]
+    return across_seeds(stacked, keys, values)
+
+
+def seed_method_curves(group: dict, method: str) -> pd.DataFrame:
+    """Collapse curves across seeds of one method."""
+    out = seed_collapse(group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group))
+    return out[out["method"] == method].reset_index(drop=True)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def null_control(group_path: str) -> dict | None:
+    """The random-partition control group beside ``group_path`` (:func:`analysis.seeds.find_null_control`).
+
+    Returns ``{"path", "name", "seeds", "runs"}`` of its finished runs, or None.
+    """
+    from analysis.seeds import find_null_control
+
+    found = find_null_control(group_path)
+    if found is None:
+        return None
+    group = load_group(found)
+    runs, seeds = [], []
+    for name, seed in zip(group.run_names, group.seeds, strict=True):
+        try:
+            load_run(group.path / name)
+        except RunFormatError:
+            continue
+        runs.append(str(group.path / name))
+        seeds.append(int(seed))
+    if not runs:
+        return None
+    return {"path": str(group.path), "name": group.name, "seeds": seeds, "runs": runs}
+
+
+@st.cache_data(show_spinner="Comparing with the random-partition control…", max_entries=16)
+def _null_similarity(real: tuple, null: tuple, methods: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    from analysis.seeds import null_long, null_similarity_table
+
+    r = seed_similarity_stacked(*real, methods)
+    n = seed_similarity_stacked(*null, methods)
+    table = null_similarity_table(None, None, methods, real_stacked=r, null_stacked=n)
+    return {"table": table, "long": null_long(table)}
+
+
+def null_similarity(group: dict, null: dict, methods: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """:func:`analysis.seeds.null_similarity_table` (``table``) and its long form (``long``)."""
+
+    def key(g: dict) -> tuple:
+        return (g["path"], tuple(g["runs"]), tuple(g["seeds"]), group_mtimes(g))
+
+    def methods_of(g: dict) -> set[str]:
+        return set.intersection(*(set(load_run(p).methods) for p in g["runs"]))
+
+    both = methods_of(group) & methods_of(null)  # a control drops the single-ticket baseline
+    return _null_similarity(key(group), key(null), tuple(m for m in methods if m in both))
+
+
+@st.cache_data(show_spinner="Computing group gaps of every seed…", max_entries=16)
+def _seed_fairness(
+    path: str,
+    runs: tuple[str, ...],
+    seeds: tuple[int, ...],
+    mtimes: tuple[float, ...],
+    methods: tuple[str, ...],
+    group_by: tuple[str, ...],
+    min_count: int,
+    metric: str,
+) -> pd.DataFrame:
+    from analysis.seeds import SEED_TABLES, across_seeds
+
+    stacked = _stacked(
+        _group_arg(path, runs, seeds),
+        mtimes,
+        lambda p, m: fairness_gaps(p, m, methods, group_by, min_count, metric),
+    )
+    _, keys, values = SEED_TABLES["fairness"]
+    return across_seeds(stacked, keys, values)
+
+
+def seed_fairness_gaps(
+    group: dict, methods: tuple[str, ...], group_by: tuple[str, ...], min_count: int, metric: str
+) -> pd.DataFrame:
+    """Fairness gap statistics across seeds (keys ``method, level, group_by, metric, statistic``)."""
+    return _seed_fairness(
+        group["path"],
+        tuple(group["runs"]),
+        tuple(group["seeds"]),
+        group_mtimes(group),
+        methods,
+        group_by,
+        min_count,
+        metric,
+    )

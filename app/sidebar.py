@@ -231,7 +231,8 @@ def render() -> Selection | None:
             seed_runs,
             format_func=lambda r: f"seed {seed_of[r]}",
             key=KEY_SEED,
-            help="The group's run of this seed (views across seeds are not there yet).",
+            help="The group's run of this seed. Overview, Similarity and Collapse show the mean across seeds "
+            "(checkbox 'Across seeds').",
         )
         if len(seed_runs) < len(group["runs"]):
             sb.caption(f"{len(seed_runs)} of {len(group['runs'])} seeds have a finished level so far.")

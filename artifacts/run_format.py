@@ -8,10 +8,16 @@ A run folder::
       extra/<name>.safetensors           per-run arrays: "probe" (x, label, subset: a fixed
                                          test batch for attention maps), "centroids"
                                          ((K, D) subset centroids for centroid routing), ...
-      <method>/                          "imp", "rtl", "independent", ...
+      <method>/                          "imp", "rtl", "independent", "dense", ...
         init.safetensors                 the rewind point; absent when it is theta_0
+        mask_levels.safetensors          every level's masks at once: per layer uint8 (K, *shape),
+                                         the level at which a weight left the mask (see
+                                         "compact storage" below); mask_levels.json instead
+                                         when another method holds identical masks
+        stopping.json                    prune.until_collapse: reference, collapse level, last level
         level_00/ level_01/ ...          one folder per completed pruning level
-          masks.safetensors              per layer: bit-packed uint8, unpacked to bool (K, *shape)
+          masks.safetensors              per layer: bit-packed uint8, unpacked to bool (K, *shape);
+                                         absent once folded into mask_levels (Run.masks reads either)
           weights.safetensors            trained weights (optional for embedded runs); metadata
                                          ``layout``: "shared" (one state dict) or "stacked"
                                          (each parameter (K, ...), one network per ticket);
@@ -19,6 +25,13 @@ A run folder::
           predictions.parquet            one row per evaluated sample
           arrays.safetensors             optional per-level arrays (e.g. reconstructed images)
           level.json                     sparsity, parameter counts, summary metrics
+
+Manifest fields of the protocol (:mod:`lottery.protocol`; absent in older runs):
+``dense_reference`` ``{"method": "imp" | "dense", "level": 0}``, the dense model trained
+on all the data that every "compared with dense" analysis should use (RTL's own level 0
+is jointly retrained and is not it); ``epoch_selection`` (``epochs`` chosen on the
+validation split, ``val_loss`` / ``val_accuracy`` per epoch); ``stopping`` (the
+until-collapse rule); ``partition`` of kind ``random`` names its ``null_of``.
 
 A level folder is written under a temporary name and renamed into place, so a
 killed run never leaves a half-written level: a level exists iff its folder
@@ -45,7 +58,8 @@ pred_<routing> : int
 route_<routing> : int
     The ticket each routing chose.
 score_<k> : float
-    Ticket k's score for the sample, in [0, 1] (stored rounded to 4 decimals): for a detector the probability
+    Ticket k's score for the sample, in [0, 1] (rounded to 4 decimals; newer files store it as uint16
+    steps of 1e-4, read back as float32 by :meth:`Run.predictions`): for a detector the probability
     that the sample is in subset k; for one ticket serving all subsets, the
     probability mass it puts on subset k's classes; for an expert, its
     confidence (max class probability).
@@ -390,7 +404,7 @@ def write_level(
             )
         if arrays is not None:
             save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS))
-        predictions.to_parquet(tmp / PREDICTIONS, index=False, compression="zstd")
+        write_predictions(tmp / PREDICTIONS, predictions)
         write_json(tmp / LEVEL_JSON, {"level": level, **info})
         if final.exists():  # a complete level is never overwritten by accident
             shutil.rmtree(tmp)
@@ -465,7 +479,7 @@ def validate_level(run_dir: str | Path, manifest: Mapping, method: str, level: i
         raise RunFormatError(
             f"{d / LEVEL_JSON}: field level: {info['level']} but the folder is level {level}"
         )
-    shapes = mask_header(d / MASKS)
+    shapes = level_mask_shapes(run_dir, method, level)  # masks.safetensors, else compact storage
     _check_mask_shapes(shapes, manifest, method, d / MASKS)
     return info
 
@@ -561,7 +575,7 @@ class Run:
     def masks(self, method: str, level: int) -> dict[str, np.ndarray]:
         """``{layer: bool ndarray (K, *weight_shape)}``."""
         path = self._level_path(method, level) / MASKS
-        masks = load_masks(path)
+        masks = read_level_masks(self.path, method, level)  # per-level file, else compact storage
         _check_mask_shapes({n: list(m.shape) for n, m in masks.items()}, self.manifest, method, path)
         return masks
 
@@ -586,13 +600,7 @@ class Run:
 
     def predictions(self, method: str, level: int) -> pd.DataFrame:
         """Per-sample evaluation records (columns: module docstring)."""
-        path = self._level_path(method, level) / PREDICTIONS
-        if not path.is_file():
-            raise RunFormatError(f"missing file: {path}")
-        try:
-            return pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises several types for corrupt files
-            raise RunFormatError(f"corrupt predictions file {path}: {e}") from e
+        return read_predictions(self._level_path(method, level))  # quantised scores back as float32
 
     def extra(self, name: str) -> dict[str, np.ndarray]:
         """Arrays stored with the run under ``extra/<name>.safetensors``."""
@@ -792,3 +800,311 @@ def find_groups(*roots: str | Path) -> list[Path]:
         elif root.is_dir() and not (root / MANIFEST).is_file():
             out.extend(p for p in sorted(root.iterdir()) if is_group(p))
     return out
+
+
+# ----------------------------------------------------------------------------- compact storage
+#
+# A sweep's masks are nested across levels, so one byte per weight and ticket, the
+# level at which it left the mask, encodes every level at once::
+#
+#     <method>/mask_levels.safetensors   per layer: uint8 (K, *weight_shape); metadata
+#                                        ``last_level``: the last level it encodes
+#
+# value v: the weight is in the mask of level L iff ``v > L`` (0: never in, e.g. a
+# detector's other head rows; 255: still in at ``last_level``). The engine keeps it
+# up to date after every level (:func:`sync_mask_levels`); ``python -m lottery embed``
+# then drops the per-level ``masks.safetensors`` it reproduces, and a ticket method
+# whose masks equal another's at every level (``level.json`` ``masks_from``) keeps
+# none of its own (``<method>/mask_levels.json`` names the method that holds them).
+# :meth:`Run.masks` reads whichever is there.
+#
+# Scores (``score_<k>``, ``confidence``) are stored as uint16 counts of 1e-4 (the
+# 4 decimals they are rounded to anyway) with byte-stream-split encoding, named in
+# the frame attrs ``lottery_quantised`` (kept in the parquet metadata); :func:`read_predictions` turns
+# them back into float32. Files written before hold float32 and read unchanged.
+
+MASK_LEVELS = "mask_levels.safetensors"
+MASK_LEVELS_ALIAS = "mask_levels.json"  # {"same_as": other method}: its mask_levels hold these masks
+STOPPING = "stopping.json"  # <method>/stopping.json: the until-collapse outcome (lottery.protocol)
+STILL_IN = 255
+SCORE_STEP = 1e-4
+QUANTISED_KEY = "lottery_quantised"
+_MAX_CODED_LEVEL = STILL_IN - 1
+
+
+def _is_score(column: str) -> bool:
+    return column == "confidence" or (column.startswith("score_") and column[6:].isdigit())
+
+
+def write_predictions(path: str | Path, frame: pd.DataFrame) -> None:
+    """Write predictions to parquet, scores as uint16 steps of 1e-4 (lossless for stored scores).
+
+    The quantised columns are named in the frame's ``attrs`` (pandas keeps them in the
+    parquet metadata) under :data:`QUANTISED_KEY`.
+
+    Parameters
+    ----------
+    path : str or Path
+    frame : DataFrame
+        Columns as in the module docstring; ``score_<k>`` / ``confidence`` in [0, 1].
+    """
+    out = frame.copy()
+    quantised = []
+    for c in out.columns:
+        if _is_score(str(c)) and pd.api.types.is_float_dtype(out[c]):
+            v = out[c].to_numpy(np.float64)
+            if np.isfinite(v).all() and (v >= 0).all() and (v <= 1).all():
+                out[c] = np.round(v / SCORE_STEP).astype(np.uint16)
+                quantised.append(str(c))
+    out.attrs = {QUANTISED_KEY: {"columns": quantised, "step": SCORE_STEP}}
+    out.to_parquet(
+        path,
+        index=False,
+        compression="zstd",
+        use_dictionary=[str(c) for c in out.columns if c not in quantised],
+        column_encoding={c: "BYTE_STREAM_SPLIT" for c in quantised} or None,
+    )
+
+
+def read_predictions(level_path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a level's ``predictions.parquet``, quantised scores back as float32.
+
+    Parameters
+    ----------
+    level_path : str or Path
+        The level folder.
+    columns : list of str, optional
+        Read only these columns.
+    """
+    path = Path(level_path) / PREDICTIONS
+    if not path.is_file():
+        raise RunFormatError(f"missing file: {path}")
+    try:
+        frame = pd.read_parquet(path, columns=columns)
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise RunFormatError(f"corrupt predictions file {path}: {e}") from e
+    spec = frame.attrs.pop(QUANTISED_KEY, None)
+    if spec is not None:
+        try:
+            step = float(spec["step"])
+            cols = [str(c) for c in spec["columns"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise RunFormatError(f"{path}: corrupt '{QUANTISED_KEY}' metadata") from e
+        for c in cols:
+            if c in frame:
+                frame[c] = (frame[c].to_numpy(np.float64) * step).astype(np.float32)
+    return frame
+
+
+def _read_mask_levels(run_dir: str | Path, method: str) -> tuple[dict[str, np.ndarray], int] | None:
+    path = method_dir(run_dir, method) / MASK_LEVELS
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        codes = load_file(str(path))
+        last = int(meta["last_level"])
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:
+        raise RunFormatError(f"corrupt mask-levels file {path}: {e}") from e
+    if any(c.dtype != np.uint8 or c.ndim < 2 for c in codes.values()) or not codes:
+        raise RunFormatError(f"{path}: expected uint8 arrays of shape (K, *weight_shape)")
+    return codes, last
+
+
+def sync_mask_levels(run_dir: str | Path, method: str) -> int | None:
+    """Bring ``<method>/mask_levels.safetensors`` up to the method's last completed level.
+
+    Reads the per-level masks of the levels it does not encode yet (in order, from
+    level 0; it stops at a gap or a level without a mask file) and rewrites the file
+    atomically.
+
+    Returns
+    -------
+    int or None
+        The last level it encodes (None when the method has no level 0 masks).
+
+    Raises
+    ------
+    RunFormatError
+        Masks that are not nested across levels, or more than 254 levels.
+    """
+    found = _read_mask_levels(run_dir, method)
+    codes, last = found if found is not None else (None, -1)
+    changed = False
+    done = set(completed_levels(run_dir, method))
+    level = last + 1
+    while level in done:
+        path = level_dir(run_dir, method, level) / MASKS
+        if not path.is_file():
+            break
+        if level > _MAX_CODED_LEVEL:
+            raise RunFormatError(f"{method}: more than {_MAX_CODED_LEVEL} levels do not fit one byte")
+        masks = load_masks(path)
+        if codes is None:
+            codes = {n: np.where(m, STILL_IN, 0).astype(np.uint8) for n, m in masks.items()}
+        else:
+            if masks.keys() != codes.keys():
+                raise RunFormatError(f"{path}: layers differ from the earlier levels")
+            for n, m in masks.items():
+                alive = codes[n] == STILL_IN
+                if m.shape != alive.shape or (m & ~alive).any():
+                    raise RunFormatError(f"{path}: mask {n!r} is not nested in level {level - 1}'s")
+                codes[n][alive & ~m] = level
+        last, changed = level, True
+        level += 1
+    if codes is None:
+        return None
+    if changed:
+        save_tensors(method_dir(run_dir, method) / MASK_LEVELS, codes, last_level=str(last))
+    return last
+
+
+def masks_from_levels(run_dir: str | Path, method: str, level: int) -> dict[str, np.ndarray] | None:
+    """The masks of ``level`` decoded from ``<method>/mask_levels.safetensors`` (None if not there)."""
+    found = _read_mask_levels(run_dir, method)
+    if found is None or not 0 <= level <= found[1]:
+        return None
+    return {n: c > level for n, c in found[0].items()}
+
+
+def _masks_from(run_dir: str | Path, method: str, level: int) -> str | None:
+    info = read_json(level_dir(run_dir, method, level) / LEVEL_JSON)
+    source = info.get("masks_from") if isinstance(info, dict) else None
+    if isinstance(source, str) and source != method and schema.identifier_problem(source) is None:
+        if level in completed_levels(run_dir, source):
+            return source
+    return None
+
+
+def _mask_levels_header(run_dir: str | Path, method: str) -> tuple[dict[str, list[int]], int] | None:
+    """``({layer: [K, *shape]}, last_level)`` of a method's mask_levels, from the header only."""
+    path = method_dir(run_dir, method) / MASK_LEVELS
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            last = int((f.metadata() or {})["last_level"])
+            shapes = {k: (f.get_slice(k).get_dtype(), list(f.get_slice(k).get_shape())) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError, KeyError) as e:
+        raise RunFormatError(f"corrupt mask-levels file {path}: {e}") from e
+    if not shapes or any(d != "U8" or len(sh) < 2 for d, sh in shapes.values()):
+        raise RunFormatError(f"{path}: expected uint8 arrays of shape (K, *weight_shape)")
+    return {k: sh for k, (_, sh) in shapes.items()}, last
+
+
+def _mask_source(run_dir: str | Path, method: str, level: int, seen: tuple = ()) -> tuple[str, str]:
+    """Where a level's masks are: ``("file", method)`` or ``("levels", the method with mask_levels)``."""
+    if (level_dir(run_dir, method, level) / MASKS).is_file():
+        return "file", method
+    header = _mask_levels_header(run_dir, method)
+    if header is not None and 0 <= level <= header[1]:
+        return "levels", method
+    candidates = []
+    alias = method_dir(run_dir, method) / MASK_LEVELS_ALIAS
+    if alias.is_file():
+        pointer = read_json(alias)
+        candidates.append(pointer.get("same_as") if isinstance(pointer, dict) else None)
+    candidates.append(_masks_from(run_dir, method, level))
+    for other in candidates:
+        usable = isinstance(other, str) and schema.identifier_problem(other) is None
+        if usable and other not in (*seen, method):
+            try:
+                return _mask_source(run_dir, other, level, (*seen, method))
+            except RunFormatError:
+                continue
+    path = level_dir(run_dir, method, level) / MASKS
+    raise RunFormatError(f"missing file: {path} (no mask_levels or masks_from holds {method} level {level})")
+
+
+def read_level_masks(run_dir: str | Path, method: str, level: int) -> dict[str, np.ndarray]:
+    """A level's masks ``{layer: bool (K, *shape)}`` wherever they are stored.
+
+    In order: the level's ``masks.safetensors``; the method's ``mask_levels``; those
+    of the method its ``mask_levels.json`` names; the masks of the method named by
+    ``level.json`` ``masks_from`` (identical masks stored once).
+
+    Raises
+    ------
+    RunFormatError
+        None of them holds the level.
+    """
+    kind, holder = _mask_source(run_dir, method, level)
+    if kind == "file":
+        return load_masks(level_dir(run_dir, holder, level) / MASKS)
+    decoded = masks_from_levels(run_dir, holder, level)
+    assert decoded is not None
+    return decoded
+
+
+def level_mask_shapes(run_dir: str | Path, method: str, level: int) -> dict[str, list[int]]:
+    """``{layer: [K, *weight_shape]}`` of a level's masks, from file headers only (either storage)."""
+    kind, holder = _mask_source(run_dir, method, level)
+    if kind == "file":
+        return mask_header(level_dir(run_dir, holder, level) / MASKS)
+    header = _mask_levels_header(run_dir, holder)
+    assert header is not None
+    return header[0]
+
+
+def compact_masks(run_dir: str | Path) -> dict[str, int]:
+    """Drop per-level mask files that compact storage reproduces exactly (for embedding).
+
+    For every method: bring ``mask_levels`` up to date, then delete each level's
+    ``masks.safetensors`` that it decodes bit for bit. A method whose masks equal an
+    earlier method's at every level keeps no ``mask_levels`` of its own: a small
+    ``mask_levels.json`` names the method that holds them.
+
+    Returns
+    -------
+    dict
+        ``removed`` per-level mask files, ``bytes_before`` and ``bytes_after`` of all mask storage.
+    """
+    run_dir = Path(run_dir)
+    manifest = read_json(run_dir / MANIFEST)
+    methods = [m for m in manifest.get("methods", {}) if completed_levels(run_dir, m)]
+
+    def size() -> int:
+        files = [method_dir(run_dir, m) / MASK_LEVELS for m in methods]
+        files += [level_dir(run_dir, m, lv) / MASKS for m in methods for lv in completed_levels(run_dir, m)]
+        return sum(f.stat().st_size for f in files if f.is_file())
+
+    before, removed = size(), 0
+    for m in methods:
+        sync_mask_levels(run_dir, m)
+    for m in methods:
+        for lv in completed_levels(run_dir, m):
+            path = level_dir(run_dir, m, lv) / MASKS
+            decoded = masks_from_levels(run_dir, m, lv)
+            if path.is_file() and decoded is not None:
+                stored = load_masks(path)
+                if _same_masks(decoded, stored):
+                    path.unlink()
+                    removed += 1
+    kept: list[str] = []  # methods that keep their own mask_levels
+    for m in methods:
+        levels = completed_levels(run_dir, m)
+        own = method_dir(run_dir, m) / MASK_LEVELS
+        if not own.is_file():
+            continue
+        for src in kept:
+            if all(
+                _same_masks(masks_from_levels(run_dir, m, lv), masks_from_levels(run_dir, src, lv))
+                for lv in levels
+            ):
+                write_json(method_dir(run_dir, m) / MASK_LEVELS_ALIAS, {"same_as": src, "levels": levels})
+                own.unlink()
+                break
+        else:
+            kept.append(m)
+    return {"removed": removed, "bytes_before": before, "bytes_after": size()}
+
+
+def _same_masks(a: Mapping[str, np.ndarray] | None, b: Mapping[str, np.ndarray] | None) -> bool:
+    if a is None or b is None or a.keys() != b.keys():
+        return False
+    return all(np.array_equal(a[n], b[n]) for n in a)

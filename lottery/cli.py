@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("names", nargs="+", help="embedded run names (see lottery/embedded.py)")
     e.add_argument("--root", type=Path, default=Path("artifacts"), help="folder of the embedded runs")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.add_argument(
+        "--shrink-only", action="store_true", help="only shrink what is trained (run groups: after the sweep)"
+    )
 
     tb = sub.add_parser("table", help="print the paper's Table 1 for a run (markdown)")
     tb.add_argument("run", type=Path)
@@ -73,9 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return _train(args)
         if args.command == "embed":
-            from lottery.embedded import make_embedded
+            from lottery.embedded import make_embedded, shrink_embedded
 
             for name in args.names:
+                if args.shrink_only:
+                    r = shrink_embedded(name, args.root)
+                    print(
+                        f"{name}: {r['runs']} run(s), {r['bytes'] / 1e6:.1f} MB in {r['path']} "
+                        f"({r['removed']} weight files removed, {r['halved']} halved, "
+                        f"{r['mask_files_removed']} per-level mask files folded into mask_levels)"
+                    )
+                    continue
                 r = make_embedded(name, args.root, show_progress=not args.quiet)
                 print(
                     f"{name}: {r['seconds']:.0f} s wall, {r['bytes'] / 1e6:.1f} MB in {r['path']} "

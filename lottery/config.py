@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 # Names of the classification methods; ``lottery.methods.METHODS`` maps each to its module.
-METHOD_NAMES = ("imp", "independent", "rtl")
+METHOD_NAMES = ("imp", "independent", "rtl", "dense")
 
 
 def _choose(key: str, value: Any, choices: Sequence[Any]) -> None:
@@ -38,8 +38,10 @@ class DataConfig:
     Attributes
     ----------
     name : {"fashion_mnist", "digits", "adult"}
-    partition : {"class", "map", "kmeans"}
-        One subset per class, per cluster of a named class map, or per k-means cluster of the inputs.
+    partition : {"class", "map", "kmeans", "random"}
+        One subset per class, per cluster of a named class map, or per k-means cluster of the
+        inputs; ``random``: the null control of the partition ``null_of`` (K random subsets
+        of the same sizes, membership shuffled with the run seed, blind to labels and inputs).
     partition_map : str, optional
         Name of the class-to-cluster map for ``partition="map"`` (e.g. "fashion4").
     k : int, optional
@@ -50,6 +52,9 @@ class DataConfig:
         Evaluate on the first ``eval_limit`` test samples only.
     val_fraction : float
         Fraction of train carved out as a validation split.
+    null_of : {"class", "map", "kmeans"}, optional
+        For ``partition="random"``: the real partition whose subset sizes it copies
+        (with ``partition_map`` / ``k`` as that partition needs them).
     """
 
     name: str = "digits"
@@ -59,13 +64,21 @@ class DataConfig:
     limit: int | None = None
     eval_limit: int | None = None
     val_fraction: float = 0.1
+    null_of: str | None = None
 
     def __post_init__(self) -> None:
         _choose("data.name", self.name, ("fashion_mnist", "digits", "adult"))
-        _choose("data.partition", self.partition, ("class", "map", "kmeans"))
-        if self.partition == "map" and not self.partition_map:
+        _choose("data.partition", self.partition, ("class", "map", "kmeans", "random"))
+        if self.partition == "random":
+            if self.null_of is None:
+                raise ValueError('data.partition="random" needs data.null_of (class, map or kmeans)')
+            _choose("data.null_of", self.null_of, ("class", "map", "kmeans"))
+        elif self.null_of is not None:
+            raise ValueError('data.null_of is only for data.partition="random"')
+        real = self.null_of if self.partition == "random" else self.partition
+        if real == "map" and not self.partition_map:
             raise ValueError('data.partition="map" needs data.partition_map (e.g. fashion4)')
-        if self.partition == "kmeans" and self.k is None:
+        if real == "kmeans" and self.k is None:
             raise ValueError('data.partition="kmeans" needs data.k (the number of clusters)')
         for name in ("k", "limit", "eval_limit"):
             if getattr(self, name) is not None:
@@ -96,7 +109,22 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation of one training phase."""
+    """Optimisation of one training phase.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes per phase (ignored when ``epochs_from_validation``).
+    epochs_from_validation : bool
+        Choose the epochs of every phase once per run: the dense model (IMP level 0)
+        trains from theta_0 for up to ``max_epochs`` with early stopping on the
+        validation split (best validation loss, ``patience`` epochs without
+        improvement); the best epoch count replaces ``train.epochs`` and
+        ``rtl.retrain_epochs`` for every phase of every method. Recorded in the
+        manifest as ``epoch_selection``.
+    max_epochs, patience : int
+        Cap and patience of that selection.
+    """
 
     epochs: int = 3
     batch_size: int = 128
@@ -104,9 +132,14 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    epochs_from_validation: bool = False
+    max_epochs: int = 30
+    patience: int = 3
 
     def __post_init__(self) -> None:
         _at_least("train.epochs", self.epochs, 0)
+        _at_least("train.max_epochs", self.max_epochs, 1)
+        _at_least("train.patience", self.patience, 1)
         _at_least("train.batch_size", self.batch_size, 1)
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0; got {self.lr!r}")
@@ -128,12 +161,23 @@ class PruneConfig:
     scope : {"layer", "global"}
     rewind_iter : int
         0 rewinds to theta_0; k > 0 rewinds to the weights after k training steps (late rewinding).
+    until_collapse : bool
+        Stop a method early once it has collapsed: its balanced accuracy at a level >= 1
+        has fallen at least ``collapse_drop`` below the dense reference's (IMP level 0),
+        after which ``extra_levels`` more levels run; ``levels`` stays the cap.
+    extra_levels : int
+        Levels run after the collapse level.
+    collapse_drop : float
+        Absolute drop in balanced accuracy that counts as collapse.
     """
 
     fraction: float = 0.2
     levels: int = 3
     scope: str = "layer"
     rewind_iter: int = 0
+    until_collapse: bool = False
+    extra_levels: int = 2
+    collapse_drop: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction < 1.0:
@@ -141,6 +185,9 @@ class PruneConfig:
         _at_least("prune.levels", self.levels, 0)
         _choose("prune.scope", self.scope, ("layer", "global"))
         _at_least("prune.rewind_iter", self.rewind_iter, 0)
+        _at_least("prune.extra_levels", self.extra_levels, 0)
+        if not 0.0 < self.collapse_drop < 1.0:
+            raise ValueError(f"prune.collapse_drop must be in (0, 1); got {self.collapse_drop!r}")
 
 
 @dataclass(frozen=True)
@@ -159,14 +206,21 @@ class RTLConfig:
         RTL's sample presentations per level (ticket extraction plus joint
         retraining, :func:`lottery.tickets.rtl_budget`) and N the training-set
         size, instead of ``train.epochs``.
+    overlap_scaling : {"none", "count"}
+        ``none`` (the paper): in joint retraining a weight kept by c tickets moves
+        with each of their steps. ``count``: each ticket's update of a weight is
+        divided by c, so a round of K steps moves it by about the mean of the
+        tickets' updates rather than their sum.
     """
 
     ticket_kind: str = "detector"
     retrain_epochs: int = 3
     match_imp_budget: bool = False
+    overlap_scaling: str = "none"
 
     def __post_init__(self) -> None:
         _choose("rtl.ticket_kind", self.ticket_kind, ("detector", "expert"))
+        _choose("rtl.overlap_scaling", self.overlap_scaling, ("none", "count"))
         _at_least("rtl.retrain_epochs", self.retrain_epochs, 0)
 
 

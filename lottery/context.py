@@ -29,6 +29,7 @@ from artifacts import run_format as rf
 from lottery.config import Described, RunDescription
 from lottery.data import Dataset, Partition, load_dataset, make_partition
 from lottery.models import ModelConfig, build_model, prunable_shapes
+from lottery.protocol import SELECTION, with_selected_epochs
 from lottery.train import load_state_numpy, resolve_device, state_numpy
 
 # ----------------------------------------------------------------------------- the context of any run
@@ -152,6 +153,9 @@ class Domain:
         ``prepare(ctx)`` writes per-run extras after theta_0 (probe batch, examples).
     finish : callable, optional
         ``finish(ctx)`` after every method (e.g. drop resume-only files).
+    plan : callable, optional
+        ``plan(desc) -> tuple of str``: the methods to run, in order (default
+        ``desc.methods``; classification adds its dense reference).
     """
 
     task: str | None
@@ -161,6 +165,7 @@ class Domain:
     check: Callable[[Any, dict], None] | None = None
     prepare: Callable[[Any], None] | None = None
     finish: Callable[[Any], None] | None = None
+    plan: Callable[[Any], tuple[str, ...]] | None = None
 
 
 def run_domain(
@@ -196,7 +201,7 @@ def run_domain(
         The run folder.
     """
     run_dir = Path(run_dir)
-    methods = tuple(desc.methods)  # type: ignore[attr-defined]
+    methods = tuple(domain.plan(desc) if domain.plan else desc.methods)  # type: ignore[attr-defined]
     unknown = [m for m in methods if m not in domain.methods]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {sorted(domain.methods)}")
@@ -240,6 +245,11 @@ class Context(RunContext):
         One row per evaluation sample: ``sample, label, label_name, subset`` and group columns.
     shapes : dict of str to tuple of int
         Prunable weight shapes, in module order.
+    requested : RunDescription or None
+        The description as given, when ``desc`` differs from it by epochs chosen on
+        the validation split (:mod:`lottery.protocol`); its hash names the run.
+    epoch_selection : dict or None
+        ``manifest["epoch_selection"]`` of such a run.
     """
 
     desc: RunDescription
@@ -255,6 +265,8 @@ class Context(RunContext):
     subset_test: torch.Tensor
     test_frame: pd.DataFrame
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    requested: RunDescription | None = None
+    epoch_selection: dict | None = None
 
     @property
     def k(self) -> int:
@@ -295,7 +307,9 @@ def build_context(
     dev = resolve_device(device)
     dc = desc.data
     data = load_dataset(dc.name, data_dir, val_fraction=dc.val_fraction, seed=desc.seed, limit=dc.limit)
-    partition = make_partition(dc.partition, data, name=dc.partition_map, k=dc.k, seed=desc.seed)
+    partition = make_partition(
+        dc.partition, data, name=dc.partition_map, k=dc.k, seed=desc.seed, null_of=dc.null_of
+    )
     x_test, y_test = data.x_test, data.y_test
     attrs = {k: v for k, v in data.attrs_test.items()}
     if dc.eval_limit is not None:
@@ -337,7 +351,22 @@ def build_context(
         test_frame=frame,
     )
     ctx.shapes = prunable_shapes(build_model(mcfg))
+    if desc.train.epochs_from_validation:
+        # a resumed run (or a sweep's method task) reads the choice its manifest recorded;
+        # a new run makes it when its manifest is written (lottery.pipeline.manifest_for)
+        path = Path(run_dir) / rf.MANIFEST
+        old = rf.read_json(path) if path.is_file() else {}
+        if isinstance(old, dict) and isinstance(old.get(SELECTION), dict):
+            apply_epoch_selection(ctx, old[SELECTION])
     return ctx
+
+
+def apply_epoch_selection(ctx: Context, selection: dict) -> None:
+    """Give every phase of ``ctx`` the epochs chosen on the validation split (``requested`` kept)."""
+    if ctx.requested is None:
+        ctx.requested = ctx.desc
+    ctx.epoch_selection = selection
+    ctx.desc = with_selected_epochs(ctx.requested, selection)
 
 
 def group_columns(ctx: Context) -> list[str]:

@@ -2,8 +2,11 @@
 
 ``python -m lottery embed NAME`` trains preset ``NAME`` into ``artifacts/NAME``
 and then keeps only the trained weights that ``EMBEDDED[NAME]`` lists, stored
-as float16 (masks are bit-packed already). ``scripts/make_embedded_runs.sh``
-regenerates all of them and records the wall time of each.
+as float16, and stores the masks once per method (``mask_levels``, see
+:func:`artifacts.run_format.compact_masks`). A run group (``Embedded.seeds``) is
+trained by ``python -m lottery sweep`` and shrunk by ``embed NAME --shrink-only``.
+``scripts/make_embedded_runs.sh`` regenerates all of them and records the wall
+time of each.
 """
 
 from __future__ import annotations
@@ -29,9 +32,19 @@ class Embedded:
     keep_methods : tuple of str
         Methods whose weights are kept at every level (as float16); all other
         weight files are deleted.
+    seeds : tuple of int
+        Empty: one run (``python -m lottery embed`` trains it). Otherwise a run
+        group of these seeds, trained by ``python -m lottery sweep`` and shrunk by
+        ``python -m lottery embed NAME --shrink-only``.
+    fold_masks : bool
+        Keep each method's masks as one ``mask_levels`` file and drop the per-level
+        mask files (:func:`artifacts.run_format.compact_masks`; ``Run.masks`` reads
+        both, readers of ``masks.safetensors`` itself need the per-level files).
     """
 
     keep_methods: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
+    fold_masks: bool = False
 
 
 EMBEDDED: dict[str, Embedded] = {
@@ -41,6 +54,15 @@ EMBEDDED: dict[str, Embedded] = {
     "fashion-vit-cluster": Embedded(keep_methods=("rtl", "imp")),
     # 13.5K weights per network: cheap to keep
     "adult-mlp-cluster": Embedded(keep_methods=("rtl", "imp")),
+    # issue 12's sweeps: 3 seeds each, and the random-partition control beside each (its
+    # views need masks and predictions only); masks stored once per sweep (mask_levels)
+    "fashion-mlp-class-sweep": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "fashion-mlp-class-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "fashion-mlp-class-sweep-count": Embedded(seeds=(0,), fold_masks=True),
+    "fashion-vit-cluster-sweep": Embedded(keep_methods=("rtl", "imp"), seeds=(0, 1, 2), fold_masks=True),
+    "fashion-vit-cluster-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "adult-mlp-cluster-sweep": Embedded(keep_methods=("rtl", "imp"), seeds=(0, 1, 2), fold_masks=True),
+    "adult-mlp-cluster-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
 }
 
 
@@ -89,7 +111,29 @@ def shrink(run_dir: str | Path, spec: Embedded) -> dict[str, int]:
             else:
                 path.unlink()
                 removed += 1
-    return {"removed": removed, "halved": halved}
+    counts = {"removed": removed, "halved": halved}
+    if spec.fold_masks:
+        counts["mask_files_removed"] = rf.compact_masks(run.path)["removed"]
+    return counts
+
+
+def shrink_embedded(name: str, root: str | Path = "artifacts") -> dict:
+    """Shrink an embedded run or run group already trained under ``root/name`` (:func:`shrink`, every run).
+
+    Returns
+    -------
+    dict
+        ``name``, ``path``, ``runs``, ``bytes`` (after), ``removed``, ``halved``, ``mask_files_removed``.
+    """
+    if name not in EMBEDDED:
+        raise ValueError(f"unknown embedded run {name!r}; known: {', '.join(EMBEDDED)}")
+    out = Path(root) / name
+    paths = rf.load_group(out).run_paths() if rf.is_group(out) else [out]
+    totals = {"removed": 0, "halved": 0, "mask_files_removed": 0}
+    for path in paths:
+        for key, value in shrink(path, EMBEDDED[name]).items():
+            totals[key] += value
+    return {"name": name, "path": str(out), "runs": len(paths), "bytes": folder_bytes(out), **totals}
 
 
 def folder_bytes(path: str | Path) -> int:
@@ -113,6 +157,12 @@ def make_embedded(
 
     if name not in EMBEDDED:
         raise ValueError(f"unknown embedded run {name!r}; known: {', '.join(EMBEDDED)}")
+    if EMBEDDED[name].seeds:
+        seeds = " ".join(map(str, EMBEDDED[name].seeds))
+        raise ValueError(
+            f"{name} is a run group: python -m lottery sweep --preset {name} --seeds {seeds} "
+            f"--out {Path(root) / name}, then python -m lottery embed {name} --shrink-only"
+        )
     out = Path(root) / name
     t0 = time.perf_counter()
     train_run(get_preset(name), out, device=device, name=name, show_progress=show_progress)

@@ -23,6 +23,7 @@ from lottery.config import TrainConfig
 from lottery.context import Context
 from lottery.levels import LevelLoop, level_info, prune_level, rewind_point
 from lottery.masks import Masks
+from lottery.protocol import CollapseStop
 from lottery.routing import stored_score
 from lottery.tickets import matched_imp_epochs, subset_sizes
 from lottery.train import (
@@ -34,6 +35,7 @@ from lottery.train import (
 )
 
 METHOD = "imp"
+DENSE = "dense"
 
 
 def single_predictions(ctx: Context, logits: torch.Tensor) -> pd.DataFrame:
@@ -57,6 +59,11 @@ def single_predictions(ctx: Context, logits: torch.Tensor) -> pd.DataFrame:
     return frame
 
 
+def dense_manifest_entry(ctx: Context) -> dict:
+    """Manifest entry of ``dense``: IMP level 0 only."""
+    return {**manifest_entry(ctx), "description": "the dense model trained on all the data (IMP level 0)"}
+
+
 def manifest_entry(ctx: Context) -> dict:
     """Manifest entry of ``imp``: one ticket for all subsets."""
     return {
@@ -76,13 +83,21 @@ def imp_train_config(ctx: Context) -> TrainConfig:
     return dataclasses.replace(cfg, epochs=matched_imp_epochs(ctx.desc, subset_sizes(ctx)))
 
 
-def run_imp(ctx: Context, show_progress: bool = True) -> None:
-    """Run or resume the ``imp`` levels of a run."""
+def run_dense(ctx: Context, show_progress: bool = True) -> None:
+    """Run or resume ``dense``: IMP's level 0 alone, the dense reference of a run without ``imp``."""
+    run_imp(ctx, show_progress, method=DENSE, n_levels=0)
+
+
+def run_imp(
+    ctx: Context, show_progress: bool = True, *, method: str = METHOD, n_levels: int | None = None
+) -> None:
+    """Run or resume the ``imp`` levels of a run (``method``/``n_levels`` serve ``dense``)."""
     desc, cfg = ctx.desc, imp_train_config(ctx)
     p = desc.prune
+    n_levels = p.levels if n_levels is None else n_levels
 
     def train(model: nn.Module, mask: Mapping[str, torch.Tensor], level: int, on_step=None, bar=None) -> int:
-        gen = seeded_generator(desc.seed, METHOD, level)
+        gen = seeded_generator(desc.seed, METHOD, level)  # dense draws imp's stream: the same level 0
         return train_masked(
             model,
             mask,
@@ -95,17 +110,18 @@ def run_imp(ctx: Context, show_progress: bool = True) -> None:
         )
 
     dense = {n: torch.ones(s, dtype=torch.bool, device=ctx.device) for n, s in ctx.shapes.items()}
-    rewind = rewind_point(ctx, METHOD, lambda m, hook: train(m, dense, 0, hook))
+    rewind = rewind_point(ctx, method, lambda m, hook: train(m, dense, 0, hook))
 
-    loop = LevelLoop(ctx.run_dir, METHOD, p.levels, show_progress)
+    stop = CollapseStop(ctx.run_dir, method, desc)
+    loop = LevelLoop(ctx.run_dir, method, n_levels, show_progress, stop=stop)
     prev: tuple[dict, dict] | None = None  # (weights, mask) of the previous level
     for level, continued in loop:
         if level == 0:
             mask = dense
         else:
             if not continued:
-                w_prev = rf.load_tensors(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.WEIGHTS)
-                m_prev = rf.load_masks(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.MASKS)
+                w_prev = rf.load_tensors(rf.level_dir(ctx.run_dir, method, level - 1) / rf.WEIGHTS)
+                m_prev = rf.read_level_masks(ctx.run_dir, method, level - 1)
                 prev = (w_prev, {n: m[0] for n, m in m_prev.items()})
             assert prev is not None
             new = prune_level(prev[0], prev[1], p.fraction, level, p.scope)
@@ -129,7 +145,9 @@ def run_imp(ctx: Context, show_progress: bool = True) -> None:
             presentations=int(steps and cfg.epochs * len(ctx.y_train)),
         )
         rf.write_level(
-            ctx.run_dir, METHOD, level, masks=masks.numpy(), predictions=frame, info=info, weights=weights
+            ctx.run_dir, method, level, masks=masks.numpy(), predictions=frame, info=info, weights=weights
         )
+        rf.sync_mask_levels(ctx.run_dir, method)
         prev = (weights, {n: m.cpu().numpy() for n, m in mask.items()})
         loop.report(sparsity=info["sparsity"], acc=acc)
+    stop.record()

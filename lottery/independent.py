@@ -27,6 +27,7 @@ from artifacts import run_format as rf
 from lottery.context import Context
 from lottery.levels import LevelLoop, level_info
 from lottery.masks import Masks
+from lottery.protocol import CollapseStop
 from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
 from lottery.sampling import presentations_per_step
 from lottery.tickets import (
@@ -76,14 +77,15 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
     initial = initial_masks(ctx)
     centroid = centroid_routes(ctx)
     per_step = presentations_per_step(desc.rtl.ticket_kind, desc.train.batch_size)
-    loop = LevelLoop(ctx.run_dir, METHOD, desc.prune.levels, show_progress)
+    stop = CollapseStop(ctx.run_dir, METHOD, desc)
+    loop = LevelLoop(ctx.run_dir, METHOD, desc.prune.levels, show_progress, stop=stop)
     prev: tuple[Masks, dict[str, torch.Tensor] | None] | None = None
     for level, continued in loop:
         if not continued:
             prev = None
         bar = tqdm(total=2 * ctx.k, desc=f"independent level {level}", disable=not show_progress, leave=False)
         if prev is None and level > 0 and (level - 1) in loop.done:
-            prev_masks = rf.load_masks(rf.level_dir(ctx.run_dir, METHOD, level - 1) / rf.MASKS)
+            prev_masks = rf.read_level_masks(ctx.run_dir, METHOD, level - 1)
             prev = (
                 Masks({n: torch.as_tensor(m).to(ctx.device) for n, m in prev_masks.items()}, ctx.shapes),
                 _stored_weights(ctx, level - 1),
@@ -125,4 +127,6 @@ def run_independent(ctx: Context, show_progress: bool = True) -> None:
             weights_metadata={"layout": "stacked"},
         )
         prev = (masks, weights)
+        rf.sync_mask_levels(ctx.run_dir, METHOD)
         loop.report(sparsity=info["sparsity"], acc=metrics["accuracy"])
+    stop.record()

@@ -134,12 +134,22 @@ class LevelLoop:
     show_progress : bool
     label : str, optional
         Progress-bar label (default ``"<method> levels"``).
+    stop : callable, optional
+        ``stop(level) -> bool``, asked before every level still to run: true ends the
+        loop there (e.g. :class:`lottery.protocol.CollapseStop`).
     """
 
     def __init__(
-        self, run_dir: Path, method: str, n_levels: int, show_progress: bool = True, label: str | None = None
+        self,
+        run_dir: Path,
+        method: str,
+        n_levels: int,
+        show_progress: bool = True,
+        label: str | None = None,
+        stop: Callable[[int], bool] | None = None,
     ) -> None:
         self.run_dir, self.method, self.n_levels = Path(run_dir), method, n_levels
+        self.stop = stop
         rf.clean_partial_levels(self.run_dir, method)
         self.done = set(rf.completed_levels(self.run_dir, method))
         self.bar = tqdm(
@@ -152,6 +162,8 @@ class LevelLoop:
             if level in self.done:
                 continued = False
                 continue
+            if self.stop is not None and self.stop(level):
+                break
             yield level, continued
             continued = True
 

@@ -31,6 +31,7 @@ class Method(NamedTuple):
 
 METHODS: dict[str, Method] = {
     imp.METHOD: Method(imp.manifest_entry, imp.run_imp),
+    imp.DENSE: Method(imp.dense_manifest_entry, imp.run_dense),
     independent.METHOD: Method(independent.manifest_entry, independent.run_independent),
     rtl.METHOD: Method(rtl.manifest_entry, rtl.run_rtl),
 }

@@ -10,18 +10,40 @@ from __future__ import annotations
 from pathlib import Path
 
 from lottery.config import RunDescription
-from lottery.context import Context, Domain, build_context, group_columns, manifest_header, run_domain
+from lottery.context import (
+    Context,
+    Domain,
+    apply_epoch_selection,
+    build_context,
+    group_columns,
+    manifest_header,
+    run_domain,
+)
 from lottery.methods import METHODS
 from lottery.probe import write_probe
+from lottery.protocol import SELECTION, dense_reference, planned_methods, select_epochs, stopping_rule
 
 __all__ = ["CLASSIFICATION", "Context", "build_context", "manifest_for", "train_run"]
 
 
 def manifest_for(ctx: Context, name: str | None = None) -> dict:
-    """The manifest of a run (written before the first level)."""
+    """The manifest of a run (written before the first level).
+
+    With ``train.epochs_from_validation`` this is where the epochs are chosen
+    (:func:`lottery.protocol.select_epochs`) and given to ``ctx``.
+    """
     d = ctx.data
+    requested = ctx.requested or ctx.desc
+    extra: dict = {}
+    if requested.train.epochs_from_validation:
+        if ctx.epoch_selection is None:
+            apply_epoch_selection(ctx, select_epochs(ctx))
+        extra[SELECTION] = ctx.epoch_selection
+    if stopping_rule(requested) is not None:
+        extra["stopping"] = stopping_rule(requested)
+    methods = planned_methods(requested)
     return {
-        **manifest_header(ctx.desc, ctx.run_dir, name),
+        **manifest_header(requested, ctx.run_dir, name),
         "dataset": {
             "name": d.name,
             "classes": list(d.classes),
@@ -35,7 +57,9 @@ def manifest_for(ctx: Context, name: str | None = None) -> dict:
         "prunable": {n: list(s) for n, s in ctx.shapes.items()},
         "layers": list(ctx.shapes),  # prunable layers in module order (input to output)
         "groups": group_columns(ctx),
-        "methods": {m: METHODS[m].manifest_entry(ctx) for m in ctx.desc.methods},
+        "methods": {m: METHODS[m].manifest_entry(ctx) for m in methods},
+        "dense_reference": dense_reference(methods),
+        **extra,
     }
 
 
@@ -45,6 +69,7 @@ CLASSIFICATION = Domain(
     manifest=manifest_for,
     methods={name: method.run for name, method in METHODS.items()},
     prepare=write_probe,
+    plan=planned_methods,
 )
 
 

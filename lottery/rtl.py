@@ -60,6 +60,8 @@ from artifacts import run_format as rf
 from lottery.context import Context
 from lottery.levels import LevelLoop, level_info
 from lottery.masks import Masks
+from lottery.overlap import overlap_record
+from lottery.protocol import CollapseStop
 from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
 from lottery.tickets import (
     centroid_routes,
@@ -104,7 +106,8 @@ def run_rtl(ctx: Context, show_progress: bool = True) -> None:
     initial = initial_masks(ctx)
     centroid = centroid_routes(ctx)
     budget = rtl_budget(desc, subset_sizes(ctx))
-    loop = LevelLoop(ctx.run_dir, METHOD, desc.prune.levels, show_progress)
+    stop = CollapseStop(ctx.run_dir, METHOD, desc)
+    loop = LevelLoop(ctx.run_dir, METHOD, desc.prune.levels, show_progress, stop=stop)
     prev: Masks | None = None
     for level, continued in loop:
         if not continued:
@@ -128,6 +131,8 @@ def run_rtl(ctx: Context, show_progress: bool = True) -> None:
             steps=steps,
             presentations=budget["presentations"] if level else budget["retrain_presentations"],
             masks_from=source,
+            overlap=overlap_record(masks),
+            overlap_scaling=desc.rtl.overlap_scaling,
             extraction_seconds=t1 - t0,
             retrain_steps_per_ticket=budget["retrain_steps_per_ticket"],
             budget=budget,
@@ -143,7 +148,9 @@ def run_rtl(ctx: Context, show_progress: bool = True) -> None:
             weights_metadata={"layout": "shared"},
         )
         prev = masks
+        rf.sync_mask_levels(ctx.run_dir, METHOD)
         loop.report(sparsity=info["sparsity"], acc=metrics["accuracy"])
+    stop.record()
 
 
 def state_numpy_dict(params: dict[str, torch.Tensor]) -> dict:

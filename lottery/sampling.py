@@ -137,3 +137,37 @@ def interleaved_order(k: int, rounds: int, generator: torch.Generator) -> torch.
     if rounds == 0:
         return torch.zeros(0, dtype=torch.int64)
     return torch.stack([torch.randperm(k, generator=generator) for _ in range(rounds)]).flatten()
+
+
+def draw_batches(batches: TicketBatches, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next ``steps`` batches of a ticket's stream at once, for an index-sampling hot loop.
+
+    Returns
+    -------
+    idx : tensor of int64, shape (steps, B)
+        Training-set indices, on the labels' device.
+    target : tensor, shape (steps, B)
+        Targets as :meth:`TicketBatches.next` gives them.
+    """
+    if steps == 0:
+        b = presentations_per_step(batches.kind, batches.batch_size)
+        dtype = torch.float32 if batches.kind == "detector" else batches.labels.dtype
+        empty = torch.zeros((0, b), dtype=torch.int64, device=batches.labels.device)
+        return empty, torch.zeros((0, b), dtype=dtype, device=batches.labels.device)
+    drawn = [batches.next() for _ in range(steps)]
+    return torch.stack([i for i, _ in drawn]), torch.stack([t for _, t in drawn])
+
+
+def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[idx]`` for an index tensor of any shape, as one row-wise ``index_select`` (several times faster).
+
+    Parameters
+    ----------
+    x : tensor, shape (N, *row_shape)
+    idx : tensor of int64, shape (*index_shape)
+
+    Returns
+    -------
+    tensor, shape (*index_shape, *row_shape)
+    """
+    return x.index_select(0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])

@@ -69,6 +69,12 @@ def _domain():
     return CLASSIFICATION
 
 
+def _planned(desc: RunDescription) -> tuple[str, ...]:
+    from lottery.protocol import planned_methods
+
+    return planned_methods(desc)
+
+
 def _ticket_methods() -> tuple[str, ...]:
     from lottery.tickets import TICKET_METHODS
 
@@ -342,16 +348,18 @@ def run_sweep(
     if cpus_per_run <= 0:
         raise ValueError("--cpus-per-run must be positive")
     known = _domain().methods
-    unknown = [m for m in desc.methods if m not in known]
+    methods = _planned(desc)  # the description's methods and its dense reference
+    unknown = [m for m in methods if m not in known]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {sorted(known)}")
     group_dir = Path(group_dir).expanduser().resolve()
     check_group_dir(group_dir, desc)  # before the slow Ray start
     runs = {s: group_dir / seed_run_name(s) for s in seeds}
-    result = SweepResult(group_dir, levels_total=len(seeds) * len(desc.methods) * (desc.prune.levels + 1))
+    per_run = sum(1 if m == "dense" else desc.prune.levels + 1 for m in methods)
+    result = SweepResult(group_dir, levels_total=len(seeds) * per_run)
 
     def count_levels() -> int:
-        return sum(len(rf.completed_levels(runs[s], m)) for s in seeds for m in desc.methods)
+        return sum(len(rf.completed_levels(runs[s], m)) for s in seeds for m in methods)
 
     import ray
 
@@ -395,7 +403,7 @@ def run_sweep(
             ref = prepare.remote(replace(desc, seed=s), runs[s], device=device, data_dir=data_dir, name=name)
             pending[ref] = (s, None)
         # ticket methods of one seed run one after the other (the second reuses the first's masks)
-        chains = {s: [m for m in desc.methods if m in ticket] for s in seeds}
+        chains = {s: [m for m in methods if m in ticket] for s in seeds}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
             for ref in ready:
@@ -412,7 +420,7 @@ def run_sweep(
                     if method is not None:
                         result.finished.append((seed_run_name(seed), method))
                 if method is None:
-                    for m in desc.methods:
+                    for m in methods:
                         if m not in ticket:
                             submit(seed, m)
                     if chains[seed]:

@@ -22,6 +22,14 @@ Parameter counts (prunable weights only; biases, norms and embeddings are
 dense and shared): ``params_per_ticket`` per ticket, ``params_union`` the
 weights kept by any ticket (the paper's RTL count) and ``params_total`` what
 the method stores (the union for RTL, the sum for K independent networks).
+
+Speed (``engine="batched"``, the default): extraction steps the K tickets
+together as one stacked network (:mod:`lottery.stacked`); joint retraining
+stays sequential but draws every batch of the level up front as index
+tensors on the device and steps with one fused optimiser call; evaluation
+runs the K tickets as one stacked network. ``engine="reference"`` keeps the
+one-ticket-at-a-time loops for comparison (``benchmarks/bench_engine.py``)
+and as the tests' oracle; both engines draw the same batches.
 """
 
 from __future__ import annotations
@@ -41,14 +49,18 @@ from lottery.context import Context
 from lottery.data import fit_centroids, nearest_centroid
 from lottery.levels import mask_counts, rewind_point
 from lottery.masks import Masks
+from lottery.overlap import scale_updates, update_scales
 from lottery.prune import level_density, magnitude_prune
 from lottery.routing import detector_columns, expert_columns
 from lottery.sampling import (
     TicketBatches,
+    draw_batches,
     epoch_steps,
+    gather_rows,
     interleaved_order,
     presentations_per_step,
 )
+from lottery.stacked import single_forward, stack_params, stacked_forward
 from lottery.ticket_optim import TicketOptimizer, masked_weights
 from lottery.train import seeded_generator, train_masked
 
@@ -67,7 +79,8 @@ def check_tickets(ctx: Context) -> None:
     if kind not in ("detector", "expert"):
         raise ValueError(f"unknown rtl.ticket_kind {kind!r}; choose detector or expert")
     if kind == "detector":
-        if ctx.desc.data.partition != "class":
+        data = ctx.desc.data
+        if data.partition != "class" and not (data.partition == "random" and data.null_of == "class"):
             raise ValueError(
                 "detector tickets stand for one class each: use data.partition='class', "
                 "or rtl.ticket_kind='expert' for clusters"
@@ -192,7 +205,7 @@ def stored_masks(ctx: Context, level: int) -> tuple[Masks, str] | None:
     """Masks of ``level`` already written by ``rtl`` or ``independent`` in this run, and by which."""
     for method in TICKET_METHODS:
         if method in ctx.desc.methods and level in rf.completed_levels(ctx.run_dir, method):
-            m = rf.load_masks(rf.level_dir(ctx.run_dir, method, level) / rf.MASKS)
+            m = rf.read_level_masks(ctx.run_dir, method, level)
             return Masks({n: torch.as_tensor(v).to(ctx.device) for n, v in m.items()}, ctx.shapes), method
     return None
 
@@ -205,6 +218,8 @@ def level_masks(
     prev: Masks | None = None,
     prev_weights: Mapping[str, torch.Tensor] | None = None,
     progress: Callable[[], None] | None = None,
+    *,
+    engine: str = "batched",
 ) -> tuple[Masks, str]:
     """The tickets' masks of ``level`` and where they came from.
 
@@ -212,7 +227,8 @@ def level_masks(
     run is reused ("rtl" / "independent"). Otherwise the masks of ``level - 1``
     (``prev``, else read from this run) are pruned after ticket extraction at
     ``level - 1`` ("extraction"), whose trained weights the caller may pass
-    as ``prev_weights`` (K, *shape) when it already has them.
+    as ``prev_weights`` (K, *shape) when it already has them. ``engine``:
+    see :func:`extract_tickets`.
     """
     if level == 0:
         return initial, "initial"
@@ -227,7 +243,7 @@ def level_masks(
             )
         prev = before[0]
     if prev_weights is None:
-        prev_weights, _ = extract_tickets(ctx, prev, level - 1, rewind, progress)
+        prev_weights, _ = extract_tickets(ctx, prev, level - 1, rewind, progress, engine=engine)
     p = ctx.desc.prune
     return prune_tickets(prev_weights, prev, initial, level, p.fraction, p.scope), "extraction"
 
@@ -309,12 +325,59 @@ def ticket_rewind(ctx: Context, method: str) -> dict[str, np.ndarray]:
     return rewind_point(ctx, method, train_level0)
 
 
+ENGINES = ("batched", "reference")
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {ENGINES}")
+
+
+def stacked_ticket_loss(
+    kind: str, logits: torch.Tensor, target: torch.Tensor, tickets: torch.Tensor
+) -> torch.Tensor:
+    """Sum over tickets of each ticket's mean loss on its own batch (its gradient is the ticket's own).
+
+    Parameters
+    ----------
+    logits : tensor, shape (A, B, n_out)
+        Ticket ``tickets[a]``'s logits in row a.
+    target : tensor, shape (A, B)
+    tickets : tensor of int64, shape (A,)
+        Ticket ids (a detector reads logit ``tickets[a]``).
+    """
+    a, b = target.shape
+    if kind == "detector":
+        own = logits.gather(2, tickets.view(a, 1, 1).expand(a, b, 1)).squeeze(2)  # (A, B)
+        loss = nn.functional.binary_cross_entropy_with_logits(own, target, reduction="none")
+    else:
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+    return loss.view(a, b).mean(1).sum()
+
+
+def _ticks(progress: Callable[[], None] | None, calls: int, total: int) -> Callable[[int], None]:
+    """``tick(done)``: call ``progress`` so that it has been called ``calls * done // total`` times."""
+    state = {"n": 0}
+
+    def tick(done: int) -> None:
+        if progress is None:
+            return
+        target = calls if total == 0 else calls * done // total
+        while state["n"] < target:
+            progress()
+            state["n"] += 1
+
+    return tick
+
+
 def extract_tickets(
     ctx: Context,
     masks: Masks,
     level: int,
     rewind: Mapping[str, np.ndarray],
     progress: Callable[[], None] | None = None,
+    *,
+    engine: str = "batched",
 ) -> tuple[dict[str, torch.Tensor], list[int]]:
     """Train every ticket alone on its subset (IMP per subset, one level).
 
@@ -326,6 +389,17 @@ def extract_tickets(
         Seeds ticket k's stream ``(seed, "tickets", level, k)``.
     rewind : mapping of str to ndarray
         Start weights of every ticket.
+    progress : callable, optional
+        Called K times over the extraction.
+    engine : {"batched", "reference"}
+        ``batched``: the K tickets step together as one stacked network
+        (:mod:`lottery.stacked`: one batched matmul per layer, one fused
+        optimiser call per step over the stacked (K, ...) weights, per-ticket
+        moments being rows of the stacked state); each ticket still sees
+        exactly its own batches and masks. ``reference``: one ticket after
+        the other, one masked step at a time (the implementation before the
+        engine, kept for comparison and as the tests' oracle). Both draw the
+        same batches from the same streams.
 
     Returns
     -------
@@ -334,6 +408,68 @@ def extract_tickets(
     steps : list of int
         Optimiser steps of each ticket.
     """
+    _check_engine(engine)
+    if engine == "reference":
+        return _extract_reference(ctx, masks, level, rewind, progress)
+    desc, kind, k_all = ctx.desc, ctx.desc.rtl.ticket_kind, masks.k
+    model = ctx.new_model()
+    plans, n_steps = [], []
+    for k in range(k_all):
+        gen = seeded_generator(desc.seed, EXTRACTION_STREAM, level, k)
+        batches = TicketBatches(ctx.subset_train, ctx.y_train, k, kind, desc.train.batch_size, gen)
+        n_steps.append(epoch_steps(batches.n_positives, desc.train.epochs, kind, desc.train.batch_size))
+        plans.append(draw_batches(batches, n_steps[-1]))
+    start = {n: torch.as_tensor(np.asarray(v)).to(ctx.device) for n, v in rewind.items()}
+    fmasks = {n: m.to(start[n].dtype) for n, m in masks.items()}  # (K, *shape)
+    # stacked weights start masked: with masked gradients (and moments that therefore stay 0
+    # outside the mask) the pruned weights stay exactly 0, so no per-step mask multiply is needed
+    params = {
+        n: (
+            v.expand(k_all, *v.shape) * fmasks[n] if n in fmasks else v.expand(k_all, *v.shape).clone()
+        ).requires_grad_(True)
+        for n, v in start.items()
+    }
+    opt = TicketOptimizer(params, {n: m[None] for n, m in fmasks.items()}, desc.train, 1, fused=True)
+    out = {n: torch.empty_like(p, requires_grad=False) for n, p in params.items()}
+    active = list(range(k_all))
+    total = max(n_steps, default=0)
+    tick = _ticks(progress, k_all, total)
+    model.train()
+    done = 0
+    for end in sorted(set(n_steps)):
+        if end > done:
+            ids = torch.tensor(active, device=ctx.device)
+            idx = torch.stack([plans[k][0][done:end] for k in active], 1)  # (S, A, B)
+            target = torch.stack([plans[k][1][done:end] for k in active], 1)  # (S, A, B)
+            plist = list(params.values())
+            for s in range(end - done):
+                logits = stacked_forward(model, params, gather_rows(ctx.x_train, idx[s]))  # (A, B, n_out)
+                loss = stacked_ticket_loss(kind, logits, target[s], ids)
+                opt.step(0, torch.autograd.grad(loss, plist))
+                tick(done + s + 1)
+            done = end
+        finished = [j for j, k in enumerate(active) if n_steps[k] == end]
+        keep = [j for j, k in enumerate(active) if n_steps[k] != end]
+        with torch.no_grad():
+            for n, p in params.items():
+                out[n][[active[j] for j in finished]] = p[finished]
+        if keep:  # the tickets with more steps go on, with their own optimiser state
+            rows = torch.tensor(keep, device=ctx.device)
+            params = {n: p.detach()[rows].clone().requires_grad_(True) for n, p in params.items()}
+            opt = opt.state_rows(rows, params)
+            active = [active[j] for j in keep]
+    tick(total)
+    return out, n_steps
+
+
+def _extract_reference(
+    ctx: Context,
+    masks: Masks,
+    level: int,
+    rewind: Mapping[str, np.ndarray],
+    progress: Callable[[], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """:func:`extract_tickets` one ticket and one masked step at a time."""
     desc, kind = ctx.desc, ctx.desc.rtl.ticket_kind
     model = ctx.new_model()
     stacked: dict[str, list[torch.Tensor]] = {n: [] for n in rewind}
@@ -364,15 +500,25 @@ def joint_retrain(
     rewind: Mapping[str, np.ndarray],
     method: str = "rtl",
     progress: Callable[[], None] | None = None,
+    *,
+    engine: str = "batched",
 ) -> tuple[dict[str, torch.Tensor], int]:
     """Retrain one shared theta with the K tickets' steps interleaved.
 
     Every ticket takes ``retrain_steps_per_ticket`` steps (:func:`rtl_budget`);
     round by round, the tickets step in a random order. Ticket k's step uses
     theta masked by m_k and moves only weights inside m_k (per-ticket
-    optimiser state, masked update: :class:`lottery.ticket_optim.TicketOptimizer`).
+    optimiser state, masked gradient, hence a zero update outside m_k:
+    :class:`lottery.ticket_optim.TicketOptimizer`), and it sees the updates
+    of every step before it: the steps stay sequential.
     Randomness: ``(seed, method, level, "order")`` for the order and
     ``(seed, method, level, k)`` for ticket k's batches.
+
+    ``engine="batched"`` (the default) draws every batch of the level up
+    front as index tensors on the device and steps with one fused optimiser
+    call (no host synchronisation in the loop); ``"reference"`` is the
+    implementation before the engine, one batch draw and one per-parameter
+    update at a time. Both draw the same batches in the same order.
 
     Returns
     -------
@@ -381,11 +527,13 @@ def joint_retrain(
     steps : int
         Steps of all tickets together.
     """
+    _check_engine(engine)
     desc, kind, k_all = ctx.desc, ctx.desc.rtl.ticket_kind, masks.k
     model = ctx.new_model()
     theta = _leaf_copy(rewind, ctx.device)
     fmasks = {n: m.to(theta[n].dtype) for n, m in masks.items()}
-    opt = TicketOptimizer(theta, fmasks, desc.train, k_all)
+    batched = engine == "batched"
+    opt = TicketOptimizer(theta, fmasks, desc.train, k_all, fused=batched, premasked=batched)
     samplers = [
         TicketBatches(
             ctx.subset_train,
@@ -399,12 +547,45 @@ def joint_retrain(
     ]
     rounds = rtl_budget(desc, subset_sizes(ctx))["retrain_steps_per_ticket"]
     order = interleaved_order(k_all, rounds, seeded_generator(desc.seed, method, level, "order"))
-    ticket_masks = [{n: m[k] for n, m in fmasks.items()} for k in range(k_all)]
     model.train()
     tick = max(1, len(order) // 20)
+    # rtl.overlap_scaling="count": each update of a masked weight divided by its c (lottery.overlap)
+    scaled = [n for n in theta if n in fmasks] if desc.rtl.overlap_scaling == "count" else []
+    scales = list(update_scales({n: fmasks[n] for n in scaled}, torch.float32).values())
+    slist = [theta[n] for n in scaled]
+    if engine == "reference":
+        ticket_masks = [{n: m[k] for n, m in fmasks.items()} for k in range(k_all)]
+        for i, k in enumerate(order.tolist()):
+            idx, target = samplers[k].next()
+            before = [p.detach().clone() for p in slist]
+            ticket_step(model, theta, ticket_masks[k], opt, k, k, ctx.x_train[idx], target, kind)
+            if scaled:
+                scale_updates(slist, before, scales)
+            if progress is not None and (i + 1) % tick == 0:
+                progress()
+        return {n: p.detach() for n, p in theta.items()}, len(order)
+
+    plans = [draw_batches(s, rounds) for s in samplers]
+    idx = torch.stack([p[0] for p in plans])  # (K, rounds, B)
+    target = torch.stack([p[1] for p in plans])  # (K, rounds, B)
+    names = list(theta)
+    masked = [n for n in names if n in fmasks]
+    dense = [n for n in names if n not in fmasks]
+    plist = [theta[n] for n in names]
+    mlist = [theta[n] for n in masked]
+    slot_masks = [[fmasks[n][k] for n in masked] for k in range(k_all)]
     for i, k in enumerate(order.tolist()):
-        idx, target = samplers[k].next()
-        ticket_step(model, theta, ticket_masks[k], opt, k, k, ctx.x_train[idx], target, kind)
+        r = i // k_all  # every round is a permutation: this is ticket k's r-th step
+        # theta masked by m_k: autograd masks the gradient too
+        weights = dict(zip(masked, torch._foreach_mul(mlist, slot_masks[k]), strict=True))
+        weights.update((n, theta[n]) for n in dense)
+        logits = single_forward(model, weights, gather_rows(ctx.x_train, idx[k, r]))
+        loss = ticket_loss(kind, logits, target[k, r], k)
+        grads = torch.autograd.grad(loss, plist)
+        before = [p.detach().clone() for p in slist]
+        opt.step(k, grads)
+        if scaled:
+            scale_updates(slist, before, scales)
         if progress is not None and (i + 1) % tick == 0:
             progress()
     return {n: p.detach() for n, p in theta.items()}, len(order)
@@ -420,22 +601,37 @@ def ticket_logits(
     masks: Masks,
     x: torch.Tensor,
     batch_size: int = 1024,
+    *,
+    engine: str = "batched",
 ) -> torch.Tensor:
-    """Logits of every ticket on ``x``, shape (K, N, n_out); ticket k runs ``params_of(k)`` masked by m_k."""
+    """Logits of every ticket on ``x``, shape (K, N, n_out); ticket k runs ``params_of(k)`` masked by m_k.
+
+    ``engine="batched"`` runs the K tickets as one stacked network
+    (:func:`lottery.stacked.stacked_forward`); ``"reference"`` one ticket at a time.
+    """
+    _check_engine(engine)
     model = ctx.new_model().eval()
-    out = []
-    for k in range(masks.k):
-        params = params_of(k)
-        fmask = {n: m.to(params[n].dtype) for n, m in masks.ticket(k).items()}
-        out.append(
-            torch.cat(
-                [
-                    masked_forward(model, params, fmask, x[i : i + batch_size])
-                    for i in range(0, len(x), batch_size)
-                ]
+    if engine == "reference":
+        out = []
+        for k in range(masks.k):
+            params = params_of(k)
+            fmask = {n: m.to(params[n].dtype) for n, m in masks.ticket(k).items()}
+            out.append(
+                torch.cat(
+                    [
+                        masked_forward(model, params, fmask, x[i : i + batch_size])
+                        for i in range(0, len(x), batch_size)
+                    ]
+                )
             )
-        )
-    return torch.stack(out)
+        return torch.stack(out)
+    stacked = stack_params([params_of(k) for k in range(masks.k)])
+    weights = {n: p * masks[n].to(p.dtype) if n in masks else p for n, p in stacked.items()}
+    chunks = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size]
+        chunks.append(stacked_forward(model, weights, xb.expand(masks.k, *xb.shape)))
+    return torch.cat(chunks, dim=1)
 
 
 def centroid_routes(ctx: Context) -> np.ndarray:

@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
 # Regenerate the embedded default runs under artifacts/ and record the wall time of each.
 #
-#   scripts/make_embedded_runs.sh                       # all five, one after the other
-#   scripts/make_embedded_runs.sh fashion-vit-cluster   # just one
-#   FRESH=1 scripts/make_embedded_runs.sh               # delete the run folders first
+#   scripts/make_embedded_runs.sh                            # all of them, one after the other
+#   scripts/make_embedded_runs.sh fashion-mlp-class-sweep    # just one
+#   FRESH=1 scripts/make_embedded_runs.sh                    # delete the run folders first
 #   TIMINGS=notes/embedded_runs.md scripts/make_embedded_runs.sh   # also append the timings there
 #
-# Each run is `python -m lottery embed NAME` (preset NAME, see lottery/presets.py): it trains or
-# resumes artifacts/NAME (a killed run resumes by re-running the command; the time printed is then
-# that of the resumed part), then deletes or float16-converts the weights (lottery/embedded.py).
-# image-inr-region is `python -m lottery inr`; speech-unet-env first builds the speech corpus
-# (`python -m lottery data speech`, Debian data packages fetched with apt-get download) and then
-# trains with `python -m lottery speech`.
-# One torch thread per run: on a shared 2-core machine more threads contend and run slower.
+# The run groups of issue 12 (NAME-sweep: 3 seeds; NAME-sweep-null: its random-partition
+# control, 3 seeds; fashion-mlp-class-sweep-count: overlap scaling "count", 1 seed) are
+# `python -m lottery sweep --preset NAME --seeds ... --out artifacts/NAME`: the seed x method
+# grid runs as Ray tasks, one core each; a killed sweep resumes by re-running the command.
+# `python -m lottery embed NAME --shrink-only` then deletes or float16-converts the weights and
+# folds the per-level masks into one mask_levels file per method (lottery/embedded.py).
+# The single runs of before (fashion-mlp-class, fashion-vit-cluster, adult-mlp-cluster) are
+# `python -m lottery embed NAME`; image-inr-region is `python -m lottery inr`; speech-unet-env first
+# builds the speech corpus (`python -m lottery data speech`, Debian data packages fetched with
+# apt-get download) and then trains with `python -m lottery speech`.
+# One torch thread per task: on a shared 2-core machine more threads contend and run slower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
-  names=(fashion-mlp-class fashion-vit-cluster adult-mlp-cluster image-inr-region speech-unet-env)
+  names=(
+    fashion-mlp-class-sweep fashion-mlp-class-sweep-null fashion-mlp-class-sweep-count
+    fashion-vit-cluster-sweep fashion-vit-cluster-sweep-null
+    adult-mlp-cluster-sweep adult-mlp-cluster-sweep-null
+    fashion-mlp-class fashion-vit-cluster adult-mlp-cluster image-inr-region speech-unet-env
+  )
 fi
+seeds_of() {
+  "$PYTHON" -c "from lottery.embedded import EMBEDDED; print(' '.join(map(str, EMBEDDED['$1'].seeds)))"
+}
 for name in "${names[@]}"; do
   if [ "${FRESH:-0}" = 1 ]; then
     rm -rf "artifacts/${name:?}"
@@ -32,11 +44,17 @@ for name in "${names[@]}"; do
       "$PYTHON" -m lottery data speech
       "$PYTHON" -m lottery speech --out "artifacts/$name" --quiet
       ;;
+    *-sweep | *-sweep-null | *-sweep-count)
+      # shellcheck disable=SC2046
+      "$PYTHON" -m lottery sweep --preset "$name" --seeds $(seeds_of "$name") --out "artifacts/$name" \
+        --device cpu --cpus-per-run 1 --quiet
+      "$PYTHON" -m lottery embed "$name" --shrink-only
+      ;;
     *) "$PYTHON" -m lottery embed "$name" --quiet ;;
   esac
   end=$(date +%s)
   size=$(du -sh "artifacts/$name" | cut -f1)
-  line="| $name | $((end - start)) s | $size | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores |"
+  line="| $name | $((end - start)) s | $size | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores (Ray: all) |"
   echo "$line"
   if [ -n "${TIMINGS:-}" ]; then
     echo "$line" >> "$TIMINGS"

@@ -139,7 +139,7 @@ def test_ticket_collapse_figure_with_and_without_labels(run, sim):
         curves, 1, metric="balanced_accuracy", alarm_sparsity=0.2, collapse_sparsity=0.36
     )
     names = [t.name for t in labelled.data]
-    assert names[0] == "balanced accuracy" and labelled.data[1].yaxis == "y2"
+    assert names[0].startswith("balanced accuracy") and labelled.data[1].yaxis == "y2"
     ba = curves[(curves["ticket"] == 1) & (curves["signal"] == "balanced_accuracy")].sort_values("sparsity")
     np.testing.assert_allclose(labelled.data[0].y, ba["value"])
     assert len(labelled.layout.shapes) == 2  # alarm and drop

@@ -97,7 +97,11 @@ def test_similarity_heatmap_of_a_multi_ticket_import(monkeypatch, imported_runs,
     assert at.multiselect(key="sidebar.tickets").options == load_run(run_dir).ticket_names(METHOD)
     at.switch_page("views/similarity.py").run()
     _no_exception(at, f"{name}/similarity")
-    level = at.select_slider(key="sidebar.level").value if name == "lth" else 0
+    level = 0
+    if name == "lth":  # the sidebar's sparsity target picks the level nearest it
+        level = 2
+        target = round(float(load_run(run_dir).sparsity(METHOD, level)), 2)
+        at.select_slider(key="sidebar.sparsity").set_value(target).run()
     _heatmap_matches_jaccard(at, run_dir, level)
     # the ticket filter narrows the heatmap
     names = load_run(run_dir).ticket_names(METHOD)
@@ -110,7 +114,10 @@ def test_openlth_accuracy_in_the_overview_table_and_figure(monkeypatch, imported
     src = imported_runs["lth_src"]
     at = _app(monkeypatch, imported_runs["root"], imported_runs["lth"])
     levels = [0, 1, 2, 3]
-    at.multiselect(key="overview.levels").set_value(levels).run()
+    run = load_run(imported_runs["lth"])
+    targets = [round(float(run.sparsity(METHOD, lv)), 2) for lv in levels]
+    at.select_slider(key="sidebar.sparsity").set_value(targets[0]).run()
+    at.multiselect(key="overview.targets").set_value(targets[1:]).run()
     table = next(d.value for d in at.dataframe if "test_accuracy" in d.value.columns)
     want = [np.mean([rep["acc"][lv] for rep in src.values()]) for lv in levels]
     assert list(table["level"]) == levels

@@ -6,7 +6,7 @@ import streamlit as st
 from analysis.figures.alarm import alarm_evidence_figure
 from analysis.figures.collapse import alarm_lead_figure, collapse_curve_figure
 from analysis.figures.ticket_collapse import signal_label, ticket_collapse_figure
-from app import data, ui
+from app import data, seeds, ui
 from app.sidebar import selection
 
 P = "collapse"
@@ -157,6 +157,9 @@ fig = ticket_collapse_figure(
     title=f"{method} · {ticket_name}",
 )
 ui.figure(fig, f"{sel.run.name}-{method}-{ticket_name}-collapse", key=f"{P}.ticket_fig")
+group = seeds.across_seeds(sel.path, f"{P}.seeds")
+if group is not None:  # the mean over tickets, as mean and 95 % band over the group's seeds
+    seeds.collapse_band(group, method, [s for s in (metric, mask_signal) if s], f"{P}.seeds", signal_label)
 
 if metric is not None:
     st.subheader("Lead time of the alarm, and what stopping at it costs")

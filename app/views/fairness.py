@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis.figures.fairness import fairness_gap_figure, group_drop_figure, group_metric_figure
-from app import data, ui
+from app import data, seeds, ui
 from app.sidebar import selection
 
 P = "fairness"
@@ -135,6 +135,9 @@ st.caption(
 )
 with st.expander("Gap table"):
     ui.table(gaps, f"{sel.run.name}-fairness-gaps", key=f"{P}.gaps_table", height=240)
+group = seeds.across_seeds(sel.path, f"{P}.seeds")
+if group is not None:  # the same statistic as mean and 95 % band over the group's seeds
+    seeds.fairness_band(group, scored, group_by, int(min_count), metric, statistic, f"{P}.seeds")
 if ui.toggle(f"Each group's drop from the dense model ({method})", f"{P}.show_drops"):
     drops = data.group_drops(sel.path, sel.mtime, method, group_by, int(min_count), metric)
     ui.figure(

@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis.figures.overview import metric_label, results_figure
 from analysis.overview import nm_structure_table
-from app import data, report_button, ui
+from app import data, report_button, seeds, ui
 from app.sidebar import selection, target_options
 
 P = "overview"
@@ -81,6 +81,9 @@ ui.table(
     )
     + "params_union: weights kept by at least one ticket; params_total: parameters the method stores.",
 )
+group = seeds.across_seeds(sel.path, f"{P}.seeds")
+if group is not None:  # the same rows as mean ± half-width over the group's seeds
+    seeds.results_pm(group, sel.methods, paper, f"{P}.seeds_results")
 
 res = data.results(sel.path, sel.mtime)
 res = res[res["method"].isin(sel.methods)]

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis.figures.projection import alignment_vs_sparsity, ticket_map_scatter
-from app import data, ui
+from app import data, seeds, ui
 from app.sidebar import selection
 
 P = "projection"
@@ -56,8 +56,12 @@ st.caption(
 with st.expander("Map coordinates"):
     ui.table(table, f"{sel.run.name}-ticket-map", key=f"{P}.map_table")
 
-st.subheader("Semantic alignment against sparsity")
 methods = sel.multi_ticket_methods()
+if methods:
+    st.subheader("Null control")
+    seeds.null_for_run(sel.path, methods, f"{P}.null")
+
+st.subheader("Semantic alignment against sparsity")
 if not methods:
     others = [m for m in sel.run.methods if m not in sel.methods and len(sel.run.ticket_names(m)) > 1]
     advice = (

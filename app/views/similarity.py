@@ -5,7 +5,7 @@ import streamlit as st
 from analysis.figures.pair import LAYER_LABELS, pair_layer_figure, pair_rows, selectable_cells
 from analysis.figures.similarity import similarity_heatmap, similarity_vs_sparsity
 from analysis.similarity import GLOBAL, LAYER_MEAN
-from app import data, ui
+from app import data, seeds, ui
 from app.sidebar import selection
 
 P = "similarity"
@@ -118,13 +118,18 @@ with right:
 
 st.subheader("Similarity against sparsity")
 summary = data.similarity_summary(sel.path, sel.mtime, tuple(methods))
-ui.figure(
-    similarity_vs_sparsity(
-        summary, layer=layer, title=f"Mean over ticket pairs · {LAYER_LABELS.get(layer, layer)}"
-    ),
-    f"{sel.run.name}-similarity-vs-sparsity",
-    key=f"{P}.curve",
-)
+group = seeds.across_seeds(sel.path, f"{P}.seeds")
+if group is not None:  # mean and 95 % band over the group's seeds, with the null control's band
+    seeds.similarity_band(group, methods, layer, measure, MEASURES[measure], f"{P}.seeds")
+else:
+    ui.figure(
+        similarity_vs_sparsity(
+            summary, layer=layer, title=f"Mean over ticket pairs · {LAYER_LABELS.get(layer, layer)}"
+        ),
+        f"{sel.run.name}-similarity-vs-sparsity",
+        key=f"{P}.curve",
+    )
+    seeds.null_for_run(sel.path, methods, f"{P}.null")
 here = summary[(summary["method"] == method) & (summary["level"] == level)].set_index("layer")
 if {GLOBAL, LAYER_MEAN} <= set(here.index):
     pooled, equal = here.loc[GLOBAL, "jaccard_star"], here.loc[LAYER_MEAN, "jaccard_star"]

@@ -8,6 +8,11 @@ Three rules, all fixed before any ticket is drawn:
 - ``kmeans``: k-means clusters of the inputs, fitted on the training inputs
   without labels; a new input goes to its nearest centroid.
 
+and their null control, ``random``: K random subsets with the sizes a real
+partition (``null_of``) gives the same split, membership a seeded shuffle that
+sees neither labels nor inputs. The same methods on it show what a shared
+theta_0 and a density produce by themselves.
+
 ``fit_centroids`` / ``nearest_centroid`` serve the label-free "centroid" routing:
 the mean training input of each subset, and the nearest such mean for a new input.
 """
@@ -23,7 +28,8 @@ from sklearn.cluster import KMeans
 
 from lottery.data.dataset import Dataset
 
-KINDS = ("class", "map", "kmeans")
+KINDS = ("class", "map", "kmeans", "random")
+RANDOM_STREAM = 7919  # mixed into the seed of a random partition's shuffle
 KMEANS_N_INIT = 4
 CLASS_MAPS: dict[str, dict[str, list[str]]] = {
     "fashion4": {
@@ -120,6 +126,8 @@ class Partition:
         Random state of kmeans.
     centroids_ : np.ndarray or None
         (k, D) float64 k-means centroids on flattened inputs; None unless kmeans.
+    null_of : Partition or None
+        For kind ``random``: the real partition whose subset sizes it copies.
     """
 
     kind: str
@@ -129,6 +137,7 @@ class Partition:
     map_name: str | None = None
     seed: int | None = None
     centroids_: np.ndarray | None = None
+    null_of: Partition | None = None
 
     @property
     def k(self) -> int:
@@ -151,6 +160,9 @@ class Partition:
         np.ndarray
             (N,) int64 in ``range(self.k)``.
         """
+        if self.kind == "random":
+            assert self.null_of is not None and self.seed is not None
+            return random_assignment(self.null_of.assign(x, y), self.k, self.seed)
         if self.kind == "kmeans":
             if x is None:
                 raise ValueError("a kmeans partition assigns by input: pass x")
@@ -167,7 +179,7 @@ class Partition:
     def classes_of_subset(self) -> list[list[str]]:
         """Class names in each subset (class and map partitions only)."""
         if self.subset_of_class is None:
-            raise ValueError("a kmeans partition does not group classes")
+            raise ValueError(f"a {self.kind} partition does not group classes")
         return [
             [c for c, s in zip(self.classes, self.subset_of_class, strict=True) if s == i]
             for i in range(self.k)
@@ -184,13 +196,40 @@ class Partition:
             ``n_init`` and ``fitted_on``.
         """
         out: dict[str, Any] = {"kind": self.kind, "k": self.k, "names": list(self.names)}
-        if self.kind == "kmeans":
+        if self.kind == "random":
+            assert self.null_of is not None
+            out.update(seed=self.seed, null_of=self.null_of.to_json(), sizes="those of null_of, per split")
+        elif self.kind == "kmeans":
             out.update(seed=self.seed, n_init=KMEANS_N_INIT, fitted_on="x_train")
         else:
             out["classes"] = self.classes_of_subset()
             if self.kind == "map":
                 out["map"] = self.map_name
         return out
+
+
+def random_assignment(real: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Random subset ids with the subset sizes of ``real``: a seeded shuffle of ``real``'s counts.
+
+    Parameters
+    ----------
+    real : np.ndarray
+        (N,) int subset ids of the real partition, in ``range(k)``.
+    k : int
+        Number of subsets.
+    seed : int
+        Random state; the same ``(len(real), counts, seed)`` gives the same ids.
+
+    Returns
+    -------
+    np.ndarray
+        (N,) int64 with ``bincount(out, minlength=k) == bincount(real, minlength=k)``;
+        which sample lands in which subset depends on the seed only.
+    """
+    counts = np.bincount(np.asarray(real, dtype=np.int64), minlength=k)
+    ids = np.repeat(np.arange(k, dtype=np.int64), counts)  # (N,) sorted by subset
+    rng = np.random.default_rng([RANDOM_STREAM, int(seed), len(ids)])
+    return ids[rng.permutation(len(ids))]
 
 
 def _check_map(mapping: Mapping[str, Sequence[str]], classes: Sequence[str]) -> list[int]:
@@ -219,12 +258,13 @@ def make_partition(
     name: str | Mapping[str, Sequence[str]] | None = None,
     k: int | None = None,
     seed: int = 0,
+    null_of: str | None = None,
 ) -> Partition:
     """Build a partition of ``dataset`` into disjoint subsets.
 
     Parameters
     ----------
-    kind : {"class", "map", "kmeans"}
+    kind : {"class", "map", "kmeans", "random"}
         The rule; see the module docstring.
     dataset : Dataset
         Supplies the class names, and for kmeans the training inputs.
@@ -235,7 +275,10 @@ def make_partition(
         For ``kmeans``, the number of clusters (required). For class and map,
         optional and checked against the number of subsets.
     seed : int, default 0
-        Random state of kmeans (with ``KMEANS_N_INIT`` restarts).
+        Random state of kmeans (with ``KMEANS_N_INIT`` restarts) and of a random partition.
+    null_of : {"class", "map", "kmeans"}, optional
+        For ``random``: the real partition (built with ``name``, ``k``, ``seed``)
+        whose subset sizes the random one copies.
 
     Returns
     -------
@@ -243,6 +286,17 @@ def make_partition(
         With ``assign`` for any split.
     """
     classes = list(dataset.classes)
+    if kind == "random":
+        if null_of is None or null_of == "random":
+            raise ValueError("a random partition needs null_of=, one of class, map, kmeans")
+        real = make_partition(null_of, dataset, name=name, k=k, seed=seed)
+        return Partition(
+            kind="random",
+            names=[f"random {i}" for i in range(real.k)],
+            classes=classes,
+            seed=seed,
+            null_of=real,
+        )
     if kind == "class":
         partition = Partition(
             kind="class",
