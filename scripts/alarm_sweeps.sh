@@ -4,8 +4,8 @@
 # Calibration sweeps (the alarm's thresholds are chosen on these, then frozen in
 # analysis/alarm_params.json):   digits-mlp-class (seeds 0-2), digits-mlp-kmeans (seeds 0-2).
 # Held-out sweeps (never read during calibration): other seeds, another
-# architecture (CNN), other data (Adult, Fashion-MNIST), shallow sweeps that
-# stop before collapse.
+# architecture (CNN), other data (Adult, Fashion-MNIST), the random-partition
+# null, shallow sweeps that stop before collapse.
 #
 # One sweep at a time, each on a local Ray with at most 2 concurrent runs, OMP_NUM_THREADS=1.
 # Re-running resumes: the sweep command skips the levels already stored.  Usage:
@@ -31,12 +31,14 @@ declare -A SWEEPS=(
   # held out: sweeps that stop before collapse (6 levels, 73.8 % sparse)
   [digits-mlp-class-shallow]="--preset smoke --seeds 6 7 8 --set prune.levels=6"
   [digits-cnn-kmeans-shallow]="--preset smoke --seeds 6 7 --set prune.levels=6 --set model.name=cnn --set data.partition=kmeans --set data.k=4 --set rtl.ticket_kind=expert"
+  # held out: the random-partition null (random subsets of the class sizes, same theta_0)
+  [digits-mlp-random]="--preset smoke --seeds 0 1 2 $DEEP --set data.partition=random --set data.null_of=class"
   # held out: other data
   [adult-mlp-kmeans]="--preset adult-mlp-cluster --seeds 0 1 --set prune.levels=20 --set train.epochs=1 --set rtl.retrain_epochs=1"
   [fashion-mlp-class]="--preset fashion-mlp-class --seeds 0 1 --set prune.levels=20 --set data.limit=6000 --set data.eval_limit=2000 --set model.hidden=100,30"
 )
 ORDER=(digits-mlp-class digits-mlp-kmeans digits-mlp-class-s345 digits-cnn-class digits-mlp-class-shallow
-       digits-cnn-kmeans digits-cnn-kmeans-shallow adult-mlp-kmeans fashion-mlp-class)
+       adult-mlp-kmeans digits-cnn-kmeans-shallow digits-mlp-random digits-cnn-kmeans fashion-mlp-class)
 if [ "$#" -gt 0 ]; then ORDER=("$@"); fi
 
 for name in "${ORDER[@]}"; do
