@@ -267,3 +267,27 @@ def test_cli_on_a_run_group(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     rows = pd.DataFrame(json.loads(capsys.readouterr().out))
     assert set(rows["seed"]) == {0, 1}
     assert len(rows) == 2 * (1 + 6 + 6)  # imp's one ticket, rtl's and moe's six, per seed
+
+
+def test_cli_on_an_imported_openlth_sweep(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """No predictions: a mask-signal rule alarms; --evaluate scores against the logged accuracy."""
+    from test_importers import make_openlth
+
+    from ingest import import_checkpoints
+
+    make_openlth(tmp_path / "open_lth_data", levels=5)
+    run_dir = import_checkpoints([tmp_path / "open_lth_data"], tmp_path / "run")
+    assert main(["alarm", str(run_dir), "--json", "--evaluate"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["ticket_name"] for r in rows] == ["replicate_1", "replicate_2"]
+    masks_only = all(r.signal in A.MASK_SIGNALS for r in A.load_alarm_params().primary)
+    assert {r["rule"] for r in rows} == {"primary" if masks_only else "fallback"}
+    assert {r["metric"] for r in rows} == {"test_accuracy"}
+    assert all(
+        r["outcome"] in ("hit", "early", "late", "miss") for r in rows
+    )  # accuracy falls 0.05 by level 2
+    # a primary rule on predictions cannot run here: the mask-only fallback takes over
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(_params(RULES).to_json()))
+    assert main(["alarm", str(run_dir), "--json", "--params", str(params)]) == 0
+    assert {r["rule"] for r in json.loads(capsys.readouterr().out)} == {"fallback"}
