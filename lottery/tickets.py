@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ from lottery.context import Context
 from lottery.data import fit_centroids, nearest_centroid
 from lottery.levels import mask_counts, rewind_point
 from lottery.masks import Masks
+from lottery.models import MLP
 from lottery.prune import level_density, magnitude_prune
 from lottery.routing import detector_columns, expert_columns
 from lottery.sampling import (
@@ -59,7 +61,14 @@ from lottery.sampling import (
     interleaved_order,
     presentations_per_step,
 )
-from lottery.stacked import single_forward, stack_params, stacked_forward
+from lottery.stacked import (
+    flat_views,
+    flatten_stacked,
+    mlp_grads,
+    single_forward,
+    stack_params,
+    stacked_forward,
+)
 from lottery.ticket_optim import TicketOptimizer, masked_weights
 from lottery.train import seeded_generator, train_masked
 
@@ -353,6 +362,26 @@ def stacked_ticket_loss(
     return loss.view(a, b).mean(1).sum()
 
 
+def stacked_ticket_loss_grad(
+    kind: str, logits: torch.Tensor, target: torch.Tensor, tickets: torch.Tensor
+) -> torch.Tensor:
+    """Gradient of :func:`stacked_ticket_loss` with respect to ``logits`` (A, B, n_out), written out.
+
+    Detector: ``(sigmoid(z) - t) / B`` in logit ``tickets[a]`` of row a, zero
+    in the others. Expert: ``(softmax(z) - onehot(y)) / B``. These are what
+    autograd computes for the two losses (equal up to float rounding).
+    """
+    a, b = target.shape
+    if kind == "detector":
+        col = tickets.view(a, 1, 1).expand(a, b, 1)
+        own = logits.gather(2, col).squeeze(2)  # (A, B)
+        d_own = torch.sigmoid(own).sub_(target).div_(b)
+        return torch.zeros_like(logits).scatter_(2, col, d_own.unsqueeze(2))
+    d = logits.softmax(dim=-1)
+    d.scatter_add_(2, target.unsqueeze(2), torch.full((a, b, 1), -1.0, dtype=d.dtype, device=d.device))
+    return d.div_(b)
+
+
 def _ticks(progress: Callable[[], None] | None, calls: int, total: int) -> Callable[[int], None]:
     """``tick(done)``: call ``progress`` so that it has been called ``calls * done // total`` times."""
     state = {"n": 0}
@@ -427,7 +456,17 @@ def extract_tickets(
         ).requires_grad_(True)
         for n, v in start.items()
     }
-    opt = TicketOptimizer(params, {n: m[None] for n, m in fmasks.items()}, desc.train, 1, fused=True)
+    # the MLP's hand-written backward writes every gradient into one flat (A, P) buffer, and one
+    # fused optimiser call over the flat parameters steps all layers; other models go through autograd
+    flat = type(model) is MLP
+    shapes = {n: tuple(p.shape[1:]) for n, p in params.items()}
+    if flat:
+        weights = flatten_stacked(params)  # (A, P)
+        fmask = flatten_stacked({n: fmasks.get(n, torch.ones_like(p)) for n, p in params.items()})
+        opt = TicketOptimizer({"flat": weights}, {"flat": fmask[None]}, desc.train, 1, fused=True)
+        params = flat_views(weights, shapes)
+    else:
+        opt = TicketOptimizer(params, {n: m[None] for n, m in fmasks.items()}, desc.train, 1, fused=True)
     out = {n: torch.empty_like(p, requires_grad=False) for n, p in params.items()}
     active = list(range(k_all))
     total = max(n_steps, default=0)
@@ -440,10 +479,23 @@ def extract_tickets(
             idx = torch.stack([plans[k][0][done:end] for k in active], 1)  # (S, A, B)
             target = torch.stack([plans[k][1][done:end] for k in active], 1)  # (S, A, B)
             plist = list(params.values())
+            if flat:
+                grad = torch.empty_like(weights)
+                grads = flat_views(grad, shapes)
             for s in range(end - done):
-                logits = stacked_forward(model, params, gather_rows(ctx.x_train, idx[s]))  # (A, B, n_out)
-                loss = stacked_ticket_loss(kind, logits, target[s], ids)
-                opt.step(0, torch.autograd.grad(loss, plist))
+                x = gather_rows(ctx.x_train, idx[s])  # (A, B, *input_shape)
+                if flat:
+                    mlp_grads(
+                        model,
+                        params,
+                        x,
+                        partial(stacked_ticket_loss_grad, kind, target=target[s], tickets=ids),
+                        grads,
+                    )
+                    opt.step(0, [grad])
+                else:
+                    loss = stacked_ticket_loss(kind, stacked_forward(model, params, x), target[s], ids)
+                    opt.step(0, torch.autograd.grad(loss, plist))
                 tick(done + s + 1)
             done = end
         finished = [j for j, k in enumerate(active) if n_steps[k] == end]
@@ -453,8 +505,13 @@ def extract_tickets(
                 out[n][[active[j] for j in finished]] = p[finished]
         if keep:  # the tickets with more steps go on, with their own optimiser state
             rows = torch.tensor(keep, device=ctx.device)
-            params = {n: p.detach()[rows].clone().requires_grad_(True) for n, p in params.items()}
-            opt = opt.state_rows(rows, params)
+            if flat:
+                weights = weights[rows].clone()
+                opt = opt.state_rows(rows, {"flat": weights})
+                params = flat_views(weights, shapes)
+            else:
+                params = {n: p.detach()[rows].clone().requires_grad_(True) for n, p in params.items()}
+                opt = opt.state_rows(rows, params)
             active = [active[j] for j in keep]
     tick(total)
     return out, n_steps
@@ -559,6 +616,8 @@ def joint_retrain(
     plans = [draw_batches(s, rounds) for s in samplers]
     idx = torch.stack([p[0] for p in plans])  # (K, rounds, B)
     target = torch.stack([p[1] for p in plans])  # (K, rounds, B)
+    if type(model) is MLP:
+        return _retrain_mlp(model, theta, fmasks, opt.cfg, order, idx, target, ctx.x_train, kind, progress)
     names = list(theta)
     masked = [n for n in names if n in fmasks]
     dense = [n for n in names if n not in fmasks]
@@ -576,6 +635,60 @@ def joint_retrain(
         if progress is not None and (i + 1) % tick == 0:
             progress()
     return {n: p.detach() for n, p in theta.items()}, len(order)
+
+
+def _retrain_mlp(
+    model: MLP,
+    theta: Mapping[str, torch.Tensor],
+    fmasks: Mapping[str, torch.Tensor],
+    cfg,
+    order: torch.Tensor,
+    idx: torch.Tensor,
+    target: torch.Tensor,
+    x_train: torch.Tensor,
+    kind: str,
+    progress: Callable[[], None] | None,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """:func:`joint_retrain`'s loop for an MLP: flat buffers, hand-written backward, one fused step.
+
+    theta lives in one flat (P,) buffer and the K masks in one (K, P) (ones for
+    the dense parameters). Ticket k's step: ``w = theta * m_k`` into a
+    preallocated buffer, forward and backward (:func:`lottery.stacked.mlp_grads`)
+    with the gradients written into one flat (P,) buffer, then one fused
+    optimiser call on the flat parameter with ticket k's own flat moments;
+    the optimiser multiplies the gradient by m_k, so the gradient is the one
+    autograd gives through ``theta * m_k`` and weights outside m_k stay
+    bit-identical (:class:`lottery.ticket_optim.TicketOptimizer`).
+    """
+    k_all = int(idx.shape[0])
+    shapes = {n: tuple(p.shape) for n, p in theta.items()}
+    flat = flatten_stacked({n: p[None] for n, p in theta.items()})[0]  # (P,)
+    fmask = flatten_stacked(
+        {
+            n: fmasks[n] if n in fmasks else torch.ones((k_all, *p.shape), dtype=p.dtype, device=p.device)
+            for n, p in theta.items()
+        }
+    )  # (K, P)
+    opt = TicketOptimizer({"flat": flat}, {"flat": fmask}, cfg, k_all, fused=True)
+    wbuf, grad = torch.empty_like(flat[None]), torch.empty_like(flat[None])  # (1, P)
+    weights, grads = flat_views(wbuf, shapes), flat_views(grad, shapes)  # (1, *shape)
+    tickets = torch.arange(k_all, device=flat.device).view(k_all, 1)
+    tick = max(1, len(order) // 20)
+    for i, k in enumerate(order.tolist()):
+        r = i // k_all  # every round is a permutation: this is ticket k's r-th step
+        torch.mul(flat, fmask[k], out=wbuf[0])
+        x = gather_rows(x_train, idx[k, r : r + 1])  # (1, B, *input_shape)
+        mlp_grads(
+            model,
+            weights,
+            x,
+            partial(stacked_ticket_loss_grad, kind, target=target[k, r : r + 1], tickets=tickets[k]),
+            grads,
+        )
+        opt.step(k, [grad[0]])
+        if progress is not None and (i + 1) % tick == 0:
+            progress()
+    return {n: v[0].clone() for n, v in flat_views(flat[None], shapes).items()}, len(order)
 
 
 # ----------------------------------------------------------------------------- evaluation
