@@ -456,17 +456,7 @@ def extract_tickets(
         ).requires_grad_(True)
         for n, v in start.items()
     }
-    # the MLP's hand-written backward writes every gradient into one flat (A, P) buffer, and one
-    # fused optimiser call over the flat parameters steps all layers; other models go through autograd
-    flat = type(model) is MLP
-    shapes = {n: tuple(p.shape[1:]) for n, p in params.items()}
-    if flat:
-        weights = flatten_stacked(params)  # (A, P)
-        fmask = flatten_stacked({n: fmasks.get(n, torch.ones_like(p)) for n, p in params.items()})
-        opt = TicketOptimizer({"flat": weights}, {"flat": fmask[None]}, desc.train, 1, fused=True)
-        params = flat_views(weights, shapes)
-    else:
-        opt = TicketOptimizer(params, {n: m[None] for n, m in fmasks.items()}, desc.train, 1, fused=True)
+    opt = TicketOptimizer(params, {n: m[None] for n, m in fmasks.items()}, desc.train, 1, fused=True)
     out = {n: torch.empty_like(p, requires_grad=False) for n, p in params.items()}
     active = list(range(k_all))
     total = max(n_steps, default=0)
@@ -479,23 +469,10 @@ def extract_tickets(
             idx = torch.stack([plans[k][0][done:end] for k in active], 1)  # (S, A, B)
             target = torch.stack([plans[k][1][done:end] for k in active], 1)  # (S, A, B)
             plist = list(params.values())
-            if flat:
-                grad = torch.empty_like(weights)
-                grads = flat_views(grad, shapes)
             for s in range(end - done):
-                x = gather_rows(ctx.x_train, idx[s])  # (A, B, *input_shape)
-                if flat:
-                    mlp_grads(
-                        model,
-                        params,
-                        x,
-                        partial(stacked_ticket_loss_grad, kind, target=target[s], tickets=ids),
-                        grads,
-                    )
-                    opt.step(0, [grad])
-                else:
-                    loss = stacked_ticket_loss(kind, stacked_forward(model, params, x), target[s], ids)
-                    opt.step(0, torch.autograd.grad(loss, plist))
+                logits = stacked_forward(model, params, gather_rows(ctx.x_train, idx[s]))  # (A, B, n_out)
+                loss = stacked_ticket_loss(kind, logits, target[s], ids)
+                opt.step(0, torch.autograd.grad(loss, plist))
                 tick(done + s + 1)
             done = end
         finished = [j for j, k in enumerate(active) if n_steps[k] == end]
@@ -505,13 +482,8 @@ def extract_tickets(
                 out[n][[active[j] for j in finished]] = p[finished]
         if keep:  # the tickets with more steps go on, with their own optimiser state
             rows = torch.tensor(keep, device=ctx.device)
-            if flat:
-                weights = weights[rows].clone()
-                opt = opt.state_rows(rows, {"flat": weights})
-                params = flat_views(weights, shapes)
-            else:
-                params = {n: p.detach()[rows].clone().requires_grad_(True) for n, p in params.items()}
-                opt = opt.state_rows(rows, params)
+            params = {n: p.detach()[rows].clone().requires_grad_(True) for n, p in params.items()}
+            opt = opt.state_rows(rows, params)
             active = [active[j] for j in keep]
     tick(total)
     return out, n_steps
