@@ -26,7 +26,9 @@ the method stores (the union for RTL, the sum for K independent networks).
 Speed (``engine="batched"``, the default): extraction steps the K tickets
 together as one stacked network (:mod:`lottery.stacked`); joint retraining
 stays sequential but draws every batch of the level up front as index
-tensors on the device and steps with one fused optimiser call; evaluation
+tensors on the device and steps with one fused optimiser call (for an MLP:
+a hand-written forward/backward over flat parameter, gradient and moment
+buffers, no autograd graph, one fused call on one flat tensor); evaluation
 runs the K tickets as one stacked network. ``engine="reference"`` keeps the
 one-ticket-at-a-time loops for comparison (``benchmarks/bench_engine.py``)
 and as the tests' oracle; both engines draw the same batches.
@@ -543,7 +545,8 @@ def joint_retrain(
 
     ``engine="batched"`` (the default) draws every batch of the level up
     front as index tensors on the device and steps with one fused optimiser
-    call (no host synchronisation in the loop); ``"reference"`` is the
+    call (no host synchronisation in the loop; an MLP runs the hand-written
+    step of :func:`_retrain_mlp`); ``"reference"`` is the
     implementation before the engine, one batch draw and one per-parameter
     update at a time. Both draw the same batches in the same order.
 
