@@ -591,7 +591,9 @@ def joint_retrain(
     plans = [draw_batches(s, rounds) for s in samplers]
     idx = torch.stack([p[0] for p in plans])  # (K, rounds, B)
     target = torch.stack([p[1] for p in plans])  # (K, rounds, B)
-    if type(model) is MLP:
+    # the hand-written MLP step implements the plain masked update only: any other update rule
+    # (e.g. rtl.overlap_scaling="count", being added on another branch) takes the loop below
+    if type(model) is MLP and getattr(desc.rtl, "overlap_scaling", None) in (None, "none"):
         return _retrain_mlp(model, theta, fmasks, opt.cfg, order, idx, target, ctx.x_train, kind, progress)
     names = list(theta)
     masked = [n for n in names if n in fmasks]
