@@ -393,3 +393,55 @@ def test_keep_top_is_the_stable_sort():
             expected = torch.zeros(n, dtype=torch.bool)
             expected[order[:keep]] = True
             assert torch.equal(_keep_top(scores, keep), expected), (scores, keep)
+
+
+@pytest.mark.parametrize("kind", ["detector", "expert"])
+def test_hand_written_mlp_retraining_isolates_tickets(kind, tmp_path):
+    """Each step of the flat MLP loop moves ticket k's weights only; the others stay bit-identical."""
+    from lottery.tickets import _retrain_mlp
+
+    desc = DETECTORS if kind == "detector" else EXPERTS
+    ctx = build_context(desc, tmp_path, "cpu")
+    masks = _pruned(ctx, 4)
+    fmasks = {n: m.float() for n, m in masks.items()}
+    cfg = dataclasses.replace(desc.train, weight_decay=1e-3)
+    theta = {n: torch.as_tensor(v).clone() for n, v in ctx.theta0().items()}
+    gen = torch.Generator().manual_seed(0)
+    n_steps = 2 * ctx.k + 3
+    idx = torch.randint(len(ctx.y_train), (ctx.k, n_steps, 16), generator=gen)
+    target = (
+        (torch.rand(ctx.k, n_steps, 16, generator=gen) < 0.5).float()
+        if kind == "detector"
+        else ctx.y_train[idx]
+    )
+    # two warm-up rounds, then one step each of three tickets, compared step by step
+    order = list(range(ctx.k)) * 2
+    for k in (ctx.k - 1, 0, 1):
+        before, _ = _retrain_mlp(
+            build_model(ctx.model_cfg),
+            theta,
+            fmasks,
+            cfg,
+            torch.tensor(order),
+            idx,
+            target,
+            ctx.x_train,
+            kind,
+            None,
+        )
+        order.append(k)
+        after, _ = _retrain_mlp(
+            build_model(ctx.model_cfg),
+            theta,
+            fmasks,
+            cfg,
+            torch.tensor(order),
+            idx,
+            target,
+            ctx.x_train,
+            kind,
+            None,
+        )
+        for name, m in masks.items():
+            assert torch.equal(after[name][~m[k]], before[name][~m[k]]), name
+            assert not torch.equal(after[name][m[k]], before[name][m[k]]), name
