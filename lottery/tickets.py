@@ -47,7 +47,7 @@ from torch import nn
 from torch.func import functional_call
 
 from artifacts import run_format as rf
-from lottery.config import RunDescription
+from lottery.config import RunDescription, TrainConfig
 from lottery.context import Context
 from lottery.data import fit_centroids, nearest_centroid
 from lottery.levels import mask_counts, rewind_point
@@ -618,7 +618,7 @@ def _retrain_mlp(
     model: MLP,
     theta: Mapping[str, torch.Tensor],
     fmasks: Mapping[str, torch.Tensor],
-    cfg,
+    cfg: TrainConfig,
     order: torch.Tensor,
     idx: torch.Tensor,
     target: torch.Tensor,
@@ -636,6 +636,17 @@ def _retrain_mlp(
     the optimiser multiplies the gradient by m_k, so the gradient is the one
     autograd gives through ``theta * m_k`` and weights outside m_k stay
     bit-identical (:class:`lottery.ticket_optim.TicketOptimizer`).
+
+    Parameters
+    ----------
+    theta : mapping of str to tensor, shape (*param_shape)
+        Start weights (copied; the result is returned).
+    fmasks : mapping of str to float tensor, shape (K, *param_shape)
+        0/1 masks of the masked parameters.
+    order : tensor of int64, shape (steps,)
+        Ticket of every step, K-ticket rounds as :func:`interleaved_order` draws them.
+    idx, target : tensors, shape (K, rounds, B)
+        Training-set indices and targets of ticket k's r-th step.
     """
     k_all = int(idx.shape[0])
     shapes = {n: tuple(p.shape) for n, p in theta.items()}
