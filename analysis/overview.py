@@ -544,7 +544,11 @@ def method_capabilities(run: Run) -> pd.DataFrame:
 
 
 def collapse_evaluation_by_method(
-    curves: pd.DataFrame, metric: str = "balanced_accuracy", margin: float = 0.05, fallback: str = "accuracy"
+    curves: pd.DataFrame,
+    metric: str = "balanced_accuracy",
+    margin: float = 0.05,
+    fallback: str = "accuracy",
+    reference: tuple[str, int] | None = None,
 ) -> pd.DataFrame:
     """The collapse alarm scored per method, each against a labelled metric it has.
 
@@ -565,6 +569,10 @@ def collapse_evaluation_by_method(
         Absolute drop that counts as collapse.
     fallback : str
         Signal used for methods without ``metric``.
+    reference : tuple of (str, int), optional
+        The run's dense reference (:func:`analysis.levels.dense_reference`):
+        every method's drop is measured from its value there; None: each
+        method's own level 0 (runs written before the protocol).
 
     Returns
     -------
@@ -574,8 +582,9 @@ def collapse_evaluation_by_method(
         neither signal, nor an accuracy their source logged (``test_accuracy``,
         ``best_acc1``), are left out.
     """
-    from analysis.collapse import collapse_evaluation
+    from analysis.collapse import collapse_evaluation, reference_rows
 
+    ref_rows = reference_rows(curves, reference)
     frames = []
     for _, c in curves.groupby("method", sort=False):
         signals = set(c["signal"])
@@ -589,7 +598,7 @@ def collapse_evaluation_by_method(
             used = next((s for s in _LOGGED_ACCURACY if s in signals), None)
         if used is None:
             continue
-        ev = collapse_evaluation(c, metric=used, margin=margin)
+        ev = collapse_evaluation(c, metric=used, margin=margin, reference=ref_rows)
         ev["metric"] = used
         frames.append(ev)
     if not frames:

@@ -383,7 +383,10 @@ def build_report(run: Run, *, level: int | None = None, progress: Callable[[str]
     labelled = list(caps.loc[caps["classification"], "method"])
     say("collapse signals")
     curves = collapse_curves(run, labelled) if labelled else None
-    evaluation = ov.collapse_evaluation_by_method(curves) if labelled else None
+    from analysis.levels import dense_reference
+
+    ref = dense_reference(run)
+    evaluation = ov.collapse_evaluation_by_method(curves, reference=ref) if labelled else None
     say("overview")
     _overview(page, run, level, evaluation)
     say("similarity")
