@@ -547,10 +547,13 @@ def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) ->
         attention_verdict,
     )
 
-    tables = attention_probe_tables(get_run(path, mtime), method, list(tickets))
-    summary = attention_level_summary(tables["heads"], tables["images"])
+    run = get_run(path, mtime)
+    ref = _levels.dense_reference(run, method)  # the dense model trained on all the data
+    tables = attention_probe_tables(run, method, list(tickets), reference=ref)
+    summary = attention_level_summary(tables["heads"], tables["images"], reference=tables["reference"])
     trend = attention_trend(summary)
     return {
+        "dense": tables["dense"],
         "sweep": tables["heads"],
         "summary": summary,
         "trend": trend,
