@@ -29,6 +29,7 @@ __all__ = [
     "levels_at",
     "nearest_level",
     "paper_levels",
+    "reference_only_methods",
 ]
 
 # The sparsities at which the paper reports its tables (Table 1), as fractions.
@@ -172,3 +173,24 @@ def dense_reference(run: Run, method: str | None = None) -> tuple[str, int] | No
         return None
     levels = run.levels(method)
     return (method, 0 if 0 in levels else int(levels[0])) if levels else None
+
+
+def reference_only_methods(run: Run) -> list[str]:
+    """Methods that are a one-level dense reference point, not a pruning sweep.
+
+    The protocol's ``dense`` method (IMP's level 0 alone, run beside ticket
+    methods when a run has no ``imp``) and any one-level method the manifest
+    names as ``dense_reference``.
+
+    Parameters
+    ----------
+    run : Run
+
+    Returns
+    -------
+    list of str
+        In run order; empty for runs without one.
+    """
+    ref = dense_reference(run)
+    named = ref[0] if ref is not None else None
+    return [m for m in run.methods if (m == "dense" or m == named) and len(run.levels(m)) <= 1]

@@ -68,3 +68,13 @@ def test_dense_reference_from_the_manifest_else_own_level_0():
     # a reference the run does not hold (not written yet) is no reference
     missing = _FakeRun({"dense_reference": {"method": "imp", "level": 0}}, {"rtl": [0, 1]})
     assert dense_reference(missing, "rtl") == ("rtl", 0)
+
+
+def test_reference_only_methods_are_one_level_dense_references():
+    from analysis.levels import reference_only_methods
+
+    run = _FakeRun({"dense_reference": {"method": "dense", "level": 0}}, {"rtl": [0, 1, 2], "dense": [0]})
+    assert reference_only_methods(run) == ["dense"]
+    imp = _FakeRun({"dense_reference": {"method": "imp", "level": 0}}, {"imp": [0, 1], "rtl": [0, 1]})
+    assert reference_only_methods(imp) == []  # imp is a sweep that also serves as the reference
+    assert reference_only_methods(_FakeRun({}, {"imp": [0, 1], "rtl": [0]})) == []
