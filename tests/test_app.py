@@ -353,8 +353,9 @@ def test_dense_reference_is_offered_but_not_chosen(monkeypatch, tmp_path):
     # a run with rtl but no imp carries a one-level "dense" method: a reference point, not a sweep
     import shutil
 
-    from artifacts import run_format as rf
     from conftest import write_synthetic_run
+
+    from artifacts import run_format as rf
 
     run_dir = write_synthetic_run(tmp_path / "runs" / "withdense", seed=3)
     manifest = rf.read_json(run_dir / rf.MANIFEST)
