@@ -188,6 +188,12 @@ def collapse_evaluation(path: str, mtime: float, metric: str, margin: float) -> 
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+def overlap(path: str, mtime: float) -> pd.DataFrame:
+    """:func:`analysis.overview.overlap_table`: tickets per kept weight, per rtl level."""
+    return _overview.overlap_table(get_run(path, mtime))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
 def alarm_summary(
     path: str, mtime: float, metric: str, margin: float, methods: tuple[str, ...]
 ) -> pd.DataFrame:

@@ -365,8 +365,14 @@ def test_dense_reference_is_offered_but_not_chosen(monkeypatch, tmp_path):
     (run_dir / "imp").rename(run_dir / "dense")
     for lv in rf.completed_levels(run_dir, "dense")[1:]:
         shutil.rmtree(rf.level_dir(run_dir, "dense", lv))
+    info_path = rf.level_dir(run_dir, "rtl", 1) / rf.LEVEL_JSON  # the engine's overlap record of one level
+    info = rf.read_json(info_path)
+    info["overlap"] = {"histogram": [10, 20, 30, 40], "mean": 3.0, "max": 4}
+    rf.write_json(info_path, info)
     at = _app(monkeypatch, tmp_path / "runs", run_dir)
     _no_exception(at, "overview")
+    shared = _frame(at, "mean_c")
+    assert list(shared["level"]) == [1] and shared["c=4"].item() == pytest.approx(0.4)
     box = at.multiselect(key="sidebar.methods")
     assert box.value == ["rtl"]
     assert "dense (reference)" in box.options
