@@ -133,3 +133,17 @@ def test_folded_run_gives_the_same_tables(tmp_path):
         pd.testing.assert_frame_equal(
             collapse_curves(new, [method], some), collapse_curves(old, [method], some)
         )
+
+
+def test_folded_run_keeps_the_model_layer_order(tmp_path):
+    import shutil
+
+    from artifacts import run_format as rf
+
+    run_dir = tmp_path / "adult"
+    shutil.copytree(REPO / "artifacts" / "adult-mlp-cluster", run_dir)
+    order = rf.read_json(run_dir / rf.MANIFEST)["layers"]
+    rf.compact_masks(run_dir)
+    run = rf.load_run(run_dir)
+    for method in run.methods:
+        assert list(run.masks(method, run.levels(method)[-1])) == order
