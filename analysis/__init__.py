@@ -38,7 +38,7 @@ from analysis.fairness import (
     run_group_drops,
 )
 from analysis.latent import latent_correlation, pairwise_latent_correlation, ticket_latent_correlation
-from analysis.levels import PAPER_SPARSITIES, levels_at, nearest_level, paper_levels
+from analysis.levels import PAPER_SPARSITIES, dense_reference, levels_at, nearest_level, paper_levels
 from analysis.metrics import crossfit_balanced_accuracy, single_oracle_accuracy, ticket_metrics
 from analysis.overview import (
     alarm_overview,
@@ -90,6 +90,7 @@ __all__ = [
     "load_run",
     # levels: the level nearest a sparsity, written once
     "PAPER_SPARSITIES",
+    "dense_reference",
     "levels_at",
     "nearest_level",
     "paper_levels",

@@ -177,10 +177,11 @@ def attention_probe_tables(
     levels: Sequence[int] | None = None,
     *,
     dense_level: int = 0,
+    reference: tuple[str, int] | None = None,
     inputs: np.ndarray | None = None,
     subsets: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, pd.DataFrame]:
+) -> dict:
     """Probe the chosen tickets at the chosen levels: per-head and per-image entropy tables.
 
     Each ticket and level is probed once on every probe image; the image sets
@@ -197,7 +198,12 @@ def attention_probe_tables(
         Default: every level with weights (:func:`probe_levels`); levels
         without weights are skipped.
     dense_level : int
-        Reference for ``entropy_change`` (the unpruned model).
+        Reference for ``entropy_change`` (the unpruned model) when ``reference`` is None.
+    reference : tuple of (str, int), optional
+        The run's dense reference ``(method, level)``
+        (:func:`analysis.levels.dense_reference`), a one-ticket model probed
+        once: every ticket's ``entropy_change`` compares with it on the same
+        images. Ignored (own ``dense_level`` instead) when that level kept no weights.
     inputs : ndarray of float, shape (N, C, H, W), optional
         Probe images; default: the run's stored probe batch.
     subsets : ndarray of int, shape (N,), optional
@@ -210,7 +216,10 @@ def attention_probe_tables(
     -------
     dict
         ``"heads"``: the sweep table (:func:`attention_sweep`); ``"images"``:
-        the image table (module docstring).
+        the image table (module docstring); ``"reference"``: the image table of
+        the dense reference on each ticket's image sets (``ticket`` names the
+        ticket it is compared with; empty without an outside reference), for
+        :func:`attention_level_summary`; ``"dense"``: ``(method, level)`` compared with.
     """
     from analysis.attention_probe import probe_attention
 
@@ -227,10 +236,19 @@ def attention_probe_tables(
     wanted = have if levels is None else [lv for lv in levels if lv in have]
     names = run.ticket_names(method)
     sets = _image_sets(run, method, len(inputs), subsets)
-    heads, images = [], []
+    outside = reference is not None and tuple(reference) != (method, dense_level)
+    if outside and reference[1] not in probe_levels(run, reference[0]):
+        outside = False  # its weights were not kept: the method's own unpruned level instead
+    ref_maps = None
+    if outside:
+        if progress is not None:
+            progress(f"dense reference {reference[0]} level {reference[1]}")
+        ref_maps = probe_attention(run, reference[0], reference[1], 0, inputs)
+    heads, images, ref_images = [], [], []
     for t in tickets:
         t = int(t)
-        todo = ([dense_level] if dense_level in have and dense_level not in wanted else []) + list(wanted)
+        own_dense = ref_maps is None and dense_level in have and dense_level not in wanted
+        todo = ([dense_level] if own_dense else []) + list(wanted)
         maps_by_level = {}
         for level in todo:
             if progress is not None:
@@ -238,7 +256,23 @@ def attention_probe_tables(
             maps_by_level[level] = probe_attention(run, method, level, t, inputs)
         for image_set, rows in sets[t].items():
             dense = None
-            if dense_level in maps_by_level:
+            if ref_maps is not None:
+                dense = attention_entropy_table([m[rows] for m in ref_maps])
+                for i, m in enumerate(ref_maps):
+                    ref_images.append(
+                        pd.DataFrame(
+                            {
+                                "level": reference[1],
+                                "sparsity": run.sparsity(reference[0], reference[1]),
+                                "ticket": names[t],
+                                "images": image_set,
+                                "layer": str(i),
+                                "image": rows,
+                                "entropy": image_entropy(m[rows]),
+                            }
+                        )
+                    )
+            elif dense_level in maps_by_level:
                 dense = attention_entropy_table([m[rows] for m in maps_by_level[dense_level]])
             for level in wanted:
                 maps = [m[rows] for m in maps_by_level[level]]
@@ -266,6 +300,10 @@ def attention_probe_tables(
         if heads
         else pd.DataFrame(columns=[*SWEEP_KEYS, *ATTENTION_COLUMNS]),
         "images": pd.concat(images, ignore_index=True) if images else pd.DataFrame(columns=IMAGE_COLUMNS),
+        "reference": pd.concat(ref_images, ignore_index=True)
+        if ref_images
+        else pd.DataFrame(columns=IMAGE_COLUMNS),
+        "dense": (reference[0], int(reference[1])) if outside else (method, dense_level),
     }
 
 
@@ -306,7 +344,11 @@ def attention_sweep(
 
 
 def attention_level_summary(
-    sweep: pd.DataFrame, images: pd.DataFrame | None = None, *, dense_level: int = 0
+    sweep: pd.DataFrame,
+    images: pd.DataFrame | None = None,
+    *,
+    dense_level: int = 0,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Mean entropy per level, ticket, image set and layer (and over all layers), with intervals.
 
@@ -319,6 +361,10 @@ def attention_level_summary(
         images with a Student-t interval over probe images.
     dense_level : int
         Reference level of ``entropy_change`` when ``images`` is given.
+    reference : DataFrame, optional
+        The ``"reference"`` image table of :func:`attention_probe_tables` (the
+        run's dense reference); when not empty, ``entropy_change`` compares with
+        it instead of ``dense_level``.
 
     Returns
     -------
@@ -350,7 +396,13 @@ def attention_level_summary(
         mean, lo, hi, n = mean_interval(g["entropy"].to_numpy())
         rows.append((*key, mean, lo, hi, n))
     out = pd.DataFrame(rows, columns=[*keys, "layer", "mean_entropy", "ci_low", "ci_high", "n_images"])
-    ref = out[out["level"] == dense_level].set_index(["ticket", "images", "layer"])["mean_entropy"]
+    if reference is not None and len(reference):
+        per_ref = reference.groupby(["ticket", "images", "image"], sort=False)["entropy"].mean().reset_index()
+        per_ref.insert(2, "layer", ALL_LAYERS)
+        ref_both = pd.concat([per_ref, reference[["ticket", "images", "layer", "image", "entropy"]]])
+        ref = ref_both.groupby(["ticket", "images", "layer"], sort=False)["entropy"].mean()
+    else:
+        ref = out[out["level"] == dense_level].set_index(["ticket", "images", "layer"])["mean_entropy"]
     out["entropy_change"] = (
         out["mean_entropy"].to_numpy()
         - ref.reindex(pd.MultiIndex.from_frame(out[["ticket", "images", "layer"]])).to_numpy()

@@ -93,6 +93,7 @@ __all__ = [
     "mask_signals",
     "prediction_entropy",
     "prediction_entropy_se",
+    "reference_rows",
 ]
 
 CURVE_COLUMNS = ["level", "sparsity", "ticket", "signal", "value"]
@@ -599,14 +600,39 @@ class CollapseAlarm:
 # ----------------------------------------------------------------------------- evaluation against labels
 
 
+def _reference_values(reference: pd.DataFrame, metric: str) -> dict:
+    """``{ticket (None = aggregate): value}`` of ``metric`` in the dense reference's rows.
+
+    A routed metric of a ticket method (``subset_accuracy_oracle``) is read as the
+    reference's unrouted one (``subset_accuracy``: the dense model on that subset).
+    """
+    signals = set(reference["signal"])
+    names = [metric]
+    for base in ("subset_accuracy", "accuracy"):
+        if metric.startswith(base + "_"):
+            names.append(base)
+    name = next((n for n in names if n in signals), None)
+    if name is None:
+        return {}
+    rows = reference[reference["signal"] == name]
+    pairs = zip(rows["ticket"], rows["value"], strict=True)
+    return {None if pd.isna(t) else int(t): float(v) for t, v in pairs}
+
+
 def labelled_collapse_points(
-    curves: pd.DataFrame, metric: str = "balanced_accuracy", margin: float = 0.05, dense_level: int = 0
+    curves: pd.DataFrame,
+    metric: str = "balanced_accuracy",
+    margin: float = 0.05,
+    dense_level: int = 0,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The labelled collapse point of each ticket and of the mean over tickets.
 
     The collapse point is the first level after ``dense_level`` where the
-    metric falls more than ``margin`` (absolute) below its value at
-    ``dense_level``: ``value < dense_value - margin``.
+    metric falls more than ``margin`` (absolute) below its dense value:
+    ``value < dense_value - margin``. The dense value is read from
+    ``reference`` (the run's dense reference, :func:`analysis.levels.dense_reference`)
+    when given, else from the method's own ``dense_level``.
 
     Parameters
     ----------
@@ -617,7 +643,15 @@ def labelled_collapse_points(
     margin : float
         Absolute drop that counts as collapse.
     dense_level : int
-        The dense reference level (level 0 is the unpruned model).
+        The method's unpruned level (level 0); collapse is looked for after it,
+        and it is the dense value when ``reference`` is None.
+    reference : DataFrame, optional
+        The dense reference's curve rows at its level (columns ``ticket, signal,
+        value``, e.g. IMP level 0). Each ticket is compared with the
+        reference's value of the same ticket (per subset; the aggregate with the
+        aggregate), a routed metric with the unrouted one (``subset_accuracy_oracle``
+        with ``subset_accuracy``); a ticket the reference lacks falls back to the
+        reference's aggregate, then to the method's own ``dense_level``.
 
     Returns
     -------
@@ -631,13 +665,17 @@ def labelled_collapse_points(
         raise ValueError(f"no signal {metric!r} in the curves")
     if "method" in rows and rows["method"].nunique() > 1:
         raise ValueError("curves hold several methods: pass one method at a time")
+    ref = _reference_values(reference, metric) if reference is not None else {}
     out = []
     for ticket, g in rows.groupby("ticket", dropna=False, sort=True):
         g = g.sort_values("level")
-        dense = g[g["level"] == dense_level]["value"]
-        if dense.empty:
-            raise ValueError(f"no dense level {dense_level} for ticket {ticket}")
-        d = float(dense.iloc[0])
+        key = None if pd.isna(ticket) else int(ticket)
+        d = ref.get(key, ref.get(None, np.nan))
+        if not np.isfinite(d):
+            dense = g[g["level"] == dense_level]["value"]
+            if dense.empty:
+                raise ValueError(f"no dense level {dense_level} for ticket {ticket}")
+            d = float(dense.iloc[0])
         later = g[(g["level"] > dense_level) & (g["value"] < d - margin)]
         if later.empty:
             out.append((ticket, d, None, np.nan, np.nan))
@@ -800,6 +838,22 @@ def alarm_summary(evaluation: pd.DataFrame, by: list[str] | None = None) -> pd.D
     )
 
 
+def reference_rows(curves: pd.DataFrame, reference: tuple[str, int] | None) -> pd.DataFrame | None:
+    """The rows of ``curves`` at the dense reference ``(method, level)``; None when it has none.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        :func:`collapse_curves` output (``method`` column).
+    reference : tuple of (str, int) or None
+        :func:`analysis.levels.dense_reference` of the run.
+    """
+    if reference is None or "method" not in curves:
+        return None
+    rows = curves[(curves["method"] == reference[0]) & (curves["level"] == reference[1])]
+    return rows if len(rows) else None
+
+
 def collapse_evaluation(
     curves: pd.DataFrame,
     *,
@@ -807,6 +861,7 @@ def collapse_evaluation(
     metric: str = "balanced_accuracy",
     margin: float = 0.05,
     window: int = 2,
+    reference: tuple[str, int] | pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Fit the alarm per method and score it against each ticket's labelled drop.
 
@@ -820,6 +875,11 @@ def collapse_evaluation(
         See :func:`labelled_collapse_points`.
     window : int
         See :func:`evaluate_alarm`.
+    reference : tuple of (str, int) or DataFrame, optional
+        The run's dense reference ``(method, level)``
+        (:func:`analysis.levels.dense_reference`), read from ``curves``, or its
+        rows already (:func:`reference_rows`); None (or a method ``curves``
+        lacks): each method's own level 0.
 
     Returns
     -------
@@ -828,12 +888,13 @@ def collapse_evaluation(
         ``alarm_criteria`` (criteria that fired, joined by ``"+"``; ``""`` if none).
     """
     alarm = alarm or CollapseAlarm()
+    ref_rows = reference if isinstance(reference, pd.DataFrame) else reference_rows(curves, reference)
     frames = []
     for method, c in curves.groupby("method", sort=False):
         a = replace(alarm).fit(c)  # a fresh copy: the caller's alarm is left unfitted
         values = c[c["signal"] == metric][["ticket", "level", "sparsity", "value"]]
         ev = evaluate_alarm(
-            labelled_collapse_points(c, metric, margin),
+            labelled_collapse_points(c, metric, margin, reference=ref_rows),
             a.level_,
             a.sparsity_,
             values=values,
@@ -874,13 +935,20 @@ def collapse_report(
     methods = list(caps.loc[caps["classification"], "method"])
     if not methods:
         return f"{run.name}: no method records class predictions; the alarm is not scored."
+    from analysis.levels import dense_reference
+
     curves = collapse_curves(run, methods)
-    ev = collapse_evaluation_by_method(curves, metric, margin)
+    ref = dense_reference(run)
+    ev = collapse_evaluation_by_method(curves, metric, margin, reference=ref)
     if window != 2:  # collapse_evaluation_by_method uses the default window
         ev = pd.concat(
             [
                 collapse_evaluation(
-                    c, metric=str(ev[ev["method"] == m]["metric"].iloc[0]), margin=margin, window=window
+                    c,
+                    metric=str(ev[ev["method"] == m]["metric"].iloc[0]),
+                    margin=margin,
+                    window=window,
+                    reference=reference_rows(curves, ref),
                 )
                 for m, c in curves.groupby("method", sort=False)
                 if (ev["method"] == m).any()

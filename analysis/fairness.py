@@ -107,6 +107,7 @@ _HIGHER_IS_BETTER = {
     "false_positive_rate": False,
 }
 _JOIN = " & "
+_REFERENCE = -1  # key of the dense reference among the levels (group_drops, fairness_gaps)
 _BOOT_CELLS = 1 << 21  # resampled labels held at once per metric batch
 
 
@@ -569,6 +570,7 @@ def group_drops(
     group_by: str | Sequence[str],
     *,
     dense_level: int = 0,
+    dense: pd.DataFrame | None = None,
     n_boot_drop: int = 400,
     ci: float = 0.95,
     **kwargs,
@@ -588,7 +590,12 @@ def group_drops(
         Sparsity of each level.
     group_by : str or sequence of str
     dense_level : int
-        Reference level (0 = the dense model).
+        Reference level (0 = the dense model) when ``dense`` is None.
+    dense : DataFrame, optional
+        Predictions of the run's dense reference on the same samples
+        (:func:`analysis.levels.dense_reference`, e.g. IMP level 0 for RTL,
+        whose own level 0 is jointly retrained): the drops are measured from
+        it, its resamples shared with every level's. It adds no output row.
     n_boot_drop : int
         Joint resamples for the drop intervals (0: none, NaN bounds).
     ci : float
@@ -603,6 +610,8 @@ def group_drops(
         Columns ``level, sparsity`` then those of :func:`group_metrics`, then
         ``dense_value``, ``drop``, ``drop_ci_low`` and ``drop_ci_high``.
     """
+    if dense is not None:
+        predictions_by_level, dense_level = _with_reference(predictions_by_level, dense)
     if dense_level not in predictions_by_level:
         raise ValueError(f"no dense level {dense_level} among {sorted(predictions_by_level)}")
     kwargs.setdefault("n_boot", 0)
@@ -627,6 +636,8 @@ def group_drops(
             )
     frames = []
     for lv, t in tables.items():
+        if lv == _REFERENCE:
+            continue
         t = t.copy()
         t.insert(0, "sparsity", float(sparsity[lv]))
         t.insert(0, "level", int(lv))
@@ -665,6 +676,7 @@ def fairness_gaps(
     group_by: str | Sequence[str],
     *,
     dense_level: int = 0,
+    dense: pd.DataFrame | None = None,
     pred_col: str = "pred",
     label_col: str = "label",
     metrics: Sequence[str] | None = None,
@@ -689,6 +701,8 @@ def fairness_gaps(
     sparsity : mapping of int to float
     group_by : str or sequence of str
     dense_level : int
+    dense : DataFrame, optional
+        The dense reference's predictions, as in :func:`group_drops`.
     pred_col, label_col, metrics, binary, pos_label, min_count
         As in :func:`group_metrics`.
     n_boot : int
@@ -720,6 +734,8 @@ def fairness_gaps(
         ``demographic_parity_difference`` / ``equalized_odds_difference``).
         ``group`` is ``None`` where no single group is behind the value.
     """
+    if dense is not None:
+        predictions_by_level, dense_level = _with_reference(predictions_by_level, dense)
     lv0 = predictions_by_level.get(dense_level)
     if lv0 is None:
         raise ValueError(f"no dense level {dense_level} among {sorted(predictions_by_level)}")
@@ -756,6 +772,8 @@ def fairness_gaps(
     label = group_labels(lv0, group_by).name
     rows: list[tuple] = []
     for lv, preds in sorted(predictions_by_level.items()):
+        if lv == _REFERENCE:
+            continue
         sp = float(sparsity[lv])
         g = group_labels(preds, group_by)
         d_lv = drops[drops["level"] == lv]
@@ -845,13 +863,39 @@ def _by_level(run: Run, method: str) -> tuple[dict[int, pd.DataFrame], dict[int,
     return {lv: run.predictions(method, lv) for lv in levels}, {lv: run.sparsity(method, lv) for lv in levels}
 
 
+def _with_reference(
+    predictions_by_level: Mapping[int, pd.DataFrame], dense: pd.DataFrame
+) -> tuple[dict[int, pd.DataFrame], int]:
+    """The levels plus the dense reference under the key :data:`_REFERENCE`, rows in the levels' order."""
+    first = next(iter(predictions_by_level.values()), None)
+    if first is not None and "sample" in first and "sample" in dense:
+        if not np.array_equal(first["sample"].to_numpy(), dense["sample"].to_numpy()):
+            if set(first["sample"]) != set(dense["sample"]):
+                raise ValueError("the dense reference was evaluated on other samples than the method")
+            dense = dense.set_index("sample", drop=False).loc[first["sample"].to_numpy()]
+            dense = dense.reset_index(drop=True)
+    elif first is not None and len(first) != len(dense):
+        raise ValueError("the dense reference was evaluated on other samples than the method")
+    return {**predictions_by_level, _REFERENCE: dense}, _REFERENCE
+
+
+def _reference_kwargs(run: Run, method: str, kwargs: dict) -> dict:
+    """``dense=`` the run's dense reference predictions when it is another method (or level)."""
+    from analysis.levels import dense_reference
+
+    ref = dense_reference(run, method)
+    if "dense" in kwargs or "dense_level" in kwargs or ref is None or ref == (method, 0):
+        return kwargs
+    return {**kwargs, "dense": run.predictions(*ref)}
+
+
 def run_group_drops(
     run: Run, group_by: str | Sequence[str], methods: Sequence[str] | None = None, **kwargs
 ) -> pd.DataFrame:
     """:func:`group_drops` for every method of a run, with a leading ``method`` column."""
     frames = []
     for method in methods or run.methods:
-        df = group_drops(*_by_level(run, method), group_by, **kwargs)
+        df = group_drops(*_by_level(run, method), group_by, **_reference_kwargs(run, method, kwargs))
         df.insert(0, "method", method)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
@@ -863,7 +907,7 @@ def run_fairness_gaps(
     """:func:`fairness_gaps` for every method of a run, with a leading ``method`` column."""
     frames = []
     for method in methods or run.methods:
-        df = fairness_gaps(*_by_level(run, method), group_by, **kwargs)
+        df = fairness_gaps(*_by_level(run, method), group_by, **_reference_kwargs(run, method, kwargs))
         df.insert(0, "method", method)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)

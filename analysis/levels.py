@@ -13,7 +13,7 @@ table without reopening the run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,7 +22,15 @@ import pandas as pd
 if TYPE_CHECKING:
     from artifacts.run_format import Run
 
-__all__ = ["PAPER_SPARSITIES", "level_sparsities", "levels_at", "nearest_level", "paper_levels"]
+__all__ = [
+    "PAPER_SPARSITIES",
+    "dense_reference",
+    "level_sparsities",
+    "levels_at",
+    "nearest_level",
+    "paper_levels",
+    "reference_only_methods",
+]
 
 # The sparsities at which the paper reports its tables (Table 1), as fractions.
 PAPER_SPARSITIES = (0.25, 0.5, 0.75)
@@ -133,3 +141,56 @@ def paper_levels(
         when no method has a level.
     """
     return sorted({lv for t in targets for lv in levels_at(source, t, methods).values()})
+
+
+def dense_reference(run: Run, method: str | None = None) -> tuple[str, int] | None:
+    """The run's dense reference ``(method, level)``: what every "compared with dense" reads.
+
+    Runs of the protocol (:mod:`lottery.protocol`) name it in
+    ``manifest["dense_reference"]``: IMP level 0, or the one-level ``dense``
+    method, the dense model trained on all the data (RTL's own level 0 is
+    jointly retrained and is not it). Older runs have no such field: then each
+    method is its own reference at its first level (0, the unpruned model).
+
+    Parameters
+    ----------
+    run : Run
+    method : str, optional
+        The method being compared, for the fallback.
+
+    Returns
+    -------
+    tuple of (str, int) or None
+        The manifest's reference when the run holds that level; else
+        ``(method, first level of method)``; None without either.
+    """
+    ref = run.manifest.get("dense_reference")
+    if isinstance(ref, Mapping):
+        m, lv = ref.get("method"), ref.get("level", 0)
+        if isinstance(m, str) and isinstance(lv, int) and m in run.methods and lv in run.levels(m):
+            return m, int(lv)
+    if method is None or method not in run.methods:
+        return None
+    levels = run.levels(method)
+    return (method, 0 if 0 in levels else int(levels[0])) if levels else None
+
+
+def reference_only_methods(run: Run) -> list[str]:
+    """Methods that are a one-level dense reference point, not a pruning sweep.
+
+    The protocol's ``dense`` method (IMP's level 0 alone, run beside ticket
+    methods when a run has no ``imp``) and any one-level method the manifest
+    names as ``dense_reference``.
+
+    Parameters
+    ----------
+    run : Run
+
+    Returns
+    -------
+    list of str
+        In run order; empty for runs without one.
+    """
+    ref = dense_reference(run)
+    named = ref[0] if ref is not None else None
+    return [m for m in run.methods if (m == "dense" or m == named) and len(run.levels(m)) <= 1]

@@ -52,6 +52,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "alarm_overview",
     "nm_structure_table",
+    "overlap_table",
     "closest_level",
     "collapse_evaluation_by_method",
     "describe_run",
@@ -544,7 +545,11 @@ def method_capabilities(run: Run) -> pd.DataFrame:
 
 
 def collapse_evaluation_by_method(
-    curves: pd.DataFrame, metric: str = "balanced_accuracy", margin: float = 0.05, fallback: str = "accuracy"
+    curves: pd.DataFrame,
+    metric: str = "balanced_accuracy",
+    margin: float = 0.05,
+    fallback: str = "accuracy",
+    reference: tuple[str, int] | None = None,
 ) -> pd.DataFrame:
     """The collapse alarm scored per method, each against a labelled metric it has.
 
@@ -565,6 +570,10 @@ def collapse_evaluation_by_method(
         Absolute drop that counts as collapse.
     fallback : str
         Signal used for methods without ``metric``.
+    reference : tuple of (str, int), optional
+        The run's dense reference (:func:`analysis.levels.dense_reference`):
+        every method's drop is measured from its value there; None: each
+        method's own level 0 (runs written before the protocol).
 
     Returns
     -------
@@ -574,8 +583,9 @@ def collapse_evaluation_by_method(
         neither signal, nor an accuracy their source logged (``test_accuracy``,
         ``best_acc1``), are left out.
     """
-    from analysis.collapse import collapse_evaluation
+    from analysis.collapse import collapse_evaluation, reference_rows
 
+    ref_rows = reference_rows(curves, reference)
     frames = []
     for _, c in curves.groupby("method", sort=False):
         signals = set(c["signal"])
@@ -589,7 +599,7 @@ def collapse_evaluation_by_method(
             used = next((s for s in _LOGGED_ACCURACY if s in signals), None)
         if used is None:
             continue
-        ev = collapse_evaluation(c, metric=used, margin=margin)
+        ev = collapse_evaluation(c, metric=used, margin=margin, reference=ref_rows)
         ev["metric"] = used
         frames.append(ev)
     if not frames:
@@ -614,3 +624,48 @@ def nm_structure_table(manifest: dict) -> pd.DataFrame:
     tickets = list(nm)
     layers = list(nm[tickets[0]])
     return pd.DataFrame([{"layer": n, **{t: nm[t].get(n) for t in tickets}} for n in layers])
+
+
+def overlap_table(run: Run, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """How many tickets share each kept weight, per level (``level.json`` ``overlap``).
+
+    In joint retraining a weight kept by c tickets moves c times per round, so
+    the mean c is the factor by which its effective learning rate exceeds a
+    single ticket's (``rtl.overlap_scaling="count"`` divides it out).
+
+    Parameters
+    ----------
+    run : Run
+    methods : sequence of str, optional
+        Default: every method; levels without an ``overlap`` record are left out.
+
+    Returns
+    -------
+    DataFrame
+        One row per method and level: ``method, level, sparsity, overlap_scaling``
+        (``"none"`` when not recorded), ``mean_c``, ``max_c``, ``kept`` (weights
+        kept by at least one ticket) and ``c=1 .. c=K``: the fraction of kept
+        weights kept by exactly c tickets (rows sum to 1).
+    """
+    rows = []
+    for method in methods or run.methods:
+        for level in run.levels(method):
+            info = run.level_info(method, level)
+            rec = info.get("overlap")
+            if not isinstance(rec, Mapping) or not isinstance(rec.get("histogram"), list):
+                continue
+            hist = np.asarray(rec["histogram"], dtype=np.float64)  # (K,): weights kept by c = 1..K
+            kept = float(hist.sum())
+            row = {
+                "method": method,
+                "level": int(level),
+                "sparsity": float(run.sparsity(method, level)),
+                "overlap_scaling": str(info.get("overlap_scaling", "none")),
+                "mean_c": float(rec.get("mean", np.nan)),
+                "max_c": int(rec.get("max", 0)),
+                "kept": int(kept),
+            }
+            row.update({f"c={c}": (h / kept if kept else np.nan) for c, h in enumerate(hist, start=1)})
+            rows.append(row)
+    cols = ["method", "level", "sparsity", "overlap_scaling", "mean_c", "max_c", "kept"]
+    return pd.DataFrame(rows, columns=list(dict.fromkeys([*cols, *(k for r in rows for k in r)])))

@@ -29,9 +29,18 @@ import pandas as pd
 from scipy.special import entr
 
 from analysis.similarity import GLOBAL, OverlapCounts, packed_overlap
-from artifacts.run_format import MASKS, RunFormatError, level_dir
+from artifacts.run_format import (
+    MASK_LEVELS,
+    MASKS,
+    RunFormatError,
+    _mask_source,
+    level_dir,
+    level_mask_shapes,
+    method_dir,
+)
 
 __all__ = [
+    "LevelCodedMasks",
     "PackedMasks",
     "coding_frame_packed",
     "joint_coding_frame_packed",
@@ -173,7 +182,7 @@ class PackedMasks(Mapping[str, np.ndarray]):
         if k > _MAX_SUBSET_TICKETS:
             return None
         st = self.path.stat()
-        key = (str(self.path.resolve()), st.st_size, st.st_mtime_ns, name)
+        key = (str(self.path.resolve()), st.st_size, st.st_mtime_ns, name, getattr(self, "level", None))
         hit = _SUBSET_CACHE.get(key)
         if hit is None:
             hit = _subset_intersections(self, name)
@@ -197,8 +206,66 @@ class PackedMasks(Mapping[str, np.ndarray]):
         return out
 
 
+class LevelCodedMasks(PackedMasks):
+    """One level of a method's compact ``mask_levels.safetensors``, as :class:`PackedMasks`.
+
+    Compact storage (:mod:`artifacts.run_format`) keeps per layer a uint8 array
+    ``(K, *weight_shape)``: the level at which each weight left the mask. A
+    layer is read alone (``safe_open``), thresholded at ``level`` and bit-packed
+    when it is looked up, so memory stays bounded by the largest layer.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``<method>/mask_levels.safetensors`` file.
+    level : int
+        The level whose masks it gives (``codes > level``).
+    shapes : dict of str to sequence of int
+        ``{layer: [K, *weight_shape]}`` from the file header
+        (:func:`artifacts.run_format.level_mask_shapes`).
+    """
+
+    def __init__(self, path: str | Path, level: int, shapes: Mapping[str, Sequence[int]]):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise RunFormatError(f"missing file: {self.path}")
+        self.level = int(level)
+        self.shapes = {name: tuple(int(d) for d in shape) for name, shape in shapes.items()}
+        ks = {s[0] for s in self.shapes.values()}
+        if len(ks) > 1:
+            raise RunFormatError(f"{self.path}: layers disagree on the number of tickets: {sorted(ks)}")
+        self._last: tuple[str, np.ndarray] | None = None  # the last layer packed
+
+    def __repr__(self) -> str:
+        return (
+            f"LevelCodedMasks({str(self.path)!r}, level={self.level}, "
+            f"layers={len(self.shapes)}, K={self.n_tickets})"
+        )
+
+    def packed(self, name: str) -> np.ndarray:
+        """One layer's masks at ``level``, bit-packed: uint8, shape (K, ceil(N_l / 8))."""
+        if self._last is not None and self._last[0] == name:
+            return self._last[1]
+        shape = self.shapes[name]
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(self.path), framework="numpy") as f:
+                codes = f.get_tensor(name)  # (K, *weight_shape) uint8
+        except (SafetensorError, OSError, ValueError) as e:
+            raise RunFormatError(f"corrupt mask-levels file {self.path}: {e}") from e
+        if codes.dtype != np.uint8 or tuple(codes.shape) != shape:
+            raise RunFormatError(f"{self.path}: layer {name!r} is not uint8 of shape {shape}")
+        out = np.packbits(codes.reshape(shape[0], -1) > self.level, axis=1)  # (K, ceil(N / 8))
+        self._last = (name, out)
+        return out
+
+
 def packed_masks(run, method: str, level: int) -> PackedMasks:
-    """Memory-mapped masks of one level of a run (checked like ``Run.masks``).
+    """Bit-packed masks of one level of a run (checked like ``Run.masks``).
+
+    Memory-mapped from the level's ``masks.safetensors``; from compact storage
+    (``mask_levels``, possibly another method's) a :class:`LevelCodedMasks`.
 
     Parameters
     ----------
@@ -212,7 +279,14 @@ def packed_masks(run, method: str, level: int) -> PackedMasks:
     """
     if level not in run.levels(method):
         raise RunFormatError(f"{run.path}: {method} has no completed level {level}")
-    pm = PackedMasks(level_dir(run.path, method, level) / MASKS)
+    kind, holder = _mask_source(run.path, method, level)
+    if kind == "file":
+        pm = PackedMasks(level_dir(run.path, holder, level) / MASKS)
+    else:
+        shapes = level_mask_shapes(run.path, method, level)  # header keys come sorted
+        order = [n for n in run.manifest.get("layers") or [] if n in shapes]  # model order
+        shapes = {n: shapes[n] for n in [*order, *(n for n in shapes if n not in order)]}
+        pm = LevelCodedMasks(method_dir(run.path, holder) / MASK_LEVELS, level, shapes)
     k = len(run.ticket_names(method))
     for name, shape in pm.shapes.items():
         if shape[0] != k:

@@ -191,7 +191,8 @@ def _collapse(page: _Page, run: Run, curves: pd.DataFrame | None, evaluation: pd
         "Mean labelled metric (left axis) and the alarm's mask signal (right axis: the tickets' mean latent "
         "correlation, which stays constant across densities when the tickets are equally alike, unlike J*) "
         "against sparsity; the dashed red line marks where the label-free alarm fired, the dotted black "
-        "line where mean balanced accuracy fell 0.05 below its dense value."
+        "line where mean balanced accuracy fell 0.05 below the dense reference's (the dense model trained "
+        "on all the data, IMP level 0; a method's own level 0 in runs that do not name one)."
     )
     for method in dict.fromkeys(curves["method"]):
         c = curves[curves["method"] == method].drop(columns="method")
@@ -317,7 +318,7 @@ def _attention(page: _Page, run: Run, level: int) -> None:
     )
     from analysis.figures.attention import attention_entropy_heatmap
     from analysis.figures.attention_sweep import attention_entropy_vs_sparsity
-    from analysis.levels import nearest_level
+    from analysis.levels import dense_reference, nearest_level
 
     page.h2("Attention")
     for method in run.methods:
@@ -326,9 +327,10 @@ def _attention(page: _Page, run: Run, level: int) -> None:
             page.note(f"{method}: {reason}")
             continue
         k = len(run.ticket_names(method))
-        tables = attention_probe_tables(run, method, list(range(k)))
+        ref = dense_reference(run, method)  # the dense model trained on all the data
+        tables = attention_probe_tables(run, method, list(range(k)), reference=ref)
         sweep = tables["heads"]
-        summary = attention_level_summary(sweep, tables["images"])
+        summary = attention_level_summary(sweep, tables["images"], reference=tables["reference"])
         trend = attention_trend(summary)
         page.h3(method)
         page.text(attention_verdict(trend, OWN_IMAGES if k > 1 else ALL_IMAGES), cls="")
@@ -383,7 +385,10 @@ def build_report(run: Run, *, level: int | None = None, progress: Callable[[str]
     labelled = list(caps.loc[caps["classification"], "method"])
     say("collapse signals")
     curves = collapse_curves(run, labelled) if labelled else None
-    evaluation = ov.collapse_evaluation_by_method(curves) if labelled else None
+    from analysis.levels import dense_reference
+
+    ref = dense_reference(run)
+    evaluation = ov.collapse_evaluation_by_method(curves, reference=ref) if labelled else None
     say("overview")
     _overview(page, run, level, evaluation)
     say("similarity")

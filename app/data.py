@@ -21,6 +21,7 @@ import streamlit as st
 from analysis import Run, RunFormatError, find_groups, find_runs, load_group, load_run
 from analysis import alarm as _alarm
 from analysis import collapse as _collapse
+from analysis import levels as _levels
 from analysis import overview as _overview
 from analysis import similarity as _similarity
 
@@ -182,7 +183,15 @@ def collapse_curves(path: str, mtime: float) -> pd.DataFrame:
 @st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)
 def collapse_evaluation(path: str, mtime: float, metric: str, margin: float) -> pd.DataFrame:
     """The alarm fitted per method and scored against each ticket's labelled drop."""
-    return _overview.collapse_evaluation_by_method(collapse_curves(path, mtime), metric, margin)
+    ref = _levels.dense_reference(get_run(path, mtime))  # one dense model for every method
+    curves = collapse_curves(path, mtime)
+    return _overview.collapse_evaluation_by_method(curves, metric, margin, reference=ref)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def overlap(path: str, mtime: float) -> pd.DataFrame:
+    """:func:`analysis.overview.overlap_table`: tickets per kept weight, per rtl level."""
+    return _overview.overlap_table(get_run(path, mtime))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -356,7 +365,12 @@ def chance_band(path: str, mtime: float, method: str, ticket: str | None) -> pd.
 @st.cache_data(show_spinner=False, max_entries=64)
 def labelled_points(path: str, mtime: float, method: str, metric: str, margin: float) -> pd.DataFrame:
     """Each ticket's labelled collapse point (first level ``margin`` below its dense value)."""
-    return _collapse.labelled_collapse_points(method_curves(path, mtime, method), metric, margin)
+    run = get_run(path, mtime)
+    ref = _levels.dense_reference(run, method)
+    rows = None if ref is None else method_curves(path, mtime, ref[0])
+    rows = None if rows is None else rows[rows["level"] == ref[1]]
+    curves = method_curves(path, mtime, method)
+    return _collapse.labelled_collapse_points(curves, metric, margin, reference=rows)
 
 
 # ----------------------------------------------------------------------------- fairness
@@ -568,10 +582,13 @@ def attention(path: str, mtime: float, method: str, tickets: tuple[int, ...]) ->
         attention_verdict,
     )
 
-    tables = attention_probe_tables(get_run(path, mtime), method, list(tickets))
-    summary = attention_level_summary(tables["heads"], tables["images"])
+    run = get_run(path, mtime)
+    ref = _levels.dense_reference(run, method)  # the dense model trained on all the data
+    tables = attention_probe_tables(run, method, list(tickets), reference=ref)
+    summary = attention_level_summary(tables["heads"], tables["images"], reference=tables["reference"])
     trend = attention_trend(summary)
     return {
+        "dense": tables["dense"],
         "sweep": tables["heads"],
         "summary": summary,
         "trend": trend,

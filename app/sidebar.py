@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import Run, levels_at, nearest_level
+from analysis.levels import reference_only_methods
 from app import data, open_folder, upload
 
 KEY_RUN = "sidebar.run"  # a run folder, or a run group folder (then KEY_SEED picks its run)
@@ -242,21 +243,28 @@ def render() -> Selection | None:
     facts = data.run_facts(path, mtime)
     levels_df = facts["levels"]
 
-    _keep_valid(KEY_METHODS, run.methods, list(run.methods), multi=True)
+    # A one-level dense reference is a point to compare with, not a method to prune.
+    reference = reference_only_methods(run)
+    swept = [m for m in run.methods if m not in reference] or list(run.methods)
+    _keep_valid(KEY_METHODS, run.methods, swept, multi=True)
     methods = sb.multiselect(
         "Methods",
         run.methods,
         key=KEY_METHODS,
+        format_func=lambda m: f"{m} (reference)" if m in reference else m,
         help="imp: one ticket for all data; rtl: one ticket per subset on a shared network; "
-        "independent: one network per subset.",
+        "independent: one network per subset; dense (reference): the dense model trained on all "
+        "the data, one level, that every drop is measured from.",
     )
     if not methods:
         sb.caption("No method chosen: showing all.")
-        methods = list(run.methods)
+        methods = list(swept)
     methods = [m for m in run.methods if m in methods]
 
     options = target_options(levels_df, methods)
-    first = levels_df[levels_df["method"] == methods[0]]["sparsity"].round(2).tolist()
+    # the slider opens mid-sweep of the first pruned method (methods have their own level counts)
+    opener = next((m for m in methods if m not in reference), methods[0])
+    first = levels_df[levels_df["method"] == opener]["sparsity"].round(2).tolist()
     _keep_valid(KEY_SPARSITY, options, first[min(len(first) - 1, len(first) // 2)])
     if len(options) > 1:
         target = sb.select_slider(

@@ -1038,6 +1038,11 @@ def read_level_masks(run_dir: str | Path, method: str, level: int) -> dict[str, 
         return load_masks(level_dir(run_dir, holder, level) / MASKS)
     decoded = masks_from_levels(run_dir, holder, level)
     assert decoded is not None
+    # safetensors lists tensors alphabetically: give them back in the model's layer order
+    manifest = Path(run_dir) / MANIFEST
+    order = read_json(manifest).get("layers") if manifest.is_file() else None
+    if isinstance(order, list) and sorted(order) == sorted(decoded):
+        decoded = {n: decoded[n] for n in order}
     return decoded
 
 

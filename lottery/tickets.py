@@ -26,7 +26,9 @@ the method stores (the union for RTL, the sum for K independent networks).
 Speed (``engine="batched"``, the default): extraction steps the K tickets
 together as one stacked network (:mod:`lottery.stacked`); joint retraining
 stays sequential but draws every batch of the level up front as index
-tensors on the device and steps with one fused optimiser call; evaluation
+tensors on the device and steps with one fused optimiser call (for an MLP:
+a hand-written forward/backward over flat parameter, gradient and moment
+buffers, no autograd graph, one fused call on one flat tensor); evaluation
 runs the K tickets as one stacked network. ``engine="reference"`` keeps the
 one-ticket-at-a-time loops for comparison (``benchmarks/bench_engine.py``)
 and as the tests' oracle; both engines draw the same batches.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -44,11 +47,12 @@ from torch import nn
 from torch.func import functional_call
 
 from artifacts import run_format as rf
-from lottery.config import RunDescription
+from lottery.config import RunDescription, TrainConfig
 from lottery.context import Context
 from lottery.data import fit_centroids, nearest_centroid
 from lottery.levels import mask_counts, rewind_point
 from lottery.masks import Masks
+from lottery.models import MLP
 from lottery.overlap import scale_updates, update_scales
 from lottery.prune import level_density, magnitude_prune
 from lottery.routing import detector_columns, expert_columns
@@ -60,7 +64,14 @@ from lottery.sampling import (
     interleaved_order,
     presentations_per_step,
 )
-from lottery.stacked import single_forward, stack_params, stacked_forward
+from lottery.stacked import (
+    flat_views,
+    flatten_stacked,
+    mlp_grads,
+    single_forward,
+    stack_params,
+    stacked_forward,
+)
 from lottery.ticket_optim import TicketOptimizer, masked_weights
 from lottery.train import seeded_generator, train_masked
 
@@ -355,6 +366,26 @@ def stacked_ticket_loss(
     return loss.view(a, b).mean(1).sum()
 
 
+def stacked_ticket_loss_grad(
+    kind: str, logits: torch.Tensor, target: torch.Tensor, tickets: torch.Tensor
+) -> torch.Tensor:
+    """Gradient of :func:`stacked_ticket_loss` with respect to ``logits`` (A, B, n_out), written out.
+
+    Detector: ``(sigmoid(z) - t) / B`` in logit ``tickets[a]`` of row a, zero
+    in the others. Expert: ``(softmax(z) - onehot(y)) / B``. These are what
+    autograd computes for the two losses (equal up to float rounding).
+    """
+    a, b = target.shape
+    if kind == "detector":
+        col = tickets.view(a, 1, 1).expand(a, b, 1)
+        own = logits.gather(2, col).squeeze(2)  # (A, B)
+        d_own = torch.sigmoid(own).sub_(target).div_(b)
+        return torch.zeros_like(logits).scatter_(2, col, d_own.unsqueeze(2))
+    d = logits.softmax(dim=-1)
+    d.scatter_add_(2, target.unsqueeze(2), torch.full((a, b, 1), -1.0, dtype=d.dtype, device=d.device))
+    return d.div_(b)
+
+
 def _ticks(progress: Callable[[], None] | None, calls: int, total: int) -> Callable[[int], None]:
     """``tick(done)``: call ``progress`` so that it has been called ``calls * done // total`` times."""
     state = {"n": 0}
@@ -516,7 +547,8 @@ def joint_retrain(
 
     ``engine="batched"`` (the default) draws every batch of the level up
     front as index tensors on the device and steps with one fused optimiser
-    call (no host synchronisation in the loop); ``"reference"`` is the
+    call (no host synchronisation in the loop; an MLP runs the hand-written
+    step of :func:`_retrain_mlp`); ``"reference"`` is the
     implementation before the engine, one batch draw and one per-parameter
     update at a time. Both draw the same batches in the same order.
 
@@ -568,6 +600,10 @@ def joint_retrain(
     plans = [draw_batches(s, rounds) for s in samplers]
     idx = torch.stack([p[0] for p in plans])  # (K, rounds, B)
     target = torch.stack([p[1] for p in plans])  # (K, rounds, B)
+    # the hand-written MLP step implements the plain masked update only: any other update rule
+    # (rtl.overlap_scaling="count") takes the loop below
+    if type(model) is MLP and not scaled:
+        return _retrain_mlp(model, theta, fmasks, opt.cfg, order, idx, target, ctx.x_train, kind, progress)
     names = list(theta)
     masked = [n for n in names if n in fmasks]
     dense = [n for n in names if n not in fmasks]
@@ -589,6 +625,71 @@ def joint_retrain(
         if progress is not None and (i + 1) % tick == 0:
             progress()
     return {n: p.detach() for n, p in theta.items()}, len(order)
+
+
+def _retrain_mlp(
+    model: MLP,
+    theta: Mapping[str, torch.Tensor],
+    fmasks: Mapping[str, torch.Tensor],
+    cfg: TrainConfig,
+    order: torch.Tensor,
+    idx: torch.Tensor,
+    target: torch.Tensor,
+    x_train: torch.Tensor,
+    kind: str,
+    progress: Callable[[], None] | None,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """:func:`joint_retrain`'s loop for an MLP: flat buffers, hand-written backward, one fused step.
+
+    theta lives in one flat (P,) buffer and the K masks in one (K, P) (ones for
+    the dense parameters). Ticket k's step: ``w = theta * m_k`` into a
+    preallocated buffer, forward and backward (:func:`lottery.stacked.mlp_grads`)
+    with the gradients written into one flat (P,) buffer, then one fused
+    optimiser call on the flat parameter with ticket k's own flat moments;
+    the optimiser multiplies the gradient by m_k, so the gradient is the one
+    autograd gives through ``theta * m_k`` and weights outside m_k stay
+    bit-identical (:class:`lottery.ticket_optim.TicketOptimizer`).
+
+    Parameters
+    ----------
+    theta : mapping of str to tensor, shape (*param_shape)
+        Start weights (copied; the result is returned).
+    fmasks : mapping of str to float tensor, shape (K, *param_shape)
+        0/1 masks of the masked parameters.
+    order : tensor of int64, shape (steps,)
+        Ticket of every step, K-ticket rounds as :func:`interleaved_order` draws them.
+    idx, target : tensors, shape (K, rounds, B)
+        Training-set indices and targets of ticket k's r-th step.
+    """
+    k_all = int(idx.shape[0])
+    shapes = {n: tuple(p.shape) for n, p in theta.items()}
+    flat = flatten_stacked({n: p[None] for n, p in theta.items()})[0]  # (P,)
+    fmask = flatten_stacked(
+        {
+            n: fmasks[n] if n in fmasks else torch.ones((k_all, *p.shape), dtype=p.dtype, device=p.device)
+            for n, p in theta.items()
+        }
+    )  # (K, P)
+    opt = TicketOptimizer({"flat": flat}, {"flat": fmask}, cfg, k_all, fused=True)
+    wbuf, grad = torch.empty_like(flat[None]), torch.empty_like(flat[None])  # (1, P)
+    weights, grads = flat_views(wbuf, shapes), flat_views(grad, shapes)  # (1, *shape)
+    tickets = torch.arange(k_all, device=flat.device).view(k_all, 1)
+    tick = max(1, len(order) // 20)
+    for i, k in enumerate(order.tolist()):
+        r = i // k_all  # every round is a permutation: this is ticket k's r-th step
+        torch.mul(flat, fmask[k], out=wbuf[0])
+        x = gather_rows(x_train, idx[k, r : r + 1])  # (1, B, *input_shape)
+        mlp_grads(
+            model,
+            weights,
+            x,
+            partial(stacked_ticket_loss_grad, kind, target=target[k, r : r + 1], tickets=tickets[k]),
+            grads,
+        )
+        opt.step(k, [grad[0]])
+        if progress is not None and (i + 1) % tick == 0:
+            progress()
+    return {n: v[0].clone() for n, v in flat_views(flat[None], shapes).items()}, len(order)
 
 
 # ----------------------------------------------------------------------------- evaluation

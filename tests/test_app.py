@@ -347,3 +347,35 @@ def test_attention_page_states_the_trend(monkeypatch, tmp_path):
     text = " ".join(str(m.value) for m in at.markdown)
     assert "Attention entropy rises with sparsity" in text
     assert at.radio(key="attention.images").options == ["own subset", "all images"]
+
+
+def test_dense_reference_is_offered_but_not_chosen(monkeypatch, tmp_path):
+    # a run with rtl but no imp carries a one-level "dense" method: a reference point, not a sweep
+    import shutil
+
+    from conftest import write_synthetic_run
+
+    from artifacts import run_format as rf
+
+    run_dir = write_synthetic_run(tmp_path / "runs" / "withdense", seed=3)
+    manifest = rf.read_json(run_dir / rf.MANIFEST)
+    manifest["methods"] = {"rtl": manifest["methods"]["rtl"], "dense": manifest["methods"]["imp"]}
+    manifest["dense_reference"] = {"method": "dense", "level": 0}
+    rf.write_manifest(run_dir, manifest)
+    (run_dir / "imp").rename(run_dir / "dense")
+    for lv in rf.completed_levels(run_dir, "dense")[1:]:
+        shutil.rmtree(rf.level_dir(run_dir, "dense", lv))
+    info_path = rf.level_dir(run_dir, "rtl", 1) / rf.LEVEL_JSON  # the engine's overlap record of one level
+    info = rf.read_json(info_path)
+    info["overlap"] = {"histogram": [10, 20, 30, 40], "mean": 3.0, "max": 4}
+    rf.write_json(info_path, info)
+    at = _app(monkeypatch, tmp_path / "runs", run_dir)
+    _no_exception(at, "overview")
+    shared = _frame(at, "mean_c")
+    assert list(shared["level"]) == [1] and shared["c=4"].item() == pytest.approx(0.4)
+    box = at.multiselect(key="sidebar.methods")
+    assert box.value == ["rtl"]
+    assert "dense (reference)" in box.options
+    for page in ("collapse", "fairness"):
+        at.switch_page(f"views/{page}.py").run()
+        _no_exception(at, page)

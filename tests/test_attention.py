@@ -353,3 +353,60 @@ def test_analysis_and_its_probe_never_import_lottery(tmp_path):
     )
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {"import": False, "probe": False, "blocks": 2}
+
+
+def test_entropy_change_is_measured_from_the_dense_reference(tmp_path):
+    # the run's dense model (a one-level "dense" method) is the reference, not rtl's own level 0
+    pytest.importorskip("torch")
+    import torch
+
+    from analysis.attention import image_entropy
+    from analysis.attention_probe import probe_attention
+    from analysis.attention_sweep import (
+        ALL_LAYERS,
+        OWN_IMAGES,
+        attention_level_summary,
+        attention_probe_tables,
+    )
+    from analysis.levels import dense_reference
+    from artifacts import run_format as rf
+
+    run, x, subset = _tiny_vit_run(tmp_path)
+    manifest = dict(run.manifest)
+    manifest["methods"] = {**manifest["methods"], "dense": {"tickets": ["all"], "ticket_kind": "single"}}
+    manifest["dense_reference"] = {"method": "dense", "level": 0}
+    rf.write_manifest(tmp_path, manifest)
+    torch.manual_seed(1)  # other weights than rtl's: a different attention
+    weights = {n: 3 * v + np.float32(0.5) for n, v in run.weights("rtl", 0).items()}
+    masks = {n: np.ones((1, *m.shape[1:]), bool) for n, m in run.masks("rtl", 0).items()}
+    preds = pd.DataFrame({"sample": [0], "label": [0], "subset": [0], "pred": [0]})
+    rf.write_level(
+        tmp_path, "dense", 0, masks=masks, predictions=preds, info={"sparsity": 0.0}, weights=weights
+    )
+    run = rf.load_run(tmp_path)
+    ref = dense_reference(run, "rtl")
+    assert ref == ("dense", 0)
+    tables = attention_probe_tables(run, "rtl", [0, 1], reference=ref)
+    assert tables["dense"] == ("dense", 0)
+    summary = attention_level_summary(tables["heads"], tables["images"], reference=tables["reference"])
+    dense_maps = probe_attention(run, "dense", 0, ticket=0)
+    for level in (0, 1):
+        maps = probe_attention(run, "rtl", level, ticket=1)
+        own = subset == 1
+        want = (
+            np.mean([image_entropy(m)[own] for m in maps], axis=0).mean()
+            - np.mean([image_entropy(m)[own] for m in dense_maps], axis=0).mean()
+        )
+        row = summary[
+            (summary["ticket"] == "t1")
+            & (summary["images"] == OWN_IMAGES)
+            & (summary["level"] == level)
+            & (summary["layer"] == ALL_LAYERS)
+        ]
+        assert row["entropy_change"].item() == pytest.approx(want, abs=1e-9)
+    # rtl's own level 0 is no longer read as zero change
+    lv0 = summary[(summary["level"] == 0) & (summary["layer"] == ALL_LAYERS)]
+    assert (lv0["entropy_change"].abs() > 1e-6).all()
+    # the per-head change of the sweep table compares with the same reference
+    heads = tables["heads"]
+    assert (heads[heads["level"] == 0]["entropy_change"].abs() > 0).any()

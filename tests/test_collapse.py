@@ -549,3 +549,49 @@ def test_prediction_entropy_never_reads_oracle_routing():
     assert s[s["signal"] == "pred_entropy"]["value"].isna().all()
     s = level_signals(masks, preds, "detector", "max_score")  # pred is label-free there
     assert s[s["signal"] == "pred_entropy"]["value"].item() == pytest.approx(prediction_entropy(label))
+
+
+def _curves_with_weak_rtl_level0() -> pd.DataFrame:
+    # rtl's jointly retrained level 0 (0.60) is far worse than the dense model (imp level 0, 0.80)
+    rows = []
+    for ticket in (0, 1, None):
+        rows.append(("imp", 0, 0.0, ticket, "balanced_accuracy", 0.80))
+        for lv, v in enumerate([0.60, 0.80, 0.78, 0.72, 0.50]):
+            rows.append(("rtl", lv, 1 - 0.8**lv, ticket, "balanced_accuracy", v))
+    df = pd.DataFrame(rows, columns=["method", "level", "sparsity", "ticket", "signal", "value"])
+    df["ticket"] = pd.array(df["ticket"], dtype="Int64")
+    return df
+
+
+def test_labelled_drop_is_measured_from_the_dense_reference():
+    from analysis.collapse import reference_rows
+
+    curves = _curves_with_weak_rtl_level0()
+    rtl = curves[curves["method"] == "rtl"].drop(columns="method")
+    own = labelled_collapse_points(rtl)  # the old reading: rtl's own level 0
+    assert (own["dense_value"] == 0.60).all() and list(own["collapse_level"]) == [4, 4, 4]
+    ref = reference_rows(curves, ("imp", 0))
+    got = labelled_collapse_points(rtl, reference=ref)
+    assert (got["dense_value"] == 0.80).all()
+    assert list(got["collapse_level"]) == [3, 3, 3]  # 0.72 < 0.80 - 0.05
+    ev = collapse_evaluation(curves, reference=("imp", 0))
+    assert (ev.loc[ev["method"] == "rtl", "collapse_level"] == 3).all()
+
+
+def test_routed_metric_reads_the_reference_unrouted():
+    ref = pd.DataFrame(
+        {"ticket": pd.array([0, None], dtype="Int64"), "signal": "subset_accuracy", "value": [0.9, 0.85]}
+    )
+    curves = pd.DataFrame(
+        {
+            "level": [0, 1, 2, 0, 1, 2],
+            "sparsity": [0, 0.2, 0.4] * 2,
+            "ticket": pd.array([0, 0, 0, 1, 1, 1], dtype="Int64"),
+            "signal": "subset_accuracy_oracle",
+            "value": [0.5, 0.88, 0.84, 0.5, 0.88, 0.79],
+        }
+    )
+    got = labelled_collapse_points(curves, "subset_accuracy_oracle", reference=ref)
+    # ticket 0 against the reference's ticket 0 (0.9); ticket 1, absent there, against its aggregate (0.85)
+    assert list(got["dense_value"]) == [0.9, 0.85]
+    assert list(got["collapse_level"]) == [2, 2]

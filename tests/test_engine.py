@@ -342,3 +342,106 @@ def test_killed_and_resumed_independent_run_equals_uninterrupted(tmp_path, monke
             assert (m == resumed.masks("independent", lv)[name]).all()
         for name, w in ref.weights("independent", lv).items():
             assert (w == resumed.weights("independent", lv)[name]).all()
+
+
+# ----------------------------------------------------------------------------- hand-written MLP step, pruning
+
+
+@pytest.mark.parametrize("kind", ["detector", "expert"])
+def test_mlp_grads_match_autograd(kind):
+    """The hand-written stacked MLP backward gives autograd's gradients of the stacked ticket loss."""
+    from functools import partial
+
+    from lottery.stacked import flat_views, flatten_stacked, mlp_grads
+    from lottery.tickets import stacked_ticket_loss, stacked_ticket_loss_grad
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("mlp", (1, 8, 8), 10, hidden=(16, 8)))
+    a, b = 3, 7
+    params = stack_params([{n: p.detach() + 0.1 * i for n, p in model.named_parameters()} for i in range(a)])
+    x = torch.randn(a, b, 1, 8, 8)
+    ids = torch.tensor([4, 0, 9])
+    target = (torch.rand(a, b) < 0.5).float() if kind == "detector" else torch.randint(0, 10, (a, b))
+    leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
+    expected = torch.autograd.grad(
+        stacked_ticket_loss(kind, stacked_forward(model, leaves, x), target, ids), list(leaves.values())
+    )
+    shapes = {n: tuple(p.shape[1:]) for n, p in params.items()}
+    grad = torch.full_like(flatten_stacked(params), float("nan"))  # every entry must be written
+    logits = mlp_grads(
+        model,
+        flat_views(flatten_stacked(params), shapes),
+        x,
+        partial(stacked_ticket_loss_grad, kind, target=target, tickets=ids),
+        flat_views(grad, shapes),
+    )
+    torch.testing.assert_close(logits, stacked_forward(model, params, x))
+    for n, g in zip(params, expected, strict=True):
+        torch.testing.assert_close(flat_views(grad, shapes)[n], g, msg=n)
+
+
+def test_keep_top_is_the_stable_sort():
+    """Pruning's selection keeps exactly the set a stable descending sort keeps, ties by position."""
+    from lottery.prune import _keep_top
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        n = int(torch.randint(1, 40, (1,), generator=g))
+        scores = torch.randint(-1, 3, (n,), generator=g).float() if trial % 2 else torch.rand(n, generator=g)
+        order = torch.argsort(scores, descending=True, stable=True)
+        for keep in range(n + 1):
+            expected = torch.zeros(n, dtype=torch.bool)
+            expected[order[:keep]] = True
+            assert torch.equal(_keep_top(scores, keep), expected), (scores, keep)
+
+
+@pytest.mark.parametrize("kind", ["detector", "expert"])
+def test_hand_written_mlp_retraining_isolates_tickets(kind, tmp_path):
+    """Each step of the flat MLP loop moves ticket k's weights only; the others stay bit-identical."""
+    from lottery.tickets import _retrain_mlp
+
+    desc = DETECTORS if kind == "detector" else EXPERTS
+    ctx = build_context(desc, tmp_path, "cpu")
+    masks = _pruned(ctx, 4)
+    fmasks = {n: m.float() for n, m in masks.items()}
+    cfg = dataclasses.replace(desc.train, weight_decay=1e-3)
+    theta = {n: torch.as_tensor(v).clone() for n, v in ctx.theta0().items()}
+    gen = torch.Generator().manual_seed(0)
+    n_steps = 2 * ctx.k + 3
+    idx = torch.randint(len(ctx.y_train), (ctx.k, n_steps, 16), generator=gen)
+    target = (
+        (torch.rand(ctx.k, n_steps, 16, generator=gen) < 0.5).float()
+        if kind == "detector"
+        else ctx.y_train[idx]
+    )
+    # two warm-up rounds, then one step each of three tickets, compared step by step
+    order = list(range(ctx.k)) * 2
+    for k in (ctx.k - 1, 0, 1):
+        before, _ = _retrain_mlp(
+            build_model(ctx.model_cfg),
+            theta,
+            fmasks,
+            cfg,
+            torch.tensor(order),
+            idx,
+            target,
+            ctx.x_train,
+            kind,
+            None,
+        )
+        order.append(k)
+        after, _ = _retrain_mlp(
+            build_model(ctx.model_cfg),
+            theta,
+            fmasks,
+            cfg,
+            torch.tensor(order),
+            idx,
+            target,
+            ctx.x_train,
+            kind,
+            None,
+        )
+        for name, m in masks.items():
+            assert torch.equal(after[name][~m[k]], before[name][~m[k]]), name
+            assert not torch.equal(after[name][m[k]], before[name][m[k]]), name

@@ -430,3 +430,41 @@ def test_joint_bootstrap_refuses_levels_on_other_samples():
     other = df.assign(sample=np.arange(50) + 1)
     with pytest.raises(ValueError, match="same samples"):
         joint_bootstrap({0: df, 1: other}, "sex", "accuracy", n_boot=10)
+
+
+def test_drops_are_measured_from_the_runs_dense_reference(tmp_path):
+    # rtl's jointly retrained level 0 is much worse than the dense model (imp level 0): psi_g reads imp's
+    dense = make_frame(0, flip=0.1)
+    rtl = {lv: make_frame(0, flip=f) for lv, f in enumerate([0.9, 0.2, 0.4])}
+    sp = {0: 0.0, 1: 0.5, 2: 0.75}
+    entry = {"tickets": ["all"], "ticket_kind": "single", "routings": ["oracle"], "default_routing": "oracle"}
+    rf.write_manifest(
+        tmp_path,
+        {
+            "methods": {"imp": entry, "rtl": entry},
+            "groups": ["race"],
+            "dense_reference": {"method": "imp", "level": 0},
+        },
+    )
+    masks = {"w": np.ones((1, 3, 3), bool)}
+    rf.write_level(tmp_path, "imp", 0, masks=masks, predictions=dense, info={"sparsity": 0.0})
+    for lv, d in rtl.items():
+        rf.write_level(tmp_path, "rtl", lv, masks=masks, predictions=d, info={"sparsity": sp[lv]})
+    run = rf.load_run(tmp_path)
+    drops = run_group_drops(run, "race", ["rtl"], min_count=10, n_boot_drop=50)
+    assert set(drops["level"]) == {0, 1, 2}  # the reference adds no row
+    for lv, d in rtl.items():
+        for g, rows in d.groupby("race"):
+            ref = dense[dense["race"] == g]
+            r = drops[(drops["level"] == lv) & (drops["group"] == g) & (drops["metric"] == "accuracy")]
+            want = accuracy_score(ref["label"], ref["pred"]) - accuracy_score(rows["label"], rows["pred"])
+            assert r["drop"].item() == pytest.approx(want)
+            assert r["drop_ci_low"].item() <= want <= r["drop_ci_high"].item()
+    # level 1 is worse than dense: a positive drop (the old reading, rtl level 0, gave a negative one)
+    lv1 = drops[(drops["level"] == 1) & (drops["metric"] == "accuracy") & (drops["group"] == "a")]
+    assert lv1["drop"].item() > 0.05
+    gaps = run_fairness_gaps(run, "race", ["rtl"], min_count=10, n_boot=0)
+    want = fairness_gaps(rtl, sp, "race", min_count=10, n_boot=0, dense=dense)
+    pd.testing.assert_frame_equal(gaps.drop(columns="method"), want)
+    spread = gaps[(gaps["statistic"] == "drop_max") & (gaps["metric"] == "accuracy")]
+    assert (spread["value"] > 0).all()

@@ -43,3 +43,38 @@ def test_a_run_and_its_level_table_agree(synthetic_runs_dir):
     table = level_table(run)
     for target in (0.0, 0.3, 0.55, 0.99):
         assert levels_at(run, target) == levels_at(table, target)
+
+
+class _FakeRun:
+    def __init__(self, manifest: dict, levels: dict[str, list[int]]):
+        self.manifest, self._levels = manifest, levels
+        self.methods = list(levels)
+
+    def levels(self, method: str) -> list[int]:
+        return self._levels[method]
+
+
+def test_dense_reference_from_the_manifest_else_own_level_0():
+    from analysis.levels import dense_reference
+
+    levels = {"rtl": [0, 1, 2], "dense": [0]}
+    run = _FakeRun({"dense_reference": {"method": "dense", "level": 0}}, levels)
+    assert dense_reference(run, "rtl") == ("dense", 0)
+    assert dense_reference(run) == ("dense", 0)
+    old = _FakeRun({}, {"imp": [0, 1], "rtl": [1, 2]})  # older run: no field
+    assert dense_reference(old, "imp") == ("imp", 0)
+    assert dense_reference(old, "rtl") == ("rtl", 1)
+    assert dense_reference(old) is None
+    # a reference the run does not hold (not written yet) is no reference
+    missing = _FakeRun({"dense_reference": {"method": "imp", "level": 0}}, {"rtl": [0, 1]})
+    assert dense_reference(missing, "rtl") == ("rtl", 0)
+
+
+def test_reference_only_methods_are_one_level_dense_references():
+    from analysis.levels import reference_only_methods
+
+    run = _FakeRun({"dense_reference": {"method": "dense", "level": 0}}, {"rtl": [0, 1, 2], "dense": [0]})
+    assert reference_only_methods(run) == ["dense"]
+    imp = _FakeRun({"dense_reference": {"method": "imp", "level": 0}}, {"imp": [0, 1], "rtl": [0, 1]})
+    assert reference_only_methods(imp) == []  # imp is a sweep that also serves as the reference
+    assert reference_only_methods(_FakeRun({}, {"imp": [0, 1], "rtl": [0]})) == []

@@ -174,3 +174,34 @@ def test_collapse_evaluation_falls_back_per_method(run):
     summary = ov.alarm_overview(ev)
     assert list(summary["metric"]) == ["accuracy", "balanced_accuracy"]
     assert ov.collapse_evaluation_by_method(curves, metric="nope", fallback="nope2").empty
+
+
+def test_overlap_table_reads_the_engine_record_and_matches_the_masks(tmp_path):
+    import torch
+    from conftest import write_synthetic_run
+
+    from analysis.overview import overlap_table
+    from artifacts import run_format as rf
+    from lottery.overlap import overlap_record
+
+    run_dir = write_synthetic_run(tmp_path / "run", seed=5)
+    run = load_run(run_dir)
+    for level in run.levels("rtl"):
+        masks = run.masks("rtl", level)
+        path = rf.level_dir(run_dir, "rtl", level) / rf.LEVEL_JSON
+        info = rf.read_json(path)
+        info["overlap"] = overlap_record({n: torch.from_numpy(m) for n, m in masks.items()})
+        rf.write_json(path, info)
+    run = load_run(run_dir)
+    table = overlap_table(run)
+    assert set(table["method"]) == {"rtl"}  # imp records no overlap
+    assert list(table["level"]) == run.levels("rtl")
+    for row in table.itertuples(index=False):
+        c = np.concatenate([m.sum(axis=0).ravel() for m in run.masks("rtl", row.level).values()])
+        kept = c[c > 0]
+        assert row.kept == kept.size
+        assert row.mean_c == pytest.approx(kept.mean())
+        frac = np.bincount(kept, minlength=5)[1:] / kept.size
+        got = table.loc[table["level"] == row.level, ["c=1", "c=2", "c=3", "c=4"]]
+        np.testing.assert_allclose(got, [frac])
+        assert row.overlap_scaling == "none"

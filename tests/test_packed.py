@@ -102,3 +102,48 @@ def test_stacked_jaccard_of_one_level(tmp_path):
     np.testing.assert_array_equal(jac, pairwise_jaccard(a))
     kept = sum(m.reshape(4, -1).sum(axis=1) for m in a.values())
     np.testing.assert_array_equal(dens, kept / sum(m[0].size for m in a.values()))
+
+
+def test_folded_run_gives_the_same_tables(tmp_path):
+    # compact storage (mask_levels + an alias for rtl) must answer exactly like per-level files
+    import shutil
+
+    from analysis.collapse import collapse_curves
+    from analysis.packed import LevelCodedMasks
+    from artifacts.run_format import MASKS, compact_masks, level_dir
+
+    shipped = REPO / "artifacts" / "adult-mlp-cluster"
+    folded = tmp_path / "run"
+    shutil.copytree(shipped, folded)
+    report = compact_masks(folded)
+    assert report["removed"] > 0
+    old, new = load_run(shipped), load_run(folded)
+    for method in new.methods:
+        levels = new.levels(method)
+        assert not (level_dir(folded, method, levels[-1]) / MASKS).exists()
+        pm = packed_masks(new, method, levels[-1])
+        assert isinstance(pm, LevelCodedMasks)
+        want = old.masks(method, levels[-1])
+        assert set(pm) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(pm[name], want[name])
+        some = [levels[0], levels[-1]]
+        for table in (similarity_table, coding_table, joint_coding_table):
+            pd.testing.assert_frame_equal(table(new, method, some), table(old, method, some))
+        pd.testing.assert_frame_equal(
+            collapse_curves(new, [method], some), collapse_curves(old, [method], some)
+        )
+
+
+def test_folded_run_keeps_the_model_layer_order(tmp_path):
+    import shutil
+
+    from artifacts import run_format as rf
+
+    run_dir = tmp_path / "adult"
+    shutil.copytree(REPO / "artifacts" / "adult-mlp-cluster", run_dir)
+    order = rf.read_json(run_dir / rf.MANIFEST)["layers"]
+    rf.compact_masks(run_dir)
+    run = rf.load_run(run_dir)
+    for method in run.methods:
+        assert list(run.masks(method, run.levels(method)[-1])) == order

@@ -70,7 +70,8 @@ if not label_free and signals["labelled"]:
         step=0.01,
         key=f"{P}.margin",
         help="The labelled collapse point is the first level where the metric falls this far below "
-        "its dense value.",
+        "its dense value: the run's dense reference (the dense model trained on all the data, IMP "
+        "level 0), or the method's own level 0 in runs that name none.",
     )
     ui.remember(f"{P}.margin")
 

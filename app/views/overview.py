@@ -148,6 +148,20 @@ ui.table(
     "The Collapse page shows the signals behind the alarm, per ticket.",
 )
 
+# ----------------------------------------------------------------------------- shared weights
+shared = data.overlap(sel.path, sel.mtime)
+shared = shared[shared["method"].isin(sel.methods)]
+if len(shared):
+    with st.expander("Shared weights in joint retraining (tickets per kept weight)"):
+        ui.table(
+            shared,
+            f"{run.name}-overlap",
+            key=f"{P}.overlap",
+            caption="A weight kept by c tickets moves c times per round of joint retraining: mean c is "
+            "how much faster it learns than one ticket's weight (rtl.overlap_scaling=count divides it "
+            "out). c=1..K: fraction of the kept weights shared by exactly c tickets.",
+        )
+
 # ----------------------------------------------------------------------------- what the run is
 st.subheader("The run")
 left, right = st.columns([3, 2])
