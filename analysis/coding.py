@@ -293,8 +293,27 @@ def joint_coding_frame(masks: Masks) -> pd.DataFrame:
                 "joint_bits": joint_entropy_bits(flat),
             }
         )
+    return joint_coding_table_from_rows(rows, with_global=isinstance(masks, Mapping))
+
+
+def joint_coding_table_from_rows(rows: list[dict], with_global: bool = True) -> pd.DataFrame:
+    """Finish :func:`joint_coding_frame` from its per-layer rows (in-memory and packed paths alike).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Per layer: ``layer, n_weights, n_tickets, n_patterns, n_union, bitmap_bits,
+        independent_bits, joint_bits``.
+    with_global : bool
+        Append the ``"__global__"`` row (sums over layers).
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`JOINT_COLUMNS`.
+    """
     df = pd.DataFrame(rows)
-    if isinstance(masks, Mapping):
+    if with_global:
         glob = df.drop(columns=["layer", "n_tickets"]).sum().to_frame().T
         glob.insert(0, "layer", GLOBAL)
         glob["n_tickets"] = df["n_tickets"].iloc[0]

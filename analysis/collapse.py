@@ -143,15 +143,39 @@ def mask_signals(masks: Mapping[str, np.ndarray], per_ticket: bool = True) -> pd
     ks = {m.shape[0] for m in flat.values()}
     if len(ks) != 1:
         raise ValueError(f"layers disagree on the number of tickets: {sorted(ks)}")
-    k = ks.pop()
     kept = np.stack([m.sum(axis=1) for m in flat.values()], axis=1)  # (K, L)
     sizes = np.array([m.shape[1] for m in flat.values()])  # (L,)
+    union = int(sum(m.any(axis=0).sum() for m in flat.values()))
+    inter = int(sum(m.all(axis=0).sum() for m in flat.values()))
+    return mask_signal_rows(kept, sizes, union, inter, per_ticket)
+
+
+def mask_signal_rows(
+    kept: np.ndarray, sizes: np.ndarray, union: int, inter: int, per_ticket: bool = True
+) -> pd.DataFrame:
+    """The rows of :func:`mask_signals` from a level's counts (shared by the in-memory and packed paths).
+
+    Parameters
+    ----------
+    kept : ndarray of int, shape (K, L)
+        Weights each ticket keeps in each layer.
+    sizes : ndarray of int, shape (L,)
+        Weights of each layer.
+    union, inter : int
+        Weights kept by at least one ticket, and by every ticket, over all layers.
+    per_ticket : bool
+        Emit the per-ticket rows.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`mask_signals`.
+    """
+    k = kept.shape[0]
     layer_density = kept / np.maximum(sizes, 1)  # (K, L)
     density = kept.sum(axis=1) / max(int(sizes.sum()), 1)  # (K,)
     min_layer = layer_density.min(axis=1)
     empty = (kept == 0).sum(axis=1).astype(np.float64)
-    union = int(sum(m.any(axis=0).sum() for m in flat.values()))
-    inter = int(sum(m.all(axis=0).sum() for m in flat.values()))
 
     ticket: list = []
     signal: list = []

@@ -499,7 +499,7 @@ def joint_coding_frame_packed(pm: PackedMasks) -> pd.DataFrame:
     Pattern counts come from popcounts of the ANDs of every subset of tickets
     (inclusion-exclusion) for K <= 12, from chunk-wise unpacking beyond.
     """
-    from analysis.coding import JOINT_COLUMNS, binary_entropy
+    from analysis.coding import binary_entropy, joint_coding_table_from_rows
 
     if not len(pm):
         raise ValueError("no layers in masks")
@@ -524,27 +524,7 @@ def joint_coding_frame_packed(pm: PackedMasks) -> pd.DataFrame:
                 "joint_bits": joint,
             }
         )
-    df = pd.DataFrame(rows)
-    glob = df.drop(columns=["layer", "n_tickets"]).sum().to_frame().T
-    glob.insert(0, "layer", GLOBAL)
-    glob["n_tickets"] = df["n_tickets"].iloc[0]
-    df = pd.concat([df, glob], ignore_index=True)
-    df["total_correlation_bits"] = (df["independent_bits"] - df["joint_bits"]).clip(lower=0.0)
-    df["dropped_bits_fp32"] = (df["n_weights"] - df["n_union"]) * 32
-    df["dropped_bits_fp16"] = (df["n_weights"] - df["n_union"]) * 16
-    for c in [
-        "n_weights",
-        "n_tickets",
-        "n_patterns",
-        "n_union",
-        "bitmap_bits",
-        "dropped_bits_fp32",
-        "dropped_bits_fp16",
-    ]:
-        df[c] = df[c].astype(np.int64)
-    for c in ["independent_bits", "joint_bits", "total_correlation_bits"]:
-        df[c] = df[c].astype(np.float64)
-    return df[JOINT_COLUMNS]
+    return joint_coding_table_from_rows(rows)
 
 
 def _or_and_counts(pm: PackedMasks, name: str) -> tuple[int, int]:
@@ -571,44 +551,17 @@ def _none_kept(pm: PackedMasks, name: str) -> int:
 
 def mask_signals_packed(pm: PackedMasks, per_ticket: bool = True) -> pd.DataFrame:
     """:func:`analysis.collapse.mask_signals` from packed masks (same rows, same numbers)."""
-    from analysis.collapse import _long
+    from analysis.collapse import mask_signal_rows
 
     if not len(pm):
         raise ValueError("no layers in masks")
-    k = pm.n_tickets
-    kept = pm.kept()  # (K, L)
     sizes = np.array([pm.n_weights(n) for n in pm])  # (L,)
-    layer_density = kept / np.maximum(sizes, 1)
-    density = kept.sum(axis=1) / max(int(sizes.sum()), 1)
-    min_layer = layer_density.min(axis=1)
-    empty = (kept == 0).sum(axis=1).astype(np.float64)
     union = inter = 0
     for name in pm:
         u, i = _or_and_counts(pm, name)
         union += u
         inter += i
-    ticket: list = []
-    signal: list = []
-    value: list = []
-    if per_ticket:
-        for name, v in (("density", density), ("min_layer_density", min_layer), ("empty_layers", empty)):
-            ticket += list(range(k))
-            signal += [name] * k
-            value += list(v)
-    agg = {
-        "density": density.mean(),
-        "min_layer_density": min_layer.mean(),
-        "empty_layers": empty.mean(),
-        "union_size": union,
-        "union_fraction": union / max(int(sizes.sum()), 1),
-        "intersection_size": inter,
-        "core_fraction": inter / union if union else 1.0,
-        "any_empty_layer": float(empty.sum() > 0),
-    }
-    ticket += [None] * len(agg)
-    signal += list(agg)
-    value += list(agg.values())
-    return _long(ticket, signal, value)
+    return mask_signal_rows(pm.kept(), sizes, union, inter, per_ticket)
 
 
 def layer_table(pm: PackedMasks) -> pd.DataFrame:

@@ -7,8 +7,6 @@ masks and accuracies that went into them (scipy's Jaccard for the heatmap).
 
 from __future__ import annotations
 
-import base64
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from artifacts.run_format import load_run
 from ingest import import_checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_app import _array, _charts, _messages, _no_exception  # noqa: E402
 from test_importers import make_openlth, make_torch_prune  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,28 +52,6 @@ def _app(monkeypatch: pytest.MonkeyPatch, runs_dir: Path, run: Path) -> AppTest:
     at.run()
     _no_exception(at, "overview")
     return at
-
-
-def _no_exception(at: AppTest, where: str) -> None:
-    assert not at.exception, f"{where}: " + "\n".join(str(e.value) for e in at.exception)
-    assert not at.error, f"{where}: " + "\n".join(str(e.value) for e in at.error)
-
-
-def _messages(at: AppTest) -> str:
-    return " ".join(str(e.value) for kind in (at.info, at.warning) for e in kind)
-
-
-def _charts(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
-def _array(a) -> np.ndarray:
-    """A plotly JSON array: a list, or plotly 6's base64 typed array."""
-    if isinstance(a, dict) and "bdata" in a:
-        out = np.frombuffer(base64.b64decode(a["bdata"]), dtype=np.dtype(a["dtype"]))
-        shape = a.get("shape")
-        return out.reshape([int(s) for s in str(shape).split(",")]) if shape else out
-    return np.asarray(a, dtype=float)
 
 
 def _heatmap_matches_jaccard(at: AppTest, run_dir: Path, level: int) -> None:
