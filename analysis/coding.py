@@ -173,13 +173,38 @@ def coding_frame(masks: Masks, tickets: Sequence[str] | None = None) -> pd.DataF
         return coding_frame_packed(masks, tickets)
     layers = _layers(masks)
     names = _tickets(layers[0][1].shape[0], tickets)
+    counts = [(layer, m.shape, m.reshape(m.shape[0], -1).sum(axis=1, dtype=np.int64)) for layer, m in layers]
+    return coding_table_from_counts(names, counts, with_global=isinstance(masks, Mapping))
+
+
+def coding_table_from_counts(
+    names: Sequence[str],
+    counts: Sequence[tuple[str, tuple[int, ...], np.ndarray]],
+    with_global: bool = True,
+) -> pd.DataFrame:
+    """Finish :func:`coding_frame` from kept counts (in-memory and packed paths alike).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Ticket names, length K.
+    counts : sequence of (layer, shape, kept)
+        Per layer: its name, the masks' shape ``(K, *weight_shape)`` and the
+        weights each ticket keeps, int array of shape (K,).
+    with_global : bool
+        Append one ``"__global__"`` row per ticket (sums over layers).
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`TICKET_COLUMNS`.
+    """
     rows = []
-    for layer, m in layers:
-        k, shape = m.shape[0], m.shape[1:]
+    for layer, full_shape, kept in counts:
+        k, shape = full_shape[0], full_shape[1:]
         n = int(np.prod(shape))
         n_rows = shape[0] if len(shape) > 1 else 1
         row_len = n // max(n_rows, 1)
-        kept = m.reshape(k, -1).sum(axis=1, dtype=np.int64)  # (K,)
         density = kept / n if n else np.zeros(k)
         h2 = binary_entropy(density)
         for t, nk, d, h in zip(names, kept, density, h2, strict=True):
@@ -199,7 +224,7 @@ def coding_frame(masks: Masks, tickets: Sequence[str] | None = None) -> pd.DataF
                 }
             )
     df = pd.DataFrame(rows)
-    if isinstance(masks, Mapping):
+    if with_global:
         glob = df.groupby("ticket", sort=False)[[*_INT_SUMS, "entropy_bits"]].sum().reset_index()
         glob["layer"] = GLOBAL
         glob["density"] = glob["n_kept"] / glob["n_weights"].where(glob["n_weights"] > 0)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import entr
 
-from analysis.similarity import GLOBAL, OverlapCounts, packed_overlap
+from analysis.similarity import OverlapCounts, packed_overlap
 from artifacts.run_format import (
     MASK_LEVELS,
     MASKS,
@@ -384,49 +384,13 @@ def stacked_jaccard_density(blocks: Sequence[PackedMasks]) -> tuple[np.ndarray, 
 
 def coding_frame_packed(pm: PackedMasks, tickets: Sequence[str] | None = None) -> pd.DataFrame:
     """:func:`analysis.coding.coding_frame` from packed masks (same columns, same numbers)."""
-    from analysis.coding import _INT_SUMS, TICKET_COLUMNS, _bits_for, _tickets, binary_entropy
+    from analysis.coding import _tickets, coding_table_from_counts
 
     if not len(pm):
         raise ValueError("no layers in masks")
-    names = _tickets(pm.n_tickets, tickets)
     kept_all = pm.kept()  # (K, L)
-    rows = []
-    for j, (layer, full_shape) in enumerate(pm.shapes.items()):
-        k, shape = full_shape[0], full_shape[1:]
-        n = int(np.prod(shape))
-        n_rows = shape[0] if len(shape) > 1 else 1
-        row_len = n // max(n_rows, 1)
-        kept = kept_all[:, j]
-        density = kept / n if n else np.zeros(k)
-        h2 = binary_entropy(density)
-        for t, nk, d, h in zip(names, kept, density, h2, strict=True):
-            nk = int(nk)
-            rows.append(
-                {
-                    "ticket": t,
-                    "layer": layer,
-                    "n_weights": n,
-                    "n_kept": nk,
-                    "density": float(d),
-                    "h2": float(h),
-                    "entropy_bits": float(n * h),
-                    "bitmap_bits": n,
-                    "index_bits": nk * _bits_for(n),
-                    "csr_bits": nk * _bits_for(row_len) + (n_rows + 1) * _bits_for(nk + 1),
-                }
-            )
-    df = pd.DataFrame(rows)
-    glob = df.groupby("ticket", sort=False)[[*_INT_SUMS, "entropy_bits"]].sum().reset_index()
-    glob["layer"] = GLOBAL
-    glob["density"] = glob["n_kept"] / glob["n_weights"].where(glob["n_weights"] > 0)
-    glob["h2"] = glob["entropy_bits"] / glob["n_weights"].where(glob["n_weights"] > 0)
-    df = pd.concat([df, glob], ignore_index=True)
-    removed = df["n_weights"] - df["n_kept"]
-    df["dropped_bits_fp32"] = removed * 32
-    df["dropped_bits_fp16"] = removed * 16
-    for c in [*_INT_SUMS, "dropped_bits_fp32", "dropped_bits_fp16"]:
-        df[c] = df[c].astype(np.int64)
-    return df[TICKET_COLUMNS]
+    counts = [(layer, shape, kept_all[:, j]) for j, (layer, shape) in enumerate(pm.shapes.items())]
+    return coding_table_from_counts(_tickets(pm.n_tickets, tickets), counts)
 
 
 def _subset_intersections(pm: PackedMasks, name: str) -> np.ndarray:

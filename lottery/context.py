@@ -168,6 +168,46 @@ class Domain:
     plan: Callable[[Any], tuple[str, ...]] | None = None
 
 
+def open_run(
+    domain: Domain, desc: Described, run_dir: Path, name: str | None = None, **options: Any
+) -> RunContext:
+    """Build a run's context and write what its methods share: manifest, theta_0, ``domain.prepare``.
+
+    Idempotent: a resumed run keeps its manifest and theta_0.
+
+    Parameters
+    ----------
+    domain : Domain
+    desc : Described
+    run_dir : Path
+    name : str, optional
+        Run name in the manifest (default: the folder name).
+    **options
+        Passed to ``domain.build``.
+
+    Returns
+    -------
+    RunContext
+        The domain's context of the run.
+
+    Raises
+    ------
+    ValueError
+        When ``run_dir`` holds another run, or other files and no run.
+    """
+    old = check_run_dir(run_dir, desc, domain.task)
+    ctx = domain.build(desc, run_dir, **options)
+    if old is not None and domain.check is not None:
+        domain.check(ctx, old)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / rf.MANIFEST).is_file():
+        rf.write_manifest(run_dir, domain.manifest(ctx, name))
+    ctx.theta0()
+    if domain.prepare is not None:
+        domain.prepare(ctx)
+    return ctx
+
+
 def run_domain(
     domain: Domain,
     desc: Described,
@@ -205,20 +245,11 @@ def run_domain(
     unknown = [m for m in methods if m not in domain.methods]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {sorted(domain.methods)}")
-    old = check_run_dir(run_dir, desc, domain.task)
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        ctx = domain.build(desc, run_dir, **options)
-        if old is not None and domain.check is not None:
-            domain.check(ctx, old)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not (run_dir / rf.MANIFEST).is_file():
-            rf.write_manifest(run_dir, domain.manifest(ctx, name))
-        ctx.theta0()
-        if domain.prepare is not None:
-            domain.prepare(ctx)
+        ctx = open_run(domain, desc, run_dir, name, **options)
         for method in methods:
             domain.methods[method](ctx, show_progress)
         if domain.finish is not None:

@@ -101,20 +101,9 @@ def prepare_run(
     ValueError
         When ``run_dir`` holds another run, or other files and no run.
     """
-    from lottery.context import check_run_dir
+    from lottery.context import open_run
 
-    domain = _domain()
-    run_dir = Path(run_dir)
-    old = check_run_dir(run_dir, desc, domain.task)
-    ctx = domain.build(desc, run_dir, device=device, data_dir=data_dir)
-    if old is not None and domain.check is not None:
-        domain.check(ctx, old)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / rf.MANIFEST).is_file():
-        rf.write_manifest(run_dir, domain.manifest(ctx, name))
-    ctx.theta0()
-    if domain.prepare is not None:
-        domain.prepare(ctx)
+    open_run(_domain(), desc, Path(run_dir), name, device=device, data_dir=data_dir)
 
 
 def train_method(
