@@ -5,6 +5,9 @@ A run folder::
     RUN/
       manifest.json                      run description, dataset, model, partition, methods
       theta0.safetensors                 theta_0, shared by every method and ticket
+      samples.parquet                    optional: the per-sample columns that every level of every
+                                         method holds identically (sample, label, subset, groups),
+                                         stored once (see "compact storage" below)
       extra/<name>.safetensors           per-run arrays: "probe" (x, label, subset: a fixed
                                          test batch for attention maps), "centroids"
                                          ((K, D) subset centroids for centroid routing), ...
@@ -85,6 +88,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
@@ -822,6 +826,12 @@ def find_groups(*roots: str | Path) -> list[Path]:
 # 4 decimals they are rounded to anyway) with byte-stream-split encoding, named in
 # the frame attrs ``lottery_quantised`` (kept in the parquet metadata); :func:`read_predictions` turns
 # them back into float32. Files written before hold float32 and read unchanged.
+#
+# The per-sample columns that every level of every method holds identically (``sample``,
+# ``label``, ``label_name``, ``subset``, group columns: a third of a level file) can be
+# stored once in ``RUN/samples.parquet`` (:func:`share_sample_columns`, run by ``python -m
+# lottery embed``); each level file then names them under ``lottery_shared`` with the
+# original column order, and :func:`read_predictions` joins them back.
 
 MASK_LEVELS = "mask_levels.safetensors"
 MASK_LEVELS_ALIAS = "mask_levels.json"  # {"same_as": other method}: its mask_levels hold these masks
@@ -829,6 +839,8 @@ STOPPING = "stopping.json"  # <method>/stopping.json: the until-collapse outcome
 STILL_IN = 255
 SCORE_STEP = 1e-4
 QUANTISED_KEY = "lottery_quantised"
+SHARED_KEY = "lottery_shared"  # predictions attrs: columns held once in RUN/samples.parquet
+SHARED_SAMPLES = "samples.parquet"
 _MAX_CODED_LEVEL = STILL_IN - 1
 
 
@@ -857,22 +869,38 @@ def write_predictions(path: str | Path, frame: pd.DataFrame) -> None:
                 out[c] = np.round(v / SCORE_STEP).astype(np.uint16)
                 quantised.append(str(c))
     out.attrs = {QUANTISED_KEY: {"columns": quantised, "step": SCORE_STEP}}
+    _write_parquet(path, out)
+
+
+def _write_parquet(path: str | Path, out: pd.DataFrame) -> None:
+    """Write a stored (already quantised) frame.
+
+    Dictionaries for labels, byte-stream-split for quantised scores, delta encoding for
+    ``sample`` (an increasing index: nearly free).
+    """
+    quantised = list(out.attrs.get(QUANTISED_KEY, {}).get("columns", []))
+    encoding = {c: "BYTE_STREAM_SPLIT" for c in quantised if c in out}
+    if "sample" in out and pd.api.types.is_integer_dtype(out["sample"]):
+        encoding["sample"] = "DELTA_BINARY_PACKED"
     out.to_parquet(
         path,
         index=False,
         compression="zstd",
-        use_dictionary=[str(c) for c in out.columns if c not in quantised],
-        column_encoding={c: "BYTE_STREAM_SPLIT" for c in quantised} or None,
+        use_dictionary=[str(c) for c in out.columns if c not in encoding],
+        column_encoding=encoding or None,
     )
 
 
 def read_predictions(level_path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a level's ``predictions.parquet``, quantised scores back as float32.
 
+    Columns stored once per run (``samples.parquet``, :func:`share_sample_columns`) are
+    joined back in their original places.
+
     Parameters
     ----------
     level_path : str or Path
-        The level folder.
+        The level folder (``RUN/<method>/level_NN``).
     columns : list of str, optional
         Read only these columns.
     """
@@ -880,10 +908,16 @@ def read_predictions(level_path: str | Path, columns: list[str] | None = None) -
     if not path.is_file():
         raise RunFormatError(f"missing file: {path}")
     try:
-        frame = pd.read_parquet(path, columns=columns)
+        stored = pq.read_schema(path)
+        shared = _shared_spec(stored, path)
+        own = [c for c in columns if c in stored.names] if columns is not None and shared else columns
+        frame = pd.read_parquet(path, columns=own)
+    except RunFormatError:
+        raise
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise RunFormatError(f"corrupt predictions file {path}: {e}") from e
     spec = frame.attrs.pop(QUANTISED_KEY, None)
+    frame.attrs.pop(SHARED_KEY, None)
     if spec is not None:
         try:
             step = float(spec["step"])
@@ -893,7 +927,140 @@ def read_predictions(level_path: str | Path, columns: list[str] | None = None) -
         for c in cols:
             if c in frame:
                 frame[c] = (frame[c].to_numpy(np.float64) * step).astype(np.float32)
+    if shared:
+        frame = _join_shared(frame, shared, Path(level_path).parents[1], path, columns)
     return frame
+
+
+def _shared_spec(schema_: Any, path: Path) -> dict | None:
+    """The ``lottery_shared`` record of a stored predictions file (None when it has none)."""
+    raw = (schema_.metadata or {}).get(b"PANDAS_ATTRS")
+    if raw is None:
+        return None
+    try:
+        spec = json.loads(raw).get(SHARED_KEY)
+        if spec is None:
+            return None
+        cols = [str(c) for c in spec["columns"]]
+        order = [str(c) for c in spec["order"]]
+        rows = int(spec["rows"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise RunFormatError(f"{path}: corrupt '{SHARED_KEY}' metadata") from e
+    if not set(cols) <= set(order) or len(set(order)) != len(order):
+        raise RunFormatError(f"{path}: corrupt '{SHARED_KEY}' metadata")
+    return {"columns": cols, "order": order, "rows": rows}
+
+
+def _join_shared(
+    frame: pd.DataFrame, shared: dict, run_dir: Path, path: Path, columns: list[str] | None
+) -> pd.DataFrame:
+    wanted = shared["columns"] if columns is None else [c for c in columns if c in shared["columns"]]
+    if wanted and not len(frame.columns):
+        frame = pd.DataFrame(index=pd.RangeIndex(shared["rows"]))
+    if wanted:
+        table = read_shared_samples(run_dir, wanted)
+        if len(table) != shared["rows"] or (len(frame.columns) and len(frame) != shared["rows"]):
+            raise RunFormatError(
+                f"{path}: {shared['rows']} rows recorded, {len(frame)} stored and "
+                f"{len(table)} in {run_dir / SHARED_SAMPLES}"
+            )
+        frame = frame.reset_index(drop=True)
+        for c in wanted:
+            frame[c] = table[c].to_numpy()
+    order = shared["order"] if columns is None else [c for c in columns if c in frame]
+    return frame[[c for c in order if c in frame]]
+
+
+def read_shared_samples(run_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The run's ``samples.parquet``: per-sample columns stored once for every level.
+
+    Raises
+    ------
+    RunFormatError
+        When the file is missing, corrupt or lacks a requested column.
+    """
+    path = Path(run_dir) / SHARED_SAMPLES
+    if not path.is_file():
+        raise RunFormatError(f"missing file: {path} (predictions refer to columns stored there)")
+    try:
+        names = pq.read_schema(path).names
+        missing = [c for c in columns or [] if c not in names]
+        if missing:
+            raise RunFormatError(f"{path}: lacks column(s) {missing}")
+        return pd.read_parquet(path, columns=columns)
+    except RunFormatError:
+        raise
+    except Exception as e:
+        raise RunFormatError(f"corrupt shared samples file {path}: {e}") from e
+
+
+def _level_prediction_files(run_dir: Path) -> list[Path]:
+    files = []
+    for method_path in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        for level_path in sorted(method_path.iterdir()):
+            if _LEVEL_RE.match(level_path.name) and (level_path / PREDICTIONS).is_file():
+                files.append(level_path / PREDICTIONS)
+    return files
+
+
+def share_sample_columns(run_dir: str | Path) -> dict[str, int]:
+    """Store the per-sample columns that every level of every method holds identically once.
+
+    Candidates are the non-score columns present in every level's predictions
+    (``sample``, ``label``, ``label_name``, ``subset``, group columns); those with the
+    same values and dtype in every file move to ``RUN/samples.parquet`` and each level
+    file records them (``attrs`` key :data:`SHARED_KEY`) so that :func:`read_predictions`
+    returns the same frame as before. Files are rewritten atomically; running it again
+    after more levels were written moves their columns too (when they match).
+
+    Returns
+    -------
+    dict
+        ``files``: level files rewritten; ``columns``: columns in the shared table.
+    """
+    run_dir = Path(run_dir)
+    files = _level_prediction_files(run_dir)
+    pending = [f for f in files if _shared_spec(pq.read_schema(f), f) is None]
+    target = run_dir / SHARED_SAMPLES
+    if target.is_file():
+        table = read_shared_samples(run_dir)
+    else:
+        if not pending:
+            return {"files": 0, "columns": 0}
+        common = None
+        for f in pending:
+            names = [c for c in pq.read_schema(f).names if not _is_score(c) and c != "__index_level_0__"]
+            common = names if common is None else [c for c in common if c in names]
+        table = pd.read_parquet(pending[0], columns=common)
+        table.attrs = {}
+        for f in pending[1:]:
+            other = pd.read_parquet(f, columns=list(table.columns))
+            table = table[[c for c in table.columns if _same_column(table[c], other[c])]]
+        if table.shape[1] == 0:
+            return {"files": 0, "columns": 0}
+        tmp = target.with_name(target.name + ".tmp")
+        _write_parquet(tmp, table)
+        os.replace(tmp, target)
+    rewritten = 0
+    for f in pending:
+        frame = pd.read_parquet(f)  # stored form: scores stay quantised
+        cols = [c for c in table.columns if c in frame and _same_column(table[c], frame[c])]
+        if not cols:
+            continue
+        out = frame.drop(columns=cols)
+        out.attrs = {
+            **frame.attrs,
+            SHARED_KEY: {"columns": cols, "order": [str(c) for c in frame.columns], "rows": len(frame)},
+        }
+        tmp = f.with_name(f.name + ".tmp")
+        _write_parquet(tmp, out)
+        os.replace(tmp, f)
+        rewritten += 1
+    return {"files": rewritten, "columns": table.shape[1]}
+
+
+def _same_column(a: pd.Series, b: pd.Series) -> bool:
+    return len(a) == len(b) and a.dtype == b.dtype and bool((a.to_numpy() == b.to_numpy()).all())
 
 
 def _read_mask_levels(run_dir: str | Path, method: str) -> tuple[dict[str, np.ndarray], int] | None:

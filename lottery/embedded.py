@@ -39,7 +39,9 @@ class Embedded:
     fold_masks : bool
         Keep each method's masks as one ``mask_levels`` file and drop the per-level
         mask files (:func:`artifacts.run_format.compact_masks`; ``Run.masks`` reads
-        both, readers of ``masks.safetensors`` itself need the per-level files).
+        both, readers of ``masks.safetensors`` itself need the per-level files), and
+        store the per-sample columns common to every level once
+        (:func:`artifacts.run_format.share_sample_columns`).
     """
 
     keep_methods: tuple[str, ...] = ()
@@ -114,6 +116,7 @@ def shrink(run_dir: str | Path, spec: Embedded) -> dict[str, int]:
     counts = {"removed": removed, "halved": halved}
     if spec.fold_masks:
         counts["mask_files_removed"] = rf.compact_masks(run.path)["removed"]
+        counts["prediction_files_shared"] = rf.share_sample_columns(run.path)["files"]
     return counts
 
 
@@ -123,13 +126,14 @@ def shrink_embedded(name: str, root: str | Path = "artifacts") -> dict:
     Returns
     -------
     dict
-        ``name``, ``path``, ``runs``, ``bytes`` (after), ``removed``, ``halved``, ``mask_files_removed``.
+        ``name``, ``path``, ``runs``, ``bytes`` (after), ``removed``, ``halved``, ``mask_files_removed``,
+        ``prediction_files_shared`` (level files whose per-sample columns moved to ``samples.parquet``).
     """
     if name not in EMBEDDED:
         raise ValueError(f"unknown embedded run {name!r}; known: {', '.join(EMBEDDED)}")
     out = Path(root) / name
     paths = rf.load_group(out).run_paths() if rf.is_group(out) else [out]
-    totals = {"removed": 0, "halved": 0, "mask_files_removed": 0}
+    totals = {"removed": 0, "halved": 0, "mask_files_removed": 0, "prediction_files_shared": 0}
     for path in paths:
         for key, value in shrink(path, EMBEDDED[name]).items():
             totals[key] += value

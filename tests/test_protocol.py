@@ -509,3 +509,81 @@ def test_shrink_embedded_group_and_make_embedded_points_groups_to_the_sweep(tmp_
         assert run.masks("rtl", 1) and run.manifest["dense_reference"]["method"] == "dense"
     with pytest.raises(ValueError, match="lottery sweep --preset tiny-sweep --seeds 0 1"):
         embedded.make_embedded("tiny-sweep", tmp_path)
+
+
+def _all_predictions(run_dir):
+    run = rf.load_run(run_dir)
+    return {(m, lv): run.predictions(m, lv) for m in run.methods for lv in run.levels(m)}
+
+
+def test_shared_sample_columns_are_stored_once_and_read_back_identically(tmp_path):
+    desc = dataclasses.replace(TINY, methods=("independent", "rtl", "imp"))
+    out = train_run(desc, tmp_path / "r", device="cpu", show_progress=False)
+    before = _all_predictions(out)
+    size_before = sum(f.stat().st_size for f in out.rglob(rf.PREDICTIONS))
+    report = rf.share_sample_columns(out)
+    assert report["files"] == len(before) and report["columns"] >= 3
+    shared = pd.read_parquet(out / rf.SHARED_SAMPLES)
+    # exactly the non-score columns every level of every method holds with the same values
+    common = set.intersection(*(set(f.columns) for f in before.values()))
+    same = {
+        c
+        for c in common
+        if not c.startswith("score_")
+        and c != "confidence"
+        and all(f[c].equals(next(iter(before.values()))[c]) for f in before.values())
+    }
+    assert {"sample", "label", "subset"} <= set(shared.columns) == same
+    after = _all_predictions(out)
+    for key, frame in before.items():
+        pd.testing.assert_frame_equal(after[key], frame)  # same columns, order, dtypes, values
+        level = rf.level_dir(out, *key)
+        for cols in (["label", "pred"], ["pred"], ["label"], ["sample", "score_0"]):
+            cols = [c for c in cols if c in frame]
+            pd.testing.assert_frame_equal(rf.read_predictions(level, columns=cols), frame[cols])
+    size_after = (
+        sum(f.stat().st_size for f in out.rglob(rf.PREDICTIONS)) + (out / rf.SHARED_SAMPLES).stat().st_size
+    )
+    assert size_after < size_before
+    assert rf.share_sample_columns(out) == {"files": 0, "columns": shared.shape[1]}  # idempotent
+    # a level written after sharing (a resumed run) holds every column and is shared on the next call
+    shutil.rmtree(rf.level_dir(out, "rtl", 1))
+    train_run(desc, out, device="cpu", show_progress=False)
+    pd.testing.assert_frame_equal(rf.load_run(out).predictions("rtl", 1), before[("rtl", 1)])
+    assert rf.share_sample_columns(out)["files"] == 1
+    pd.testing.assert_frame_equal(rf.load_run(out).predictions("rtl", 1), before[("rtl", 1)])
+
+
+def test_shared_sample_columns_keep_what_differs_between_levels(tmp_path):
+    rng = np.random.default_rng(0)
+    truth = _nested_masks(rng, {"fc1.weight": (6, 5), "head.weight": (3, 6)}, k=3, n_levels=1)
+    frame = _write_synthetic(tmp_path, truth)
+    other = frame.assign(label=(frame["label"] + 1) % 3)  # one level whose labels differ
+    shutil.rmtree(rf.level_dir(tmp_path, "rtl", 1))
+    rf.write_level(tmp_path, "rtl", 1, masks=truth[1], predictions=other, info={"sparsity": 0.5})
+    before = _all_predictions(tmp_path)
+    rf.share_sample_columns(tmp_path)
+    shared = list(pd.read_parquet(tmp_path / rf.SHARED_SAMPLES).columns)
+    assert "sample" in shared and "label" not in shared  # one level disagrees: labels stay per level
+    for key, got in _all_predictions(tmp_path).items():
+        pd.testing.assert_frame_equal(got, before[key])
+
+
+def test_shared_sample_columns_missing_or_wrong_is_a_clear_error(tmp_path):
+    rng = np.random.default_rng(0)
+    truth = _nested_masks(rng, {"fc1.weight": (6, 5), "head.weight": (3, 6)}, k=3, n_levels=1)
+    _write_synthetic(tmp_path, truth)
+    rf.share_sample_columns(tmp_path)
+    level = rf.level_dir(tmp_path, "rtl", 1)
+    table = pd.read_parquet(tmp_path / rf.SHARED_SAMPLES)
+    table.iloc[:10].to_parquet(tmp_path / rf.SHARED_SAMPLES)  # fewer rows than recorded
+    with pytest.raises(rf.RunFormatError, match="rows recorded"):
+        rf.read_predictions(level)
+    (tmp_path / rf.SHARED_SAMPLES).write_bytes(b"not parquet")
+    with pytest.raises(rf.RunFormatError, match="corrupt shared samples"):
+        rf.read_predictions(level)
+    (tmp_path / rf.SHARED_SAMPLES).unlink()
+    with pytest.raises(rf.RunFormatError, match="missing file"):
+        rf.load_run(tmp_path).predictions("rtl", 1)
+    # reading only columns the level file holds itself does not need the shared table
+    assert list(rf.read_predictions(level, columns=["score_0"]).columns) == ["score_0"]
