@@ -1059,6 +1059,33 @@ def share_sample_columns(run_dir: str | Path) -> dict[str, int]:
     return {"files": rewritten, "columns": table.shape[1]}
 
 
+def drop_scores(run_dir: str | Path) -> int:
+    """Delete the ticket scores (``score_<k>``, ``confidence``) from every level's predictions.
+
+    For runs whose views need the class records only (a random-partition control: its
+    masks and labelled collapse); readers then see no score columns, as in a run that
+    never stored them. Files are rewritten atomically.
+
+    Returns
+    -------
+    int
+        Level files rewritten.
+    """
+    rewritten = 0
+    for f in _level_prediction_files(Path(run_dir)):
+        scores = [c for c in pq.read_schema(f).names if _is_score(c)]
+        if not scores:
+            continue
+        frame = pd.read_parquet(f)
+        out = frame.drop(columns=scores)
+        out.attrs = frame.attrs
+        tmp = f.with_name(f.name + ".tmp")
+        _write_parquet(tmp, out)
+        os.replace(tmp, f)
+        rewritten += 1
+    return rewritten
+
+
 def _same_column(a: pd.Series, b: pd.Series) -> bool:
     return len(a) == len(b) and a.dtype == b.dtype and bool((a.to_numpy() == b.to_numpy()).all())
 

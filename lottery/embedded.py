@@ -42,11 +42,16 @@ class Embedded:
         both, readers of ``masks.safetensors`` itself need the per-level files), and
         store the per-sample columns common to every level once
         (:func:`artifacts.run_format.share_sample_columns`).
+    drop_scores : bool
+        Delete the ticket scores from the stored predictions, keeping the class
+        records (:func:`artifacts.run_format.drop_scores`): a random-partition control
+        is shown through its masks and its labelled collapse only.
     """
 
     keep_methods: tuple[str, ...] = ()
     seeds: tuple[int, ...] = ()
     fold_masks: bool = False
+    drop_scores: bool = False
 
 
 EMBEDDED: dict[str, Embedded] = {
@@ -57,14 +62,16 @@ EMBEDDED: dict[str, Embedded] = {
     # 13.5K weights per network: cheap to keep
     "adult-mlp-cluster": Embedded(keep_methods=("rtl", "imp")),
     # issue 12's sweeps: 3 seeds each, and the random-partition control beside each (its
-    # views need masks and predictions only); masks stored once per sweep (mask_levels)
+    # views need masks and class records only: no scores, no weights); masks stored once
+    # per sweep (mask_levels), per-sample columns once per run (samples.parquet)
     "fashion-mlp-class-sweep": Embedded(seeds=(0, 1, 2), fold_masks=True),
-    "fashion-mlp-class-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "fashion-mlp-class-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True, drop_scores=True),
     "fashion-mlp-class-sweep-count": Embedded(seeds=(0,), fold_masks=True),
     "fashion-vit-cluster-sweep": Embedded(keep_methods=("rtl", "imp"), seeds=(0, 1, 2), fold_masks=True),
-    "fashion-vit-cluster-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
-    "adult-mlp-cluster-sweep": Embedded(keep_methods=("rtl", "imp"), seeds=(0, 1, 2), fold_masks=True),
-    "adult-mlp-cluster-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "fashion-vit-cluster-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True, drop_scores=True),
+    # no view reads an MLP's weights (only the ViT's attention probe does)
+    "adult-mlp-cluster-sweep": Embedded(seeds=(0, 1, 2), fold_masks=True),
+    "adult-mlp-cluster-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True, drop_scores=True),
 }
 
 
@@ -114,6 +121,8 @@ def shrink(run_dir: str | Path, spec: Embedded) -> dict[str, int]:
                 path.unlink()
                 removed += 1
     counts = {"removed": removed, "halved": halved}
+    if spec.drop_scores:
+        counts["score_files_stripped"] = rf.drop_scores(run.path)
     if spec.fold_masks:
         counts["mask_files_removed"] = rf.compact_masks(run.path)["removed"]
         counts["prediction_files_shared"] = rf.share_sample_columns(run.path)["files"]
@@ -136,7 +145,7 @@ def shrink_embedded(name: str, root: str | Path = "artifacts") -> dict:
     totals = {"removed": 0, "halved": 0, "mask_files_removed": 0, "prediction_files_shared": 0}
     for path in paths:
         for key, value in shrink(path, EMBEDDED[name]).items():
-            totals[key] += value
+            totals[key] = totals.get(key, 0) + value
     return {"name": name, "path": str(out), "runs": len(paths), "bytes": folder_bytes(out), **totals}
 
 

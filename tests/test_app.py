@@ -379,3 +379,16 @@ def test_dense_reference_is_offered_but_not_chosen(monkeypatch, tmp_path):
     for page in ("collapse", "fairness"):
         at.switch_page(f"views/{page}.py").run()
         _no_exception(at, page)
+
+
+def test_every_page_on_a_run_without_scores(monkeypatch, tmp_path, smoke_run_dir):
+    # the shipped random-partition controls keep masks and class records, not ticket scores
+    import shutil
+
+    from artifacts import run_format as rf
+
+    run = tmp_path / "runs" / "no-scores"
+    shutil.copytree(smoke_run_dir, run)
+    assert rf.drop_scores(run) > 0
+    assert not any(c.startswith("score_") for c in load_run(run).predictions("rtl", 1).columns)
+    _all_pages(_app(monkeypatch, tmp_path / "runs", run), "no-scores")

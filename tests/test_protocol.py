@@ -587,3 +587,18 @@ def test_shared_sample_columns_missing_or_wrong_is_a_clear_error(tmp_path):
         rf.load_run(tmp_path).predictions("rtl", 1)
     # reading only columns the level file holds itself does not need the shared table
     assert list(rf.read_predictions(level, columns=["score_0"]).columns) == ["score_0"]
+
+
+def test_shrink_drops_scores_but_keeps_class_records(tmp_path):
+    from lottery.embedded import Embedded, shrink
+
+    desc = dataclasses.replace(TINY, methods=("independent", "rtl"))
+    out = train_run(desc, tmp_path / "r", device="cpu", show_progress=False)
+    before = _all_predictions(out)
+    counts = shrink(out, Embedded(fold_masks=True, drop_scores=True))
+    assert counts["score_files_stripped"] == len(before)
+    for key, frame in _all_predictions(out).items():
+        kept = [c for c in before[key].columns if not c.startswith("score_") and c != "confidence"]
+        assert list(frame.columns) == kept
+        pd.testing.assert_frame_equal(frame, before[key][kept])
+    assert rf.drop_scores(out) == 0  # nothing left to drop
