@@ -177,3 +177,15 @@ def test_manifest_schema_accepts_the_score_key_and_refuses_a_non_string():
     manifest["methods"]["rtl"] = {**entry, "score": 3}
     with pytest.raises(rf.RunFormatError, match="methods/rtl/score"):
         schema.check(manifest, schema.MANIFEST_SCHEMA, "manifest.json", rf.RunFormatError)
+
+
+def test_label_free_confidence_of_experts_stays_the_largest_expert_confidence(map_run, kmeans_run):
+    from analysis.signals import label_free_view
+
+    for run in (map_run, kmeans_run):
+        frame = run.predictions("rtl", run.levels("rtl")[-1])
+        view = label_free_view(frame, "expert")
+        scores = frame[[f"score_{k}" for k in range(3)]].to_numpy(np.float64)
+        expected = frame["confidence"].to_numpy(np.float64) if "confidence" in frame else scores.max(1)
+        np.testing.assert_array_equal(view.confidence, expected)
+        np.testing.assert_array_equal(view.prediction, frame["pred_max_score"].to_numpy())
