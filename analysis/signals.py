@@ -83,8 +83,11 @@ Columns read (:func:`label_free_view`), per ``ticket_kind``:
 - ``detector``: ``score_<k>`` (sigmoid of ticket k's logit), ``detect_<k>``
   (logit > 0), ``route_max_score`` (argmax of the logits; else the argmax of the
   stored scores). The label-free prediction is the routed ticket index.
-- ``expert``: ``score_<k>`` (expert k's confidence), ``pred_max_score`` (the
-  class predicted by the most confident expert; else the argmax ticket).
+- ``expert``: ``score_<k>`` (expert k's confidence, or on class and map
+  partitions its mass on subset k's classes), ``confidence`` (the largest expert
+  confidence, stored beside subset masses; else the max of ``score_<k>``),
+  ``pred_max_score`` (the class predicted by the most confident expert; else the
+  argmax ticket).
 - ``single``: ``pred`` (the network's argmax class: no routing), ``confidence``
   (its max class probability; else the max of ``score_<k>``), ``score_<k>``.
 
@@ -550,7 +553,11 @@ def label_free_view(predictions: pd.DataFrame, ticket_kind: str) -> LabelFreeVie
     else:
         if scores is None:
             raise ValueError(f"a {ticket_kind} level needs score_<k> columns")
-        conf = scores.max(axis=1)
+        if ticket_kind == "expert" and "confidence" in df:  # score_<k> is a subset mass
+            conf = df["confidence"].to_numpy(np.float64)
+            used.append("confidence")
+        else:
+            conf = scores.max(axis=1)
         routed = (
             df["route_max_score"].to_numpy(np.int64) if "route_max_score" in df else scores.argmax(axis=1)
         )

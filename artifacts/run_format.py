@@ -57,15 +57,24 @@ pred : int
 pred_<routing> : int
     The class prediction under each routing of ``manifest["methods"][m]["routings"]``
     (e.g. ``pred_oracle``, ``pred_max_score``, ``pred_centroid``); -1 where a routed
-    detector does not fire.
+    detector does not fire. One ticket for all subsets stores ``pred_oracle`` (its argmax
+    among the true subset's classes) when some subset holds several classes (map partitions).
 route_<routing> : int
     The ticket each routing chose.
 score_<k> : float
     Ticket k's score for the sample, in [0, 1] (rounded to 4 decimals; newer files store it as uint16
-    steps of 1e-4, read back as float32 by :meth:`Run.predictions`): for a detector the probability
-    that the sample is in subset k; for one ticket serving all subsets, the
-    probability mass it puts on subset k's classes; for an expert, its
-    confidence (max class probability).
+    steps of 1e-4, read back as float32 by :meth:`Run.predictions`). Which score is named by
+    ``manifest["methods"][m]["score"]``:
+    ``"sigmoid"`` for a detector, the probability that the sample is in subset k;
+    ``"subset_mass"`` for one ticket serving all subsets, and for an expert on a partition
+    whose subsets are sets of classes (``class``, ``map``), the probability mass the ticket
+    (expert k) puts on subset k's classes; ``"confidence"`` for an expert on other partitions
+    (``kmeans``, ``random``), its max class probability. Runs without the key: experts stored
+    their confidence, detectors and single tickets as above.
+confidence : float
+    Optional. One ticket for all subsets: its max class probability. Experts whose
+    ``score_<k>`` is a subset mass: the largest expert confidence (the one max-score
+    routing follows). Stored like ``score_<k>``.
 detect_<k> : bool
     Ticket k's one-vs-rest decision "the sample is in subset k".
 

@@ -51,6 +51,9 @@ METHOD_SCHEMA: dict = {
         "weights_layout": {"type": "string"},
         "description": {"type": "string"},
         "prunable": _PRUNABLE,
+        # what score_<k> holds: "sigmoid", "subset_mass" or "confidence" (artifacts.run_format);
+        # any string, so that a newer definition still opens
+        "score": {"type": "string", "minLength": 1},
     },
 }
 

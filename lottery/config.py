@@ -47,7 +47,11 @@ class DataConfig:
     k : int, optional
         Number of k-means clusters for ``partition="kmeans"``.
     limit : int, optional
-        Stratified subsample of the training set (quick runs only).
+        Stratified subsample of the training set and the same fraction of the test set
+        (quick runs only).
+    train_limit : int, optional
+        Stratified subsample of ``train_limit`` training rows (the validation split is
+        carved from it); the test set stays whole. Excludes ``limit``.
     eval_limit : int, optional
         Evaluate on the first ``eval_limit`` test samples only.
     val_fraction : float
@@ -62,6 +66,7 @@ class DataConfig:
     partition_map: str | None = None
     k: int | None = None
     limit: int | None = None
+    train_limit: int | None = None
     eval_limit: int | None = None
     val_fraction: float = 0.1
     null_of: str | None = None
@@ -83,6 +88,14 @@ class DataConfig:
         for name in ("k", "limit", "eval_limit"):
             if getattr(self, name) is not None:
                 _at_least(f"data.{name}", getattr(self, name), 1)
+        if self.train_limit is not None:
+            t = self.train_limit
+            if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+                raise ValueError(f"data.train_limit must be a positive integer; got {t!r}")
+            if self.limit is not None:
+                raise ValueError(
+                    "data.train_limit and data.limit exclude each other (limit shrinks the test split too)"
+                )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1); got {self.val_fraction!r}")
 

@@ -337,7 +337,14 @@ def build_context(
     """Load data and partition, put arrays on the device, build the evaluation frame."""
     dev = resolve_device(device)
     dc = desc.data
-    data = load_dataset(dc.name, data_dir, val_fraction=dc.val_fraction, seed=desc.seed, limit=dc.limit)
+    data = load_dataset(
+        dc.name,
+        data_dir,
+        val_fraction=dc.val_fraction,
+        seed=desc.seed,
+        limit=dc.limit,
+        train_limit=dc.train_limit,
+    )
     partition = make_partition(
         dc.partition, data, name=dc.partition_map, k=dc.k, seed=desc.seed, null_of=dc.null_of
     )

@@ -24,7 +24,7 @@ from lottery.context import Context
 from lottery.levels import LevelLoop, level_info, prune_level, rewind_point
 from lottery.masks import Masks
 from lottery.protocol import CollapseStop
-from lottery.routing import stored_score
+from lottery.routing import score_definition, stored_score, subset_mass
 from lottery.tickets import matched_imp_epochs, subset_sizes
 from lottery.train import (
     load_state_numpy,
@@ -42,7 +42,10 @@ def single_predictions(ctx: Context, logits: torch.Tensor) -> pd.DataFrame:
     """Evaluation records of one K-way classifier for all the data.
 
     ``score_<k>`` is the probability mass on subset k's classes (class and map
-    partitions) and ``detect_<k>`` whether the predicted class lies in subset k.
+    partitions, :func:`lottery.routing.subset_mass`) and ``detect_<k>`` whether the
+    predicted class lies in subset k. When some subset holds several classes (map
+    partitions), ``pred_oracle`` is the argmax among the true subset's classes: the
+    oracle routing an expert gets, given to the single ticket (:func:`oracle_restricted`).
     Scores and ``confidence`` are rounded as :func:`lottery.routing.stored_score` says.
     """
     probs = logits.softmax(-1).cpu().numpy()  # (N, C)
@@ -53,10 +56,39 @@ def single_predictions(ctx: Context, logits: torch.Tensor) -> pd.DataFrame:
     sub_of_class = getattr(ctx.partition, "subset_of_class", None)
     if sub_of_class is not None:
         sub_of_class = np.asarray(sub_of_class)
+        mass = subset_mass(probs, sub_of_class)  # (N, K)
         for k in range(ctx.k):
-            frame[f"score_{k}"] = stored_score(probs[:, sub_of_class == k].sum(1))
+            frame[f"score_{k}"] = stored_score(mass[:, k])
             frame[f"detect_{k}"] = sub_of_class[pred] == k
+        if _groups_classes(sub_of_class):
+            frame["pred_oracle"] = oracle_restricted(probs, sub_of_class, frame["subset"].to_numpy())
     return frame
+
+
+def _groups_classes(subset_of_class: np.ndarray | list[int] | None) -> bool:
+    """Whether some subset holds more than one class (then an oracle restricts the argmax)."""
+    return subset_of_class is not None and int(np.bincount(np.asarray(subset_of_class)).max()) > 1
+
+
+def oracle_restricted(probs: np.ndarray, subset_of_class: np.ndarray, subset: np.ndarray) -> np.ndarray:
+    """Argmax of each sample's class probabilities among its true subset's classes.
+
+    Parameters
+    ----------
+    probs : ndarray of float, shape (N, C)
+        Class probabilities of one classifier.
+    subset_of_class : ndarray of int, shape (C,)
+        Subset of each class.
+    subset : ndarray of int, shape (N,)
+        True subset of each sample.
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+        A class of subset ``subset[i]`` for every sample (ties: the lower class).
+    """
+    inside = np.asarray(subset_of_class)[None, :] == np.asarray(subset)[:, None]  # (N, C)
+    return np.where(inside, probs, -np.inf).argmax(1).astype(np.int64)
 
 
 def dense_manifest_entry(ctx: Context) -> dict:
@@ -65,14 +97,23 @@ def dense_manifest_entry(ctx: Context) -> dict:
 
 
 def manifest_entry(ctx: Context) -> dict:
-    """Manifest entry of ``imp``: one ticket for all subsets."""
-    return {
+    """Manifest entry of ``imp``: one ticket for all subsets.
+
+    ``routings`` is ``["oracle"]`` when :func:`single_predictions` stores ``pred_oracle``
+    (map partitions); ``score`` names what ``score_<k>`` holds (absent without scores).
+    """
+    sub_of_class = getattr(ctx.partition, "subset_of_class", None)
+    entry = {
         "tickets": ["all"],
         "ticket_kind": "single",
-        "routings": [],
+        "routings": ["oracle"] if _groups_classes(sub_of_class) else [],
         "default_routing": None,
         "description": "one ticket for all the data (IMP single)",
     }
+    score = score_definition("single", sub_of_class)
+    if score is not None:
+        entry["score"] = score
+    return entry
 
 
 def imp_train_config(ctx: Context) -> TrainConfig:

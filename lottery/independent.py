@@ -28,7 +28,7 @@ from lottery.context import Context
 from lottery.levels import LevelLoop, level_info
 from lottery.masks import Masks
 from lottery.protocol import CollapseStop
-from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
+from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions, score_definition
 from lottery.sampling import presentations_per_step
 from lottery.tickets import (
     centroid_routes,
@@ -59,6 +59,7 @@ def manifest_entry(ctx: Context) -> dict:
             "from the shared theta_0 draw; no shared weights"
         ),
         "routing_definitions": routing_definitions(kind),
+        "score": score_definition(kind, ctx.partition.subset_of_class),
     }
 
 

@@ -20,8 +20,17 @@ ticket chosen, ``pred_<r>`` the resulting K-way class prediction):
 What the chosen ticket predicts depends on its kind.
 
 Expert tickets (a classifier per subset): ``pred_<r>`` is the class predicted
-by the routed ticket. ``score_<k>`` is expert k's confidence (its maximum class
-probability) and ``detect_<k>`` is "max-score routing sends the sample to k".
+by the routed ticket and ``detect_<k>`` is "max-score routing sends the sample
+to k". ``score_<k>`` depends on the partition (:func:`score_definition`, recorded
+as ``manifest["methods"][m]["score"]``):
+
+- subsets that are sets of classes (``class``, ``map``): ``subset_mass``, the
+  probability mass expert k puts on subset k's classes, the same score one
+  ticket serving all subsets gets (:func:`subset_mass`); a one-vs-rest score of
+  "the sample is in subset k". Max-score routing still reads the confidences,
+  and their maximum over the experts is stored as ``confidence``;
+- otherwise (``kmeans``, ``random``): ``confidence``, expert k's maximum class
+  probability (runs without the manifest key used this definition).
 
 Detector tickets (a one-vs-rest detector per class; class partitions only, so
 ticket k stands for class k): ``score_<k>`` is sigmoid(logit_k) and
@@ -42,6 +51,8 @@ routes and decisions are computed from the unrounded logits and probabilities.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -94,6 +105,59 @@ def routing_definitions(kind: str) -> dict[str, str]:
     }
 
 
+SCORE_DEFINITIONS = {
+    "sigmoid": "detector k's sigmoid(logit_k): the probability that the sample is in subset k",
+    "subset_mass": "the probability mass the ticket puts on subset k's classes",
+    "confidence": "expert k's maximum class probability",
+}
+
+
+def score_definition(ticket_kind: str, subset_of_class: Sequence[int] | None) -> str | None:
+    """Which score ``score_<k>`` holds (a key of ``SCORE_DEFINITIONS``), for the manifest.
+
+    Parameters
+    ----------
+    ticket_kind : {"detector", "expert", "single"}
+        How the method's tickets are used.
+    subset_of_class : sequence of int, optional
+        ``Partition.subset_of_class``: the subset of each class, None when subsets
+        are not sets of classes (kmeans, random).
+
+    Returns
+    -------
+    str or None
+        None for one ticket over subsets that are not sets of classes (no scores stored).
+    """
+    if ticket_kind == "detector":
+        return "sigmoid"
+    if subset_of_class is not None:
+        return "subset_mass"
+    return "confidence" if ticket_kind == "expert" else None
+
+
+def subset_mass(probs: np.ndarray, subset_of_class: Sequence[int]) -> np.ndarray:
+    """Probability mass on each subset's classes.
+
+    Parameters
+    ----------
+    probs : ndarray of float, shape (..., C)
+        Class probabilities.
+    subset_of_class : sequence of int, length C
+        Subset id of each class, in ``range(K)``.
+
+    Returns
+    -------
+    ndarray of float, shape (..., K)
+        ``out[..., k] = sum of probs[..., c] over the classes c of subset k``.
+    """
+    probs = np.asarray(probs)
+    sub = np.asarray(subset_of_class)
+    if sub.shape != probs.shape[-1:]:
+        raise ValueError(f"subset_of_class has {sub.size} classes, probabilities {probs.shape[-1]}")
+    k = int(sub.max()) + 1 if sub.size else 0
+    return np.stack([probs[..., sub == t].sum(-1) for t in range(k)], axis=-1)
+
+
 def stored_score(x: np.ndarray) -> np.ndarray:
     """Scores as stored: float32, rounded to ``SCORE_DECIMALS`` decimals."""
     return np.round(np.asarray(x, dtype=np.float32), SCORE_DECIMALS)
@@ -138,7 +202,12 @@ def detector_columns(logits: np.ndarray, subset: np.ndarray, centroid: np.ndarra
     return cols
 
 
-def expert_columns(probs: np.ndarray, subset: np.ndarray, centroid: np.ndarray) -> dict[str, np.ndarray]:
+def expert_columns(
+    probs: np.ndarray,
+    subset: np.ndarray,
+    centroid: np.ndarray,
+    subset_of_class: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
     """Prediction columns of K expert classifiers (ticket k trained on subset k).
 
     Parameters
@@ -147,23 +216,36 @@ def expert_columns(probs: np.ndarray, subset: np.ndarray, centroid: np.ndarray) 
         Class probabilities of every expert for every sample.
     subset, centroid : ndarray of int, shape (N,)
         True subset and nearest-centroid subset.
+    subset_of_class : sequence of int, length C, optional
+        Subset of each class when the subsets are sets of classes (class and map
+        partitions): ``score_<k>`` is then expert k's mass on subset k's classes.
 
     Returns
     -------
     dict of str to ndarray, each shape (N,)
-        ``score_<k>`` (float32 confidence), ``detect_<k>`` (bool, max-score
-        routing picks k), ``route_<r>`` and ``pred_<r>`` (int64), ``pred``
-        (= ``pred_oracle``).
+        ``score_<k>`` (float32: confidence, or subset mass with ``subset_of_class``),
+        ``detect_<k>`` (bool, max-score routing picks k), ``route_<r>`` and
+        ``pred_<r>`` (int64), ``pred`` (= ``pred_oracle``); with ``subset_of_class``
+        also ``confidence`` (float32, the largest expert confidence, which max-score
+        routing follows).
     """
     probs = np.asarray(probs)
     k, n, _ = probs.shape
     confidence = probs.max(axis=2).T  # (N, K)
     classes = probs.argmax(axis=2).T  # (N, K)
+    if subset_of_class is None:
+        score = confidence
+    else:
+        score = subset_mass(probs, subset_of_class)[
+            np.arange(k), :, np.arange(k)
+        ].T  # (N, K): expert t, subset t
     cols: dict[str, np.ndarray] = {}
     by_score = route("max_score", confidence, subset, centroid)
     for t in range(k):
-        cols[f"score_{t}"] = stored_score(confidence[:, t])
+        cols[f"score_{t}"] = stored_score(score[:, t])
         cols[f"detect_{t}"] = by_score == t
+    if subset_of_class is not None:
+        cols["confidence"] = stored_score(confidence.max(axis=1))
     rows = np.arange(n)
     for r in ROUTINGS:
         chosen = route(r, confidence, subset, centroid)

@@ -62,7 +62,7 @@ from lottery.levels import LevelLoop, level_info
 from lottery.masks import Masks
 from lottery.overlap import overlap_record
 from lottery.protocol import CollapseStop
-from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions
+from lottery.routing import DEFAULT_ROUTING, ROUTINGS, routing_definitions, score_definition
 from lottery.tickets import (
     centroid_routes,
     check_tickets,
@@ -95,6 +95,7 @@ def manifest_entry(ctx: Context) -> dict:
             "(steps interleaved, each moving only its ticket's weights)"
         ),
         "routing_definitions": routing_definitions(kind),
+        "score": score_definition(kind, ctx.partition.subset_of_class),
     }
 
 

@@ -758,7 +758,10 @@ def ticket_predictions(ctx: Context, logits: torch.Tensor, centroid: np.ndarray)
         own = torch.stack([logits[k, :, k] for k in range(logits.shape[0])], dim=1)  # (N, K)
         cols = detector_columns(own.cpu().numpy(), subset, centroid)
     else:
-        cols = expert_columns(logits.softmax(-1).cpu().numpy(), subset, centroid)
+        # class and map partitions: score_<k> is expert k's mass on subset k's classes
+        cols = expert_columns(
+            logits.softmax(-1).cpu().numpy(), subset, centroid, ctx.partition.subset_of_class
+        )
     frame = ctx.test_frame.copy()
     for name, values in cols.items():
         frame[name] = values

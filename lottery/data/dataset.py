@@ -4,7 +4,9 @@ Splits: the test split is the data set's own held-out test set (for ``digits``,
 which has none, a fixed stratified 25 % carved once with seed 0). The validation
 split is carved from the training set, stratified by class and seeded. ``limit``
 first takes a stratified subsample of the training set (and the same fraction of
-the test set) for quick runs.
+the test set) for quick runs; ``train_limit`` takes a stratified subsample of the
+training set only and leaves the test set whole (cheaper training, evaluated on
+every held-out sample).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ def split_indices(
     val_fraction: float,
     seed: int,
     limit: int | None,
+    train_limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of the source's train file for train and val, and of its test file for test.
 
@@ -134,6 +137,9 @@ def split_indices(
         Random state of the subsample and of the validation split.
     limit : int, optional
         Keep a stratified ``limit`` training rows and the same fraction of test rows.
+    train_limit : int, optional
+        Keep a stratified ``train_limit`` training rows (validation included); every
+        test row stays. Excludes ``limit``.
 
     Returns
     -------
@@ -142,6 +148,8 @@ def split_indices(
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if limit is not None and train_limit is not None:
+        raise ValueError("limit and train_limit exclude each other (limit shrinks the test set too)")
     train = np.arange(len(y_train), dtype=np.int64)
     test = np.arange(len(y_test), dtype=np.int64)
     if limit is not None:
@@ -150,6 +158,10 @@ def split_indices(
         train = stratified_subset(y_train, limit, seed)
         test_size = round(len(y_test) * min(1.0, limit / len(y_train)))
         test = stratified_subset(y_test, max(test_size, len(np.unique(y_test))), seed)
+    if train_limit is not None:
+        if train_limit <= 0:
+            raise ValueError(f"train_limit must be positive, got {train_limit}")
+        train = stratified_subset(y_train, train_limit, seed)
     if val_fraction == 0.0:
         return train, np.zeros(0, np.int64), test
     train, val = train_test_split(train, test_size=val_fraction, stratify=y_train[train], random_state=seed)
@@ -212,7 +224,9 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[train], y[train], x[test], y[test]
 
 
-def _adult_dataset(root: str | Path | None, val_fraction: float, seed: int, limit: int | None) -> Dataset:
+def _adult_dataset(
+    root: str | Path | None, val_fraction: float, seed: int, limit: int | None, train_limit: int | None
+) -> Dataset:
     """Assemble Adult; its encoder is fitted after the split, on training rows only."""
     source_train, source_test = adult.load_tables(root)
     i_train, i_val, i_test = split_indices(
@@ -221,6 +235,7 @@ def _adult_dataset(root: str | Path | None, val_fraction: float, seed: int, limi
         val_fraction=val_fraction,
         seed=seed,
         limit=limit,
+        train_limit=train_limit,
     )
     train = source_train.iloc[i_train]
     val = source_train.iloc[i_val]
@@ -255,6 +270,7 @@ def load_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     limit: int | None = None,
+    train_limit: int | None = None,
 ) -> Dataset:
     """Load a data set, split into train / validation / test.
 
@@ -268,10 +284,13 @@ def load_dataset(
     val_fraction : float, default 0.1
         Share of the training set held out for validation (stratified, seeded).
     seed : int, default 0
-        Random state of the validation split and of ``limit``'s subsample.
+        Random state of the validation split and of ``limit``'s or ``train_limit``'s subsample.
     limit : int, optional
         Use a stratified subsample of ``limit`` training rows (validation included)
         and the same fraction of the test set.
+    train_limit : int, optional
+        Use a stratified subsample of ``train_limit`` training rows (validation
+        included) and the whole test set. Excludes ``limit``.
 
     Returns
     -------
@@ -298,8 +317,10 @@ def load_dataset(
         arrays = digits_arrays()
         scale, classes = 16.0, [str(d) for d in range(10)]
     elif key == "adult":
-        return _adult_dataset(root, val_fraction, seed, limit)
+        return _adult_dataset(root, val_fraction, seed, limit, train_limit)
     else:
         raise ValueError(f"unknown data set {name!r}; choose from {NAMES}")
-    indices = split_indices(arrays[1], arrays[3], val_fraction=val_fraction, seed=seed, limit=limit)
+    indices = split_indices(
+        arrays[1], arrays[3], val_fraction=val_fraction, seed=seed, limit=limit, train_limit=train_limit
+    )
     return _image_dataset(key, classes, arrays, scale, indices)
