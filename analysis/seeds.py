@@ -225,7 +225,8 @@ def per_seed(source: Source, table: Callable[..., pd.DataFrame], *args: Any, **k
         df = df.copy()
         df.insert(0, "seed", seed)
         frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+    # a seed without rows (none of the methods asked for) must not turn the other seeds' ints into objects
+    return pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
 
 
 def check_aligned(

@@ -349,7 +349,9 @@ def paper_cells(
         followed by ``(n of N seeds)`` when only n of the group's N seeds have
         it (``(1 seed)`` for one); ``–`` when a method does not have it.
     """
-    n_total = int(frame["n_seeds"].max()) if n_seeds is None else int(n_seeds)
+    if n_seeds is None:
+        n_seeds = int(frame["n_seeds"].max()) if len(frame) else 0
+    n_total = int(n_seeds)
     present = set(frame["metric"]) - {"sparsity"}
     metrics = ["sparsity"] + [m for m in METRIC_ORDER if m in present]
     metrics += sorted(present - set(metrics))

@@ -70,10 +70,14 @@ def smoke_group(tmp_path_factory) -> Path:
     return build_smoke_group(tmp_path_factory.mktemp("group_table") / "smoke-seeds")
 
 
-def test_group_table_is_the_mean_and_t_interval_of_the_single_run_tables(smoke_group: Path):
-    group = rf.load_group(smoke_group)
-    runs = group.runs()
-    table = group_table_frame(group, targets=TARGETS)
+@pytest.fixture(scope="module")
+def smoke_table(smoke_group: Path) -> pd.DataFrame:
+    return group_table_frame(smoke_group, targets=TARGETS)
+
+
+def test_group_table_is_the_mean_and_t_interval_of_the_single_run_tables(smoke_group: Path, smoke_table):
+    runs = rf.load_group(smoke_group).runs()
+    table = smoke_table
     assert set(table["n_seeds"]) == {2} and set(table["seeds_label"]) == {"2 seeds"}
     assert _check_against_single_runs(table, runs) > 50
     spread = table[table["metric"] == "auroc"]["half_width"]
@@ -98,21 +102,25 @@ def test_one_seed_group_reads_as_the_single_run_table(smoke_group: Path, tmp_pat
     assert body == run_text.partition("\n")[2]  # the table itself is the one-run table
 
 
-def test_table_command_prints_the_group_table(smoke_group: Path, capsys):
+def test_table_command_prints_the_group_table(smoke_group: Path, smoke_table, capsys):
     from analysis.cli import main
+    from analysis.table import paper_cells
 
     assert main(["table", str(smoke_group), "--sparsity", "25", "50", "90"]) == 0
     out = capsys.readouterr().out
     head = out.splitlines()[0]
     assert head.startswith("**smoke-seeds** (2 seeds: 0, 1)") and "Student-t" in head
-    table = group_table_frame(smoke_group, targets=TARGETS)
+    table = smoke_table
     row = table[(table["method"] == "rtl") & (table["target"] == 50.0) & (table["metric"] == "auroc")].iloc[0]
     assert f"| {row['mean']:.3f} ± {row['half_width']:.3f} |" in out
     sp = table[(table["method"] == "rtl") & (table["target"] == 50.0) & (table["metric"] == "sparsity")].iloc[
         0
     ]
     assert f"{100 * sp['mean']:.1f} % ({sp['levels']})" in out
-    assert out == group_paper_markdown(smoke_group, TARGETS) + "\n"
+    cells = paper_cells(table, TARGETS)
+    assert len(out.splitlines()) == 4 + len(cells)  # header, blank, column names, rule, one line per row
+    for row in cells.itertuples(index=False):
+        assert f"| {row.method} | " + " | ".join(row[2:]) + " |" in out
 
 
 # ----------------------------------------------- synthetic 3-seed group: missing methods, other levels
@@ -152,10 +160,12 @@ def test_methods_missing_from_a_seed_and_different_levels(ragged_group: Path):
 
 
 def test_group_report_shows_the_same_table(ragged_group: Path):
-    from analysis.report import build_group_report
+    from analysis.report import _Page, _seed_section_results
     from analysis.table import paper_cells
 
-    html = build_group_report(ragged_group)
+    page = _Page()  # the results section of build_group_report, alone (the rest is tested in test_seeds)
+    _seed_section_results(page, rf.load_group(ragged_group), ["imp", "rtl"], 3)
+    html = "".join(page.parts)
     cells = paper_cells(group_table_frame(ragged_group), n_seeds=3)
     assert "~90 %" in html and "sparsity (level)" in html and "(2 of 3 seeds)" in html
     shown = [c for c in cells.iloc[:, 2:].to_numpy().ravel() if c != "–"]
@@ -173,3 +183,16 @@ def test_bad_paths_get_one_error_line(tmp_path: Path, capsys):
     assert main(["table", str(empty)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "no run of the group" in err[0]
+
+
+def test_per_level_seed_tables_skip_a_method_a_seed_lacks(ragged_group: Path):
+    from analysis.seeds import seed_table
+
+    res = seed_table(ragged_group, "results", ["imp", "rtl"])
+    assert set(res.loc[res["method"] == "imp", "n_seeds"]) == {2}
+    rtl = res[res["method"] == "rtl"]
+    assert set(rtl.loc[rtl["level"] <= 2, "n_seeds"]) == {3} and set(
+        rtl.loc[rtl["level"] > 2, "n_seeds"]
+    ) == {2}
+    col = seed_table(ragged_group, "collapse", ["imp"])  # seed 2 has none of the methods asked for
+    assert len(col) and set(col["n_seeds"]) == {2} and col["level"].dtype == np.int64
