@@ -79,7 +79,7 @@ from analysis.similarity import (
     similarity_table,
     ticket_similarity_summary,
 )
-from analysis.table import paper_markdown, table_frame
+from analysis.table import group_paper_markdown, group_table_frame, paper_cells, paper_markdown, table_frame
 from artifacts.run_format import Run, RunFormatError, RunGroup, find_groups, find_runs, load_group, load_run
 
 __all__ = [
@@ -100,6 +100,9 @@ __all__ = [
     "ticket_metrics",
     "table_frame",
     "paper_markdown",
+    "paper_cells",
+    "group_table_frame",
+    "group_paper_markdown",
     "describe_run",
     "subset_table",
     "method_table",

@@ -449,15 +449,24 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, level: i
 # ----------------------------------------------------------------------------- run groups (across seeds)
 
 
-def _seed_section_results(page: _Page, group: Source, methods: list[str]) -> None:
+def _seed_section_results(page: _Page, group: Source, methods: list[str], n_seeds: int) -> None:
     from analysis.seeds import mean_pm_table, seed_table
+    from analysis.table import group_table_frame, paper_cells
 
     page.h2("Results across seeds")
+    page.table(
+        paper_cells(group_table_frame(group, methods), n_seeds=n_seeds),
+        "The paper's table across seeds, as python -m analysis table GROUP prints it: each seed's method "
+        "at its own level nearest each target sparsity; sparsity row: the mean sparsity reached and the "
+        "levels used; other cells: mean ± half-width of the 95 % Student-t interval across seeds, with the "
+        "seed count where fewer seeds have the method. A group of one seed shows the single-run values.",
+    )
     res = seed_table(group, "results", methods)
     page.table(
         mean_pm_table(res),
-        "Mean ± half-width of the 95 % Student-t interval across seeds, per method and level (columns: the "
-        "metrics of the single-run report). A cell marked (1 seed) has no interval.",
+        "Every level: mean ± half-width of the 95 % Student-t interval across seeds, per method and level "
+        "(columns: the metrics of the single-run report). A cell marked (1 seed) has no interval.",
+        collapsed=True,
     )
     page.table(res, "Results across seeds, tidy (mean, ci_low, ci_high, n_seeds)", collapsed=True)
 
@@ -587,7 +596,7 @@ def build_group_report(
     labelled = list(caps.loc[caps["classification"], "method"])
     page = _Page()
     say("results")
-    _seed_section_results(page, group, list(first.methods))
+    _seed_section_results(page, group, list(first.methods), len(pairs))
     say("similarity")
     _seed_section_similarity(page, group, null, hint)
     say("collapse")

@@ -53,9 +53,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.collapse import collapse_curves
-from analysis.fairness import run_fairness_gaps
-from analysis.overview import results_table
+from analysis.collapse import CURVE_COLUMNS, collapse_curves
+from analysis.fairness import GAP_COLUMNS, run_fairness_gaps
+from analysis.overview import RESULT_COLUMNS, results_table
 from analysis.similarity import GLOBAL, LAYER_MEAN, level_similarity_summary, similarity_table
 from artifacts.run_format import Run, RunFormatError, RunGroup, find_groups, load_group
 
@@ -71,6 +71,7 @@ __all__ = [
     "null_long",
     "null_similarity_table",
     "per_seed",
+    "pm_cell",
     "seed_runs",
     "seed_table",
     "seeds_label",
@@ -224,7 +225,8 @@ def per_seed(source: Source, table: Callable[..., pd.DataFrame], *args: Any, **k
         df = df.copy()
         df.insert(0, "seed", seed)
         frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+    # a seed without rows (none of the methods asked for) must not turn the other seeds' ints into objects
+    return pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
 
 
 def check_aligned(
@@ -367,18 +369,32 @@ def _similarity_curves(run: Run, methods: Sequence[str] | None = None) -> pd.Dat
     return pd.concat(frames, ignore_index=True)
 
 
+def _run_has(run: Run, methods: Sequence[str] | None) -> list[str] | None:
+    """The requested methods this seed's run has (a seed of a running sweep may lack one); None: all."""
+    return [m for m in methods if m in run.methods] if methods else None
+
+
 def _collapse(run: Run, methods: Sequence[str] | None = None) -> pd.DataFrame:
-    return collapse_curves(run, list(methods) if methods else None)
+    have = _run_has(run, methods)
+    if have == []:
+        return pd.DataFrame(columns=["method", *CURVE_COLUMNS])
+    return collapse_curves(run, have or None)
 
 
 def _results(run: Run, methods: Sequence[str] | None = None) -> pd.DataFrame:
-    return results_table(run, methods)
+    have = _run_has(run, methods)
+    if have == []:
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    return results_table(run, have)
 
 
 def _fairness(
     run: Run, methods: Sequence[str] | None = None, *, group_by: str, **kwargs: Any
 ) -> pd.DataFrame:
-    return run_fairness_gaps(run, group_by, methods, **kwargs)
+    have = _run_has(run, methods)
+    if have == []:
+        return pd.DataFrame(columns=["method", *GAP_COLUMNS])
+    return run_fairness_gaps(run, group_by, have, **kwargs)
 
 
 # name -> (per-run table, keys, values). Each table takes (run, methods=None, **kwargs).
@@ -637,12 +653,38 @@ def null_similarity_table(
 # ----------------------------------------------------------------------------- presentation tables
 
 
-def _pm(mean: float, half: float, n: int, digits: int) -> str:
+def pm_cell(
+    mean: float, half: float, n: int, fmt: Callable[[float], str] = "{:.3f}".format, missing: str = "—"
+) -> str:
+    """One across-seed cell as text: ``mean ± half-width``, or the mean marked ``(1 seed)``.
+
+    Parameters
+    ----------
+    mean, half : float
+        Mean and interval half-width across seeds (:func:`across_seeds`).
+    n : int
+        Seeds with a value.
+    fmt : callable
+        Formats one number (the mean and the half-width alike).
+    missing : str
+        Shown when the mean is not finite.
+
+    Returns
+    -------
+    str
+        ``missing``; ``fmt(mean) (1 seed)`` for one seed; ``fmt(mean)`` when no
+        seed count is known (n = 0) or the half-width is not finite;
+        else ``fmt(mean) ± fmt(half)``.
+    """
     if not np.isfinite(mean):
-        return "—"
+        return missing
     if n < 2 or not np.isfinite(half):
-        return f"{mean:.{digits}f} (1 seed)" if n == 1 else f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+        return f"{fmt(mean)} (1 seed)" if n == 1 else fmt(mean)
+    return f"{fmt(mean)} ± {fmt(half)}"
+
+
+def _pm(mean: float, half: float, n: int, digits: int) -> str:
+    return pm_cell(mean, half, n, f"{{:.{digits}f}}".format)
 
 
 def mean_pm_table(

@@ -25,15 +25,36 @@ metric : str
     sum over networks for the independent baseline, one ticket for IMP).
 value : float
 
-``python -m analysis table RUN [--sparsity 25 50 75]`` prints
-:func:`paper_markdown`.
+Across seeds (:func:`group_table_frame`), for a run group (one run per seed
+of one description, :mod:`analysis.seeds`): each seed's method is taken at
+its own level nearest each target, as :func:`table_frame` does for one run,
+and every metric is reduced across the seeds that have it to a mean and a
+Student-t interval (:func:`analysis.seeds.across_seeds`). One row per
+(method, target, metric):
+
+method : str
+target : float
+metric : str
+    As above, plus ``sparsity``: the sparsity each seed reached (0..1).
+levels : str
+    Levels the seeds used, ``"L6"`` or ``"L6-7"`` when they differ.
+level_min, level_max : int
+measure, mean, ci_low, ci_high, half_width, std, n_seeds, seeds_label
+    :data:`analysis.seeds.SEED_COLUMNS`; ``n_seeds`` counts the seeds that
+    have the method (and a finite value).
+
+:func:`paper_cells` lays either table out as the paper prints it (text
+cells); :func:`paper_markdown` and :func:`group_paper_markdown` add a header
+and print it as markdown. ``python -m analysis table PATH [--sparsity 25 50
+75]`` prints it for a run or a run group (``group.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,9 +63,39 @@ from analysis.levels import levels_at
 from analysis.metrics import ticket_metrics
 from artifacts import run_format as rf
 
-__all__ = ["LABELS", "METRIC_ORDER", "add_table_command", "level_metrics", "paper_markdown", "table_frame"]
+if TYPE_CHECKING:
+    from analysis.seeds import Source
+
+__all__ = [
+    "GROUP_TABLE_COLUMNS",
+    "LABELS",
+    "METRIC_ORDER",
+    "add_table_command",
+    "group_paper_markdown",
+    "group_table_frame",
+    "level_metrics",
+    "paper_cells",
+    "paper_markdown",
+    "table_frame",
+]
 
 TABLE_COLUMNS = ["method", "target", "level", "sparsity", "metric", "value"]
+GROUP_TABLE_COLUMNS = [
+    "method",
+    "target",
+    "metric",
+    "levels",
+    "level_min",
+    "level_max",
+    "measure",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "half_width",
+    "std",
+    "n_seeds",
+    "seeds_label",
+]
 DEFAULT_TARGETS = (25.0, 50.0, 75.0, 90.0)
 # Rows of the paper-style table, in order: threshold-free first, then the
 # common-threshold, then the paper's own-rule rows, then the K-way figures.
@@ -175,20 +226,181 @@ def table_frame(
     return df
 
 
+def _seed_frame(run: rf.Run, methods: Sequence[str] | None, targets: Sequence[float]) -> pd.DataFrame:
+    """:func:`table_frame` of the methods this seed's run has (a seed may lack one)."""
+    have = list(run.methods) if methods is None else [m for m in methods if m in run.methods]
+    if not have:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    return table_frame(run, have, targets=targets)
+
+
+def group_table_frame(
+    source: Source,
+    methods: Sequence[str] | None = None,
+    *,
+    targets: Sequence[float] = DEFAULT_TARGETS,
+    ci: float = 0.95,
+) -> pd.DataFrame:
+    """The table across seeds: per (method, target, metric), mean and Student-t interval.
+
+    Parameters
+    ----------
+    source : RunGroup, Run, sequence of Run, str or Path
+        A run group or its folder (its finished seeds), runs of one
+        description, or one run (then every row has one seed);
+        :func:`analysis.seeds.seed_runs`.
+    methods : sequence of str, optional
+        Default: every method of each seed's run. A method missing from some
+        seeds is aggregated over the seeds that have it.
+    targets : sequence of float
+        Target sparsities in percent. Each seed's method is scored at its own
+        level nearest each target (:func:`table_frame`), so the seeds' levels
+        may differ (a shorter sweep, another pruning schedule).
+    ci : float
+        Interval coverage.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`GROUP_TABLE_COLUMNS` (module docstring), rows in the
+        per-run table's order, each (method, target) led by its ``sparsity``
+        row. Empty when no seed has any of ``methods``.
+    """
+    from analysis.seeds import across_seeds, per_seed  # lazily: seeds -> overview -> this module
+
+    stacked = per_seed(source, _seed_frame, methods, targets)
+    if stacked.empty:
+        return pd.DataFrame(columns=GROUP_TABLE_COLUMNS)
+    at = stacked.drop_duplicates(["seed", "method", "target"])
+    reached = at.assign(metric="sparsity", value=at["sparsity"].astype(float))
+    cols = ["seed", "method", "target", "metric", "value"]
+    long = pd.concat([reached[cols], stacked[cols]], ignore_index=True)
+    long["value"] = long["value"].astype(float)
+    out = across_seeds(long, ["method", "target", "metric"], ["value"], ci=ci)
+    used = at.groupby(["method", "target"], sort=False)["level"].agg(level_min="min", level_max="max")
+    used = used.reset_index()
+    used["levels"] = [
+        f"L{a}" if a == b else f"L{a}-{b}" for a, b in zip(used["level_min"], used["level_max"], strict=True)
+    ]
+    out = out.merge(used, on=["method", "target"], how="left")
+    out[["level_min", "level_max"]] = out[["level_min", "level_max"]].astype(np.int64)
+    return out[GROUP_TABLE_COLUMNS]
+
+
+def _number(metric: str, value: float) -> Callable[[float], str]:
+    """How to print numbers of ``metric`` whose value is about ``value``."""
+    if metric == "params":
+        return (lambda v: f"{v / 1e3:.1f}K") if value >= 1e3 else (lambda v: f"{v:.0f}")
+    return lambda v: f"{v:.3f}"
+
+
 def _fmt(metric: str, value: float) -> str:
     if np.isnan(value):
         return "–"
-    if metric == "params":
-        return f"{value / 1e3:.1f}K" if value >= 1e3 else f"{value:.0f}"
-    return f"{value:.3f}"
+    return _number(metric, value)(value)
 
 
-def paper_markdown(run: str | Path | rf.Run, targets_percent: Sequence[float] = DEFAULT_TARGETS) -> str:
+def _label(metric: str) -> str:
+    if metric.startswith("subset_accuracy_"):
+        return f"accuracy within each subset, {metric.removeprefix('subset_accuracy_')} routing (mean)"
+    return LABELS.get(metric, metric)
+
+
+def _cell(metric: str, row: Mapping | None, n_total: int) -> str:
+    """One cell; a group's cell names its seed count when fewer seeds than the group's have it."""
+    if row is None or not np.isfinite(row["mean"]):
+        return "–"
+    n = int(row["n_seeds"])
+    if metric == "sparsity":
+        text = f"{100 * row['mean']:.1f} % ({row['levels']})"
+    elif n_total == 1:
+        text = _fmt(metric, float(row["mean"]))
+    else:
+        from analysis.seeds import pm_cell
+
+        text = pm_cell(row["mean"], row["half_width"], n, _number(metric, row["mean"]), missing="–")
+        if n == 1:  # pm_cell has said "(1 seed)"
+            return text
+    return text if n_total == 1 or n >= n_total else f"{text} ({n} of {n_total} seeds)"
+
+
+def paper_cells(
+    frame: pd.DataFrame, targets_percent: Sequence[float] = DEFAULT_TARGETS, n_seeds: int | None = None
+) -> pd.DataFrame:
+    """The paper's layout as text cells: rows (metric, method), one column per target sparsity.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Output of :func:`group_table_frame` (of a group, or of one run).
+    targets_percent : sequence of float
+        Target sparsities in percent (columns, in this order).
+    n_seeds : int, optional
+        Seeds of the group (default: the most seeds any row has). With one
+        seed the cells read as the single-run table.
+
+    Returns
+    -------
+    DataFrame of str
+        Columns ``metric`` (its label), ``method``, then ``~<t> %`` per target.
+        The first metric is ``sparsity (level)``: the (mean) sparsity reached
+        and the levels used; then the metrics in :data:`METRIC_ORDER`, then any
+        other. Metric cells: the value (one seed), else ``mean ± half-width``,
+        followed by ``(n of N seeds)`` when only n of the group's N seeds have
+        it (``(1 seed)`` for one); ``–`` when a method does not have it.
+    """
+    if n_seeds is None:
+        n_seeds = int(frame["n_seeds"].max()) if len(frame) else 0
+    n_total = int(n_seeds)
+    present = set(frame["metric"]) - {"sparsity"}
+    metrics = ["sparsity"] + [m for m in METRIC_ORDER if m in present]
+    metrics += sorted(present - set(metrics))
+    methods = list(dict.fromkeys(frame["method"]))
+    rows_of = {(r["method"], float(r["target"]), r["metric"]): r for r in frame.to_dict("records")}
+    cols = [f"~{t:g} %" for t in targets_percent]
+    rows = []
+    for metric in metrics:
+        for method in methods:
+            cells = [_cell(metric, rows_of.get((method, float(t), metric)), n_total) for t in targets_percent]
+            rows.append((LABELS["sparsity"] if metric == "sparsity" else _label(metric), method, *cells))
+    return pd.DataFrame(rows, columns=["metric", "method", *cols])
+
+
+def _markdown(head: str, cells: pd.DataFrame) -> str:
+    cols = list(cells.columns[2:])
+    lines = [head, "", "| metric | method | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    previous = None
+    for row in cells.itertuples(index=False):
+        label, method, *values = row
+        lines.append(f"| {label if label != previous else ''} | {method} | " + " | ".join(values) + " |")
+        previous = label
+    return "\n".join(lines)
+
+
+def _about(runs: Sequence[rf.Run]) -> str:
+    """Dataset, partition and ticket kinds of the first run (kinds of every run), and the threshold rule."""
+    first = runs[0]
+    ds = first.manifest.get("dataset", {})
+    part = first.manifest.get("partition", {})
+    kinds = {m: r.manifest["methods"][m].get("ticket_kind") for r in reversed(runs) for m in r.methods}
+    kinds = {m: kinds[m] for m in dict.fromkeys(m for r in runs for m in r.methods)}  # first-seen order
+    return (
+        f"{ds.get('name')}, {part.get('k')} {part.get('kind')} subsets, "
+        f"{ds.get('n_test')} test samples; ticket kinds {kinds}. Common threshold: chosen by 2-fold "
+        "cross-fitting on the evaluation samples (the run stores no validation predictions)."
+    )
+
+
+def paper_markdown(
+    run: str | Path | rf.Run | rf.RunGroup, targets_percent: Sequence[float] = DEFAULT_TARGETS
+) -> str:
     """The table as markdown: rows (metric, method), one column per target sparsity.
 
     Parameters
     ----------
-    run : str, Path or Run
+    run : str, Path, Run or RunGroup
+        A run; a run group (or a folder holding ``group.json``) is passed on
+        to :func:`group_paper_markdown`.
     targets_percent : sequence of float
         Target sparsities in percent.
 
@@ -198,45 +410,60 @@ def paper_markdown(run: str | Path | rf.Run, targets_percent: Sequence[float] = 
         A header line, a blank line, then the markdown table. A metric a
         method does not have is shown as ``–``.
     """
+    if isinstance(run, rf.RunGroup) or (isinstance(run, str | Path) and rf.is_group(run)):
+        return group_paper_markdown(run, targets_percent)
     run = run if isinstance(run, rf.Run) else rf.load_run(run)
-    tidy = table_frame(run, targets=targets_percent)
-    present = set(tidy["metric"])
-    metrics = ["sparsity"] + [m for m in METRIC_ORDER if m in present]
-    metrics += sorted(present - set(metrics))
-    ds = run.manifest.get("dataset", {})
-    part = run.manifest.get("partition", {})
-    kinds = {m: run.manifest["methods"][m].get("ticket_kind") for m in run.methods}
-    head = (
-        f"**{run.name}**: {ds.get('name')}, {part.get('k')} {part.get('kind')} subsets, "
-        f"{ds.get('n_test')} test samples; ticket kinds {kinds}. Common threshold: chosen by 2-fold "
-        "cross-fitting on the evaluation samples (the run stores no validation predictions)."
+    cells = paper_cells(group_table_frame(run, targets=targets_percent), targets_percent, n_seeds=1)
+    return _markdown(f"**{run.name}**: {_about([run])}", cells)
+
+
+def group_paper_markdown(
+    source: Source, targets_percent: Sequence[float] = DEFAULT_TARGETS, *, ci: float = 0.95
+) -> str:
+    """The table across the seeds of a run group, as markdown (:func:`paper_cells`).
+
+    Parameters
+    ----------
+    source : RunGroup, Run, sequence of Run, str or Path
+        See :func:`group_table_frame`.
+    targets_percent : sequence of float
+        Target sparsities in percent.
+    ci : float
+        Interval coverage.
+
+    Returns
+    -------
+    str
+        A header line naming the group and its seeds (``"N seeds"``), a blank
+        line, then the markdown table. With one seed the table reads as the
+        single-run table and the header says ``(1 seed)``.
+    """
+    from analysis.seeds import seed_runs, seeds_label
+
+    if isinstance(source, str | Path):
+        source = rf.load_group(source) if rf.is_group(source) else rf.load_run(source)
+    pairs = seed_runs(source)
+    runs = [r for _, r in pairs]
+    name = source.name if isinstance(source, rf.RunGroup | rf.Run) else runs[0].name
+    n = len(pairs)
+    seeds = f"{seeds_label(n)}: {', '.join(str(s) for s, _ in pairs)}" if n > 1 else seeds_label(n)
+    how = (
+        ""
+        if n == 1
+        else f" Each seed's method at its own level nearest the target; sparsity row: mean sparsity reached "
+        f"(levels used); other cells: mean ± half-width of the {100 * ci:g} % Student-t interval across "
+        "seeds (n - 1 degrees of freedom), with the seed count where fewer seeds have the method."
     )
-    cols = [f"~{t:g} %" for t in targets_percent]
-    lines = [head, "", "| metric | method | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
-    for metric in metrics:
-        for i, method in enumerate(run.methods):
-            sub = tidy[tidy["method"] == method]
-            cells = []
-            for t in targets_percent:
-                at = sub[sub["target"] == float(t)]
-                if metric == "sparsity":
-                    cells.append(f"{100 * at['sparsity'].iloc[0]:.1f} % (L{at['level'].iloc[0]})")
-                    continue
-                hit = at[at["metric"] == metric]["value"]
-                cells.append(_fmt(metric, float(hit.iloc[0]) if len(hit) else np.nan))
-            label = LABELS.get(metric, metric)
-            if metric.startswith("subset_accuracy_"):
-                label = (
-                    f"accuracy within each subset, {metric.removeprefix('subset_accuracy_')} routing (mean)"
-                )
-            lines.append(f"| {label if i == 0 else ''} | {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    cells = paper_cells(group_table_frame(runs, targets=targets_percent, ci=ci), targets_percent, n_seeds=n)
+    return _markdown(f"**{name}** ({seeds}): {_about(runs)}{how}", cells)
 
 
 def add_table_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``python -m analysis table RUN [--sparsity ...]``."""
-    p = subparsers.add_parser("table", help="print the paper's Table 1 for a run (markdown)")
-    p.add_argument("run", type=Path, help="run folder")
+    """Register ``python -m analysis table PATH [--sparsity ...]`` (a run or a run group)."""
+    p = subparsers.add_parser(
+        "table", help="print the paper's Table 1 for a run, or across the seeds of a run group (markdown)"
+    )
+    p.add_argument("run", type=Path, help="run folder, or run group folder (holding group.json)")
     p.add_argument(
         "--sparsity", type=float, nargs="+", default=list(DEFAULT_TARGETS), help="target sparsities (%%)"
     )
