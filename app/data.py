@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 EMBEDDED_DIR = REPO / "artifacts"
 ENV_VAR = "RTL_RUNS_DIR"
 # The embedded run a first visit opens (if present).
-DEFAULT_RUN = "fashion-mlp-class"
+DEFAULT_RUN = "fashion-mlp-class-sweep"  # a run group: opened at its first seed
 
 
 # ----------------------------------------------------------------------------- finding runs

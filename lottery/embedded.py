@@ -55,12 +55,10 @@ class Embedded:
 
 
 EMBEDDED: dict[str, Embedded] = {
-    # 10 tickets x 266K weights x 15 levels would be 80 MB of weights: masks and predictions only
-    "fashion-mlp-class": Embedded(),
-    # attention maps are recomputed from the checkpoints and the stored probe batch
+    # the one-seed ViT run of before, shipped until its sweep group is: attention maps are
+    # recomputed from the checkpoints and the stored probe batch (the one-seed fashion-mlp-class
+    # and adult-mlp-cluster runs were replaced by their sweep groups; their presets remain)
     "fashion-vit-cluster": Embedded(keep_methods=("rtl", "imp")),
-    # 13.5K weights per network: cheap to keep
-    "adult-mlp-cluster": Embedded(keep_methods=("rtl", "imp")),
     # issue 12's sweeps: 3 seeds each, and the random-partition control beside each (its
     # views need masks and class records only: no scores, no weights); masks stored once
     # per sweep (mask_levels), per-sample columns once per run (samples.parquet)

@@ -3,11 +3,11 @@
     OMP_NUM_THREADS=1 python scripts/fair_measures.py            # every section
     OMP_NUM_THREADS=1 python scripts/fair_measures.py attention  # one section
 
-Sections: ``similarity`` (pooled vs equal-layer-weight J*, fashion-mlp-class),
-``alignment`` (Mantel and partial Mantel, fashion-mlp-class), ``fairness``
-(TPR by sex & race with Wilson intervals and count flags, gap intervals,
-adult-mlp-cluster), ``attention`` (entropy against sparsity with intervals,
-fashion-vit-cluster; about a minute on one core).
+Sections: ``similarity`` (pooled vs equal-layer-weight J*, every seed of
+fashion-mlp-class-sweep), ``alignment`` (Mantel and partial Mantel, every seed of
+fashion-mlp-class-sweep), ``fairness`` (TPR by sex & race with Wilson intervals and count
+flags, gap intervals, every seed of adult-mlp-cluster-sweep), ``attention`` (entropy against
+sparsity with intervals, the one-seed fashion-vit-cluster; about a minute on one core).
 """
 
 from __future__ import annotations
@@ -20,14 +20,24 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis import load_run  # noqa: E402
+from analysis import load_group, load_run  # noqa: E402
+
+FASHION = ROOT / "artifacts" / "fashion-mlp-class-sweep"
+ADULT = ROOT / "artifacts" / "adult-mlp-cluster-sweep"
+
+
+def seed_runs(group: Path) -> list:
+    """(seed, run) of every seed of an embedded group."""
+    g = load_group(group)
+    return list(zip(g.manifest["seeds"], g.runs(), strict=True))
+
 
 pd.set_option("display.width", 200)
 pd.set_option("display.max_columns", 20)
 
 
 def similarity() -> None:
-    """Pooled against equal-layer-weight J* on fashion-mlp-class."""
+    """Pooled against equal-layer-weight J* on every seed of fashion-mlp-class-sweep."""
     from analysis.similarity import (
         GLOBAL,
         LAYER_MEAN,
@@ -38,49 +48,52 @@ def similarity() -> None:
         similarity_table,
     )
 
-    run = load_run(ROOT / "artifacts" / "fashion-mlp-class")
-    shares = layer_shares(run.masks("rtl", 0))
-    print("== similarity: fashion-mlp-class rtl")
-    print("layer shares of the prunable weights:", {k: round(v, 3) for k, v in shares.items()})
-    print("disjoint by construction:", disjoint_layers(method_shared_rows(run, "rtl")))
-    s = level_similarity_summary(similarity_table(run, "rtl"))
-    wide = s[s["layer"].isin([GLOBAL, LAYER_MEAN])].pivot(
-        index=["level", "sparsity"], columns="layer", values="jaccard_star"
-    )
-    print(wide.rename(columns={GLOBAL: "J* pooled", LAYER_MEAN: "J* equal layers"}).round(3).to_string())
+    for seed, run in seed_runs(FASHION):
+        shares = layer_shares(run.masks("rtl", 0))
+        print(f"== similarity: fashion-mlp-class-sweep seed {seed}, rtl")
+        print("layer shares of the prunable weights:", {k: round(v, 3) for k, v in shares.items()})
+        print("disjoint by construction:", disjoint_layers(method_shared_rows(run, "rtl")))
+        s = level_similarity_summary(similarity_table(run, "rtl"))
+        wide = s[s["layer"].isin([GLOBAL, LAYER_MEAN])].pivot(
+            index=["level", "sparsity"], columns="layer", values="jaccard_star"
+        )
+        wide = wide.rename(columns={GLOBAL: "J* pooled", LAYER_MEAN: "J* equal layers"})
+        print(wide.round(3).to_string())
 
 
 def alignment() -> None:
-    """Mantel and partial Mantel alignment on fashion-mlp-class."""
+    """Mantel and partial Mantel alignment on every seed of fashion-mlp-class-sweep."""
     from analysis.projection import alignment_facts, alignment_table
 
-    run = load_run(ROOT / "artifacts" / "fashion-mlp-class")
-    table = alignment_table(run, "rtl")
-    facts = alignment_facts(run, "rtl", table)
-    print("== alignment: fashion-mlp-class rtl (999 permutations)")
-    rho, p = facts["inputs_rho"], facts["inputs_p"]
-    print(f"class hierarchy vs centroid pixel similarity: rho {rho:.3f}, p {p:.3g}")
-    print("left out:", facts["disjoint"])
-    cols = ["level", "sparsity", "layer_group", "rho", "p_value", "partial_rho", "partial_p_value"]
-    print(table[cols].round(3).to_string(index=False))
-    print(facts["verdict"])
+    for seed, run in seed_runs(FASHION):
+        table = alignment_table(run, "rtl")
+        facts = alignment_facts(run, "rtl", table)
+        print(f"== alignment: fashion-mlp-class-sweep seed {seed}, rtl (999 permutations)")
+        rho, p = facts["inputs_rho"], facts["inputs_p"]
+        print(f"class hierarchy vs centroid pixel similarity: rho {rho:.3f}, p {p:.3g}")
+        print("left out:", facts["disjoint"])
+        cols = ["level", "sparsity", "layer_group", "rho", "p_value", "partial_rho", "partial_p_value"]
+        print(table[cols].round(3).to_string(index=False))
+        print(facts["verdict"])
 
 
 def fairness() -> None:
-    """Per-group TPR with count flags, and gap intervals, on adult-mlp-cluster."""
+    """Per-group TPR with count flags, and gap intervals, on every seed of adult-mlp-cluster-sweep."""
     from analysis.fairness import group_metrics, run_fairness_gaps
 
-    run = load_run(ROOT / "artifacts" / "adult-mlp-cluster")
-    lv = run.levels("rtl")[len(run.levels("rtl")) // 2]
-    print(f"== fairness: adult-mlp-cluster rtl, level {lv} ({run.sparsity('rtl', lv):.1%})")
-    t = group_metrics(run.predictions("rtl", lv), ["sex", "race"], metrics=["true_positive_rate"])
-    print(t.drop(columns=["group_by", "metric"]).round(3).to_string(index=False))
-    for group_by in (["sex"], ["sex", "race"]):
-        gaps = run_fairness_gaps(run, group_by, ["rtl", "imp"], metrics=["accuracy", "true_positive_rate"])
-        keep = gaps["statistic"].isin(["difference", "worst"])
-        print(f"-- gaps by {' & '.join(group_by)} (95 % joint stratified bootstrap, 400 resamples)")
-        cols = ["method", "level", "sparsity", "metric", "statistic", "value", "group", "ci_low", "ci_high"]
-        print(gaps.loc[keep, cols].round(3).to_string(index=False))
+    for seed, run in seed_runs(ADULT):
+        lv = run.levels("rtl")[len(run.levels("rtl")) // 2]
+        where = f"level {lv} ({run.sparsity('rtl', lv):.1%})"
+        print(f"== fairness: adult-mlp-cluster-sweep seed {seed}, rtl, {where}")
+        t = group_metrics(run.predictions("rtl", lv), ["sex", "race"], metrics=["true_positive_rate"])
+        print(t.drop(columns=["group_by", "metric"]).round(3).to_string(index=False))
+        for group_by in (["sex"], ["sex", "race"]):
+            metrics = ["accuracy", "true_positive_rate"]
+            gaps = run_fairness_gaps(run, group_by, ["rtl", "imp"], metrics=metrics)
+            keep = gaps["statistic"].isin(["difference", "worst"])
+            print(f"-- gaps by {' & '.join(group_by)} (95 % joint stratified bootstrap, 400 resamples)")
+            cols = ["method", "level", "sparsity", "metric", "statistic", "value", "group"]
+            print(gaps.loc[keep, [*cols, "ci_low", "ci_high"]].round(3).to_string(index=False))
 
 
 def attention() -> None:

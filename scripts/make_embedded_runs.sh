@@ -11,8 +11,9 @@
 # `python -m lottery sweep --preset NAME --seeds ... --out artifacts/NAME`: the seed x method
 # grid runs as Ray tasks, one core each; a killed sweep resumes by re-running the command.
 # `python -m lottery embed NAME --shrink-only` then deletes or float16-converts the weights and
-# folds the per-level masks into one mask_levels file per method (lottery/embedded.py).
-# The single runs of before (fashion-mlp-class, fashion-vit-cluster, adult-mlp-cluster) are
+# folds the per-level masks into one mask_levels file per method, stores the per-sample columns
+# once per run and drops the null controls' scores (lottery/embedded.py).
+# The one-seed fashion-vit-cluster (shipped until its sweep group is) is
 # `python -m lottery embed NAME`; image-inr-region is `python -m lottery inr`; speech-unet-env first
 # builds the speech corpus (`python -m lottery data speech`, Debian data packages fetched with
 # apt-get download) and then trains with `python -m lottery speech`.
@@ -27,7 +28,7 @@ if [ ${#names[@]} -eq 0 ]; then
     fashion-mlp-class-sweep fashion-mlp-class-sweep-null fashion-mlp-class-sweep-count
     fashion-vit-cluster-sweep fashion-vit-cluster-sweep-null
     adult-mlp-cluster-sweep adult-mlp-cluster-sweep-null
-    fashion-mlp-class fashion-vit-cluster adult-mlp-cluster image-inr-region speech-unet-env
+    fashion-vit-cluster image-inr-region speech-unet-env
   )
 fi
 seeds_of() {

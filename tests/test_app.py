@@ -31,7 +31,19 @@ def _loadable(path: Path) -> bool:
     return True
 
 
+def _one_per_group(paths: list[Path]) -> list[Path]:
+    """The single runs and the first seed of each group: every seed of a group renders alike."""
+    seen, out = set(), []
+    for p in paths:
+        key = p.parent if (p.parent / "group.json").is_file() else p
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
 EMBEDDED = [p for p in find_runs(REPO / "artifacts") if _loadable(p)]
+EMBEDDED_PAGES = _one_per_group(EMBEDDED)
 
 
 def _app(monkeypatch: pytest.MonkeyPatch, runs_dir: Path, run: Path) -> AppTest:
@@ -82,10 +94,16 @@ def _all_pages(at: AppTest, name: str) -> AppTest:
 
 
 # The embedded runs when there are any, else a smoke run trained for the session.
-REAL_RUNS = EMBEDDED or ["smoke"]
+REAL_RUNS = EMBEDDED_PAGES or ["smoke"]
 
 
-@pytest.mark.parametrize("run", REAL_RUNS, ids=[getattr(p, "name", p) for p in REAL_RUNS])
+def _run_id(p) -> str:
+    return (
+        p if isinstance(p, str) else (f"{p.parent.name}/{p.name}" if p.name.startswith("seed-") else p.name)
+    )
+
+
+@pytest.mark.parametrize("run", REAL_RUNS, ids=[_run_id(p) for p in REAL_RUNS])
 def test_every_page_on_real_runs(monkeypatch, request, tmp_path, run):
     if run == "smoke":
         run = request.getfixturevalue("smoke_run_dir")
@@ -313,9 +331,13 @@ def _embedded(name: str) -> Path:
 
 
 def test_similarity_page_shows_the_layer_mean_and_names_disjoint_heads(monkeypatch, tmp_path):
-    at = _app(monkeypatch, tmp_path, _embedded("fashion-mlp-class"))
+    at = _app(monkeypatch, tmp_path, _embedded("fashion-mlp-class-sweep/seed-0"))
     at.switch_page("views/similarity.py").run()
     _no_exception(at, "similarity")
+    titles = [c["layout"].get("title", {}).get("text", "") for c in _charts(at)]
+    assert any("mean across 3 seeds" in t for t in titles)  # a group opens across its seeds
+    at.checkbox(key="similarity.seeds").uncheck().run()  # this seed alone
+    _no_exception(at, "similarity, one seed")
     assert "head.weight" in _messages(at) and "disjoint by construction" in _messages(at)
     names = [t.get("name", "") for c in _charts(at) for t in c["data"]]
     assert any(n.endswith("J* (equal layer weights)") for n in names)
@@ -324,7 +346,7 @@ def test_similarity_page_shows_the_layer_mean_and_names_disjoint_heads(monkeypat
 
 
 def test_fairness_page_flags_groups_by_the_count_the_metric_rests_on(monkeypatch, tmp_path):
-    at = _app(monkeypatch, tmp_path, _embedded("adult-mlp-cluster"))
+    at = _app(monkeypatch, tmp_path, _embedded("adult-mlp-cluster-sweep/seed-0"))
     at.switch_page("views/fairness.py").run()
     at.multiselect(key="fairness.group_by").set_value(["sex", "race"]).run()
     at.selectbox(key="fairness.metric").set_value("true_positive_rate").run()

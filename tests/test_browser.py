@@ -31,7 +31,11 @@ pytestmark = [
 
 
 def _embedded() -> set[str]:
-    return {p.name for p in find_runs(REPO / "artifacts")}
+    """Embedded runs as ``?run=`` names: ``NAME``, or ``GROUP/seed-k`` for a group's runs."""
+    return {
+        f"{p.parent.name}/{p.name}" if p.parent.name != "artifacts" else p.name
+        for p in find_runs(REPO / "artifacts")
+    }
 
 
 def _free_port() -> int:
@@ -103,8 +107,8 @@ def browser():
 def _plan() -> list[tuple[str, str, str, str]]:
     """(url path, page title, run, screenshot name) per page: embedded runs when present."""
     have = _embedded()
-    main = "fashion-mlp-class" if "fashion-mlp-class" in have else "groups"
-    fair = "adult-mlp-cluster" if "adult-mlp-cluster" in have else "groups"
+    main = "fashion-mlp-class-sweep/seed-0" if "fashion-mlp-class-sweep/seed-0" in have else "groups"
+    fair = "adult-mlp-cluster-sweep/seed-0" if "adult-mlp-cluster-sweep/seed-0" in have else "groups"
     vit = "fashion-vit-cluster" if "fashion-vit-cluster" in have else main
     return [
         ("", "Overview", main, "overview"),

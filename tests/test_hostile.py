@@ -931,7 +931,7 @@ def test_force_never_replaces_an_embedded_run_without_the_flag(flag, sandbox, ca
 
 
 def test_the_real_embedded_runs_are_protected(capsys, sandbox):
-    target = REPO / "artifacts" / "fashion-mlp-class"
+    target = REPO / "artifacts" / "fashion-mlp-class-sweep" / "seed-0"
     before = _tree(target)
     rc, err = _cli(capsys, _ckpt(sandbox), "--out", target, "--force")
     assert rc == 2 and "embedded run under artifacts/" in err

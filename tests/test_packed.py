@@ -76,7 +76,7 @@ def test_stacked_jaccard_equals_concatenated(tmp_path):
 
 
 def test_run_tables_equal_in_memory_frames():
-    run = load_run(REPO / "artifacts" / "fashion-mlp-class")
+    run = load_run(REPO / "artifacts" / "fashion-mlp-class-sweep" / "seed-0")
     method = run.methods[0]
     tickets = run.ticket_names(method)
     levels = run.levels(method)[:3]
@@ -104,7 +104,7 @@ def test_stacked_jaccard_of_one_level(tmp_path):
     np.testing.assert_array_equal(dens, kept / sum(m[0].size for m in a.values()))
 
 
-def test_folded_run_gives_the_same_tables(tmp_path):
+def test_folded_run_gives_the_same_tables(tmp_path, smoke_run_dir):
     # compact storage (mask_levels + an alias for rtl) must answer exactly like per-level files
     import shutil
 
@@ -112,7 +112,7 @@ def test_folded_run_gives_the_same_tables(tmp_path):
     from analysis.packed import LevelCodedMasks
     from artifacts.run_format import MASKS, compact_masks, level_dir
 
-    shipped = REPO / "artifacts" / "adult-mlp-cluster"
+    shipped = smoke_run_dir  # a real run with its per-level mask files
     folded = tmp_path / "run"
     shutil.copytree(shipped, folded)
     report = compact_masks(folded)
@@ -135,13 +135,13 @@ def test_folded_run_gives_the_same_tables(tmp_path):
         )
 
 
-def test_folded_run_keeps_the_model_layer_order(tmp_path):
+def test_folded_run_keeps_the_model_layer_order(tmp_path, smoke_run_dir):
     import shutil
 
     from artifacts import run_format as rf
 
-    run_dir = tmp_path / "adult"
-    shutil.copytree(REPO / "artifacts" / "adult-mlp-cluster", run_dir)
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke_run_dir, run_dir)
     order = rf.read_json(run_dir / rf.MANIFEST)["layers"]
     rf.compact_masks(run_dir)
     run = rf.load_run(run_dir)

@@ -284,10 +284,11 @@ def test_mask_levels_encode_every_level_and_runs_read_them(tmp_path):
 
 
 def test_old_runs_stay_readable(tmp_path):
-    # the shipped embedded runs hold per-level float32 predictions and bit-packed masks only
+    # runs written before compact storage (the one-seed fashion-vit-cluster) hold per-level float32
+    # predictions and bit-packed masks only
     from pathlib import Path
 
-    shipped = Path(__file__).resolve().parents[1] / "artifacts" / "adult-mlp-cluster"
+    shipped = Path(__file__).resolve().parents[1] / "artifacts" / "fashion-vit-cluster"
     run = rf.load_run(shipped)
     assert not (rf.method_dir(shipped, "rtl") / rf.MASK_LEVELS).exists()
     assert run.predictions("rtl", 1)["score_0"].dtype == np.float32

@@ -16,7 +16,7 @@ from analysis.similarity import similarity_frame, ticket_similarity_summary
 from artifacts import run_format as rf
 
 REPO = Path(__file__).resolve().parents[1]
-FASHION = REPO / "artifacts" / "fashion-mlp-class"
+FASHION = REPO / "artifacts" / "fashion-mlp-class-sweep" / "seed-0"
 SHAPES = {"fc1.weight": (40, 30), "fc2.weight": (20, 40), "head.weight": (6, 20)}
 
 
@@ -89,6 +89,12 @@ def write_run(run_dir: Path, *, k: int = 6, n_levels: int = 4, n: int = 300, see
 def _strip_labels(run_dir: Path, *, levels_from: int = 0, mode: str = "permute", seed: int = 1) -> None:
     """Permute (or drop) every label-derived column of every level >= levels_from, in place."""
     run = rf.load_run(run_dir)
+    if (run_dir / rf.SHARED_SAMPLES).is_file():  # labels stored once per run: put them back in each level
+        for method in run.methods:
+            for level in run.levels(method):
+                lv = rf.level_dir(run_dir, method, level)
+                rf.write_predictions(lv / rf.PREDICTIONS, rf.read_predictions(lv))
+        (run_dir / rf.SHARED_SAMPLES).unlink()
     rng = np.random.default_rng(seed)
     label_cols = {"label", "label_name", "subset", *run.groups()}
     for method in run.methods:

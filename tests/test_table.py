@@ -52,7 +52,7 @@ def test_auroc_and_average_precision_equal_sklearn_on_synthetic_scores():
         )
 
 
-@pytest.mark.parametrize("name", ["fashion-mlp-class", "fashion-vit-cluster"])
+@pytest.mark.parametrize("name", ["fashion-mlp-class-sweep/seed-0", "fashion-vit-cluster"])
 def test_auroc_equals_sklearn_on_the_stored_runs(name):
     run = rf.load_run(ARTIFACTS / name)
     for method in run.methods:
@@ -169,7 +169,7 @@ def test_expert_and_single_balanced_accuracy_rows_measure_the_same_quantity():
 
 
 def test_table_contract_and_markdown(tmp_path):
-    run = rf.load_run(ARTIFACTS / "fashion-mlp-class")
+    run = rf.load_run(ARTIFACTS / "fashion-mlp-class-sweep" / "seed-0")
     tidy = table_frame(run, ["rtl", "imp"], targets=[25, 50])
     assert list(tidy.columns) == ["method", "target", "level", "sparsity", "metric", "value"]
     assert set(tidy["method"]) == {"rtl", "imp"} and set(tidy["target"]) == {25.0, 50.0}
