@@ -241,5 +241,5 @@ def mlp_grads(
         torch.bmm(d.transpose(1, 2), acts[j], out=grads[f"{name}.weight"])
         torch.sum(d, dim=1, out=grads[f"{name}.bias"])
         if j > 0:  # through the layer and the ReLU before it (its output > 0 <=> its input > 0)
-            d = torch.bmm(d, weights[f"{name}.weight"]).mul_(acts[j] > 0)
+            d = torch.ops.aten.threshold_backward(torch.bmm(d, weights[f"{name}.weight"]), acts[j], 0)
     return logits

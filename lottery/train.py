@@ -163,12 +163,13 @@ def _train_mlp(
     Every parameter of ``model`` becomes a view into one flat (P,) parameter
     (so ``on_step`` reads the current weights from the model); a step writes
     the gradients of :func:`lottery.stacked.mlp_grads` into one flat (P,)
-    gradient, multiplies it by the flat mask (ones for unmasked parameters)
-    and takes one step of :func:`make_optimizer`'s optimiser on that one
-    tensor. Adam's and SGD's updates are elementwise, so this is the
-    per-parameter update of the reference loop, up to the float rounding of
-    the gradients; pruned weights stay exactly zero by the same argument.
-    At the end the parameters get storage of their own again.
+    gradient, multiplies it by the flat mask (ones for unmasked parameters;
+    skipped when every mask is all ones, a multiply by 1.0) and takes one
+    step of :func:`make_optimizer`'s optimiser on that one tensor. Adam's
+    and SGD's updates are elementwise, so this is the per-parameter update
+    of the reference loop, up to the float rounding of the gradients;
+    pruned weights stay exactly zero by the same argument. At the end the
+    parameters get storage of their own again.
     """
     params = dict(model.named_parameters())
     apply_mask(model, mask)
@@ -185,6 +186,7 @@ def _train_mlp(
                 for n, p in params.items()
             ]
         )  # (P,)
+    masked = not all(bool(m.all()) for m in mask.values())  # an all-ones mask multiplies by 1.0: skip it
     grads = flat_views(flat.grad[None], shapes)  # (1, *shape) views of the flat gradient
     opt = make_optimizer([flat], cfg)
     steps = 0
@@ -198,7 +200,7 @@ def _train_mlp(
                 partial(cross_entropy_grad, target=target),
                 grads,
             )
-            if mask:
+            if masked:
                 flat.grad.mul_(fmask)
             opt.step()
             steps += 1

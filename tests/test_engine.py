@@ -450,12 +450,16 @@ def test_hand_written_mlp_retraining_isolates_tickets(kind, tmp_path):
 # ----------------------------------------------------------------------------- IMP's hand-written MLP step
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["adam", "adam-wd", "sgd-momentum-wd", "sgd"])
-def test_train_masked_mlp_step_equals_autograd_and_torch_optim(cfg, tmp_path):
+@pytest.mark.parametrize(
+    ("cfg", "keep"),
+    [(cfg, 0.6) for cfg in CONFIGS] + [(CONFIGS[1], 1.0)],
+    ids=["adam", "adam-wd", "sgd-momentum-wd", "sgd", "adam-wd-dense"],
+)
+def test_train_masked_mlp_step_equals_autograd_and_torch_optim(cfg, keep, tmp_path):
     """IMP's flat hand-written MLP step against the autograd loop with torch.optim (the reference engine)."""
     ctx = build_context(DETECTORS, tmp_path, "cpu")
     g = torch.Generator().manual_seed(8)
-    mask = {n: torch.rand(s, generator=g) < 0.6 for n, s in ctx.shapes.items()}
+    mask = {n: torch.rand(s, generator=g) < keep for n, s in ctx.shapes.items()}
     # 100 samples, batch 32: three full batches and a short one per epoch
     cfg = dataclasses.replace(cfg, epochs=2, batch_size=32)
     x, y = ctx.x_train[:100], ctx.y_train[:100]
@@ -483,13 +487,13 @@ def test_train_masked_mlp_step_equals_autograd_and_torch_optim(cfg, tmp_path):
         assert (
             p.untyped_storage().nbytes() == p.numel() * p.element_size()
         )  # no longer a view of the flat buffer
-    for n, m in mask.items():
-        assert torch.equal(fast[n].detach()[~m], torch.zeros(int((~m).sum())))  # pruned: exactly 0
-        assert (fast[n].detach()[m] != 0).all()
     theta0 = ctx.theta0()
-    for n in fast:
-        if n not in mask:  # biases moved
-            assert not torch.equal(fast[n].detach(), torch.as_tensor(theta0[n]))
+    for n, p in fast.items():
+        if n in mask:
+            assert torch.equal(p.detach()[~mask[n]], torch.zeros(int((~mask[n]).sum())))  # pruned: exactly 0
+            assert (p.detach()[mask[n]] != 0).all()
+        else:  # biases moved
+            assert not torch.equal(p.detach(), torch.as_tensor(theta0[n]))
 
 
 def test_train_masked_refuses_an_unknown_engine(tmp_path):
