@@ -18,7 +18,8 @@ it prints samples per second of
     gradients multiplied by the mask, ``torch.optim.Adam(fused=True)``, on
     batches drawn in advance;
 (c) ticket extraction of the K tickets (``extract_tickets``, batched engine);
-(d) one IMP level (``train_masked`` for RTL's presentations, and evaluation);
+(d) one IMP level (``train_masked`` for RTL's presentations, and evaluation;
+    an MLP trains with the hand-written flat step, ``engine="batched"``);
 (e) one RTL level (extraction at level 0 and pruning, joint retraining,
     evaluation of the K tickets), batched engine;
 (f) the same RTL level with ``engine="reference"`` (the implementation before
@@ -147,13 +148,13 @@ def rtl_level(ctx, rewind, initial, engine: str) -> float:
     return clock() - t0
 
 
-def imp_level(ctx, dense: dict[str, torch.Tensor], epochs: int, presentations: int) -> float:
+def imp_level(ctx, mask: dict[str, torch.Tensor], epochs: int, presentations: int) -> float:
     """Seconds of one IMP level (training scaled to exactly ``presentations``, then evaluation)."""
     model = ctx.new_model()
     cfg = dataclasses.replace(ctx.desc.train, epochs=epochs)
     sync(ctx.device)
     t0 = clock()
-    train_masked(model, dense, ctx.x_train, ctx.y_train, cfg, seeded_generator(0, "bench", 1))
+    train_masked(model, mask, ctx.x_train, ctx.y_train, cfg, seeded_generator(0, "bench", 1))
     sync(ctx.device)
     t_train = clock() - t0
     predict_logits(model, ctx.x_test)
@@ -188,7 +189,6 @@ def bench_model(name: str, args: argparse.Namespace, rate: float) -> dict[str, f
 
         rewind = ticket_rewind(ctx, "rtl")
         initial = initial_masks(ctx)
-        dense = {n_: torch.ones(s, dtype=torch.bool, device=ctx.device) for n_, s in ctx.shapes.items()}
         pruned = {n_: m[0] for n_, m in initial.items()}  # a mask with zeros: masking costs the same
 
         g = torch.Generator().manual_seed(1)
@@ -205,7 +205,8 @@ def bench_model(name: str, args: argparse.Namespace, rate: float) -> dict[str, f
             sync(ctx.device)
             extraction = max(extraction, sum(steps) * presentations_per_step(kind, b) / (clock() - t0))
             plain = max(plain, plain_step_rate(ctx, pruned, args.steps))
-            t_imp = imp_level(ctx, dense, epochs, presentations)
+            # a mask with zeros, as at every level after the first: the step pays the gradient mask
+            t_imp = imp_level(ctx, pruned, epochs, presentations)
             t_rtl = rtl_level(ctx, rewind, initial, "batched")
             t_ref = rtl_level(ctx, rewind, initial, "reference")
             print(

@@ -19,7 +19,8 @@ vmap's batched linear does not reach bmm's speed here).
 :func:`mlp_grads` is the MLP's forward and hand-written backward without
 autograd, writing the gradients into views of one flat buffer
 (:func:`flatten_stacked`, :func:`flat_views`) so that one fused optimiser
-call on one tensor steps every layer: joint retraining's step. (At K = 10 in
+call on one tensor steps every layer: joint retraining's step, and IMP's
+step for an MLP (:func:`lottery.train.train_masked`). (At K = 10 in
 extraction it is no faster than autograd through :func:`stacked_forward`,
 which extraction therefore keeps.)
 """
@@ -172,6 +173,27 @@ def flat_views(flat: torch.Tensor, shapes: Mapping[str, Sequence[int]]) -> dict[
     return out
 
 
+def cross_entropy_grad(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gradient of each row's mean cross-entropy with respect to its logits, written out.
+
+    ``(softmax(z) - onehot(y)) / B``: what autograd computes for
+    ``cross_entropy(logits[a], target[a])`` (mean over the batch), equal up to float rounding.
+
+    Parameters
+    ----------
+    logits : tensor, shape (A, B, n_classes)
+    target : tensor of int64, shape (A, B)
+
+    Returns
+    -------
+    tensor, shape (A, B, n_classes)
+    """
+    a, b = target.shape
+    d = logits.softmax(dim=-1)
+    d.scatter_add_(2, target.unsqueeze(2), torch.full((a, b, 1), -1.0, dtype=d.dtype, device=d.device))
+    return d.div_(b)
+
+
 def mlp_grads(
     model: MLP,
     weights: Params,
@@ -219,5 +241,5 @@ def mlp_grads(
         torch.bmm(d.transpose(1, 2), acts[j], out=grads[f"{name}.weight"])
         torch.sum(d, dim=1, out=grads[f"{name}.bias"])
         if j > 0:  # through the layer and the ReLU before it (its output > 0 <=> its input > 0)
-            d = torch.bmm(d, weights[f"{name}.weight"]).mul_(acts[j] > 0)
+            d = torch.ops.aten.threshold_backward(torch.bmm(d, weights[f"{name}.weight"]), acts[j], 0)
     return logits

@@ -65,6 +65,7 @@ from lottery.sampling import (
     presentations_per_step,
 )
 from lottery.stacked import (
+    cross_entropy_grad,
     flat_views,
     flatten_stacked,
     mlp_grads,
@@ -73,7 +74,7 @@ from lottery.stacked import (
     stacked_forward,
 )
 from lottery.ticket_optim import TicketOptimizer, masked_weights
-from lottery.train import seeded_generator, train_masked
+from lottery.train import check_engine, seeded_generator, train_masked
 
 TICKET_METHODS = ("rtl", "independent")
 HEAD = "head.weight"
@@ -336,14 +337,6 @@ def ticket_rewind(ctx: Context, method: str) -> dict[str, np.ndarray]:
     return rewind_point(ctx, method, train_level0)
 
 
-ENGINES = ("batched", "reference")
-
-
-def _check_engine(engine: str) -> None:
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose from {ENGINES}")
-
-
 def stacked_ticket_loss(
     kind: str, logits: torch.Tensor, target: torch.Tensor, tickets: torch.Tensor
 ) -> torch.Tensor:
@@ -381,9 +374,7 @@ def stacked_ticket_loss_grad(
         own = logits.gather(2, col).squeeze(2)  # (A, B)
         d_own = torch.sigmoid(own).sub_(target).div_(b)
         return torch.zeros_like(logits).scatter_(2, col, d_own.unsqueeze(2))
-    d = logits.softmax(dim=-1)
-    d.scatter_add_(2, target.unsqueeze(2), torch.full((a, b, 1), -1.0, dtype=d.dtype, device=d.device))
-    return d.div_(b)
+    return cross_entropy_grad(logits, target)
 
 
 def _ticks(progress: Callable[[], None] | None, calls: int, total: int) -> Callable[[int], None]:
@@ -439,7 +430,7 @@ def extract_tickets(
     steps : list of int
         Optimiser steps of each ticket.
     """
-    _check_engine(engine)
+    check_engine(engine)
     if engine == "reference":
         return _extract_reference(ctx, masks, level, rewind, progress)
     desc, kind, k_all = ctx.desc, ctx.desc.rtl.ticket_kind, masks.k
@@ -559,7 +550,7 @@ def joint_retrain(
     steps : int
         Steps of all tickets together.
     """
-    _check_engine(engine)
+    check_engine(engine)
     desc, kind, k_all = ctx.desc, ctx.desc.rtl.ticket_kind, masks.k
     model = ctx.new_model()
     theta = _leaf_copy(rewind, ctx.device)
@@ -710,7 +701,7 @@ def ticket_logits(
     ``engine="batched"`` runs the K tickets as one stacked network
     (:func:`lottery.stacked.stacked_forward`); ``"reference"`` one ticket at a time.
     """
-    _check_engine(engine)
+    check_engine(engine)
     model = ctx.new_model().eval()
     if engine == "reference":
         out = []

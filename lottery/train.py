@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
 from lottery.config import TrainConfig
+from lottery.models import MLP
+from lottery.stacked import cross_entropy_grad, flat_views, mlp_grads
 from models.state import load_state_numpy  # noqa: F401 - re-exported: lottery.train.load_state_numpy
+
+ENGINES = ("batched", "reference")
+
+
+def check_engine(engine: str) -> None:
+    """Refuse engines other than ``batched`` (the fast paths) and ``reference`` (the loops before them)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {ENGINES}")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -72,6 +83,7 @@ def train_masked(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
     on_step: Callable[[int], None] | None = None,
     progress: Callable[[], None] | None = None,
+    engine: str = "batched",
 ) -> int:
     """Train one ticket in place; pruned weights stay exactly zero.
 
@@ -81,6 +93,13 @@ def train_masked(
     does the weight's update: no mask is re-applied after the step. Batches
     are index slices of one shuffled order per epoch, held on the device;
     the loop never waits on the host.
+
+    For an :class:`~lottery.models.MLP` with the cross-entropy loss, the
+    ``batched`` engine (the default) runs :func:`_train_mlp`: the same
+    batches and the same optimiser update, with a hand-written
+    forward/backward on one flat parameter buffer (no autograd graph) and one
+    optimiser call on one tensor; ``engine="reference"`` keeps the autograd
+    loop below for every model (the tests' oracle).
 
     Parameters
     ----------
@@ -95,12 +114,16 @@ def train_masked(
         Called with the number of steps done after every step (late rewinding hooks here).
     progress : callable, optional
         Called once per epoch.
+    engine : {"batched", "reference"}
 
     Returns
     -------
     int
         Number of optimiser steps taken.
     """
+    check_engine(engine)
+    if engine == "batched" and type(model) is MLP and loss_fn is nn.functional.cross_entropy:
+        return _train_mlp(model, mask, x, y, cfg, generator, on_step, progress)
     params = dict(model.named_parameters())
     opt = make_optimizer(model.parameters(), cfg)
     apply_mask(model, mask)
@@ -122,6 +145,73 @@ def train_masked(
         if progress is not None:
             progress()
     apply_mask(model, mask)  # a no-op by the argument above; kept as the guarantee
+    return steps
+
+
+def _train_mlp(
+    model: MLP,
+    mask: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    on_step: Callable[[int], None] | None,
+    progress: Callable[[], None] | None,
+) -> int:
+    """:func:`train_masked`'s loop for an MLP and the cross-entropy: flat buffers, hand-written backward.
+
+    Every parameter of ``model`` becomes a view into one flat (P,) parameter
+    (so ``on_step`` reads the current weights from the model); a step writes
+    the gradients of :func:`lottery.stacked.mlp_grads` into one flat (P,)
+    gradient, multiplies it by the flat mask (ones for unmasked parameters;
+    skipped when every mask is all ones, a multiply by 1.0) and takes one
+    step of :func:`make_optimizer`'s optimiser on that one tensor. Adam's
+    and SGD's updates are elementwise, so this is the per-parameter update
+    of the reference loop, up to the float rounding of the gradients;
+    pruned weights stay exactly zero by the same argument. At the end the
+    parameters get storage of their own again.
+    """
+    params = dict(model.named_parameters())
+    apply_mask(model, mask)
+    shapes = {n: tuple(p.shape) for n, p in params.items()}
+    with torch.no_grad():
+        flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params.values()]))
+        flat.grad = torch.zeros_like(flat)
+        weights = flat_views(flat.detach()[None], shapes)  # (1, *shape) views of flat
+        for n, p in params.items():
+            p.data = weights[n][0]
+        fmask = torch.cat(
+            [
+                mask[n].to(p.dtype).reshape(-1) if n in mask else torch.ones_like(p).reshape(-1)
+                for n, p in params.items()
+            ]
+        )  # (P,)
+    masked = not all(bool(m.all()) for m in mask.values())  # an all-ones mask multiplies by 1.0: skip it
+    grads = flat_views(flat.grad[None], shapes)  # (1, *shape) views of the flat gradient
+    opt = make_optimizer([flat], cfg)
+    steps = 0
+    for _ in range(cfg.epochs):
+        for idx in shuffled_batches(len(x), cfg.batch_size, generator, x.device):
+            target = y[idx][None]  # (1, B)
+            mlp_grads(
+                model,
+                weights,
+                x.index_select(0, idx)[None],
+                partial(cross_entropy_grad, target=target),
+                grads,
+            )
+            if masked:
+                flat.grad.mul_(fmask)
+            opt.step()
+            steps += 1
+            if on_step is not None:
+                on_step(steps)
+        if progress is not None:
+            progress()
+    with torch.no_grad():
+        for p in params.values():
+            p.data = p.data.clone()
+    apply_mask(model, mask)  # a no-op, as in the reference loop
     return steps
 
 

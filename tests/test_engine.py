@@ -445,3 +445,60 @@ def test_hand_written_mlp_retraining_isolates_tickets(kind, tmp_path):
         for name, m in masks.items():
             assert torch.equal(after[name][~m[k]], before[name][~m[k]]), name
             assert not torch.equal(after[name][m[k]], before[name][m[k]]), name
+
+
+# ----------------------------------------------------------------------------- IMP's hand-written MLP step
+
+
+@pytest.mark.parametrize(
+    ("cfg", "keep"),
+    [(cfg, 0.6) for cfg in CONFIGS] + [(CONFIGS[1], 1.0)],
+    ids=["adam", "adam-wd", "sgd-momentum-wd", "sgd", "adam-wd-dense"],
+)
+def test_train_masked_mlp_step_equals_autograd_and_torch_optim(cfg, keep, tmp_path):
+    """IMP's flat hand-written MLP step against the autograd loop with torch.optim (the reference engine)."""
+    ctx = build_context(DETECTORS, tmp_path, "cpu")
+    g = torch.Generator().manual_seed(8)
+    mask = {n: torch.rand(s, generator=g) < keep for n, s in ctx.shapes.items()}
+    # 100 samples, batch 32: three full batches and a short one per epoch
+    cfg = dataclasses.replace(cfg, epochs=2, batch_size=32)
+    x, y = ctx.x_train[:100], ctx.y_train[:100]
+    models, seen = {}, {}
+    for engine in ("batched", "reference"):
+        model = ctx.new_model()
+        params = dict(model.named_parameters())
+        snaps = []
+
+        def on_step(step, params=params, snaps=snaps):
+            if step in (1, 5):  # the model's own parameters hold the current weights
+                snaps.append({n: p.detach().clone() for n, p in params.items()})
+
+        steps = train_masked(
+            model, mask, x, y, cfg, seeded_generator(0, "imp", 1), on_step=on_step, engine=engine
+        )
+        assert steps == 8
+        models[engine], seen[engine] = params, snaps
+    fast, ref = models["batched"], models["reference"]
+    for a, b in zip(seen["batched"], seen["reference"], strict=True):
+        for n in a:
+            torch.testing.assert_close(a[n], b[n], rtol=1e-5, atol=1e-5)
+    for n, p in fast.items():
+        torch.testing.assert_close(p.detach(), ref[n].detach(), rtol=1e-5, atol=1e-5)
+        assert (
+            p.untyped_storage().nbytes() == p.numel() * p.element_size()
+        )  # no longer a view of the flat buffer
+    theta0 = ctx.theta0()
+    for n, p in fast.items():
+        if n in mask:
+            assert torch.equal(p.detach()[~mask[n]], torch.zeros(int((~mask[n]).sum())))  # pruned: exactly 0
+            assert (p.detach()[mask[n]] != 0).all()
+        else:  # biases moved
+            assert not torch.equal(p.detach(), torch.as_tensor(theta0[n]))
+
+
+def test_train_masked_refuses_an_unknown_engine(tmp_path):
+    ctx = build_context(DETECTORS, tmp_path, "cpu")
+    with pytest.raises(ValueError, match="engine"):
+        train_masked(
+            ctx.new_model(), {}, ctx.x_train, ctx.y_train, DETECTORS.train, torch.Generator(), engine="fast"
+        )
