@@ -261,7 +261,7 @@ def test_add_scores_a_new_sweep_and_leaves_the_other_rows(tiny_group: Path, tmp_
     assert set(new["role"]) == {"evaluation"}
     assert list(new["candidate"]) == list(_study().candidates(A.load_alarm_params(params)))
     run = rf.load_group(tiny_group).runs()[0]
-    assert set(new["n"]) == {len(run.ticket_names("rtl"))}
+    assert set(new["n"]) == {sum(len(run.ticket_names(m)) for m in run.methods)}
     assert (new["collapsing"] > 0).all(), (
         "80 % per level must collapse some tickets, or the scores prove little"
     )
