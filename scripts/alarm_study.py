@@ -15,6 +15,17 @@ the held-out sweeps must be disjoint from the calibration ones (folders, and
 with both sets recorded in its ``role`` column and in the JSON beside it) and
 prints the README tables.
 
+``--add`` scores new held-out sweeps with the frozen params without the other
+sweeps on disk::
+
+    python scripts/alarm_study.py --add runs/alarm-study/digits-mlp-map runs/alarm-study/digits-vit-class
+
+It reads the committed CSV and JSON, checks that the params file's calibration
+set is the one the JSON records, refuses a sweep that overlaps it (as above),
+scores the new sweeps with the same candidates and scorer, replaces their rows
+and records (or appends them), leaves every other row as it is, and prints the
+README tables of the whole updated CSV.
+
 Per-run signal tables and labelled curves are cached under
 ``runs/alarm-study/.cache`` (keyed on the run's modification time).
 """
@@ -59,13 +70,19 @@ SUMMARY_COLUMNS = [
 ]
 
 
+def _where(path: str | Path) -> Path:
+    """A recorded sweep path as an absolute one (relative paths are relative to the repository)."""
+    return (ROOT / path).resolve()
+
+
 def sweep_record(path: Path) -> dict:
-    """Name, path, description hash and seeds of a run group."""
+    """Name, path (relative to the repository when inside it), description hash and seeds of a run group."""
     g = load_group(path)
     desc = g.manifest.get("description", {})
+    where = path.resolve()
     return {
         "name": g.name,
-        "path": str(path),
+        "path": str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where),
         "description_hash": A.description_hash(desc),
         "seeds": list(g.seeds),
         "preset": g.manifest.get("preset"),
@@ -75,10 +92,10 @@ def sweep_record(path: Path) -> dict:
 
 def assert_disjoint(calibration: list[dict], evaluation: list[dict]) -> None:
     """Refuse overlapping sets: the same folder, or the same description and seed."""
-    cal_paths = {Path(r["path"]).resolve() for r in calibration}
+    cal_paths = {_where(r["path"]) for r in calibration}
     cal_pairs = {(r["description_hash"], s) for r in calibration for s in r["seeds"]}
     for r in evaluation:
-        if Path(r["path"]).resolve() in cal_paths:
+        if _where(r["path"]) in cal_paths:
             raise SystemExit(f"error: {r['path']} is both a calibration and an evaluation sweep")
         both = cal_pairs & {(r["description_hash"], s) for s in r["seeds"]}
         if both:
@@ -170,55 +187,26 @@ def markdown(df: pd.DataFrame) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the study; 0 on success (refusals exit with a message)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--calibrate", type=Path, nargs="+", required=True, help="calibration run groups")
-    p.add_argument("--evaluate", type=Path, nargs="+", required=True, help="held-out run groups")
-    p.add_argument("--freeze", action="store_true", help="recalibrate and write the params file")
-    p.add_argument("--params", type=Path, default=A.PARAMS_PATH)
-    p.add_argument("--out", type=Path, default=A.EVALUATION_PATH)
-    p.add_argument("--cache", type=Path, default=ROOT / "runs" / "alarm-study" / ".cache")
-    p.add_argument("--n-boot", type=int, default=200)
-    args = p.parse_args(argv)
-
-    cal = [sweep_record(d) for d in args.calibrate]
-    ev = [sweep_record(d) for d in args.evaluate]
-    assert_disjoint(cal, ev)
-    cal_cases = [
-        c
-        for d in tqdm(args.calibrate, desc="calibration runs")
-        for c in load_cases(d, args.cache, args.n_boot)
-    ]
-    if args.freeze:
-        params = A.calibrate(cal_cases, cal, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ"))
-        args.params.write_text(json.dumps(params.to_json(), indent=2) + "\n")
-        print(f"froze {args.params}: {params.description}", file=sys.stderr)
-    else:
-        params = A.load_alarm_params(args.params)
-        frozen = {(r["description_hash"], tuple(r["seeds"])) for r in params.calibration}
-        given = {(r["description_hash"], tuple(r["seeds"])) for r in cal}
-        if frozen != given:
-            raise SystemExit("error: --calibrate differs from the sweeps recorded in the frozen params")
-    assert_disjoint(params.calibration, ev)
-
+def sweep_rows(role: str, cases: list[A.Case], cands: dict) -> list[dict]:
+    """Summary rows (``SUMMARY_COLUMNS``) of every candidate on one sweep's cases (one per seed)."""
     rows = []
-    cands = candidates(params)
-    for role, dirs in (("calibration", args.calibrate), ("evaluation", args.evaluate)):
-        for d in tqdm(dirs, desc=f"{role} sweeps"):
-            cases = cal_cases if role == "calibration" else load_cases(d, args.cache, args.n_boot)
-            cases = [c for c in cases if c.sweep == load_group(d).name]
-            for name, fn in cands.items():
-                evs = [score_case(c, fn(c)) for c in cases]
-                evs = [e for e in evs if len(e)]
-                if evs:
-                    rows.append(summarise(role, cases[0].sweep, name, pd.concat(evs, ignore_index=True)))
-    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, float_format="%.4f")
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"calibration": cal, "evaluation": ev, "params": str(args.params.name)}, indent=2) + "\n"
-    )
+    for name, fn in cands.items():
+        evs = [score_case(c, fn(c)) for c in cases]
+        evs = [e for e in evs if len(e)]
+        if evs:
+            rows.append(summarise(role, cases[0].sweep, name, pd.concat(evs, ignore_index=True)))
+    return rows
+
+
+def write_evaluation(table: pd.DataFrame, record: dict, out: Path) -> None:
+    """Write the summary rows to ``out`` (CSV) and the sets' record beside it (JSON)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False, float_format="%.4f")
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def print_tables(table: pd.DataFrame, params: A.AlarmParams) -> None:
+    """Print the README tables of the held-out (``role == "evaluation"``) rows of ``table``."""
     held = table[table["role"] == "evaluation"]
     pooled = []
     for name, g in held.groupby("candidate", sort=False):
@@ -259,7 +247,114 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(pd.DataFrame(pooled)))
     print("\nPer held-out sweep:\n")
     print(markdown(held.drop(columns=["role"])))
+
+
+def _sets(records: list[dict]) -> set[tuple[str, tuple[int, ...]]]:
+    return {(r["description_hash"], tuple(r["seeds"])) for r in records}
+
+
+def study(args: argparse.Namespace) -> int:
+    """Score calibration and held-out sweeps (after freezing the params with ``--freeze``)."""
+    cal = [sweep_record(d) for d in args.calibrate]
+    ev = [sweep_record(d) for d in args.evaluate]
+    assert_disjoint(cal, ev)
+    cal_cases = [
+        c
+        for d in tqdm(args.calibrate, desc="calibration runs")
+        for c in load_cases(d, args.cache, args.n_boot)
+    ]
+    if args.freeze:
+        params = A.calibrate(cal_cases, cal, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ"))
+        args.params.write_text(json.dumps(params.to_json(), indent=2) + "\n")
+        print(f"froze {args.params}: {params.description}", file=sys.stderr)
+    else:
+        params = A.load_alarm_params(args.params)
+        if _sets(params.calibration) != _sets(cal):
+            raise SystemExit("error: --calibrate differs from the sweeps recorded in the frozen params")
+    assert_disjoint(params.calibration, ev)
+
+    rows = []
+    cands = candidates(params)
+    for role, dirs in (("calibration", args.calibrate), ("evaluation", args.evaluate)):
+        for d in tqdm(dirs, desc=f"{role} sweeps"):
+            cases = cal_cases if role == "calibration" else load_cases(d, args.cache, args.n_boot)
+            rows += sweep_rows(role, [c for c in cases if c.sweep == load_group(d).name], cands)
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    write_evaluation(table, {"calibration": cal, "evaluation": ev, "params": str(args.params.name)}, args.out)
+    print_tables(table, params)
     return 0
+
+
+def add(args: argparse.Namespace) -> int:
+    """Score new held-out sweeps with the frozen params; replace or append their rows and records.
+
+    Needs neither the calibration sweeps nor the other held-out sweeps on disk: the
+    committed CSV and JSON hold their rows and records, which are kept as they are.
+    """
+    record_path = args.out.with_suffix(".json")
+    if not (args.out.is_file() and record_path.is_file()):
+        raise SystemExit(f"error: {args.out} or {record_path.name} is missing: run the full study first")
+    record = json.loads(record_path.read_text())
+    table = pd.read_csv(args.out)
+    params = A.load_alarm_params(args.params)
+    if record.get("params") != args.params.name or _sets(params.calibration) != _sets(record["calibration"]):
+        raise SystemExit(f"error: {args.params} is not the frozen params that {record_path.name} records")
+    dirs = {sweep_record(d)["name"]: d for d in args.add}  # a sweep named twice is scored once
+    new = [sweep_record(d) for d in dirs.values()]
+    assert_disjoint(params.calibration, new)
+    cal_names = {r["name"] for r in params.calibration}
+    clash = [r["name"] for r in new if r["name"] in cal_names]
+    if clash:
+        raise SystemExit(f"error: {clash[0]} is the name of a calibration sweep: rename the group")
+
+    cands = candidates(params)
+    blocks = {
+        ("evaluation", name): pd.DataFrame(
+            sweep_rows("evaluation", load_cases(d, args.cache, args.n_boot), cands), columns=SUMMARY_COLUMNS
+        )
+        for name, d in tqdm(dirs.items(), desc="new held-out sweeps")
+    }
+    # Rows of a re-added sweep take the place of its old rows; other rows are untouched.
+    keys = list(dict.fromkeys(zip(table["role"], table["sweep"], strict=True)))
+    keys += [k for k in blocks if k not in keys]
+    old = table.groupby(["role", "sweep"], sort=False)
+    table = pd.concat([blocks[k] if k in blocks else old.get_group(k) for k in keys], ignore_index=True)[
+        SUMMARY_COLUMNS
+    ]
+    kept = [r for r in record["evaluation"] if r["name"] not in {n["name"] for n in new}]
+    names = [r["name"] for r in record["evaluation"]]
+    record["evaluation"] = sorted(
+        kept + new, key=lambda r: names.index(r["name"]) if r["name"] in names else len(names)
+    )
+    write_evaluation(table, record, args.out)
+    print_tables(table, params)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the study, or add held-out sweeps to it; 0 on success (refusals exit with a message)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--calibrate", type=Path, nargs="+", help="calibration run groups")
+    p.add_argument("--evaluate", type=Path, nargs="+", help="held-out run groups")
+    p.add_argument("--freeze", action="store_true", help="recalibrate and write the params file")
+    p.add_argument(
+        "--add",
+        type=Path,
+        nargs="+",
+        help="new held-out run groups, scored with the frozen params into the existing evaluation",
+    )
+    p.add_argument("--params", type=Path, default=A.PARAMS_PATH)
+    p.add_argument("--out", type=Path, default=A.EVALUATION_PATH)
+    p.add_argument("--cache", type=Path, default=ROOT / "runs" / "alarm-study" / ".cache")
+    p.add_argument("--n-boot", type=int, default=200)
+    args = p.parse_args(argv)
+    if args.add:
+        if args.calibrate or args.evaluate or args.freeze:
+            p.error("--add takes no --calibrate, --evaluate or --freeze")
+        return add(args)
+    if not (args.calibrate and args.evaluate):
+        p.error("give --calibrate and --evaluate (or --add)")
+    return study(args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from seed_groups import SMOKE_OVERRIDES, build_smoke_group
 from test_signals import _strip_labels, write_run
 
 from analysis import alarm as A
@@ -203,6 +204,111 @@ def test_calibration_and_evaluation_sets_are_disjoint_and_recorded() -> None:
     study.assert_disjoint(record["calibration"], record["evaluation"])
     with pytest.raises(SystemExit, match="repeats calibration runs"):
         study.assert_disjoint(record["calibration"], [{**record["calibration"][0], "path": "/elsewhere"}])
+
+
+# ----------------------------------------------------------------------------- adding held-out sweeps
+
+
+@pytest.fixture(scope="module")
+def tiny_group(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new held-out group: digits smoke, rtl only, one seed, 1 epoch, 80 % pruned per level (collapses)."""
+    overrides = [*SMOKE_OVERRIDES, "prune.fraction=0.8", "methods=rtl"]
+    return build_smoke_group(
+        tmp_path_factory.mktemp("alarm-add") / "tiny-digits", seeds=(0,), overrides=overrides
+    )
+
+
+def _study_copy(root: Path, calibration: list[dict] | None = None) -> tuple[Path, Path]:
+    """Copies of the committed evaluation and frozen params under ``root`` (with ``calibration`` if given).
+
+    The params keep two of their single-signal candidates, to keep the test fast.
+    """
+    (root / "data").mkdir(parents=True)
+    out = root / "data" / A.EVALUATION_PATH.name
+    shutil.copy(A.EVALUATION_PATH, out)
+    shutil.copy(A.EVALUATION_PATH.with_suffix(".json"), out.with_suffix(".json"))
+    params = root / A.PARAMS_PATH.name
+    doc = json.loads(A.PARAMS_PATH.read_text())
+    doc["per_signal"] = {k: doc["per_signal"][k] for k in ("mean_jaccard/ticket", "margin/method")}
+    params.write_text(json.dumps(doc))
+    if calibration is not None:
+        for path in (params, out.with_suffix(".json")):
+            doc = json.loads(path.read_text())
+            path.write_text(json.dumps({**doc, "calibration": calibration}))
+    return out, params
+
+
+def test_committed_evaluation_scores_every_candidate_of_the_frozen_params() -> None:
+    names = list(_study().candidates(A.load_alarm_params()))
+    table = A.load_alarm_evaluation()
+    for (_, sweep), g in table.groupby(["role", "sweep"], sort=False):
+        assert list(g["candidate"]) == names, sweep
+
+
+def _add(out: Path, params: Path, *groups: Path) -> int:
+    argv = ["--add", *map(str, groups), "--params", str(params), "--out", str(out)]
+    return _study().main([*argv, "--cache", str(out.parent / "cache"), "--n-boot", "20"])
+
+
+def test_add_scores_a_new_sweep_and_leaves_the_other_rows(tiny_group: Path, tmp_path: Path) -> None:
+    out, params = _study_copy(tmp_path)
+    before_csv, before = out.read_text(), json.loads(out.with_suffix(".json").read_text())
+    assert _add(out, params, tiny_group) == 0
+    # every existing row byte for byte, in place; the new sweep's rows after them
+    assert out.read_text().startswith(before_csv)
+    table = pd.read_csv(out)
+    new = table[table["sweep"] == "tiny-digits"]
+    assert set(new["role"]) == {"evaluation"}
+    assert list(new["candidate"]) == list(_study().candidates(A.load_alarm_params(params)))
+    run = rf.load_group(tiny_group).runs()[0]
+    assert set(new["n"]) == {sum(len(run.ticket_names(m)) for m in run.methods)}
+    assert (new["collapsing"] > 0).all(), (
+        "80 % per level must collapse some tickets, or the scores prove little"
+    )
+    # the scorer's outcomes partition the tickets
+    np.testing.assert_array_equal(new[["hit", "early", "late", "miss"]].sum(axis=1), new["collapsing"])
+    np.testing.assert_array_equal(
+        new[["false_alarm", "true_negative"]].sum(axis=1), new["n"] - new["collapsing"]
+    )
+    never = new[new["candidate"] == "never stop"].iloc[0]
+    assert never["miss"] == never["collapsing"] and never[["hit", "early", "late", "false_alarm"]].sum() == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["calibration"] == before["calibration"]
+    assert record["evaluation"][:-1] == before["evaluation"]
+    assert record["evaluation"][-1]["name"] == "tiny-digits" and record["evaluation"][-1]["seeds"] == [0]
+
+    # adding it again replaces its rows (spoilt here so that a replacement shows) and its record
+    after_first = out.read_text()
+    spoilt = table.assign(hit=np.where(table["sweep"] == "tiny-digits", 999, table["hit"]))
+    spoilt.to_csv(out, index=False, float_format="%.4f")
+    assert _add(out, params, tiny_group, tiny_group) == 0
+    assert out.read_text() == after_first
+    assert json.loads(out.with_suffix(".json").read_text()) == record
+
+
+def test_add_refuses_calibration_runs_and_other_params(
+    tiny_group: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    study = _study()
+    calibration = [study.sweep_record(tiny_group)]
+    copy = shutil.copytree(tiny_group, tmp_path / "copy" / "tiny-digits")
+    for i, (group, message) in enumerate(
+        [
+            (tiny_group, "both a calibration and an evaluation sweep"),  # the same folder
+            (copy, "repeats calibration runs"),  # the same description and seed elsewhere
+        ]
+    ):
+        out, params = _study_copy(tmp_path / str(i), calibration)
+        before = out.read_text()
+        with pytest.raises(SystemExit, match=message):
+            _add(out, params, group)
+        assert out.read_text() == before
+    # params whose calibration is not the one the evaluation records
+    out, params = _study_copy(tmp_path / "mismatch")
+    doc = json.loads(params.read_text())
+    params.write_text(json.dumps({**doc, "calibration": calibration}))
+    with pytest.raises(SystemExit, match="not the frozen params"):
+        _add(out, params, tiny_group)
 
 
 # ----------------------------------------------------------------------------- command line

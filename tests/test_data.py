@@ -377,6 +377,14 @@ def test_custom_map(digits):
     assert partition.to_json()["map"] == "custom"
 
 
+def test_digits4_groups_every_digit_once(digits):
+    partition = make_partition("map", digits, name="digits4", k=4)
+    assert partition.names == ["round", "straight", "curves", "loops"]
+    of_digit = np.array([0, 1, 2, 2, 1, 2, 0, 1, 3, 3])  # 0 6 round; 1 4 7 straight; 2 3 5 curves; 8 9 loops
+    np.testing.assert_array_equal(partition.assign(None, digits.y_test), of_digit[digits.y_test])
+    assert partition.to_json()["map"] == "digits4"
+
+
 @pytest.mark.parametrize(
     ("mapping", "match"),
     [

@@ -4,7 +4,7 @@ Three rules, all fixed before any ticket is drawn:
 
 - ``class``: one subset per class;
 - ``map``: a named grouping of classes, e.g. ``fashion4`` (tops, bottoms,
-  footwear, bags);
+  footwear, bags) or ``digits4`` (digits by stroke shape);
 - ``kmeans``: k-means clusters of the inputs, fitted on the training inputs
   without labels; a new input goes to its nearest centroid.
 
@@ -37,6 +37,14 @@ CLASS_MAPS: dict[str, dict[str, list[str]]] = {
         "bottoms": ["Trouser", "Dress"],
         "footwear": ["Sandal", "Sneaker", "Ankle boot"],
         "bags": ["Bag"],
+    },
+    # scikit-learn's 8x8 digits grouped by stroke shape (a hand-chosen map, like fashion4):
+    # closed round strokes, straight strokes, open curves, and stacked loops.
+    "digits4": {
+        "round": ["0", "6"],
+        "straight": ["1", "4", "7"],
+        "curves": ["2", "3", "5"],
+        "loops": ["8", "9"],
     },
 }
 
