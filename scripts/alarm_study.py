@@ -187,10 +187,28 @@ def markdown(df: pd.DataFrame) -> str:
     )
 
 
-def sweep_rows(role: str, cases: list[A.Case], cands: dict) -> list[dict]:
-    """Summary rows (``SUMMARY_COLUMNS``) of every candidate on one sweep's cases (one per seed)."""
+def computable(case: A.Case, signal: str) -> bool:
+    """Whether a run's signal table holds any value of ``signal``.
+
+    A run without stored scores has no prediction signals: a candidate reading one has
+    nothing to fire on there.
+    """
+    t = case.table
+    return bool((t["signal"].eq(signal) & t["value"].notna()).any())
+
+
+def sweep_rows(
+    role: str, cases: list[A.Case], cands: dict, needs: dict[str, str] | None = None
+) -> list[dict]:
+    """Summary rows (``SUMMARY_COLUMNS``) of every candidate on one sweep's cases (one per seed).
+
+    ``needs`` maps a candidate to the signal it reads; a candidate whose signal no case holds
+    gets no row (not computable, shown as "–"), rather than a row of misses.
+    """
     rows = []
     for name, fn in cands.items():
+        if needs and name in needs and not any(computable(c, needs[name]) for c in cases):
+            continue
         evs = [score_case(c, fn(c)) for c in cases]
         evs = [e for e in evs if len(e)]
         if evs:
@@ -275,10 +293,11 @@ def study(args: argparse.Namespace) -> int:
 
     rows = []
     cands = candidates(params)
+    needs = {f"signal {k}": r.signal for k, r in params.per_signal.items()}
     for role, dirs in (("calibration", args.calibrate), ("evaluation", args.evaluate)):
         for d in tqdm(dirs, desc=f"{role} sweeps"):
             cases = cal_cases if role == "calibration" else load_cases(d, args.cache, args.n_boot)
-            rows += sweep_rows(role, [c for c in cases if c.sweep == load_group(d).name], cands)
+            rows += sweep_rows(role, [c for c in cases if c.sweep == load_group(d).name], cands, needs)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     write_evaluation(table, {"calibration": cal, "evaluation": ev, "params": str(args.params.name)}, args.out)
     print_tables(table, params)
@@ -308,9 +327,11 @@ def add(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {clash[0]} is the name of a calibration sweep: rename the group")
 
     cands = candidates(params)
+    needs = {f"signal {k}": r.signal for k, r in params.per_signal.items()}
     blocks = {
         ("evaluation", name): pd.DataFrame(
-            sweep_rows("evaluation", load_cases(d, args.cache, args.n_boot), cands), columns=SUMMARY_COLUMNS
+            sweep_rows("evaluation", load_cases(d, args.cache, args.n_boot), cands, needs),
+            columns=SUMMARY_COLUMNS,
         )
         for name, d in tqdm(dirs.items(), desc="new held-out sweeps")
     }
