@@ -32,6 +32,7 @@ from artifacts import schema
 from artifacts.run_format import (
     EXTRA_DIR,
     MANIFEST,
+    SHARED_SAMPLES,
     THETA0,
     RunFormatError,
     load_run,
@@ -152,7 +153,8 @@ def project_run_problem(folder: Path) -> str | None:
 
     A project run has a ``manifest.json`` that passes the run schema and holds
     nothing but a run's entries: the manifest, ``theta0.safetensors``,
-    ``extra/``, one folder per declared method, and hidden temporary files.
+    ``samples.parquet``, ``extra/``, one folder per declared method, and hidden
+    temporary files.
     """
     if not (folder / MANIFEST).is_file():
         return f"no {MANIFEST}"
@@ -161,7 +163,7 @@ def project_run_problem(folder: Path) -> str | None:
         validate_manifest(manifest, folder / MANIFEST)
     except RunFormatError as e:
         return f"its {MANIFEST} is not a run manifest ({str(e).replace(str(folder / MANIFEST) + ': ', '')})"
-    allowed = {MANIFEST, THETA0, EXTRA_DIR, *manifest["methods"]}
+    allowed = {MANIFEST, THETA0, SHARED_SAMPLES, EXTRA_DIR, *manifest["methods"]}
     foreign = sorted(p.name for p in folder.iterdir() if p.name not in allowed and not p.name.startswith("."))
     if foreign:
         return f"it holds {', '.join(repr(n) for n in foreign[:3])}, which no run has"

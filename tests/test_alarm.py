@@ -242,7 +242,12 @@ def test_committed_evaluation_scores_every_candidate_of_the_frozen_params() -> N
     names = list(_study().candidates(A.load_alarm_params()))
     table = A.load_alarm_evaluation()
     for (_, sweep), g in table.groupby(["role", "sweep"], sort=False):
-        assert list(g["candidate"]) == names, sweep
+        got = list(g["candidate"])
+        # in the params' order; only a per-signal candidate whose signal the sweep does not
+        # hold (prediction signals of a run stored without scores, detector-only signals of
+        # expert tickets) may be absent
+        assert got == [n for n in names if n in got], sweep
+        assert all(n in got for n in names if not n.startswith("signal ")), sweep
 
 
 def _add(out: Path, params: Path, *groups: Path) -> int:

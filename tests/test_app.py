@@ -362,7 +362,7 @@ def test_similarity_page_shows_the_layer_mean_and_names_disjoint_heads(monkeypat
 
 
 def test_fairness_page_flags_groups_by_the_count_the_metric_rests_on(monkeypatch, tmp_path):
-    at = _app(monkeypatch, tmp_path, _embedded("adult-mlp-cluster-sweep/seed-0"))
+    at = _app(monkeypatch, tmp_path, _embedded("adult-mlp-cluster-sweep/seed-0"), across_seeds=False)
     at.switch_page("views/fairness.py").run()
     at.multiselect(key="fairness.group_by").set_value(["sex", "race"]).run()
     at.selectbox(key="fairness.metric").set_value("true_positive_rate").run()

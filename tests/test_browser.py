@@ -107,7 +107,10 @@ def browser():
 def _plan() -> list[tuple[str, str, str, str]]:
     """(url path, page title, run, screenshot name) per page: embedded runs when present."""
     have = _embedded()
-    main = "fashion-mlp-class-sweep/seed-0" if "fashion-mlp-class-sweep/seed-0" in have else "groups"
+    # a one-seed group (no across-seed views to compute on a cold server); those views are
+    # drawn under AppTest on the smoke group and on fashion-mlp-class-sweep
+    count = "fashion-mlp-class-sweep-count/seed-0"
+    main = count if count in have else "groups"
     fair = "adult-mlp-cluster-sweep/seed-0" if "adult-mlp-cluster-sweep/seed-0" in have else "groups"
     vit = "fashion-vit-cluster" if "fashion-vit-cluster" in have else main
     return [

@@ -1,6 +1,8 @@
 """Run descriptions: canonical hashes are pinned so old runs stay reachable."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
@@ -49,18 +51,23 @@ PINNED = {
 }
 
 
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+# one-seed runs still shipped (fashion-mlp-class and adult-mlp-cluster were replaced by their groups)
+SHIPPED_RUNS = {"fashion-vit-cluster"}
+
+
 @pytest.mark.parametrize("name", [n for n, h in PINNED.items() if h])
 def test_embedded_preset_hashes_are_pinned_and_match_the_shipped_runs(name):
-    import json
-    from pathlib import Path
-
     assert get_preset(name).hash() == PINNED[name]
-    manifest = Path(__file__).resolve().parents[1] / "artifacts" / name / "manifest.json"
-    assert json.loads(manifest.read_text())["run_hash"] == PINNED[name]
+    if name in SHIPPED_RUNS:
+        manifest = ARTIFACTS / name / "manifest.json"
+        assert json.loads(manifest.read_text())["run_hash"] == PINNED[name]
+    else:
+        assert not (ARTIFACTS / name).exists()
 
 
-# Issue 12's run groups (not shipped yet, so no manifest to compare with): their hashes name the
-# folders of sweeps being generated, and a new defaulted field (e.g. data.train_limit) must not move them.
+# Issue 12's run groups: their hashes name the folders of the sweeps, and a new defaulted field
+# (e.g. data.train_limit) must not move them; every seed of a shipped group was trained from them.
 PINNED_SWEEPS = {
     "fashion-mlp-class-sweep": "e38c9e074032",
     "fashion-mlp-class-sweep-null": "63a6a1b907f5",
@@ -71,11 +78,21 @@ PINNED_SWEEPS = {
     "fashion-vit-cluster-sweep": "3a8fcf9c2f67",
     "fashion-vit-cluster-sweep-null": "2df8021cb52c",
 }
+NOT_SHIPPED_YET = {"fashion-vit-cluster-sweep", "fashion-vit-cluster-sweep-null"}
 
 
 @pytest.mark.parametrize("name", sorted(PINNED_SWEEPS))
-def test_sweep_preset_hashes_are_pinned(name):
+def test_sweep_preset_hashes_are_pinned_and_match_the_shipped_groups(name):
     assert get_preset(name).hash() == PINNED_SWEEPS[name]
+    group = ARTIFACTS / name
+    if name in NOT_SHIPPED_YET:
+        assert not group.exists()
+        return
+    manifest = json.loads((group / "group.json").read_text())
+    assert len(manifest["runs"]) >= 1
+    for run, seed in zip(manifest["runs"], manifest["seeds"], strict=True):
+        want = dataclasses.replace(get_preset(name), seed=seed).hash()  # the seed is part of a run's hash
+        assert json.loads((group / run / "manifest.json").read_text())["run_hash"] == want
 
 
 def test_every_preset_but_smoke_is_pinned():
