@@ -86,6 +86,7 @@ here: no torch, no pickle.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import re
@@ -881,7 +882,7 @@ def write_predictions(path: str | Path, frame: pd.DataFrame) -> None:
     _write_parquet(path, out)
 
 
-def _write_parquet(path: str | Path, out: pd.DataFrame) -> None:
+def _write_parquet(path: str | Path | io.BytesIO, out: pd.DataFrame) -> None:
     """Write a stored (already quantised) frame.
 
     Dictionaries for labels, byte-stream-split for quantised scores, delta encoding for
@@ -898,6 +899,13 @@ def _write_parquet(path: str | Path, out: pd.DataFrame) -> None:
         use_dictionary=[str(c) for c in out.columns if c not in encoding],
         column_encoding=encoding or None,
     )
+
+
+def _replace_parquet(path: Path, out: pd.DataFrame) -> None:
+    """:func:`_write_parquet` into ``path`` atomically (:func:`_atomic_write_bytes`)."""
+    buf = io.BytesIO()
+    _write_parquet(buf, out)
+    _atomic_write_bytes(path, buf.getvalue())
 
 
 def read_predictions(level_path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -1047,9 +1055,7 @@ def share_sample_columns(run_dir: str | Path) -> dict[str, int]:
             table = table[[c for c in table.columns if _same_column(table[c], other[c])]]
         if table.shape[1] == 0:
             return {"files": 0, "columns": 0}
-        tmp = target.with_name(target.name + ".tmp")
-        _write_parquet(tmp, table)
-        os.replace(tmp, target)
+        _replace_parquet(target, table)
     rewritten = 0
     for f in pending:
         frame = pd.read_parquet(f)  # stored form: scores stay quantised
@@ -1061,9 +1067,7 @@ def share_sample_columns(run_dir: str | Path) -> dict[str, int]:
             **frame.attrs,
             SHARED_KEY: {"columns": cols, "order": [str(c) for c in frame.columns], "rows": len(frame)},
         }
-        tmp = f.with_name(f.name + ".tmp")
-        _write_parquet(tmp, out)
-        os.replace(tmp, f)
+        _replace_parquet(f, out)
         rewritten += 1
     return {"files": rewritten, "columns": table.shape[1]}
 
@@ -1088,9 +1092,7 @@ def drop_scores(run_dir: str | Path) -> int:
         frame = pd.read_parquet(f)
         out = frame.drop(columns=scores)
         out.attrs = frame.attrs
-        tmp = f.with_name(f.name + ".tmp")
-        _write_parquet(tmp, out)
-        os.replace(tmp, f)
+        _replace_parquet(f, out)
         rewritten += 1
     return rewritten
 
