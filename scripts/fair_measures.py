@@ -20,16 +20,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis import load_group, load_run  # noqa: E402
+from analysis import load_run  # noqa: E402
+from analysis.seeds import seed_runs  # noqa: E402
 
 FASHION = ROOT / "artifacts" / "fashion-mlp-class-sweep"
 ADULT = ROOT / "artifacts" / "adult-mlp-cluster-sweep"
-
-
-def seed_runs(group: Path) -> list:
-    """(seed, run) of every seed of an embedded group."""
-    g = load_group(group)
-    return list(zip(g.manifest["seeds"], g.runs(), strict=True))
 
 
 pd.set_option("display.width", 200)
