@@ -39,13 +39,8 @@ DESC = RunDescription(
 RTL_ONLY = dataclasses.replace(DESC, methods=("rtl",))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # 2 threads contend badly on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one torch thread for the module (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
