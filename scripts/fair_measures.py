@@ -7,7 +7,9 @@ Sections: ``similarity`` (pooled vs equal-layer-weight J*, every seed of
 fashion-mlp-class-sweep), ``alignment`` (Mantel and partial Mantel, every seed of
 fashion-mlp-class-sweep), ``fairness`` (TPR by sex & race with Wilson intervals and count
 flags, gap intervals, every seed of adult-mlp-cluster-sweep), ``attention`` (entropy against
-sparsity with intervals, the one-seed fashion-vit-cluster; about a minute on one core).
+sparsity with intervals, the one-seed fashion-vit-cluster; about a minute on one core),
+``null`` (rtl's J and J* against the random-partition control, paired across seeds) and
+``overlap`` (fashion-mlp-class-sweep-count against the same seed of the default group).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +119,44 @@ def attention() -> None:
                 print(attention_verdict(trend, image_set))
 
 
-SECTIONS = {"similarity": similarity, "alignment": alignment, "fairness": fairness, "attention": attention}
+def null() -> None:
+    """Pooled and equal-layer J* of rtl against fashion-mlp-class-sweep-null, paired across seeds."""
+    from analysis.seeds import null_similarity_table
+
+    t = null_similarity_table(FASHION, FASHION.with_name(FASHION.name + "-null"), ["rtl"])
+    t = t[(t["measure"] == "jaccard_star") & t["layer"].isin(["__global__", "__layer_mean__"])]
+    cols = ["layer", "level", "sparsity", "real_mean", "real_n_seeds", "null_mean", "null_n_seeds"]
+    print("== null control: fashion-mlp-class-sweep vs -null, rtl, J* (real minus null: paired t, 95 %)")
+    print(t[[*cols, "diff_mean", "diff_ci_low", "diff_ci_high"]].round(3).to_string(index=False))
+
+
+def overlap() -> None:
+    """Balanced K-way accuracy and mean overlap c of rtl, overlap scaling count vs the default, seed 0."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    count = load_run(FASHION.with_name(FASHION.name + "-count") / "seed-0")
+    default = load_run(FASHION / "seed-0")
+    print("== overlap scaling: fashion-mlp-class-sweep-count vs fashion-mlp-class-sweep, seed 0, rtl")
+    print("level  sparsity  mean_c  balanced_acc_default  balanced_acc_count")
+    for lv in count.levels("rtl"):
+        p = count.predictions("rtl", lv)
+        got = balanced_accuracy_score(p["label"], p["pred"])
+        ref = np.nan
+        if lv in default.levels("rtl"):
+            q = default.predictions("rtl", lv)
+            ref = balanced_accuracy_score(q["label"], q["pred"])
+        info = count.level_info("rtl", lv)
+        print(f"{lv:5d}  {info['sparsity']:8.3f}  {info['overlap']['mean']:6.2f}  {ref:20.3f}  {got:18.3f}")
+
+
+SECTIONS = {
+    "similarity": similarity,
+    "alignment": alignment,
+    "fairness": fairness,
+    "attention": attention,
+    "null": null,
+    "overlap": overlap,
+}
 
 if __name__ == "__main__":
     wanted = sys.argv[1:] or list(SECTIONS)
