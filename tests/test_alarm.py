@@ -402,3 +402,16 @@ def test_cli_on_an_imported_openlth_sweep(tmp_path: Path, capsys: pytest.Capture
     params.write_text(json.dumps(_params(RULES).to_json()))
     assert main(["alarm", str(run_dir), "--json", "--params", str(params)]) == 0
     assert {r["rule"] for r in json.loads(capsys.readouterr().out)} == {"fallback"}
+
+
+def test_a_candidate_without_its_signal_gets_no_row_rather_than_misses() -> None:
+    study = _study()
+    table = pd.DataFrame({"signal": ["union_growth", "margin"], "value": [0.1, np.nan]})
+    case = A.Case("s", 0, table, pd.DataFrame(), pd.DataFrame({"method": [], "ticket": []}))
+    assert study.computable(case, "union_growth") and not study.computable(case, "margin")
+
+    def never_called(_case):
+        raise AssertionError("a candidate whose signal the sweep lacks must not be scored")
+
+    cands = {"signal margin/method": never_called}
+    assert study.sweep_rows("evaluation", [case], cands, {"signal margin/method": "margin"}) == []
