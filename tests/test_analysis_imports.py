@@ -52,7 +52,7 @@ def _imported_roots(path: Path) -> set[str]:
     import ast
 
     roots: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):  # UTF-8 source, any locale
         if isinstance(node, ast.Import):
             roots.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

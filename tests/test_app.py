@@ -295,7 +295,7 @@ def test_runs_dir_argument_and_environment(monkeypatch, tmp_path):
 
 
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_bytes())  # source is UTF-8 whatever the locale
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

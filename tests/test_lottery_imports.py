@@ -27,7 +27,7 @@ def import_graph(root: Path, package: str) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -108,7 +108,7 @@ def test_method_registry_is_explicit_and_matches_the_description_checks():
     assert set(METHODS) == set(METHOD_NAMES)
     assert METHODS["imp"].run is imp.run_imp and METHODS["rtl"].run is rtl.run_rtl
     assert METHODS["independent"].manifest_entry is independent.manifest_entry
-    sources = "\n".join(p.read_text() for p in (ROOT / "lottery").rglob("*.py"))
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "lottery").rglob("*.py"))
     assert "register_method" not in sources and "_ensure_methods_registered" not in sources
 
 
