@@ -89,24 +89,63 @@ def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a)
 
 
+def redrawn_theta0(run: rf.Run) -> dict[str, np.ndarray] | None:
+    """theta_0 as the run's seed draws it again (what a resumed run writes), or None.
+
+    A classification run records its network (``manifest["model"]``, a
+    :class:`lottery.models.ModelConfig`) and its seed; theta_0 is the state of
+    that network freshly built after ``torch.manual_seed(seed)``
+    (:meth:`lottery.context.Context.theta0`). None for runs that record no such network.
+
+    Returns
+    -------
+    dict of str to ndarray, optional
+        Tensor name -> array, as ``theta0.safetensors`` holds them.
+    """
+    import torch
+
+    from lottery.models import ModelConfig, build_model
+    from lottery.train import state_numpy
+
+    model = run.manifest.get("model")
+    seed = (run.manifest.get("description") or {}).get("seed")
+    if not isinstance(model, dict) or seed is None:
+        return None
+    try:
+        cfg = ModelConfig(
+            **{
+                **model,
+                "input_shape": tuple(model["input_shape"]),
+                "hidden": tuple(model.get("hidden") or ()),
+            }
+        )
+    except (TypeError, KeyError, ValueError):
+        return None
+    torch.manual_seed(int(seed))
+    return state_numpy(build_model(cfg))
+
+
 def shrink(run_dir: str | Path, spec: Embedded) -> dict[str, int]:
     """Delete the weights ``spec`` does not keep and halve the rest.
 
-    ``theta0.safetensors`` stays exact (float32) so that the run can be resumed
-    or extended; ``<method>/init.safetensors`` files that merely copy it are
-    deleted (they are rewritten on resume).
+    ``<method>/init.safetensors`` files that merely copy theta_0 are deleted,
+    and so is ``theta0.safetensors`` itself when the run's seed redraws it bit
+    for bit (:func:`redrawn_theta0`): a resumed run rewrites both exactly.
+    Otherwise theta_0 stays exact (float32) so that the run can be resumed or
+    extended.
 
     Returns
     -------
     dict
-        ``removed`` and ``halved`` weight files.
+        ``removed`` and ``halved`` weight files (theta_0 counted in ``removed``).
     """
     run = rf.load_run(run_dir)
     removed = halved = 0
-    theta0 = rf.load_tensors(run.path / THETA0)
+    theta0_path = run.path / THETA0
+    theta0 = rf.load_tensors(theta0_path) if theta0_path.is_file() else None
     for method in run.methods:
         init = rf.method_dir(run.path, method) / rf.INIT
-        if init.is_file() and _same(rf.load_tensors(init), theta0):
+        if theta0 is not None and init.is_file() and _same(rf.load_tensors(init), theta0):
             init.unlink()  # a copy of theta_0 (no late rewinding); a resumed run rewrites it exactly
             removed += 1
         for level in run.levels(method):
@@ -118,6 +157,9 @@ def shrink(run_dir: str | Path, spec: Embedded) -> dict[str, int]:
             else:
                 path.unlink()
                 removed += 1
+    if theta0 is not None and (redrawn := redrawn_theta0(run)) is not None and _same(redrawn, theta0):
+        theta0_path.unlink()
+        removed += 1
     counts = {"removed": removed, "halved": halved}
     if spec.drop_scores:
         counts["score_files_stripped"] = rf.drop_scores(run.path)

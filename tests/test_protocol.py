@@ -222,7 +222,7 @@ def _nested_masks(rng, shapes, k, n_levels, fraction=0.3):
     return levels
 
 
-def _write_synthetic(run_dir, masks_per_level, methods=("independent", "rtl")):
+def _write_synthetic(run_dir, masks_per_level, methods=("independent", "rtl"), mask_levels=True):
     rng = np.random.default_rng(1)
     k = next(iter(masks_per_level[0].values())).shape[0]
     shapes = {n: list(m.shape[1:]) for n, m in masks_per_level[0].items()}
@@ -244,7 +244,8 @@ def _write_synthetic(run_dir, masks_per_level, methods=("independent", "rtl")):
             source = "initial" if lv == 0 else "extraction" if i == 0 else methods[0]
             info = {"sparsity": 0.5, "masks_from": source}
             rf.write_level(run_dir, m, lv, masks=masks, predictions=frame, info=info)
-            rf.sync_mask_levels(run_dir, m)
+            if mask_levels:
+                rf.sync_mask_levels(run_dir, m)
     return frame
 
 
@@ -280,15 +281,20 @@ def test_mask_levels_encode_every_level_and_runs_read_them(tmp_path):
 
 
 def test_old_runs_stay_readable(tmp_path):
-    # runs written before compact storage (the one-seed fashion-vit-cluster) hold per-level float32
-    # predictions and bit-packed masks only
-    from pathlib import Path
-
-    shipped = Path(__file__).resolve().parents[1] / "artifacts" / "fashion-vit-cluster"
-    run = rf.load_run(shipped)
-    assert not (rf.method_dir(shipped, "rtl") / rf.MASK_LEVELS).exists()
-    assert run.predictions("rtl", 1)["score_0"].dtype == np.float32
-    assert run.masks("rtl", 1)
+    # runs written before compact storage hold per-level bit-packed masks and float32 predictions
+    # only (no mask_levels file, no samples.parquet)
+    rng = np.random.default_rng(3)
+    truth = _nested_masks(rng, {"fc1.weight": (6, 5), "head.weight": (3, 6)}, k=3, n_levels=3)
+    frame = _write_synthetic(tmp_path, truth, mask_levels=False)
+    assert not (rf.method_dir(tmp_path, "rtl") / rf.MASK_LEVELS).exists()
+    run = rf.load_run(tmp_path)
+    for lv, masks in enumerate(truth):
+        got = run.masks("rtl", lv)
+        for n, m in masks.items():
+            np.testing.assert_array_equal(got[n], m)
+        back = run.predictions("rtl", lv)
+        assert back["score_0"].dtype == np.float32
+        pd.testing.assert_frame_equal(back[frame.columns].reset_index(drop=True), frame, check_dtype=False)
 
 
 def test_mask_levels_refuse_masks_that_are_not_nested(tmp_path):
@@ -472,8 +478,10 @@ def test_shrink_folds_a_real_runs_masks_once_and_resumes(tmp_path):
         for m in ("independent", "rtl", "dense")
         for lv in (0, 1)[: 1 + (m != "dense")]
     }
+    theta0 = rf.load_tensors(out / rf.THETA0)
     counts = shrink(out, Embedded(fold_masks=True))
     assert counts["mask_files_removed"] == 5  # independent 0-1, rtl 0-1, dense 0
+    assert not (out / rf.THETA0).exists()  # the seed redraws it bit for bit
     assert not list(out.rglob(rf.MASKS))
     assert not (out / "rtl" / rf.MASK_LEVELS).exists()  # identical to independent's: stored once
     run = rf.load_run(out)
@@ -487,6 +495,21 @@ def test_shrink_folds_a_real_runs_masks_once_and_resumes(tmp_path):
     again = rf.load_run(out)
     pd.testing.assert_frame_equal(again.predictions("rtl", 1), preds)
     assert again.level_info("rtl", 1)["masks_from"] == "independent"
+    redrawn = rf.load_tensors(out / rf.THETA0)  # the resume wrote theta_0 again, exactly
+    assert redrawn.keys() == theta0.keys() and all(np.array_equal(redrawn[n], theta0[n]) for n in theta0)
+
+
+def test_shrink_keeps_a_theta0_its_seed_does_not_redraw(tmp_path):
+    from lottery.embedded import Embedded, shrink
+
+    out = train_run(TINY, tmp_path / "r", device="cpu", show_progress=False)
+    theta0 = rf.load_tensors(out / rf.THETA0)
+    name = sorted(theta0)[0]
+    theta0[name] = theta0[name] + 1.0  # not what torch.manual_seed(seed) draws
+    rf.save_tensors(out / rf.THETA0, theta0)
+    shrink(out, Embedded(fold_masks=True))
+    kept = rf.load_tensors(out / rf.THETA0)
+    assert np.array_equal(kept[name], theta0[name])
 
 
 def test_shrink_embedded_group_and_make_embedded_points_groups_to_the_sweep(tmp_path, monkeypatch):
