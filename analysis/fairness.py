@@ -57,8 +57,6 @@ import pandas as pd
 import sklearn.metrics as skm
 from fairlearn.metrics import (
     MetricFrame,
-    demographic_parity_difference,
-    equalized_odds_difference,
     false_positive_rate,
     selection_rate,
     true_positive_rate,
@@ -137,7 +135,7 @@ def _fpr(y_true, y_pred, pos_label, sample_weight=None) -> float:
     return float(false_positive_rate(y_true, y_pred, pos_label=pos_label, sample_weight=sample_weight))
 
 
-def _distinct_rows(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series):
+def _distinct_rows(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, control=None):
     """The distinct (label, prediction, group) rows and how often each occurs.
 
     Every metric of this module depends on the samples only through these
@@ -145,16 +143,31 @@ def _distinct_rows(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series):
     exactly the per-sample result, at a cost that no longer grows with N
     (fairlearn's MetricFrame stacks each column element by element).
 
+    Parameters
+    ----------
+    y_true, y_pred : ndarray, shape (N,)
+    groups : Series, shape (N,)
+    control : ndarray, shape (N,), optional
+        A control feature (the level of stacked levels): rows are then distinct
+        per (control, label, prediction, group).
+
     Returns
     -------
     y_true, y_pred : ndarray, shape (R,)
     groups : Series, shape (R,), named like ``groups``
     weight : ndarray of int64, shape (R,)
+    control : ndarray, shape (R,)
+        Only when ``control`` is given.
     """
-    df = pd.DataFrame({"t": y_true, "p": y_pred, "g": np.asarray(groups)})
-    c = df.groupby(["t", "p", "g"], sort=False).size().reset_index(name="w")
+    df = pd.DataFrame({"t": y_true, "p": y_pred, "g": groups.array})  # strings stay arrow-backed
+    keys = ["t", "p", "g"]
+    if control is not None:
+        df.insert(0, "c", control)
+        keys.insert(0, "c")
+    c = df.groupby(keys, sort=False).size().reset_index(name="w")
     g = pd.Series(c["g"].to_numpy(), name=groups.name)
-    return c["t"].to_numpy(), c["p"].to_numpy(), g, c["w"].to_numpy()
+    out = c["t"].to_numpy(), c["p"].to_numpy(), g, c["w"].to_numpy()
+    return (*out, c["c"].to_numpy()) if control is not None else out
 
 
 def _metric_frame(fns: dict[str, Callable], y_true, y_pred, groups: pd.Series) -> MetricFrame:
@@ -167,6 +180,59 @@ def _metric_frame(fns: dict[str, Callable], y_true, y_pred, groups: pd.Series) -
         sensitive_features=g,
         sample_params={name: {"sample_weight": w} for name in fns},
     )
+
+
+def _stacked_frame(
+    fns: dict[str, Callable], levels: Mapping[int, tuple[np.ndarray, np.ndarray, pd.Series]]
+) -> MetricFrame | None:
+    """One fairlearn MetricFrame for several levels, the level as its control feature.
+
+    ``by_group`` is indexed by ``(level, group)``; each cell is the metric on that
+    level's samples of that group, as a MetricFrame of the level alone would give
+    (fairlearn evaluates every control level separately), at the cost of one
+    construction instead of one per level. Evaluated on the weighted distinct
+    rows (:func:`_distinct_rows`).
+
+    Parameters
+    ----------
+    fns : dict of str to callable
+    levels : mapping of int to (y_true, y_pred, groups)
+        Arrays of shape (N_level,) per level; empty levels are left out.
+
+    Returns
+    -------
+    MetricFrame or None
+        None when no level has a sample.
+    """
+    parts = {lv: v for lv, v in levels.items() if len(v[2])}
+    if not parts:
+        return None
+    name = next(iter(parts.values()))[2].name
+    yt, yp, g, w, lv = _distinct_rows(
+        np.concatenate([v[0] for v in parts.values()]),
+        np.concatenate([v[1] for v in parts.values()]),
+        pd.concat([v[2].reset_index(drop=True) for v in parts.values()], ignore_index=True).rename(name),
+        np.repeat(np.fromiter(parts, dtype=np.int64), [len(v[2]) for v in parts.values()]),
+    )
+    return MetricFrame(
+        metrics=fns,
+        y_true=yt,
+        y_pred=yp,
+        sensitive_features=g,
+        control_features=pd.Series(lv, name="level"),
+        sample_params={m: {"sample_weight": w} for m in fns},
+    )
+
+
+def _by_group_per_level(
+    fns: dict[str, Callable], levels: Mapping[int, tuple[np.ndarray, np.ndarray, pd.Series]]
+) -> dict[int, pd.DataFrame]:
+    """Each level's ``MetricFrame.by_group`` (index group, one column per metric), from one frame."""
+    frame = _stacked_frame(fns, levels)
+    if frame is None:
+        return {}
+    # Cells of groups absent from a level are NaN, as after reindexing a frame of the level alone.
+    return {lv: frame.by_group.xs(lv, level=0) for lv in frame.by_group.index.unique(level=0)}
 
 
 def _metric_functions(names: Sequence[str], pos_label) -> dict[str, Callable]:
@@ -293,11 +359,45 @@ def group_labels(predictions: pd.DataFrame, group_by: str | Sequence[str]) -> pd
     missing = [c for c in cols if c not in predictions.columns]
     if missing:
         raise KeyError(f"no group column(s) {missing} in predictions")
-    parts = [predictions[c].astype(object).where(predictions[c].notna(), "<NA>").astype(str) for c in cols]
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + _JOIN + p
-    return pd.Series(out.to_numpy(dtype=object), index=predictions.index, name=_JOIN.join(cols))
+    # Each column's distinct values are turned into strings once, and the
+    # samples take their string by code: per-element str() on a 16k-row table
+    # at every level cost more than the metrics.
+    codes, names = zip(*(_column_codes(predictions[c]) for c in cols), strict=True)
+    if len(cols) == 1:
+        code, text = codes[0], names[0]
+    else:
+        flat = np.ravel_multi_index(codes, [len(t) for t in names])  # (N,)
+        code, combos = pd.factorize(flat)
+        text = np.array(
+            [
+                _JOIN.join(t[i] for t, i in zip(names, ix, strict=True))
+                for ix in zip(*np.unravel_index(combos, [len(t) for t in names]), strict=True)
+            ],
+            dtype=object,
+        )
+    # The distinct strings take the dtype pandas infers for strings (as the
+    # per-element construction did), then the samples take theirs by code.
+    values = pd.Series(text).array.take(code) if len(code) else text[code]  # no rows: no inference
+    return pd.Series(values, index=predictions.index, name=_JOIN.join(cols))
+
+
+def _column_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """One group column as codes into its distinct values' strings (``"<NA>"`` for missing).
+
+    Returns
+    -------
+    codes : ndarray of int, shape (N,)
+    names : ndarray of object (str), shape (K,)
+    """
+    if column.dtype == object:
+        # Object columns may hold equal-hashing values with different strings (1 and 1.0): per element.
+        text = column.where(column.notna(), "<NA>").astype(str).to_numpy(dtype=object)
+        codes, uniques = pd.factorize(text)
+        return codes, np.asarray(uniques, dtype=object)
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    u = pd.Series(uniques)
+    names = u.astype(object).where(u.notna(), "<NA>").astype(str).to_numpy(dtype=object)
+    return np.where(codes < 0, names.size, codes), np.append(names, "<NA>")
 
 
 def _expected_groups(predictions: pd.DataFrame, group_by: str | Sequence[str]) -> list[str]:
@@ -378,13 +478,62 @@ def group_metrics(
     names = list(metrics) if metrics is not None else [*METRICS, *(BINARY_METRICS if binary else ())]
     fns = _metric_functions(names, pos_label)
     g = group_labels(predictions, group_by)
+    values = None
+    if len(g):
+        values = _metric_frame(
+            fns, predictions[label_col].to_numpy(), predictions[pred_col].to_numpy(), g
+        ).by_group
+    return _group_table(
+        predictions,
+        group_by,
+        g,
+        values,
+        names,
+        pred_col=pred_col,
+        label_col=label_col,
+        groups=groups,
+        pos_label=pos_label,
+        min_count=min_count,
+        n_boot=n_boot,
+        ci=ci,
+        random_state=random_state,
+    )
+
+
+def _group_table(
+    predictions: pd.DataFrame,
+    group_by: str | Sequence[str],
+    g: pd.Series,
+    values: pd.DataFrame | None,
+    names: list[str],
+    *,
+    pred_col: str,
+    label_col: str,
+    groups: Sequence[str] | None,
+    pos_label: int,
+    min_count: int,
+    n_boot: int,
+    ci: float,
+    random_state: int,
+) -> pd.DataFrame:
+    """:func:`group_metrics` of one table whose group labels and MetricFrame values are known.
+
+    Parameters
+    ----------
+    g : Series of str, shape (N,)
+        :func:`group_labels` of ``predictions``.
+    values : DataFrame or None
+        fairlearn ``MetricFrame.by_group`` of ``names`` (index group; may hold
+        more groups, NaN there); None when the table is empty.
+    names : list of str
+    Other parameters as in :func:`group_metrics`.
+    """
     y_true = predictions[label_col].to_numpy()
     y_pred = predictions[pred_col].to_numpy()
-    expected = sorted(set(g) | set(groups or ()) | set(_expected_groups(predictions, group_by)))
+    expected = sorted(set(g.unique()) | set(groups or ()) | set(_expected_groups(predictions, group_by)))
 
-    if len(g):
-        frame = _metric_frame(fns, y_true, y_pred, g)
-        by_group = frame.by_group.reindex(expected)
+    if values is not None:
+        by_group = values.reindex(expected)
     else:
         by_group = pd.DataFrame(np.nan, index=expected, columns=names)
     counts = g.value_counts().reindex(expected, fill_value=0)
@@ -392,10 +541,11 @@ def group_metrics(
     lo = pd.DataFrame(np.nan, index=expected, columns=names)
     hi = lo.copy()
     kind = pd.DataFrame("", index=expected, columns=names, dtype=object)
-    group_values = g.to_numpy()
+    gcodes, uniques = pd.factorize(g)  # (N,): comparing codes, not strings, per group
+    code_of = {name: i for i, name in enumerate(uniques)}
     n_metric = pd.DataFrame(0, index=expected, columns=names, dtype=np.int64)
     for name in expected:
-        yt_g = y_true[group_values == name]
+        yt_g = y_true[gcodes == code_of.get(name, -2)]
         for m in names:
             n_metric.loc[name, m] = _metric_count(m, yt_g, pos_label)
     boot_names = [m for m in names if m not in PROPORTIONS]
@@ -406,7 +556,7 @@ def group_metrics(
         pos = int(np.searchsorted(labels, pos_label)) if pos_label in labels else -1
         rng = np.random.default_rng(random_state)
         for name in expected:
-            members = np.flatnonzero(group_values == name)
+            members = np.flatnonzero(gcodes == code_of.get(name, -2))
             if members.size == 0:
                 continue
             idx = members[rng.integers(0, members.size, size=(n_boot, members.size))]  # (B, n_g)
@@ -564,6 +714,69 @@ def _percentile(vals: np.ndarray, ci: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _level_tables(
+    predictions_by_level: Mapping[int, pd.DataFrame],
+    group_by: str | Sequence[str],
+    *,
+    pred_col: str = "pred",
+    label_col: str = "label",
+    metrics: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    binary: bool | None = None,
+    pos_label: int = 1,
+    min_count: int = 30,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    random_state: int = 0,
+) -> dict[int, pd.DataFrame]:
+    """:func:`group_metrics` of every level, from one MetricFrame over the stacked levels.
+
+    The same tables as calling :func:`group_metrics` level by level (parameters
+    as there), but fairlearn's MetricFrame is built once, with the level as a
+    control feature (:func:`_stacked_frame`), per set of metrics (levels
+    differ only when ``metrics`` and ``binary`` are None and a level is not binary).
+
+    Returns
+    -------
+    dict of int to DataFrame
+        Per level, in sorted order, columns :data:`GROUP_COLUMNS`.
+    """
+    labels = {lv: group_labels(p, group_by) for lv, p in predictions_by_level.items()}
+    names = {}
+    for lv, p in predictions_by_level.items():
+        is_binary = binary if binary is not None else _is_binary(p, label_col, pred_col)
+        names[lv] = (
+            list(metrics) if metrics is not None else [*METRICS, *(BINARY_METRICS if is_binary else ())]
+        )
+    values: dict[int, pd.DataFrame] = {}
+    for key in {tuple(n) for n in names.values()}:
+        fns = _metric_functions(list(key), pos_label)
+        arrays = {
+            lv: (p[label_col].to_numpy(), p[pred_col].to_numpy(), labels[lv])
+            for lv, p in predictions_by_level.items()
+            if tuple(names[lv]) == key
+        }
+        values.update(_by_group_per_level(fns, arrays))
+    return {
+        lv: _group_table(
+            p,
+            group_by,
+            labels[lv],
+            values.get(lv),
+            names[lv],
+            pred_col=pred_col,
+            label_col=label_col,
+            groups=groups,
+            pos_label=pos_label,
+            min_count=min_count,
+            n_boot=n_boot,
+            ci=ci,
+            random_state=random_state,
+        )
+        for lv, p in sorted(predictions_by_level.items())
+    }
+
+
 def group_drops(
     predictions_by_level: Mapping[int, pd.DataFrame],
     sparsity: Mapping[int, float],
@@ -617,9 +830,11 @@ def group_drops(
     kwargs.setdefault("n_boot", 0)
     kwargs["ci"] = ci
     # Every level reports the same groups, so drops align even if a group empties.
-    all_groups = sorted(set().union(*(set(group_labels(p, group_by)) for p in predictions_by_level.values())))
+    all_groups = sorted(
+        set().union(*(set(group_labels(p, group_by).unique()) for p in predictions_by_level.values()))
+    )
     kwargs["groups"] = sorted(set(all_groups) | set(kwargs.get("groups") or ()))
-    tables = {lv: group_metrics(p, group_by, **kwargs) for lv, p in sorted(predictions_by_level.items())}
+    tables = _level_tables(predictions_by_level, group_by, **kwargs)
     dense = tables[dense_level].set_index(["group", "metric"])["value"]
     boots = {}
     if n_boot_drop > 0:
@@ -668,6 +883,44 @@ def _stat_rows(level, sp, group_by, metric, stats: list[tuple]) -> list[tuple]:
         )
         for st in stats
     ]
+
+
+def _parity_differences(
+    levels: Mapping[int, tuple[np.ndarray, np.ndarray, pd.Series]], min_count: int
+) -> dict[int, tuple[float, float]]:
+    """Demographic parity and equalized odds differences of every level, among groups of ``min_count``.
+
+    fairlearn's ``demographic_parity_difference`` is ``MetricFrame(selection_rate)
+    .difference()`` and ``equalized_odds_difference`` the larger of the
+    ``difference()`` of ``true_positive_rate`` and ``false_positive_rate`` (their
+    default ``pos_label``); here the three come from one MetricFrame over the
+    stacked levels, the level as control feature, so ``difference()`` is per level.
+
+    Parameters
+    ----------
+    levels : mapping of int to (y_true, y_pred, groups)
+        Arrays of shape (N_level,) per level.
+    min_count : int
+        Groups with fewer samples at a level are left out of that level's differences.
+
+    Returns
+    -------
+    dict of int to (float, float)
+        ``(demographic parity, equalized odds)`` per level that has a group of ``min_count``.
+    """
+    big = {}
+    for lv, (yt, yp, g) in levels.items():
+        keep = (g.map(g.value_counts()) >= min_count).to_numpy()  # (N,)
+        if keep.any():
+            big[lv] = (yt[keep], yp[keep], g[keep])
+    fns = {"selection_rate": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = _stacked_frame(fns, big)
+        if frame is None:
+            return {}
+        diff = frame.difference(method="between_groups")  # (levels, 3)
+    return {lv: (diff.loc[lv, "selection_rate"], max(diff.loc[lv, ["tpr", "fpr"]])) for lv in diff.index}
 
 
 def fairness_gaps(
@@ -768,22 +1021,24 @@ def fairness_gaps(
         )
         for m in (names if n_boot > 0 else [])
     }
-    fns = _metric_functions(names, pos_label)
     label = group_labels(lv0, group_by).name
+    arrays = {
+        lv: (p[label_col].to_numpy(), p[pred_col].to_numpy(), group_labels(p, group_by))
+        for lv, p in predictions_by_level.items()
+        if lv != _REFERENCE
+    }
+    parity = _parity_differences(arrays, min_count) if binary else {}
     rows: list[tuple] = []
-    for lv, preds in sorted(predictions_by_level.items()):
-        if lv == _REFERENCE:
-            continue
+    for lv, (_, _, g) in sorted(arrays.items()):
         sp = float(sparsity[lv])
-        g = group_labels(preds, group_by)
         d_lv = drops[drops["level"] == lv]
         if not len(g):
             continue
-        frame = _metric_frame(fns, preds[label_col].to_numpy(), preds[pred_col].to_numpy(), g)
         for m in names:
             info = d_lv[d_lv["metric"] == m].set_index("group")
             keep = info.index[~info["small"]]
-            vals = frame.by_group[m].astype(float).reindex(keep).dropna()
+            # group_drops' values are fairlearn MetricFrame.by_group of this level
+            vals = info["value"].astype(float).reindex(keep).dropna()
             if vals.empty:
                 continue
             dm = info.loc[vals.index, "drop"].dropna()
@@ -835,20 +1090,10 @@ def fairness_gaps(
                     ("drop_std", dm.std(ddof=0), None),
                 ]
             rows += _stat_rows(lv, sp, label, m, stats)
-        if binary:
-            big = (g.map(g.value_counts()) >= min_count).to_numpy()
-            if big.any():
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    yt, yp, gd, w = _distinct_rows(
-                        preds[label_col].to_numpy()[big], preds[pred_col].to_numpy()[big], g[big]
-                    )
-                    dp = demographic_parity_difference(
-                        yt, yp, sensitive_features=gd.to_numpy(), sample_weight=w
-                    )
-                    eo = equalized_odds_difference(yt, yp, sensitive_features=gd.to_numpy(), sample_weight=w)
-                rows += _stat_rows(lv, sp, label, "demographic_parity", [("difference", dp, None)])
-                rows += _stat_rows(lv, sp, label, "equalized_odds", [("difference", eo, None)])
+        if lv in parity:
+            dp, eo = parity[lv]
+            rows += _stat_rows(lv, sp, label, "demographic_parity", [("difference", dp, None)])
+            rows += _stat_rows(lv, sp, label, "equalized_odds", [("difference", eo, None)])
     out = pd.DataFrame(rows, columns=GAP_COLUMNS)
     for c in ("value", "ci_low", "ci_high"):
         out[c] = out[c].astype(np.float64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -468,3 +470,71 @@ def test_drops_are_measured_from_the_runs_dense_reference(tmp_path):
     pd.testing.assert_frame_equal(gaps.drop(columns="method"), want)
     spread = gaps[(gaps["statistic"] == "drop_max") & (gaps["metric"] == "accuracy")]
     assert (spread["value"] > 0).all()
+
+
+# ----------------------------------------------------------------------------- the stacked fast path
+
+ADULT = Path(__file__).resolve().parents[1] / "artifacts" / "adult-mlp-cluster-sweep" / "seed-0"
+
+
+def test_group_labels_match_per_element_strings():
+    # Oracle: the per-element definition (str of each value, "<NA>" for missing, joined by " & ").
+    df = pd.DataFrame(
+        {
+            "s": pd.array(["x", "y", None, "x"], dtype="str"),
+            "cat": pd.Categorical(["p", None, "q", "p"]),
+            "f": [1.0, np.nan, 2.5, 1.0],
+            "i": pd.array([1, None, 3, 1], dtype="Int64"),
+            "o": ["u", 1, 1.0, None],  # 1 and 1.0 hash alike but print differently
+        },
+        index=[5, 3, 9, 1],
+    )
+
+    def by_element(cols: list[str]) -> list[str]:
+        return [
+            " & ".join("<NA>" if pd.isna(df[c].iloc[i]) else str(df[c].iloc[i]) for c in cols)
+            for i in range(len(df))
+        ]
+
+    for cols in (["s"], ["cat"], ["f"], ["i"], ["o"], ["s", "cat"], ["f", "i", "o"]):
+        got = group_labels(df, cols)
+        assert got.tolist() == by_element(cols)
+        assert got.name == " & ".join(cols) and got.index.equals(df.index)
+
+
+@pytest.mark.skipif(not ADULT.is_dir(), reason="embedded adult run not shipped")
+@pytest.mark.parametrize("group_by", ["sex", ("sex", "race")])
+def test_stacked_levels_equal_fairlearn_level_by_level_on_a_real_run(group_by):
+    # One MetricFrame over the stacked levels (level = control feature) must give what
+    # fairlearn gives on each level's own samples: per-group values, gaps, DP and EO.
+    run = rf.load_run(ADULT)
+    lvs = run.levels("imp")[:: max(1, len(run.levels("imp")) // 3)][:3]
+    by_level = {lv: run.predictions("imp", lv) for lv in lvs}
+    sp = {lv: run.sparsity("imp", lv) for lv in lvs}
+    metrics = ["accuracy", "true_positive_rate"]
+    gaps = fairness_gaps(by_level, sp, group_by, min_count=30, metrics=metrics, n_boot=0)
+    drops = group_drops(by_level, sp, group_by, min_count=30, metrics=metrics, n_boot_drop=0)
+    cols = [group_by] if isinstance(group_by, str) else list(group_by)
+    for lv, d in by_level.items():
+        alone = group_metrics(
+            d, group_by, min_count=30, metrics=metrics, n_boot=0, groups=drops["group"].unique()
+        )
+        mine = drops[drops["level"] == lv].drop(columns=["level", "sparsity", "dense_value", "drop"])
+        mine = mine.drop(columns=["drop_ci_low", "drop_ci_high"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone, check_exact=False, rtol=1e-12)
+        g = d[cols].astype(str).agg(" & ".join, axis=1)  # per-sample groups, fairlearn on every sample
+        big = g.map(g.value_counts()) >= 30
+        mf = MetricFrame(metrics=accuracy_score, y_true=d["label"], y_pred=d["pred"], sensitive_features=g)
+        keep = alone[(alone["metric"] == "accuracy") & ~alone["small"]]["group"]
+        acc = mf.by_group.reindex(keep)
+        got = gaps[(gaps["level"] == lv) & (gaps["metric"] == "accuracy")].set_index("statistic")
+        assert got.loc["difference", "value"] == pytest.approx(acc.max() - acc.min(), abs=1e-12)
+        assert got.loc["worst", "group"] == acc.idxmin()
+        par = gaps[(gaps["level"] == lv) & (gaps["statistic"] == "difference")].set_index("metric")["value"]
+        kw = {"sensitive_features": g[big]}
+        assert par["demographic_parity"] == pytest.approx(
+            demographic_parity_difference(d["label"][big], d["pred"][big], **kw), abs=1e-12
+        )
+        assert par["equalized_odds"] == pytest.approx(
+            equalized_odds_difference(d["label"][big], d["pred"][big], **kw), abs=1e-12
+        )
