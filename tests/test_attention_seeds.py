@@ -28,11 +28,14 @@ VIT_OVERRIDES = [
     "probe_size=16",
     "keep_weights=true",
     "methods=imp,rtl",
+    "data.partition=kmeans",
+    "data.k=3",
+    "rtl.ticket_kind=expert",
     "prune.levels=2",
     "train.epochs=1",
     "rtl.retrain_epochs=1",
 ]
-TICKETS = (0, 3)  # two of rtl's ten class tickets: enough to tell tickets apart, cheap to probe
+TICKETS = (0, 2)  # two of rtl's three cluster tickets
 TIMEOUT = 180
 
 
@@ -63,12 +66,13 @@ def test_mean_and_interval_are_those_of_the_seed_values(vit_root):
     from artifacts.run_format import load_run
 
     group = vit_root / "vit-seeds"
+    names = [load_run(group / "seed-0").ticket_names("rtl")[t] for t in TICKETS]
     table = seed_table(group, "attention", ["rtl"], tickets=TICKETS)
     keys = ["level", "ticket", "images", "layer"]
     seeds = [
         _per_seed_oracle(group / f"seed-{s}", "rtl", TICKETS).set_index(keys).sort_index() for s in (0, 1)
     ]
-    assert set(table["method"]) == {"rtl"} and set(table["ticket"]) == {"0", "3"}
+    assert set(table["method"]) == {"rtl"} and set(table["ticket"]) == set(names)
     assert ALL_LAYERS in set(table["layer"]) and set(table["measure"]) == {"mean_entropy", "entropy_change"}
     assert (table["n_seeds"] == 2).all() and set(table["seeds_label"]) == {"2 seeds"}
     assert len(table) == 2 * len(seeds[0])  # one row per key and measure
@@ -85,16 +89,16 @@ def test_mean_and_interval_are_those_of_the_seed_values(vit_root):
     run0 = load_run(group / "seed-0")
     for level, sp in table.groupby("level")["sparsity"].first().items():
         assert sp == pytest.approx(run0.sparsity("rtl", int(level)), abs=1e-3)
-    # one cell against the probe itself: ticket 3, level 2, all images, mean over blocks then images
+    # one cell against the probe itself: ticket 2, level 2, all images, mean over blocks then images
     cell = table[
         (table["level"] == 2)
-        & (table["ticket"] == "3")
+        & (table["ticket"] == names[1])  # ticket index TICKETS[1] = 2
         & (table["images"] == ALL_IMAGES)
         & (table["layer"] == ALL_LAYERS)
         & (table["measure"] == "mean_entropy")
     ]
     direct = [
-        np.mean([image_entropy(m) for m in probe_attention(load_run(group / f"seed-{s}"), "rtl", 2, 3)], 0)
+        np.mean([image_entropy(m) for m in probe_attention(load_run(group / f"seed-{s}"), "rtl", 2, 2)], 0)
         for s in (0, 1)
     ]
     assert cell["mean"].item() == pytest.approx(np.mean([d.mean() for d in direct]), rel=1e-6)
@@ -148,23 +152,41 @@ def _traces(at) -> list[dict]:
     return [t for c in at.get("plotly_chart") for t in json.loads(c.proto.spec)["data"]]
 
 
-def test_attention_page_draws_the_band_across_seeds(monkeypatch, vit_root):
+def _attention_page(monkeypatch, root: Path, run: Path):
+    """The Attention page of ``run`` (runs found under ``root``), opened straight away."""
+    import threading
+
     from streamlit.testing.v1 import AppTest
 
+    import app.data
+
+    entry = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
+    monkeypatch.setenv("RTL_RUNS_DIR", str(root))
+    # no background UMAP warm-up (a Projection page nicety) competing with this test for the CPU
+    done = threading.Thread(target=lambda: None)
+    done.start()
+    done.join()
+    monkeypatch.setattr(app.data, "_warm_thread", app.data._warm_thread or done)
+    at = AppTest.from_file(str(entry), default_timeout=TIMEOUT)
+    at.session_state["sidebar.run"] = str(run)
+    at.switch_page("views/attention.py").run()  # straight to the page (its url is its file name)
+    assert not at.exception, "\n".join(str(e.value) for e in at.exception)
+    assert not at.error, "\n".join(str(e.value) for e in at.error)
+    return at
+
+
+def _captions(at) -> str:
+    return " ".join(str(c.value) for c in at.caption)
+
+
+def test_attention_page_draws_the_band_across_seeds(monkeypatch, vit_root):
     from analysis.seeds import seed_table
     from artifacts.run_format import load_run
 
-    entry = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
-    monkeypatch.setenv("RTL_RUNS_DIR", str(vit_root))
-    at = AppTest.from_file(str(entry), default_timeout=TIMEOUT)
-    at.session_state["sidebar.run"] = str(vit_root / "vit-seeds" / "seed-0")
-    at.run()
-    at.switch_page("views/attention.py").run()
-    assert not at.exception, "\n".join(str(e.value) for e in at.exception)
+    at = _attention_page(monkeypatch, vit_root, vit_root / "vit-seeds" / "seed-0")
     box = at.checkbox(key="attention.seeds")
     assert box.label == "Across seeds" and box.value is True
-    captions = " ".join(str(c.value) for c in at.caption)
-    assert "2 seeds (0, 1)" in captions and "95 % Student-t interval" in captions
+    assert "2 seeds (0, 1)" in _captions(at) and "95 % Student-t interval" in _captions(at)
     bands = [t for t in _traces(at) if t.get("fill") == "toself"]
     assert bands, "no 95 % band drawn"
     # each ticket's line is the across-seed mean of the analysis table
@@ -186,4 +208,13 @@ def test_attention_page_draws_the_band_across_seeds(monkeypatch, vit_root):
     box.uncheck().run()
     assert not at.exception
     assert not [t for t in _traces(at) if t.get("fill") == "toself"]
-    assert "The sidebar's seed alone (the group has 2 seeds)" in " ".join(str(c.value) for c in at.caption)
+    assert "The sidebar's seed alone (the group has 2 seeds)" in _captions(at)
+
+
+def test_attention_page_marks_a_run_alone_as_one_seed(monkeypatch, vit_root, tmp_path):
+    alone = tmp_path / "alone"
+    shutil.copytree(vit_root / "vit-seeds" / "seed-1", alone)
+    at = _attention_page(monkeypatch, tmp_path, alone)
+    assert "1 seed: no interval across seeds" in _captions(at)
+    assert not at.checkbox and not [t for t in _traces(at) if t.get("fill") == "toself"]
+    assert any(t.get("error_y") for t in _traces(at))  # the single run's intervals over probe images
