@@ -547,6 +547,53 @@ def _seed_section_fairness(page: _Page, group: Source, run: Run, labelled: list[
     page.table(gaps, "Every gap statistic across seeds", collapsed=True)
 
 
+def _seed_section_attention(page: _Page, group: Source, run: Run) -> None:
+    from analysis.attention_sweep import ALL_LAYERS
+    from analysis.figures.seeds import seed_band_figure
+    from analysis.seeds import SEED_TABLES, across_seeds, attention_skipped, per_seed, seed_runs, seeds_label
+
+    page.h2("Attention across seeds")
+    if (run.manifest.get("model") or {}).get("name") != "vit":
+        page.note(next(iter(attention_skipped(run).values()), "No method of this run can be probed."))
+        return
+    fn, keys, values = SEED_TABLES["attention"]
+    pairs = seed_runs(group)
+    for method in run.methods:
+        page.h3(method)
+        for seed, seed_run in pairs:
+            why = attention_skipped(seed_run, [method]).get(method)
+            if why is not None:
+                page.note(f"Seed {seed} is left out: {why}")
+        stacked = per_seed(group, fn, [method])
+        if stacked.empty:
+            continue
+        table = across_seeds(stacked, keys, values)
+        n = int(stacked["seed"].nunique())
+        for image_set in dict.fromkeys(table["images"]):
+            rows = table[
+                (table["layer"] == ALL_LAYERS)
+                & (table["images"] == image_set)
+                & (table["measure"] == "mean_entropy")
+            ]
+            page.figure(
+                seed_band_figure(
+                    rows,
+                    by="ticket",
+                    title=f"{method}: attention entropy, all layers, {image_set}",
+                    yaxis="mean normalised entropy (1 = uniform)",
+                ),
+                f"One line per ticket: the mean over {seeds_label(n)} of each seed's mean entropy over its "
+                "probe images; band: 95 % Student-t interval across seeds"
+                + (" (one seed: no interval)." if n < 2 else "."),
+            )
+        page.table(
+            table,
+            f"{method}: entropy and change from the dense reference per level, ticket, image set and layer, "
+            "across seeds",
+            collapsed=True,
+        )
+
+
 def build_group_report(
     group: Source,
     *,
@@ -569,7 +616,8 @@ def build_group_report(
     -------
     str
         A full HTML document: results (mean ± half-width), similarity with the
-        null control, collapse curves and fairness gaps, each across seeds.
+        null control, collapse curves, fairness gaps and (transformer runs)
+        attention entropy, each across seeds.
     """
     from plotly.offline import get_plotlyjs
 
@@ -603,6 +651,8 @@ def build_group_report(
     _seed_section_collapse(page, group, labelled)
     say("fairness")
     _seed_section_fairness(page, group, first, labelled)
+    say("attention")
+    _seed_section_attention(page, group, first)
     nav = " ".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in page.sections)
     seeds = [s for s, _ in pairs]
     where = html.escape(str(getattr(null, "path", "given")))

@@ -2,8 +2,9 @@
 
 A sweep writes one run per seed of one run description (a run group,
 :class:`~artifacts.run_format.RunGroup`). Every tidy per-run table of this
-package (results, similarity, collapse curves, fairness gaps) can be computed
-per seed and reduced here to a mean and a Student-t interval across seeds.
+package (results, similarity, collapse curves, fairness gaps, attention
+entropy) can be computed per seed and reduced here to a mean and a Student-t
+interval across seeds.
 
 Seeds are aligned by pruning level: runs of one description prune the same
 fraction per level, so level L has the same sparsity in every seed. That is
@@ -53,8 +54,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.attention_sweep import SUMMARY_COLUMNS as ATTENTION_SUMMARY_COLUMNS
+from analysis.attention_sweep import attention_level_summary, attention_probe_tables, attention_unavailable
 from analysis.collapse import CURVE_COLUMNS, collapse_curves
 from analysis.fairness import GAP_COLUMNS, run_fairness_gaps
+from analysis.levels import dense_reference
 from analysis.overview import RESULT_COLUMNS, results_table
 from analysis.similarity import GLOBAL, LAYER_MEAN, level_similarity_summary, similarity_table
 from artifacts.run_format import Run, RunFormatError, RunGroup, find_groups, load_group
@@ -64,6 +68,7 @@ __all__ = [
     "SEED_TABLES",
     "SeedAlignmentError",
     "across_seeds",
+    "attention_skipped",
     "check_aligned",
     "find_null_control",
     "is_null_control",
@@ -397,6 +402,59 @@ def _fairness(
     return run_fairness_gaps(run, group_by, have, **kwargs)
 
 
+def attention_skipped(run: Run, methods: Sequence[str] | None = None) -> dict[str, str]:
+    """The methods of ``run`` whose attention cannot be probed, with the reason.
+
+    Parameters
+    ----------
+    run : Run
+    methods : sequence of str, optional
+        Default: every method of the run; methods the run lacks are left out.
+
+    Returns
+    -------
+    dict of str to str
+        ``method -> reason`` (:func:`analysis.attention_sweep.attention_unavailable`:
+        not a transformer, imported checkpoints, no level kept its weights, no
+        probe batch); empty when every method can be probed.
+    """
+    have = _run_has(run, methods)
+    out = {}
+    for method in run.methods if have is None else have:
+        reason = attention_unavailable(run, method)
+        if reason is not None:
+            out[method] = reason
+    return out
+
+
+def _attention(
+    run: Run, methods: Sequence[str] | None = None, *, tickets: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Attention entropy per method, level, ticket, image set and layer (``"all layers"`` included).
+
+    The per-level summary the Attention page and the single-run report show
+    (:func:`analysis.attention_sweep.attention_level_summary` over probe images,
+    ``entropy_change`` against the run's dense reference), with a leading
+    ``method`` column. Methods that cannot be probed (:func:`attention_skipped`)
+    give no rows; ``tickets`` (indices, default all) limits the tickets probed.
+    """
+    have = _run_has(run, methods)
+    skipped = attention_skipped(run, have)
+    frames = []
+    for method in run.methods if have is None else have:
+        if method in skipped:
+            continue
+        k = len(run.ticket_names(method))
+        chosen = list(range(k)) if tickets is None else [int(t) for t in tickets if 0 <= int(t) < k]
+        tables = attention_probe_tables(run, method, chosen, reference=dense_reference(run, method))
+        summary = attention_level_summary(tables["heads"], tables["images"], reference=tables["reference"])
+        summary.insert(0, "method", method)
+        frames.append(summary)
+    if not frames:
+        return pd.DataFrame(columns=["method", *ATTENTION_SUMMARY_COLUMNS])
+    return pd.concat(frames, ignore_index=True)
+
+
 # name -> (per-run table, keys, values). Each table takes (run, methods=None, **kwargs).
 SEED_TABLES: dict[str, tuple[Callable[..., pd.DataFrame], list[str], list[str]]] = {
     "results": (_results, ["method", "level", "metric"], ["value"]),
@@ -407,6 +465,11 @@ SEED_TABLES: dict[str, tuple[Callable[..., pd.DataFrame], list[str], list[str]]]
     ),
     "collapse": (_collapse, ["method", "level", "ticket", "signal"], ["value"]),
     "fairness": (_fairness, ["method", "level", "group_by", "metric", "statistic"], ["value"]),
+    "attention": (
+        _attention,
+        ["method", "level", "ticket", "images", "layer"],
+        ["mean_entropy", "entropy_change"],
+    ),
 }
 
 
@@ -425,7 +488,7 @@ def seed_table(
     ----------
     source : RunGroup, Run, sequence of Run, str or Path
         See :func:`seed_runs`.
-    name : {"results", "similarity", "collapse", "fairness"}
+    name : {"results", "similarity", "collapse", "fairness", "attention"}
         - ``results``: :func:`analysis.overview.results_table`, keyed by
           ``method, level, metric``;
         - ``similarity``: :func:`analysis.similarity.level_similarity_summary`
@@ -437,7 +500,15 @@ def seed_table(
         - ``fairness``: :func:`analysis.fairness.run_fairness_gaps` (pass
           ``group_by=``), keyed by ``method, level, group_by, metric,
           statistic``; the per-seed bootstrap intervals and worst-group names
-          are not carried over.
+          are not carried over;
+        - ``attention``: :func:`analysis.attention_sweep.attention_level_summary`
+          of every method whose tickets can be probed (a ViT run that kept
+          weights and a probe batch; others give no rows, see
+          :func:`attention_skipped`), keyed by ``method, level, ticket, images,
+          layer`` (``layer`` includes ``"all layers"``), measures
+          ``mean_entropy`` (each seed's mean over its probe images) and
+          ``entropy_change`` (against the run's dense reference); pass
+          ``tickets=`` (indices) to probe fewer tickets.
     methods : sequence of str, optional
         Default: every method of each run.
     ci : float

@@ -888,6 +888,58 @@ def null_similarity(group: dict, null: dict, methods: tuple[str, ...]) -> dict[s
     return _null_similarity(key(group), key(null), tuple(m for m in methods if m in both))
 
 
+def _attention_rows(path: str, mtime: float, method: str, tickets: tuple[int, ...]) -> pd.DataFrame:
+    """One seed's rows of :data:`analysis.seeds.SEED_TABLES` ``"attention"``, from the per-run cache."""
+    df = attention(path, mtime, method, tickets)["summary"].copy()
+    df.insert(0, "method", method)
+    return df
+
+
+@st.cache_data(show_spinner="Probing the tickets' attention in every seed…", max_entries=16)
+def _seed_attention(
+    path: str,
+    runs: tuple[str, ...],
+    seeds: tuple[int, ...],
+    mtimes: tuple[float, ...],
+    method: str,
+    tickets: tuple[int, ...],
+) -> dict:
+    from analysis.seeds import SEED_TABLES, across_seeds
+
+    skipped, ok = {}, []
+    for run, seed, mtime in zip(runs, seeds, mtimes, strict=True):
+        reason = attention_status(run, mtime, method)["reason"]
+        if reason is None:
+            ok.append((run, seed, mtime))
+        else:
+            skipped[seed] = reason
+    if not ok:
+        return {"table": None, "seeds": [], "skipped": skipped}
+    use = _group_arg(path, tuple(r for r, _, _ in ok), tuple(s for _, s, _ in ok))
+    stacked = _stacked(use, tuple(m for _, _, m in ok), lambda p, m: _attention_rows(p, m, method, tickets))
+    _, keys, values = SEED_TABLES["attention"]
+    return {"table": across_seeds(stacked, keys, values), "seeds": use["seeds"], "skipped": skipped}
+
+
+def seed_attention(group: dict, method: str, tickets: tuple[int, ...]) -> dict:
+    """Attention entropy of ``method``'s chosen tickets across the group's seeds.
+
+    Returns ``{"table", "seeds", "skipped"}``: :func:`analysis.seeds.across_seeds`
+    of the per-level summary (keys ``method, level, ticket, images, layer``,
+    measures ``mean_entropy`` and ``entropy_change``; None when no seed can be
+    probed), the seeds it averages, and ``{seed: reason}`` of the seeds left
+    out (no weights kept, no probe batch).
+    """
+    return _seed_attention(
+        group["path"],
+        tuple(group["runs"]),
+        tuple(group["seeds"]),
+        group_mtimes(group),
+        method,
+        tuple(int(t) for t in tickets),
+    )
+
+
 @st.cache_data(show_spinner="Computing group gaps of every seed…", max_entries=16)
 def _seed_fairness(
     path: str,

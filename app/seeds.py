@@ -240,3 +240,40 @@ def fairness_band(
     )
     with st.expander("Gap table across seeds"):
         ui.table(rows, f"{group['name']}-fairness-across-seeds", key=f"{key}.table")
+
+
+@_guarded
+def attention_band(
+    group: dict, method: str, tickets: tuple[int, ...], layer: str, images: str, key: str
+) -> None:
+    """Mean attention entropy of each chosen ticket against sparsity, as mean and 95 % band across seeds."""
+    out = data.seed_attention(group, method, tuple(tickets))
+    for seed, reason in out["skipped"].items():
+        st.caption(f"Seed {seed} is left out of the attention across seeds: {reason}")
+    table = out["table"]
+    if table is None:
+        st.info("No seed of the group can be probed for attention.", icon=":material/info:")
+        return
+    shown = table[(table["layer"] == layer) & (table["images"] == images)]
+    rows = shown[shown["measure"] == "mean_entropy"]
+    n = len(out["seeds"])
+    ui.figure(
+        seed_band_figure(
+            rows,
+            by="ticket",
+            title=f"{method} · attention entropy · {layer} · {images}",
+            yaxis="mean normalised entropy (1 = uniform)",
+        ),
+        f"{group['name']}-{method}-attention-across-seeds",
+        key=f"{key}.fig",
+    )
+    if n < 2:
+        st.caption(f"1 seed ({out['seeds'][0]}) can be probed: its mean entropy is shown, with no interval.")
+    else:
+        st.caption(
+            f"One line per ticket: the mean over {seeds_caption(n)} ({', '.join(map(str, out['seeds']))}) "
+            "of each seed's mean entropy over its probe images. Band: 95 % Student-t interval of that mean "
+            "across seeds (off: the sidebar's seed alone, with intervals over its probe images)."
+        )
+    with st.expander("Attention table across seeds"):
+        ui.table(shown, f"{group['name']}-{method}-attention-across-seeds", key=f"{key}.table")

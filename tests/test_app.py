@@ -56,7 +56,7 @@ EMBEDDED_PAGES = _one_per_group(EMBEDDED)
 
 
 # The pages that draw an "Across seeds" checkbox for a run of a group (app/seeds.py).
-SEED_PAGES = ("overview", "similarity", "collapse", "fairness")
+SEED_PAGES = ("overview", "similarity", "collapse", "fairness", "attention")
 
 
 def _app(monkeypatch: pytest.MonkeyPatch, runs_dir: Path, run: Path, across_seeds: bool = True) -> AppTest:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from analysis.figures.attention import attention_entropy_heatmap
 from analysis.figures.attention_sweep import attention_entropy_vs_sparsity
-from app import data, ui
+from app import data, seeds, ui
 from app.sidebar import selection
 
 P = "attention"
@@ -37,7 +37,8 @@ target = sel.level_for(method)
 level = min(probed, key=lambda lv: (abs(lv - target), lv))
 if level != target:
     st.caption(f"Level {target} kept no weights; showing the nearest probed level, {level}.")
-result = data.attention(sel.path, sel.mtime, method, tuple(names.index(t) for t in shown))
+chosen = tuple(names.index(t) for t in shown)
+result = data.attention(sel.path, sel.mtime, method, chosen)
 sweep, summary = result["sweep"], result["summary"]
 sets = list(dict.fromkeys(sweep["images"]))
 image_set = ui.select(
@@ -64,15 +65,19 @@ with right:
     st.subheader("Against sparsity")
     layers = list(dict.fromkeys(summary["layer"]))
     layer = ui.select(st.selectbox, "Layer", f"{P}.layer", layers)
-    ui.figure(
-        attention_entropy_vs_sparsity(summary, layer, images=image_set),
-        f"{sel.run.name}-{method}-attention-vs-sparsity",
-        key=f"{P}.curve",
-    )
-    st.caption(
-        "Error bars: 95 % Student-t intervals over the probe images (`n_images` in the summary table; each "
-        "image's entropy is its mean over heads and query rows)."
-    )
+    group = seeds.across_seeds(sel.path, f"{P}.seeds")
+    if group is not None:  # the same curves as mean and 95 % band over the group's seeds
+        seeds.attention_band(group, method, chosen, layer, image_set, f"{P}.seeds")
+    else:
+        ui.figure(
+            attention_entropy_vs_sparsity(summary, layer, images=image_set),
+            f"{sel.run.name}-{method}-attention-vs-sparsity",
+            key=f"{P}.curve",
+        )
+        st.caption(
+            "Error bars: 95 % Student-t intervals over the probe images (`n_images` in the summary table; "
+            "each image's entropy is its mean over heads and query rows)."
+        )
 with st.expander("Tables"):
     ui.table(one, f"{sel.run.name}-{method}-L{level}-{ticket}-attention", key=f"{P}.table")
     ui.table(summary, f"{sel.run.name}-{method}-attention-summary", key=f"{P}.summary")
