@@ -494,7 +494,7 @@ def attention_verdict(trend: pd.DataFrame, images: str = OWN_IMAGES) -> str:
     counts = rows["direction"].value_counts()
     up, down = int(counts.get("rises", 0)), int(counts.get("falls", 0))
     detail = "; ".join(
-        f"{r.ticket} {r.first:.3f} at {r.first_sparsity:.0%} to {r.last:.3f} at {r.last_sparsity:.0%}"
+        f"{r.ticket} {r.first:.3f} at {r.first_sparsity:.1%} to {r.last:.3f} at {r.last_sparsity:.1%}"
         for r in rows.itertuples()
     )
     on = f"on {'each ticket' + chr(39) + 's own subset' if images == OWN_IMAGES else 'all probe images'}"

@@ -983,7 +983,7 @@ def _join_shared(
             )
         frame = frame.reset_index(drop=True)
         for c in wanted:
-            frame[c] = table[c].to_numpy()
+            frame[c] = table[c].array  # keeps the stored dtype (no round trip through objects)
     order = shared["order"] if columns is None else [c for c in columns if c in frame]
     return frame[[c for c in order if c in frame]]
 

@@ -55,13 +55,11 @@ class Embedded:
 
 
 EMBEDDED: dict[str, Embedded] = {
-    # the one-seed ViT run of before, shipped until its sweep group is: attention maps are
-    # recomputed from the checkpoints and the stored probe batch (the one-seed fashion-mlp-class
-    # and adult-mlp-cluster runs were replaced by their sweep groups; their presets remain)
-    "fashion-vit-cluster": Embedded(keep_methods=("rtl", "imp")),
-    # issue 12's sweeps: 3 seeds each, and the random-partition control beside each (its
-    # views need masks and class records only: no scores, no weights); masks stored once
-    # per sweep (mask_levels), per-sample columns once per run (samples.parquet)
+    # issue 12's sweeps (they replaced the one-seed fashion-mlp-class, fashion-vit-cluster and
+    # adult-mlp-cluster runs; those presets remain): 3 seeds each, and the random-partition
+    # control beside each (its views need masks and class records only: no scores, no
+    # weights); masks stored once per sweep (mask_levels), per-sample columns once per run
+    # (samples.parquet)
     "fashion-mlp-class-sweep": Embedded(seeds=(0, 1, 2), fold_masks=True),
     "fashion-mlp-class-sweep-null": Embedded(seeds=(0, 1, 2), fold_masks=True, drop_scores=True),
     "fashion-mlp-class-sweep-count": Embedded(seeds=(0,), fold_masks=True),

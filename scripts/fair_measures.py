@@ -7,7 +7,7 @@ Sections: ``similarity`` (pooled vs equal-layer-weight J*, every seed of
 fashion-mlp-class-sweep), ``alignment`` (Mantel and partial Mantel, every seed of
 fashion-mlp-class-sweep), ``fairness`` (TPR by sex & race with Wilson intervals and count
 flags, gap intervals, every seed of adult-mlp-cluster-sweep), ``attention`` (entropy against
-sparsity with intervals, the one-seed fashion-vit-cluster; about a minute on one core),
+sparsity with intervals, every seed of fashion-vit-cluster-sweep; a few minutes on one core),
 ``null`` (rtl's J and J* against the random-partition control, paired across seeds) and
 ``overlap`` (fashion-mlp-class-sweep-count against the same seed of the default group).
 """
@@ -28,6 +28,7 @@ from analysis.seeds import seed_runs  # noqa: E402
 
 FASHION = ROOT / "artifacts" / "fashion-mlp-class-sweep"
 ADULT = ROOT / "artifacts" / "adult-mlp-cluster-sweep"
+VIT = ROOT / "artifacts" / "fashion-vit-cluster-sweep"
 
 
 pd.set_option("display.width", 200)
@@ -95,7 +96,7 @@ def fairness() -> None:
 
 
 def attention() -> None:
-    """Attention entropy against sparsity on fashion-vit-cluster."""
+    """Attention entropy against sparsity on every seed of fashion-vit-cluster-sweep."""
     from analysis.attention_sweep import (
         ALL_IMAGES,
         OWN_IMAGES,
@@ -104,19 +105,22 @@ def attention() -> None:
         attention_trend,
         attention_verdict,
     )
+    from analysis.levels import dense_reference
 
-    run = load_run(ROOT / "artifacts" / "fashion-vit-cluster")
-    print("== attention: fashion-vit-cluster")
-    for method in run.methods:
-        k = len(run.ticket_names(method))
-        tables = attention_probe_tables(run, method, list(range(k)))
-        summary = attention_level_summary(tables["heads"], tables["images"])
-        trend = attention_trend(summary)
-        print(f"-- {method}")
-        print(trend.drop(columns=["layer"]).round(3).to_string(index=False))
-        for image_set in (OWN_IMAGES, ALL_IMAGES):
-            if image_set in set(trend["images"]):
-                print(attention_verdict(trend, image_set))
+    for seed, run in seed_runs(VIT):
+        print(f"== attention: fashion-vit-cluster-sweep seed {seed}")
+        for method in run.methods:
+            k = len(run.ticket_names(method))
+            ref = dense_reference(run, method)  # as the Attention page: the dense model trained on all data
+            tables = attention_probe_tables(run, method, list(range(k)), reference=ref)
+            heads, images = tables["heads"], tables["images"]
+            summary = attention_level_summary(heads, images, reference=tables["reference"])
+            trend = attention_trend(summary)
+            print(f"-- {method}")
+            print(trend.drop(columns=["layer"]).round(3).to_string(index=False))
+            for image_set in (OWN_IMAGES, ALL_IMAGES):
+                if image_set in set(trend["images"]):
+                    print(attention_verdict(trend, image_set))
 
 
 def null() -> None:

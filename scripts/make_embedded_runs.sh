@@ -13,8 +13,7 @@
 # `python -m lottery embed NAME --shrink-only` then deletes or float16-converts the weights and
 # folds the per-level masks into one mask_levels file per method, stores the per-sample columns
 # once per run and drops the null controls' scores (lottery/embedded.py).
-# The one-seed fashion-vit-cluster (shipped until its sweep group is) is
-# `python -m lottery embed NAME`; image-inr-region is `python -m lottery inr`; speech-unet-env first
+# image-inr-region is `python -m lottery inr`; speech-unet-env first
 # builds the speech corpus (`python -m lottery data speech`, Debian data packages fetched with
 # apt-get download) and then trains with `python -m lottery speech`.
 # One torch thread per task: on a shared 2-core machine more threads contend and run slower.
@@ -28,7 +27,7 @@ if [ ${#names[@]} -eq 0 ]; then
     fashion-mlp-class-sweep fashion-mlp-class-sweep-null fashion-mlp-class-sweep-count
     fashion-vit-cluster-sweep fashion-vit-cluster-sweep-null
     adult-mlp-cluster-sweep adult-mlp-cluster-sweep-null
-    fashion-vit-cluster image-inr-region speech-unet-env
+    image-inr-region speech-unet-env
   )
 fi
 seeds_of() {

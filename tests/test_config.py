@@ -52,8 +52,8 @@ PINNED = {
 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-# one-seed runs still shipped (fashion-mlp-class and adult-mlp-cluster were replaced by their groups)
-SHIPPED_RUNS = {"fashion-vit-cluster"}
+# one-seed runs still shipped: none (each was replaced by its issue-12 sweep group; presets kept)
+SHIPPED_RUNS: set[str] = set()
 
 
 @pytest.mark.parametrize("name", [n for n, h in PINNED.items() if h])
@@ -78,7 +78,7 @@ PINNED_SWEEPS = {
     "fashion-vit-cluster-sweep": "3a8fcf9c2f67",
     "fashion-vit-cluster-sweep-null": "2df8021cb52c",
 }
-NOT_SHIPPED_YET = {"fashion-vit-cluster-sweep", "fashion-vit-cluster-sweep-null"}
+NOT_SHIPPED_YET: set[str] = set()
 
 
 @pytest.mark.parametrize("name", sorted(PINNED_SWEEPS))

@@ -400,7 +400,9 @@ def test_shrink_keeps_listed_weights_in_float16(tmp_path):
     before = {lv: rf.load_tensors(rf.level_dir(out, "rtl", lv) / rf.WEIGHTS) for lv in (0, 1)}
     size = folder_bytes(out)
     counts = shrink(out, Embedded(keep_methods=("rtl",)))
-    assert counts == {"removed": 2 + 2, "halved": 2}  # imp weights, both init copies of theta_0
+    # imp weights, both init copies of theta_0, and theta_0 itself (its seed redraws it)
+    assert counts == {"removed": 2 + 2 + 1, "halved": 2}
+    assert not (out / rf.THETA0).exists()
     run = rf.load_run(out)
     assert not run.has_weights("imp", 0) and not (out / "rtl" / rf.INIT).exists()
     for lv in (0, 1):
@@ -410,9 +412,10 @@ def test_shrink_keeps_listed_weights_in_float16(tmp_path):
             np.testing.assert_array_equal(v, before[lv][name].astype(np.float16))
     assert folder_bytes(out) < size
     assert shrink(out, Embedded(keep_methods=("rtl",))) == {"removed": 0, "halved": 0}  # idempotent
-    # the shrunk run still resumes: nothing left to train, theta_0 intact
+    # the shrunk run still resumes: nothing left to train, theta_0 drawn again from the seed
     train_run(desc, out, device="cpu", show_progress=False)
     assert rf.load_run(out).levels("rtl") == [0, 1]
+    assert (out / rf.THETA0).is_file()
 
 
 def test_stored_scores_are_rounded(run):
