@@ -170,9 +170,19 @@ def null_band(group: dict, methods: list[str], key: str) -> None:
 
 @_guarded
 def collapse_band(group: dict, method: str, signals: list[str], key: str, label=str) -> None:
-    """The mean-over-tickets collapse signals of one method across seeds, one band figure each."""
+    """The mean-over-tickets collapse signals of one method across seeds, one band figure each.
+
+    With a random-partition control beside the group, each figure also draws the
+    same signal of the control's ``method`` (mean over its tickets, its band over
+    its seeds) at the control's sparsities.
+    """
     curves = data.seed_method_curves(group, method)
     agg = curves[curves["ticket"].isna()]
+    null = data.null_control(group["path"]) if group.get("partition") != "random" else None
+    null_agg = None
+    if null is not None:
+        null_curves = data.seed_method_curves(null, method)
+        null_agg = null_curves[null_curves["ticket"].isna()]
     cols = st.columns(len(signals)) if signals else []
     for col, signal in zip(cols, signals, strict=True):
         rows = agg[agg["signal"] == signal]
@@ -180,13 +190,26 @@ def collapse_band(group: dict, method: str, signals: list[str], key: str, label=
             if rows.empty:
                 st.caption(f"No {label(signal)} across seeds.")
                 continue
+            nd = None if null_agg is None else null_agg[null_agg["signal"] == signal]
             ui.figure(
                 seed_band_figure(
-                    rows, title=f"{method} · {label(signal)}, mean over tickets", yaxis=label(signal)
+                    rows, null=nd, title=f"{method} · {label(signal)}, mean over tickets", yaxis=label(signal)
                 ),
                 f"{group['name']}-{method}-{signal}-across-seeds",
                 key=f"{key}.{signal}",
             )
+            if nd is not None and nd.empty:
+                st.caption(f"The null control `{null['name']}` has no {label(signal)} for {method}.")
+    if group.get("partition") == "random":
+        st.caption(f"`{group['name']}` is itself a random-partition control.")
+    elif null is None:
+        st.caption(NULL_HOW)
+    else:
+        st.caption(
+            f"Dashed grey: the random-partition control `{null['name']}` "
+            f"({seeds_caption(len(null['seeds']))}; K random subsets of the real subsets' sizes, same "
+            "theta_0), the same signal of the same method at its own sparsities."
+        )
 
 
 @_guarded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from seed_groups import build_smoke_group, description
 from streamlit.testing.v1 import AppTest
@@ -102,6 +103,7 @@ def test_collapse_and_overview_across_seeds(monkeypatch, smoke_seeds_root):
     ]
     assert any("mean across 2 seeds" in t for t in titles)
     assert _bands(at)
+    assert "No random-partition control was found beside this group" in _captions(at)
     at.switch_page("views/fairness.py").run()
     assert not at.exception and at.checkbox(key="fairness.seeds").value is True
     layouts = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
@@ -129,6 +131,17 @@ def test_null_control_band_on_similarity_and_projection(monkeypatch, null_root):
     at.switch_page("views/projection.py").run()
     assert not at.exception
     assert "rtl · null" in [t.get("name") for t in _traces(at)]
+    # the Collapse page draws the control's curve of the same method and signal beside the real one
+    at.switch_page("views/collapse.py").run()
+    assert not at.exception and at.checkbox(key="collapse.seeds").value is True
+    traces = _traces(at)
+    method = at.selectbox(key="collapse.method").value
+    real = [t for t in traces if t.get("name") == method]
+    null = [t for t in traces if t.get("name") == f"{method} · null"]
+    assert real and null, [t.get("name") for t in traces]
+    assert [t for t in _bands(at) if t.get("legendgroup") == f"{method} · null"]
+    assert not np.allclose(np.asarray(real[0]["y"], float)[:2], np.asarray(null[0]["y"], float)[:2])
+    assert "random-partition control `real-null` (2 seeds" in _captions(at)
     at = _app(monkeypatch, null_root, null_root / "real-null" / "seed-1", "similarity")
     assert "`real-null` is itself a random-partition control" in _captions(at)
 
