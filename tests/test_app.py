@@ -323,7 +323,9 @@ VIT = [p for p in EMBEDDED if load_run(p).manifest.get("model", {}).get("name") 
 @pytest.mark.skipif(not VIT, reason="no embedded transformer run")
 def test_attention_heatmap_is_layers_by_heads(monkeypatch, tmp_path):
     run = load_run(VIT[0])
-    at = _app(monkeypatch, tmp_path, VIT[0])
+    at = _app(monkeypatch, tmp_path, VIT[0], across_seeds=False)  # the band is tested in test_attention_seeds
+    first = run.ticket_names("rtl")[0]
+    at.multiselect(key="sidebar.tickets").set_value([first]).run()  # one ticket probed: a quarter of the cost
     at.switch_page("views/attention.py").run()
     _no_exception(at, "attention")
     heat = next(t for c in _charts(at) for t in c["data"] if t["type"] == "heatmap")
@@ -384,7 +386,7 @@ def test_fairness_page_flags_groups_by_the_count_the_metric_rests_on(monkeypatch
 def test_attention_page_states_the_trend(monkeypatch, tmp_path):
     if not VIT:
         pytest.skip("no embedded transformer run")
-    at = _app(monkeypatch, tmp_path, VIT[0])
+    at = _app(monkeypatch, tmp_path, VIT[0], across_seeds=False)
     at.switch_page("views/attention.py").run()
     _no_exception(at, "attention")
     text = " ".join(str(m.value) for m in at.markdown)
