@@ -728,6 +728,7 @@ def _level_tables(
     n_boot: int = 1000,
     ci: float = 0.95,
     random_state: int = 0,
+    labels: Mapping[int, pd.Series] | None = None,
 ) -> dict[int, pd.DataFrame]:
     """:func:`group_metrics` of every level, from one MetricFrame over the stacked levels.
 
@@ -735,13 +736,16 @@ def _level_tables(
     as there), but fairlearn's MetricFrame is built once, with the level as a
     control feature (:func:`_stacked_frame`), per set of metrics (levels
     differ only when ``metrics`` and ``binary`` are None and a level is not binary).
+    ``labels`` (level -> :func:`group_labels` of that level) skips recomputing
+    labels the caller already has.
 
     Returns
     -------
     dict of int to DataFrame
         Per level, in sorted order, columns :data:`GROUP_COLUMNS`.
     """
-    labels = {lv: group_labels(p, group_by) for lv, p in predictions_by_level.items()}
+    if labels is None:
+        labels = {lv: group_labels(p, group_by) for lv, p in predictions_by_level.items()}
     names = {}
     for lv, p in predictions_by_level.items():
         is_binary = binary if binary is not None else _is_binary(p, label_col, pred_col)
@@ -830,11 +834,10 @@ def group_drops(
     kwargs.setdefault("n_boot", 0)
     kwargs["ci"] = ci
     # Every level reports the same groups, so drops align even if a group empties.
-    all_groups = sorted(
-        set().union(*(set(group_labels(p, group_by).unique()) for p in predictions_by_level.values()))
-    )
-    kwargs["groups"] = sorted(set(all_groups) | set(kwargs.get("groups") or ()))
-    tables = _level_tables(predictions_by_level, group_by, **kwargs)
+    labels = {lv: group_labels(p, group_by) for lv, p in predictions_by_level.items()}
+    all_groups = set().union(*(set(g.unique()) for g in labels.values()))
+    kwargs["groups"] = sorted(all_groups | set(kwargs.get("groups") or ()))
+    tables = _level_tables(predictions_by_level, group_by, labels=labels, **kwargs)
     dense = tables[dense_level].set_index(["group", "metric"])["value"]
     boots = {}
     if n_boot_drop > 0:

@@ -116,13 +116,20 @@ def similarity_band(group: dict, methods: list[str], layer: str, measure: str, l
         ui.table(rows, f"{group['name']}-similarity-across-seeds", key=f"{key}.table")
 
 
-def null_section(group: dict, null: dict | None, methods: list[str], key: str) -> None:
-    """The null-control caption and table (real vs null J and J*, difference with its interval)."""
+def _no_null_to_draw(group: dict, null: dict | None) -> bool:
+    """Caption why no control is drawn (the group is one, or none lies beside it); True then."""
     if group.get("partition") == "random":
         st.caption(f"`{group['name']}` is itself a random-partition control.")
-        return
+        return True
     if null is None:
         st.caption(NULL_HOW)
+        return True
+    return False
+
+
+def null_section(group: dict, null: dict | None, methods: list[str], key: str) -> None:
+    """The null-control caption and table (real vs null J and J*, difference with its interval)."""
+    if _no_null_to_draw(group, null):
         return
     table = data.null_similarity(group, null, tuple(methods))["table"]
     st.caption(
@@ -200,11 +207,7 @@ def collapse_band(group: dict, method: str, signals: list[str], key: str, label=
             )
             if nd is not None and nd.empty:
                 st.caption(f"The null control `{null['name']}` has no {label(signal)} for {method}.")
-    if group.get("partition") == "random":
-        st.caption(f"`{group['name']}` is itself a random-partition control.")
-    elif null is None:
-        st.caption(NULL_HOW)
-    else:
+    if not _no_null_to_draw(group, null):
         st.caption(
             f"Dashed grey: the random-partition control `{null['name']}` "
             f"({seeds_caption(len(null['seeds']))}; K random subsets of the real subsets' sizes, same "
