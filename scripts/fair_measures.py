@@ -9,7 +9,9 @@ fashion-mlp-class-sweep), ``fairness`` (TPR by sex & race with Wilson intervals 
 flags, gap intervals, every seed of adult-mlp-cluster-sweep), ``attention`` (entropy against
 sparsity with intervals, every seed of fashion-vit-cluster-sweep; a few minutes on one core),
 ``null`` (rtl's J and J* against the random-partition control, paired across seeds) and
-``overlap`` (fashion-mlp-class-sweep-count against the same seed of the default group).
+``overlap`` (fashion-mlp-class-sweep-count against the same seed of the default group) and
+``oracle`` (fashion-vit-cluster-sweep's collapse levels against the dense model with and
+without the oracle).
 """
 
 from __future__ import annotations
@@ -153,6 +155,41 @@ def overlap() -> None:
         print(f"{lv:5d}  {info['sparsity']:8.3f}  {info['overlap']['mean']:6.2f}  {ref:20.3f}  {got:18.3f}")
 
 
+def oracle() -> None:
+    """Collapse levels on fashion-vit-cluster-sweep against the dense model with and without the oracle.
+
+    RTL's experts are routed by the oracle (the true subset), and the sweep's stopping rule compares
+    that with IMP level 0's unrestricted argmax; like with like is IMP level 0 given the same oracle
+    (``pred_oracle``: its argmax within the true subset). Collapse: balanced accuracy 0.05 below.
+    """
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    def bacc(run, method: str, level: int, col: str) -> float:
+        p = run.predictions(method, level)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return balanced_accuracy_score(p["label"], p[col])
+
+    def first_below(run, method: str, col: str, dense: float) -> str:
+        for lv in run.levels(method):
+            if lv >= 1 and bacc(run, method, lv, col) <= dense - 0.05:
+                return f"L{lv} ({run.sparsity(method, lv):.1%})"
+        return "none"
+
+    print("== oracle: collapse levels of fashion-vit-cluster-sweep against each dense reference")
+    for seed, run in seed_runs(VIT):
+        dense, dense_oracle = bacc(run, "imp", 0, "pred"), bacc(run, "imp", 0, "pred_oracle")
+        print(
+            f"seed {seed}: dense {dense:.3f}, dense with oracle {dense_oracle:.3f}; "
+            f"imp {first_below(run, 'imp', 'pred', dense)}, "
+            f"imp with oracle vs dense with oracle {first_below(run, 'imp', 'pred_oracle', dense_oracle)}, "
+            f"rtl vs dense {first_below(run, 'rtl', 'pred', dense)}, "
+            f"rtl vs dense with oracle {first_below(run, 'rtl', 'pred', dense_oracle)}"
+        )
+
+
 SECTIONS = {
     "similarity": similarity,
     "alignment": alignment,
@@ -160,6 +197,7 @@ SECTIONS = {
     "attention": attention,
     "null": null,
     "overlap": overlap,
+    "oracle": oracle,
 }
 
 if __name__ == "__main__":
