@@ -97,6 +97,7 @@ __all__ = [
     "labelled_curves",
     "load_alarm_evaluation",
     "load_alarm_params",
+    "reference_curve",
     "run_alarm",
 ]
 
@@ -570,6 +571,19 @@ def labelled_curves(run: Run, methods: Sequence[str] | None = None) -> pd.DataFr
     return collapse_curves(run, methods)
 
 
+def reference_curve(run: Run, curves: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of ``curves`` at the run's dense reference (:func:`analysis.levels.dense_reference`).
+
+    Every method's labelled collapse is a drop below this one dense model, as on
+    the Collapse page (:func:`analysis.collapse.collapse_evaluation`); None when
+    the run names none (then each method is read against its own level 0).
+    """
+    from analysis.collapse import reference_rows
+    from analysis.levels import dense_reference
+
+    return reference_rows(curves, dense_reference(run))
+
+
 def labelled_metric(curves: pd.DataFrame, metric: str = "balanced_accuracy") -> str | None:
     """The labelled signal a method's collapse is read from.
 
@@ -595,6 +609,7 @@ def evaluate_run_alarm(
     metric: str = "balanced_accuracy",
     margin: float = 0.05,
     window: int = HIT_WINDOW,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Score per-ticket alarm levels against the labelled collapse (bounded lead, regret).
 
@@ -606,6 +621,10 @@ def evaluate_run_alarm(
         :func:`labelled_curves` of the same run.
     metric, margin, window
         See :func:`analysis.collapse.evaluate_alarm`.
+    reference : DataFrame, optional
+        The dense reference's curve rows (:func:`analysis.collapse.reference_rows`
+        of :func:`analysis.levels.dense_reference`): every method's collapse is a
+        drop below the same dense model. None: each method's own level 0.
 
     Returns
     -------
@@ -622,7 +641,7 @@ def evaluate_run_alarm(
         a = alarm[alarm["method"] == method]
         if used is None or a.empty:
             continue
-        points = labelled_collapse_points(c, used, margin)
+        points = labelled_collapse_points(c, used, margin, reference=reference)
         values = c[c["signal"] == used][["ticket", "level", "sparsity", "value"]]
         if a["ticket"].nunique() == 1 and (points["ticket"].notna().sum() > 1):
             # one ticket for all subsets (imp): its collapse is that of its mean over the subsets
@@ -668,6 +687,9 @@ class Case:
         :func:`labelled_curves`.
     points : DataFrame
         Columns ``method, ticket, collapse_level`` (Int64), one row per ticket.
+    reference : DataFrame or None
+        :func:`reference_curve` of the run: the dense model every method's
+        collapse is read against (None: each method's own level 0).
     """
 
     sweep: str
@@ -675,6 +697,7 @@ class Case:
     table: pd.DataFrame
     curves: pd.DataFrame
     points: pd.DataFrame
+    reference: pd.DataFrame | None = None
 
 
 def _as_ticket_zero(df: pd.DataFrame) -> pd.DataFrame:
@@ -685,12 +708,16 @@ def _as_ticket_zero(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def case_points(
-    curves: pd.DataFrame, margin: float = 0.05, n_tickets: Mapping[str, int] | None = None
+    curves: pd.DataFrame,
+    margin: float = 0.05,
+    n_tickets: Mapping[str, int] | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Labelled collapse level per (method, ticket) of one run's curves (tickets only, not the mean).
 
     A method with one ticket for all subsets (``n_tickets[method] == 1``) has
-    one row, ticket 0, read from the mean over subsets.
+    one row, ticket 0, read from the mean over subsets. ``reference``: as in
+    :func:`evaluate_run_alarm` (the dense model every method drops from).
     """
     from analysis.collapse import labelled_collapse_points
 
@@ -699,7 +726,7 @@ def case_points(
         used = labelled_metric(c)
         if used is None:
             continue
-        p = labelled_collapse_points(c, used, margin)
+        p = labelled_collapse_points(c, used, margin, reference=reference)
         if n_tickets is not None and n_tickets.get(method) == 1:
             p = _as_ticket_zero(p)
         p = p[p["ticket"].notna()][["ticket", "collapse_level"]]
@@ -1101,7 +1128,7 @@ def _with_scores(run: Run, res: pd.DataFrame, notes: list[str], label: str) -> p
     """Add the labelled collapse point and the bounded-lead outcome to alarm rows (where labels exist)."""
     try:
         curves = labelled_curves(run)
-        ev = evaluate_run_alarm(res, curves)
+        ev = evaluate_run_alarm(res, curves, reference=reference_curve(run, curves))
     except (KeyError, ValueError) as e:  # predictions without labels: nothing to score against
         notes.append(f"{label or run.name}: no labelled metric to score against ({e}); alarm only")
         return res

@@ -110,7 +110,7 @@ def load_cases(path: Path, cache: Path, n_boot: int) -> list[A.Case]:
     runs = g.runs()
     cases = []
     for seed, run in zip(g.seeds, runs, strict=True):
-        key = cache / f"{g.name}-seed{seed}-{run.mtime():.0f}-b{n_boot}.pkl"
+        key = cache / f"{g.name}-seed{seed}-{run.mtime():.0f}-b{n_boot}-ref.pkl"
         n_tickets = {m: len(run.ticket_names(m)) for m in run.methods}
         if key.is_file():
             case = pickle.loads(key.read_bytes())
@@ -118,10 +118,11 @@ def load_cases(path: Path, cache: Path, n_boot: int) -> list[A.Case]:
             others = [r for r in runs if r is not run]
             table = run_signals(run, seeds=others or None, atc=True, n_boot=n_boot)
             curves = A.labelled_curves(run)
-            case = A.Case(g.name, seed, table, curves, A.case_points(curves))
+            ref = A.reference_curve(run, curves)
+            case = A.Case(g.name, seed, table, curves, A.case_points(curves, reference=ref), ref)
             key.parent.mkdir(parents=True, exist_ok=True)
             key.write_bytes(pickle.dumps(case))
-        case.points = A.case_points(case.curves, n_tickets=n_tickets)
+        case.points = A.case_points(case.curves, n_tickets=n_tickets, reference=case.reference)
         cases.append(case)
     return cases
 
@@ -152,7 +153,7 @@ def score_case(case: A.Case, fires: pd.DataFrame) -> pd.DataFrame:
     """Bounded-lead evaluation (with regret) of per-ticket firing levels on one run."""
     tickets = case.points[["method", "ticket"]]
     per_ticket = A.broadcast(fires[["method", "ticket", "level", "sparsity"]], tickets)
-    return A.evaluate_run_alarm(per_ticket, case.curves)
+    return A.evaluate_run_alarm(per_ticket, case.curves, reference=case.reference)
 
 
 def summarise(role: str, sweep: str, name: str, ev: pd.DataFrame) -> dict:

@@ -161,6 +161,19 @@ def test_always_firing_alarm_scores_early_with_regret() -> None:
     }
 
 
+def test_collapse_is_read_against_the_dense_reference_not_the_methods_own_level_0() -> None:
+    # a method whose own level 0 is already poor (0.9 then 0.6 from level 7): against itself it
+    # collapses at 7; against a dense model at 1.0 it is collapsed from level 1 on
+    curves = _curves(collapse_at=7)
+    ref = curves[curves["level"] == 0].assign(method="imp", value=1.0)
+    assert A.case_points(curves)["collapse_level"].tolist() == [7, 7, 7]
+    assert A.case_points(curves, reference=ref)["collapse_level"].tolist() == [1, 1, 1]
+    alarm = pd.DataFrame({"method": "m", "ticket": pd.array([0, 1, 2], dtype="Int64"), "level": 5})
+    alarm["sparsity"] = 1 - 0.8**5
+    assert list(A.evaluate_run_alarm(alarm, curves)["outcome"]) == ["hit"] * 3
+    assert list(A.evaluate_run_alarm(alarm, curves, reference=ref)["outcome"]) == ["late"] * 3
+
+
 def test_never_stop_and_fixed_sparsity_baselines() -> None:
     table = _curves(collapse_at=7).rename(columns={})
     table["signal"] = "margin"
