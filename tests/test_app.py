@@ -126,9 +126,11 @@ def test_every_page_on_real_runs(monkeypatch, request, tmp_path, run):
     # every page of one seed; the views across seeds are drawn on the smoke group
     # (test_every_page_on_synthetic_runs) and on fashion-mlp-class-sweep (the similarity test below)
     at = _app(monkeypatch, tmp_path, run, across_seeds=False)
-    _all_pages(at, run.name)
-    for page in PAGES:
-        at.switch_page(f"views/{page}.py").run()
+    for i, page in enumerate(PAGES):  # one pass: each page rendered once
+        if i:
+            at.switch_page(f"views/{page}.py").run()
+        _no_exception(at, f"{run.name}/{page}")
+        assert at.title, f"{run.name}/{page}: no title"
         assert _charts(at) or _messages(at), f"{run.name}/{page}: neither a chart nor a message"
 
 

@@ -10,6 +10,14 @@ from streamlit.testing.v1 import AppTest
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "app" / "streamlit_app.py"
 TIMEOUT = 180
+# A small embedded run to start on: the default run's across-seed overview is not what these tests are about.
+START = REPO / "artifacts" / "speech-unet-env"
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at.session_state["sidebar.run"] = str(START)
+    return at
 
 
 def _box_labels(at: AppTest) -> list[str]:
@@ -18,7 +26,7 @@ def _box_labels(at: AppTest) -> list[str]:
 
 def test_box_hidden_without_a_local_browser(monkeypatch):
     monkeypatch.delenv("RTL_OPEN_FOLDERS", raising=False)
-    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at = _app()
     at.run()
     assert not at.exception
     assert "Open a folder on this machine" not in _box_labels(at)  # AppTest has no loopback client
@@ -29,7 +37,7 @@ def test_open_hf_folders_by_path_and_show_every_page(monkeypatch, tmp_path):
     monkeypatch.setenv("RTL_OPEN_FOLDERS", "1")
     for name, seed in (("code", 1), ("math", 2)):
         tiny_llama(tmp_path / "models" / name, seed)
-    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at = _app()
     at.run()
     assert "Open a folder on this machine" in _box_labels(at)
     at.sidebar.text_input(key="open_folder.path").input(str(tmp_path / "models"))

@@ -66,7 +66,10 @@ def app(monkeypatch, tmp_path):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-    return AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    # start on a small embedded run: the default run's across-seed overview is not under test here
+    at.session_state["sidebar.run"] = str(REPO / "artifacts" / "speech-unet-env")
+    return at.run()
 
 
 def _upload(at: AppTest, name: str, content: bytes) -> AppTest:
