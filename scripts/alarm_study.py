@@ -262,10 +262,34 @@ def print_tables(table: pd.DataFrame, params: A.AlarmParams) -> None:
     print("lead and regret pooled over the held-out sweeps:\n")
     print(markdown(pd.DataFrame(list(matrix.values()))))
     print()
+    print("Lead (levels) / sparsity given up / metric lost per held-out sweep, headline candidates:\n")
+    print(markdown(regret_table(held)))
+    print()
     print("Held-out sweeps, pooled:\n")
     print(markdown(pd.DataFrame(pooled)))
     print("\nPer held-out sweep:\n")
     print(markdown(held.drop(columns=["role"])))
+
+
+def regret_table(held: pd.DataFrame) -> pd.DataFrame:
+    """Sweeps x headline candidates (not the per-signal rules): ``lead / sparsity given up / metric lost``.
+
+    Parameters
+    ----------
+    held : DataFrame
+        Summary rows (``SUMMARY_COLUMNS``) of the held-out sweeps.
+    """
+
+    def cell(r) -> str:
+        lead = "–" if not np.isfinite(r.mean_lead_levels) else f"{r.mean_lead_levels:.1f}"
+        return f"{lead} / {r.mean_sparsity_given_up:.3f} / {r.mean_metric_lost:.2f}"
+
+    heads = [c for c in dict.fromkeys(held["candidate"]) if not c.startswith("signal ")]
+    rows = []
+    for sweep, g in held.groupby("sweep", sort=False):
+        by = {r.candidate: cell(r) for r in g.itertuples(index=False)}
+        rows.append({"sweep": sweep, **{c: by.get(c, "–") for c in heads}})
+    return pd.DataFrame(rows)
 
 
 def _sets(records: list[dict]) -> set[tuple[str, tuple[int, ...]]]:
