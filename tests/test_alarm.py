@@ -428,3 +428,31 @@ def test_a_candidate_without_its_signal_gets_no_row_rather_than_misses() -> None
 
     cands = {"signal margin/method": never_called}
     assert study.sweep_rows("evaluation", [case], cands, {"signal margin/method": "margin"}) == []
+
+
+def test_regret_table_holds_each_sweeps_headline_candidates_only() -> None:
+    study = _study()
+    rows = [
+        ("evaluation", "a", "alarm (frozen)", 2.0, 0.0125, 0.031),
+        ("evaluation", "a", "signal margin/method", 1.0, 0.5, 0.5),
+        ("evaluation", "b", "alarm (frozen)", np.nan, 0.0, 0.2),
+        ("evaluation", "b", "never stop", np.nan, 0.0, 0.25),
+    ]
+    held = pd.DataFrame(
+        rows,
+        columns=[
+            "role",
+            "sweep",
+            "candidate",
+            "mean_lead_levels",
+            "mean_sparsity_given_up",
+            "mean_metric_lost",
+        ],
+    )
+    t = study.regret_table(held)
+    assert list(t.columns) == ["sweep", "alarm (frozen)", "never stop"]  # per-signal rules left out
+    assert t.set_index("sweep").loc["a"].tolist() == [
+        "2.0 / 0.013 / 0.03",
+        "–",
+    ]  # a sweep without a row: a dash
+    assert t.set_index("sweep").loc["b"].tolist() == ["– / 0.000 / 0.20", "– / 0.000 / 0.25"]
