@@ -643,8 +643,9 @@ def evaluate_run_alarm(
             continue
         points = labelled_collapse_points(c, used, margin, reference=reference)
         values = c[c["signal"] == used][["ticket", "level", "sparsity", "value"]]
-        if a["ticket"].nunique() == 1 and (points["ticket"].notna().sum() > 1):
+        if a["ticket"].nunique() == 1 and (points["ticket"].notna().sum() != 1):
             # one ticket for all subsets (imp): its collapse is that of its mean over the subsets
+            # (the only row when the run scores it on the whole task, e.g. Adult's income)
             points, values = _as_ticket_zero(points), _as_ticket_zero(values)
         a = a.assign(_lv=a["level"].astype("Float64").fillna(-1).astype(int))
         for lv, g in a.groupby("_lv", sort=True):  # one scoring call per distinct alarm level

@@ -174,6 +174,17 @@ def test_collapse_is_read_against_the_dense_reference_not_the_methods_own_level_
     assert list(A.evaluate_run_alarm(alarm, curves, reference=ref)["outcome"]) == ["late"] * 3
 
 
+def test_a_single_ticket_scored_on_the_whole_task_is_scored_from_its_one_row() -> None:
+    # imp on Adult: one ticket, and its curves hold only the aggregate row (ticket <NA>)
+    curves = _curves(collapse_at=7)
+    curves = curves[curves["ticket"].isna()]
+    alarm = pd.DataFrame({"method": "m", "ticket": pd.array([0], dtype="Int64"), "level": 5})
+    alarm["sparsity"] = 1 - 0.8**5
+    ev = A.evaluate_run_alarm(alarm, curves)
+    assert ev["outcome"].tolist() == ["hit"] and ev["collapse_level"].tolist() == [7]
+    assert A.case_points(curves, n_tickets={"m": 1})["collapse_level"].tolist() == [7]
+
+
 def test_never_stop_and_fixed_sparsity_baselines() -> None:
     table = _curves(collapse_at=7).rename(columns={})
     table["signal"] = "margin"
