@@ -120,3 +120,19 @@ def test_set_overrides_hash_into_the_default_run_folder(tmp_path):
     assert manifest["run_hash"] == desc.hash() != get_preset("smoke").hash()
     assert manifest["description"]["prune"]["levels"] == 1 and manifest["description"]["seed"] == 3
     assert load_run(run_dir).levels("imp") == [0, 1]
+
+
+def test_device_auto_takes_cuda_when_present(monkeypatch):
+    import torch
+
+    from lottery.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
