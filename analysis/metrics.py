@@ -270,6 +270,20 @@ def _crossfit(y: np.ndarray, score: np.ndarray, fold: np.ndarray) -> float:
     return float(np.mean(out))
 
 
+def _accuracy(label: np.ndarray, pred: np.ndarray) -> float:
+    """``sklearn.metrics.accuracy_score(label, pred)`` (the mean of ``label == pred``; tested equal).
+
+    Parameters
+    ----------
+    label, pred : ndarray, shape (n,), n > 0
+        Class labels of one kind (sklearn refuses mixed kinds; the run format stores ints).
+    """
+    label, pred = np.asarray(label), np.asarray(pred)
+    if label.dtype.kind not in "biu" or pred.dtype.kind not in "biu" or label.shape != pred.shape:
+        return float(accuracy_score(label, pred))  # its checks and messages
+    return float(np.average(label == pred))
+
+
 def _ranked_counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """True and false positives above each distinct score, highest score first.
 
@@ -538,12 +552,12 @@ def ticket_metrics(
         prior = float(y_true.mean()) if len(y_true) else np.nan
         rows += [(k, m, v, n_k) for m, v in _one_vs_rest(y_true, score, decision, fold, prior, val)]
         if ticket_kind == "single" and n_k:
-            acc = accuracy_score(label[y_true], predictions["pred"].to_numpy()[y_true])
+            acc = _accuracy(label[y_true], predictions["pred"].to_numpy()[y_true])
             rows.append((k, "subset_accuracy", float(acc), n_k))
         if ticket_kind != "detector":
             for r, rcol in routings.items():
                 pr = predictions[rcol].to_numpy()[y_true]
-                acc = accuracy_score(label[y_true], pr) if n_k else np.nan
+                acc = _accuracy(label[y_true], pr) if n_k else np.nan
                 rows.append((k, f"subset_accuracy_{r}", float(acc), n_k))
 
     per_ticket = pd.DataFrame(rows, columns=columns)
@@ -569,7 +583,7 @@ def ticket_metrics(
         kway = [("accuracy", "pred"), *((f"accuracy_{r}", c) for r, c in routings.items())]
     for name, col in kway:
         if col in predictions and n_all:
-            agg.append((None, name, float(accuracy_score(label, predictions[col].to_numpy())), n_all))
+            agg.append((None, name, _accuracy(label, predictions[col].to_numpy()), n_all))
     if ticket_kind == "single" and "oracle" not in routings:
         agg += [(None, m, v, n_all) for m, v in single_oracle_accuracy(predictions).items()]
     out = pd.concat([per_ticket, pd.DataFrame(agg, columns=per_ticket.columns)], ignore_index=True)

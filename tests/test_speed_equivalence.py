@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
 from analysis import load_run
 from analysis.metrics import (
+    _accuracy,
     _auroc,
     _average_precision,
     crossfit_balanced_accuracy,
@@ -38,7 +39,7 @@ def _shipped(path: Path):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_auroc_and_average_precision_are_sklearns_bit_for_bit(seed):
+def test_auroc_average_precision_and_accuracy_are_sklearns_bit_for_bit(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 400))
     y = rng.random(n) < rng.uniform(0.05, 0.95)
@@ -50,6 +51,9 @@ def test_auroc_and_average_precision_are_sklearns_bit_for_bit(seed):
     assert _average_precision(y, s) == float(average_precision_score(y, s))
     only_pos = np.ones(n, dtype=bool)
     assert _average_precision(only_pos, s) == float(average_precision_score(only_pos, s))
+    label, pred = rng.integers(0, 5, n), rng.integers(0, 5, n)
+    assert _accuracy(label, pred) == float(accuracy_score(label, pred))
+    assert _accuracy(label.astype(np.int32), label) == 1.0
 
 
 def test_ticket_metrics_on_a_shipped_run_equal_sklearn_and_the_public_crossfit():
