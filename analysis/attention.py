@@ -93,14 +93,15 @@ def _entropy_nats(probs: np.ndarray, key_mask: np.ndarray | None) -> tuple[np.nd
         valid = np.asarray(key_mask, dtype=bool)
         if valid.ndim < p.ndim:
             valid = valid[..., None, :]  # (..., 1, T_key): same keys for every query
-    valid = np.broadcast_to(valid, p.shape)
-    p = np.where(valid, p, 0.0)
+        p = np.where(np.broadcast_to(valid, p.shape), p, 0.0)
     total = p.sum(axis=-1, keepdims=True)
     q = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
     plogp = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
     h = -plogp.sum(axis=-1)
     h = np.where(total[..., 0] > 0, h, np.nan)
-    return h, valid.sum(axis=-1)
+    # counted on the mask before broadcasting over the query rows (the same counts)
+    n_valid = np.broadcast_to(valid.sum(axis=-1), h.shape)
+    return h, n_valid
 
 
 def _normalised(h: np.ndarray, n_valid: np.ndarray) -> np.ndarray:

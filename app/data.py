@@ -866,12 +866,23 @@ def seed_collapse(
 
 
 def seed_method_curves(group: dict, method: str) -> pd.DataFrame:
-    """Collapse curves across seeds of one method."""
-    out = seed_collapse(group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group))
-    return out[out["method"] == method].reset_index(drop=True)
+    """Collapse curves across seeds of one method, computing that method only.
+
+    The rows are those of :func:`seed_collapse` for the method (tested),
+    possibly in another order: the all-method table orders its (level,
+    ticket, signal) blocks by their first appearance in any method. The band
+    figures sort by sparsity, so they draw the same lines. When the seeds
+    disagree on having the method, the all-method table is read instead.
+    """
+    key = (group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group))
+    out = _seed_one_method(*key, method)
+    if out is None:
+        out = seed_collapse(*key)
+        out = out[out["method"] == method].reset_index(drop=True)
+    return out
 
 
-@st.cache_data(show_spinner="Computing the control's collapse signals in every seed…", max_entries=16)
+@st.cache_data(show_spinner="Computing collapse signals of every seed…", max_entries=32)
 def _seed_one_method(
     path: str, runs: tuple[str, ...], seeds: tuple[int, ...], mtimes: tuple[float, ...], method: str
 ) -> pd.DataFrame | None:
@@ -881,25 +892,12 @@ def _seed_one_method(
     has = [method in classification_methods(p, m) for p, m in zip(runs, mtimes, strict=True)]
     if not any(has):
         return pd.DataFrame(columns=[*keys, "sparsity", *SEED_COLUMNS])
-    if not all(has):  # seeds disagree: the all-method table's alignment (rare; costs every method)
+    if not all(has):
         return None
-    group = _group_arg(path, runs, seeds)
-    stacked = _stacked(group, mtimes, lambda p, m: method_collapse_curves(p, m, method))
-    return across_seeds(stacked, keys, values)
-
-
-def seed_curve_rows(group: dict, method: str) -> pd.DataFrame:
-    """Collapse curves across seeds of one method, computing that method only (the null control's band).
-
-    The rows are those of :func:`seed_method_curves` (tested), possibly in
-    another order: the all-method table orders its (level, ticket, signal)
-    blocks by their first appearance in any method. The band figure sorts by
-    sparsity, so it draws the same lines.
-    """
-    out = _seed_one_method(
-        group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group), method
+    stacked = _stacked(
+        _group_arg(path, runs, seeds), mtimes, lambda p, m: method_collapse_curves(p, m, method)
     )
-    return seed_method_curves(group, method) if out is None else out
+    return across_seeds(stacked, keys, values)
 
 
 @st.cache_data(ttl=5, show_spinner=False)

@@ -188,7 +188,7 @@ def collapse_band(group: dict, method: str, signals: list[str], key: str, label=
     null = data.null_control(group["path"]) if group.get("partition") != "random" else None
     null_agg = None
     if null is not None:
-        null_curves = data.seed_curve_rows(null, method)  # the control's other methods are not drawn
+        null_curves = data.seed_method_curves(null, method)
         null_agg = null_curves[null_curves["ticket"].isna()]
     cols = st.columns(len(signals)) if signals else []
     for col, signal in zip(cols, signals, strict=True):

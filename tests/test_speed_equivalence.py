@@ -141,8 +141,8 @@ def test_app_collapse_curves_are_the_analysis_table_on_a_shipped_run():
     )
 
 
-def test_the_null_band_rows_are_those_of_the_all_method_table(monkeypatch):
-    """The control's one-method curves across seeds hold the rows the all-method table holds for it."""
+def test_one_method_curves_across_seeds_are_the_rows_of_the_all_method_table(monkeypatch):
+    """One method's curves across seeds (the collapse bands) are its rows of the all-method table."""
     import streamlit as st
 
     from analysis import collapse
@@ -160,8 +160,11 @@ def test_the_null_band_rows_are_those_of_the_all_method_table(monkeypatch):
     st.cache_data.clear()
     try:
         for method in ("rtl", "imp"):  # imp: a method the control lacks (no rows either way)
-            old = data.seed_method_curves(null, method)
-            new = data.seed_curve_rows(null, method)
+            old = data.seed_collapse(
+                null["path"], tuple(null["runs"]), tuple(null["seeds"]), data.group_mtimes(null)
+            )
+            old = old[old["method"] == method].reset_index(drop=True)  # the all-method table, as before
+            new = data.seed_method_curves(null, method)
             assert list(new.columns) == list(old.columns)
             keys = ["level", "ticket", "signal", "measure"]
             a = old.sort_values(keys).reset_index(drop=True)
@@ -174,6 +177,6 @@ def test_the_null_band_rows_are_those_of_the_all_method_table(monkeypatch):
                 pd.testing.assert_frame_equal(
                     new[pick_new].reset_index(drop=True), old[pick].reset_index(drop=True), check_exact=True
                 )
-        assert len(data.seed_curve_rows(null, "rtl"))
+        assert len(data.seed_method_curves(null, "rtl"))
     finally:
         st.cache_data.clear()
