@@ -180,3 +180,33 @@ def test_one_method_curves_across_seeds_are_the_rows_of_the_all_method_table(mon
         assert len(data.seed_method_curves(null, "rtl"))
     finally:
         st.cache_data.clear()
+
+
+# ----------------------------------------------------------------------------- collapse similarity rows
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pair_means_are_ticket_similarity_summary_bit_for_bit(seed):
+    from analysis.collapse import _pair_means
+    from analysis.similarity import (
+        GLOBAL,
+        layer_overlap_counts,
+        measures_from_counts,
+        similarity_frame,
+        ticket_similarity_summary,
+    )
+
+    rng = np.random.default_rng(seed)
+    for trial in range(40):
+        k = int(rng.integers(2, 16))
+        density = rng.uniform(0.01, 1.0)
+        masks = {f"l{i}": rng.random((k, int(rng.integers(5, 300)))) < density for i in range(3)}
+        if trial % 7 == 0:  # all full: J* undefined (NaN) for every pair
+            masks = {n: np.ones_like(m) for n, m in masks.items()}
+        summary = ticket_similarity_summary(similarity_frame(masks, layers=False))
+        summary = summary[summary["layer"] == GLOBAL]
+        assert summary["ticket"].astype(int).tolist() == list(range(k))
+        measures = measures_from_counts(list(layer_overlap_counts(masks).values()))
+        for key in ("jaccard", "jaccard_star"):
+            want = summary[f"mean_{key}"].to_numpy()
+            assert np.array_equal(_pair_means(measures[key]), want, equal_nan=True)
