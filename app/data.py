@@ -109,8 +109,11 @@ def run_mtime(path: str) -> float:
 
 @st.cache_resource(show_spinner=False, max_entries=128)
 def _reader(path: str, manifest_mtime: float) -> Run:
-    """A :class:`Run` reader per manifest version, for :func:`run_mtime` and :func:`run_methods`
-    (opening a run validates every level: tens of milliseconds, on every rerun otherwise)."""
+    """A :class:`Run` reader per manifest version, for :func:`run_mtime` and :func:`run_methods`.
+
+    Opening a run validates every level (tens of milliseconds), which these two
+    would otherwise pay on every rerun for every run of a group.
+    """
     return load_run(path)
 
 

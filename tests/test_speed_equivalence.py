@@ -210,3 +210,31 @@ def test_pair_means_are_ticket_similarity_summary_bit_for_bit(seed):
         for key in ("jaccard", "jaccard_star"):
             want = summary[f"mean_{key}"].to_numpy()
             assert np.array_equal(_pair_means(measures[key]), want, equal_nan=True)
+
+
+def test_pairwise_latent_correlation_equals_the_layer_by_layer_estimate():
+    from analysis.latent import latent_correlation, pairwise_latent_correlation
+
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        k = int(rng.integers(1, 12))
+        masks = {
+            f"l{i}": rng.random((k, int(rng.integers(0, 300)))) < rng.uniform(0.0, 1.0)
+            for i in range(int(rng.integers(1, 10)))
+        }
+        if trial % 6 == 0:
+            masks["full"] = np.ones((k, 40), dtype=bool)  # a full layer says nothing: left out
+        ia, ib = np.triu_indices(k, 1)
+        num, den = np.zeros(ia.size), np.zeros(ia.size)
+        for m in masks.values():  # the oracle: one estimate per layer, weighted by its size
+            if m.shape[1] == 0:
+                continue
+            f = m.astype(np.float32)
+            rho = latent_correlation(f.mean(axis=1)[ia], f.mean(axis=1)[ib], (f @ f.T)[ia, ib] / m.shape[1])
+            good = np.isfinite(rho)
+            num[good] += m.shape[1] * rho[good]
+            den[good] += m.shape[1]
+        want = np.full((k, k), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want[ia, ib] = want[ib, ia] = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+        assert np.array_equal(pairwise_latent_correlation(masks), want, equal_nan=True)
