@@ -63,6 +63,25 @@ def attention_entropy(
         a single valid key has entropy 0 (and normalised entropy 0); a row
         with no valid key or zero total mass is NaN.
     """
+    h, n_valid = _entropy_nats(probs, key_mask)
+    return _normalised(h, n_valid) if normalize else h
+
+
+def _entropy_nats(probs: np.ndarray, key_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy in nats of each row over its valid keys, and the number of valid keys.
+
+    Parameters
+    ----------
+    probs : ndarray of float, shape (..., T_query, T_key)
+    key_mask : ndarray of bool, optional
+        As in :func:`attention_entropy`.
+
+    Returns
+    -------
+    h : ndarray of float64, shape (..., T_query)
+        NaN for a row with no valid key or zero mass.
+    n_valid : ndarray of int, shape (..., T_query)
+    """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim < 2:
         raise ValueError(f"probs must have shape (..., T_query, T_key), got {p.shape}")
@@ -74,16 +93,19 @@ def attention_entropy(
         valid = np.asarray(key_mask, dtype=bool)
         if valid.ndim < p.ndim:
             valid = valid[..., None, :]  # (..., 1, T_key): same keys for every query
-    valid = np.broadcast_to(valid, p.shape)
-    p = np.where(valid, p, 0.0)
+        p = np.where(np.broadcast_to(valid, p.shape), p, 0.0)
     total = p.sum(axis=-1, keepdims=True)
     q = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
     plogp = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
     h = -plogp.sum(axis=-1)
     h = np.where(total[..., 0] > 0, h, np.nan)
-    if not normalize:
-        return h
-    n_valid = valid.sum(axis=-1)
+    # counted on the mask before broadcasting over the query rows (the same counts)
+    n_valid = np.broadcast_to(valid.sum(axis=-1), h.shape)
+    return h, n_valid
+
+
+def _normalised(h: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+    """``h / log(n_valid)`` as :func:`attention_entropy` normalises it (0 for one valid key, NaN for none)."""
     log_n = np.log(np.maximum(n_valid, 1))
     # One valid key: the attention is necessarily one-hot, normalised entropy 0.
     out = np.divide(h, log_n, out=np.zeros_like(h), where=log_n > 0)
@@ -97,8 +119,8 @@ def _layer_stats(probs: np.ndarray, key_mask: np.ndarray | None) -> tuple[np.nda
         raise ValueError(f"attention maps must have shape (B, H, T, T), got {p.shape}")
     b, n_heads, t, _ = p.shape
     km = None if key_mask is None else np.asarray(key_mask, dtype=bool).reshape(b, 1, t)  # (B, 1, T)
-    h_norm = attention_entropy(p, km, normalize=True)  # (B, H, T)
-    h_nats = attention_entropy(p, km, normalize=False)
+    h_nats, n_valid = _entropy_nats(p, km)  # (B, H, T): one pass over the maps for both
+    h_norm = _normalised(h_nats, n_valid)
     rows = np.ones((b, n_heads, t), dtype=bool) if km is None else np.broadcast_to(km, (b, n_heads, t))
     rows = rows & np.isfinite(h_nats)  # padded queries are not rows of the sequence
     count = rows.sum(axis=(0, 2))  # (H,)
@@ -154,30 +176,40 @@ def attention_entropy_table(
     names = [str(i) for i in range(len(attention))] if layer_names is None else [str(n) for n in layer_names]
     if len(names) != len(attention):
         raise ValueError(f"{len(names)} layer names for {len(attention)} layers")
-    frames = []
-    for name, probs in zip(names, attention, strict=True):
-        h, h_nats, eff, count = _layer_stats(probs, key_mask)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "layer": name,
-                    "head": np.arange(h.size),
-                    "mean_entropy": h,
-                    "mean_entropy_nats": h_nats,
-                    "effective_tokens": eff,
-                    "n_rows": count.astype(np.int64),
-                }
-            )
-        )
-    out = pd.concat(frames, ignore_index=True)
+    if not len(attention):
+        raise ValueError("no attention maps")
+    stats = [_layer_stats(probs, key_mask) for probs in attention]  # per layer: 4 arrays (H,)
+    heads = [len(st[0]) for st in stats]
+    col = {
+        name: np.concatenate([st[i] for st in stats])
+        for i, name in enumerate(("mean_entropy", "mean_entropy_nats", "effective_tokens", "n_rows"))
+    }
+    out = pd.DataFrame(
+        {
+            "layer": np.repeat(np.asarray(names, dtype=object), heads),
+            "head": np.concatenate([np.arange(h) for h in heads]),
+            "mean_entropy": col["mean_entropy"],
+            "mean_entropy_nats": col["mean_entropy_nats"],
+            "effective_tokens": col["effective_tokens"],
+            "n_rows": col["n_rows"].astype(np.int64),
+        }
+    )
     if dense is None:
         out["dense_entropy"] = np.nan
     else:
         if not isinstance(dense, pd.DataFrame):
             dmask = key_mask if dense_key_mask is None else dense_key_mask
             dense = attention_entropy_table(dense, dmask, layer_names=names)
-        ref = dense.set_index(["layer", "head"])["mean_entropy"]
-        out["dense_entropy"] = ref.reindex(pd.MultiIndex.from_frame(out[["layer", "head"]])).to_numpy()
+        same_rows = (
+            len(dense) == len(out)
+            and (dense["layer"].to_numpy() == out["layer"].to_numpy()).all()
+            and (dense["head"].to_numpy() == out["head"].to_numpy()).all()
+        )
+        if same_rows:  # the usual case: the dense table of the same layers, row for row
+            out["dense_entropy"] = dense["mean_entropy"].to_numpy()
+        else:
+            ref = dense.set_index(["layer", "head"])["mean_entropy"]
+            out["dense_entropy"] = ref.reindex(pd.MultiIndex.from_frame(out[["layer", "head"]])).to_numpy()
     out["entropy_change"] = out["mean_entropy"] - out["dense_entropy"]
     out["near_one_hot"] = out["mean_entropy"] < one_hot_below
     out["near_uniform"] = out["mean_entropy"] > uniform_above

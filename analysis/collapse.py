@@ -261,29 +261,62 @@ def label_free_prediction(predictions: pd.DataFrame, default_routing: str | None
     return next((f"pred_{r}" for r in LABEL_FREE_ROUTINGS if f"pred_{r}" in predictions), None)
 
 
+def _pair_means(measure: np.ndarray) -> np.ndarray:
+    """Each ticket's mean of a pair measure over the other tickets (NaN pairs skipped).
+
+    Parameters
+    ----------
+    measure : ndarray of float64, shape (K, K), K >= 2
+        Read above the diagonal (pair ``(a, b)``, ``a < b``).
+
+    Returns
+    -------
+    ndarray of float64, shape (K,)
+        :func:`analysis.similarity.ticket_similarity_summary`'s ``mean_jaccard``
+        of the pair table, bit for bit (tested): the pairs summed in that
+        table's order (``(t, t+1..K-1)`` then ``(0..t-1, t)``) with the
+        compensated (Kahan) sum of pandas' group mean; NaN when no pair is defined.
+    """
+    k = measure.shape[0]
+    rows = np.arange(k)[:, None]
+    others = np.array(
+        [np.r_[np.arange(t + 1, k), np.arange(t)] for t in range(k)], dtype=np.int64
+    )  # (K, K-1)
+    vals = measure[np.minimum(rows, others), np.maximum(rows, others)]  # (K, K-1)
+    total, comp, n = np.zeros(k), np.zeros(k), np.zeros(k, dtype=np.int64)
+    for j in range(k - 1):  # one pair per ticket at a time, vectorised over the tickets
+        v = vals[:, j]
+        ok = ~np.isnan(v)
+        y = v - comp
+        t = total + y
+        c = t - total - y
+        comp = np.where(ok, np.where(np.isnan(c), 0.0, c), comp)  # an infinite value: no compensation
+        total = np.where(ok, t, total)
+        n += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
 def _similarity_rows(masks: Mapping[str, np.ndarray]) -> pd.DataFrame:
     # Lazy: the similarity module is a sibling that may evolve independently.
     from analysis.pair_limits import pair_sample
-    from analysis.similarity import GLOBAL, similarity_frame, ticket_similarity_summary
+    from analysis.similarity import layer_overlap_counts, measures_from_counts
 
     k = next(iter(masks.values())).shape[0]
     idx = pair_sample(k)  # past the pairwise limit, a fixed sample of tickets (K x K memory)
     if len(idx) < k:
         masks = {n: m[idx] for n, m in masks.items()}
-    pairs = similarity_frame(masks, layers=False)
-    if pairs.empty:  # K = 1: no other ticket to compare with
+    if len(idx) < 2:  # K = 1: no other ticket to compare with
         return _long([], [], [])
-    summary = ticket_similarity_summary(pairs)
-    summary = summary[summary["layer"] == GLOBAL]
-    t_local = summary["ticket"].astype(int).tolist()
+    # the pooled pair measures of similarity_frame(masks, layers=False), as (K, K) matrices
+    measures = measures_from_counts(list(layer_overlap_counts(masks).values()))
     latent = ticket_latent_correlation(masks)
-    t = [int(idx[i]) for i in t_local]  # back to the run's ticket numbers
-    rows = _long(
+    t = [int(i) for i in idx]  # back to the run's ticket numbers
+    return _long(
         t + t + t,
         ["mean_jaccard"] * len(t) + ["mean_jaccard_star"] * len(t) + ["mean_latent_corr"] * len(t),
-        [*summary["mean_jaccard"], *summary["mean_jaccard_star"], *latent[t_local]],
+        [*_pair_means(measures["jaccard"]), *_pair_means(measures["jaccard_star"]), *latent],
     )
-    return rows
 
 
 def level_signals(

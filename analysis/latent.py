@@ -103,14 +103,21 @@ def pairwise_latent_correlation(masks: Mapping[str, np.ndarray]) -> np.ndarray:
     k = flat[0].shape[0]
     ia, ib = np.triu_indices(k, 1)
     num, den = np.zeros(ia.size), np.zeros(ia.size)
+    sizes, d_a, d_b, co = [], [], [], []
     for m in flat:
         n = m.shape[1]
         if n == 0:
             continue
         f = m.astype(np.float32)
-        both = (f @ f.T)[ia, ib] / n  # (P,)
+        co.append((f @ f.T)[ia, ib] / n)  # (P,)
         dens = f.mean(axis=1)
-        rho = latent_correlation(dens[ia], dens[ib], both)
+        sizes.append(n)
+        d_a.append(dens[ia])
+        d_b.append(dens[ib])
+    # One bisection for the pairs of every layer (it is elementwise: the same estimates as
+    # layer by layer, without a Python loop of 40 small steps per layer).
+    rhos = np.split(latent_correlation(*map(np.concatenate, (d_a, d_b, co))), len(sizes)) if sizes else []
+    for n, rho in zip(sizes, rhos, strict=True):
         good = np.isfinite(rho)
         num[good] += n * rho[good]
         den[good] += n

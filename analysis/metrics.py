@@ -67,6 +67,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.integrate import trapezoid
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
@@ -173,7 +174,11 @@ def youden_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
         return float("nan")
     s = np.asarray(score, dtype=np.float64)
     order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
+    return _youden_sorted(y[order], s[order])
+
+
+def _youden_sorted(y: np.ndarray, s: np.ndarray) -> float:
+    """:func:`youden_threshold` of samples sorted by descending score (ties in any order), both classes in."""
     last = np.r_[s[1:] != s[:-1], True]  # the last sample of each run of tied scores
     tpr = np.cumsum(y)[last] / y.sum()
     fpr = np.cumsum(~y)[last] / (~y).sum()
@@ -233,14 +238,28 @@ def crossfit_balanced_accuracy(
         :func:`youden_threshold` of the other; NaN when a half lacks a class.
     """
     y = np.asarray(y_true, dtype=bool)
-    s = np.asarray(score, dtype=np.float64)
-    strata = y if strata is None else np.asarray(strata)
+    return _crossfit(y, score, _crossfit_fold(y if strata is None else strata, seed))
+
+
+def _crossfit_fold(strata: np.ndarray, seed: int = CROSSFIT_SEED) -> np.ndarray:
+    """The first half of :func:`crossfit_balanced_accuracy`'s split, bool (n,): half of each stratum.
+
+    It depends on the strata and the seed only, so one level's tickets (same
+    subsets) share it.
+    """
+    strata = np.asarray(strata)
     rng = np.random.default_rng(seed)
-    fold = np.zeros(y.size, dtype=bool)
+    fold = np.zeros(strata.size, dtype=bool)
     for v in np.unique(strata):
         idx = np.flatnonzero(strata == v)
         idx = idx[rng.permutation(idx.size)]
         fold[idx[: idx.size // 2]] = True
+    return fold
+
+
+def _crossfit(y: np.ndarray, score: np.ndarray, fold: np.ndarray) -> float:
+    """:func:`crossfit_balanced_accuracy` on a given split ``fold`` (bool, shape (n,))."""
+    s = np.asarray(score, dtype=np.float64)
     out = []
     for fit in (fold, ~fold):
         thr = youden_threshold(y[fit], s[fit])
@@ -249,6 +268,132 @@ def crossfit_balanced_accuracy(
             return float("nan")
         out.append(balanced_accuracy_at(y[held], s[held], thr))
     return float(np.mean(out))
+
+
+def _accuracy(label: np.ndarray, pred: np.ndarray) -> float:
+    """``sklearn.metrics.accuracy_score(label, pred)`` (the mean of ``label == pred``; tested equal).
+
+    Parameters
+    ----------
+    label, pred : ndarray, shape (n,), n > 0
+        Class labels of one kind (sklearn refuses mixed kinds; the run format stores ints).
+    """
+    label, pred = np.asarray(label), np.asarray(pred)
+    if label.dtype.kind not in "biu" or pred.dtype.kind not in "biu" or label.shape != pred.shape:
+        return float(accuracy_score(label, pred))  # its checks and messages
+    return float(np.average(label == pred))
+
+
+def _ranked_counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives above each distinct score, highest score first.
+
+    Parameters
+    ----------
+    y : ndarray of bool, shape (n,)
+        Sorted by descending ``s``.
+    s : ndarray of float64, shape (n,)
+        Finite, sorted in descending order.
+
+    Returns
+    -------
+    tps, fps : ndarray of float64, shape (n_distinct,)
+        The counts of ``sklearn.metrics._ranking.confusion_matrix_at_thresholds``
+        (whole numbers, so the order of tied samples does not matter).
+    """
+    idx = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tps = np.cumsum(y, dtype=np.float64)[idx]
+    return tps, 1 + idx.astype(np.float64) - tps
+
+
+def _auroc_sorted(y: np.ndarray, s: np.ndarray) -> float:
+    """``sklearn.metrics.roc_auc_score`` of samples sorted by descending finite score, both classes in."""
+    tps, fps = _ranked_counts(y, s)
+    if fps.shape[0] > 2:  # sklearn's drop_intermediate: collinear points do not change the area
+        keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        tps, fps = tps[keep], fps[keep]
+    tps, fps = np.r_[0.0, tps], np.r_[0.0, fps]
+    return float(trapezoid(tps / tps[-1], fps / fps[-1]))
+
+
+def _average_precision_sorted(y: np.ndarray, s: np.ndarray) -> float:
+    """``sklearn.metrics.average_precision_score`` of samples sorted by descending finite score."""
+    tps, fps = _ranked_counts(y, s)
+    ps = tps + fps
+    precision = np.r_[np.flip(np.where(ps != 0, np.divide(tps, ps), 0.0)), 1.0]
+    recall = np.r_[np.flip(tps / tps[-1]), 0.0]
+    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """``sklearn.metrics.roc_auc_score(y, s)`` (bit for bit, tested) without its input checks.
+
+    Parameters
+    ----------
+    y : ndarray of bool, shape (n,)
+        Both classes present.
+    s : ndarray of float64, shape (n,)
+    """
+    if not np.isfinite(s).all():  # sklearn's own error
+        return _quiet(roc_auc_score, y, s)
+    order = np.argsort(-s, kind="stable")
+    return _auroc_sorted(y[order], s[order])
+
+
+def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """``sklearn.metrics.average_precision_score(y, s)`` (bit for bit, tested) without its input checks.
+
+    Parameters
+    ----------
+    y : ndarray of bool, shape (n,)
+        At least one positive.
+    s : ndarray of float64, shape (n,)
+    """
+    if not np.isfinite(s).all():
+        return _quiet(average_precision_score, y, s)
+    order = np.argsort(-s, kind="stable")
+    return _average_precision_sorted(y[order], s[order])
+
+
+def _ranking_metrics(y: np.ndarray, s: np.ndarray, fold: np.ndarray | None) -> tuple[float, float, float]:
+    """AUROC, average precision and the cross-fitted balanced accuracy of one ticket, from one sort.
+
+    Parameters
+    ----------
+    y : ndarray of bool, shape (n,)
+    s : ndarray of float64, shape (n,)
+    fold : ndarray of bool, shape (n,), or None
+        The cross-fitting split (:func:`_crossfit_fold`); None: not computed (NaN).
+
+    Returns
+    -------
+    auroc, average_precision, balanced_accuracy : float
+        Equal to :func:`sklearn.metrics.roc_auc_score`,
+        :func:`sklearn.metrics.average_precision_score` and
+        :func:`crossfit_balanced_accuracy` (NaN where :func:`_one_vs_rest` leaves them undefined).
+    """
+    both, any_pos = _both_classes(y), bool(y.any())
+    if not np.isfinite(s).all():  # the plain calls (sklearn raises on them)
+        return (
+            _quiet(roc_auc_score, y, s) if both else np.nan,
+            _quiet(average_precision_score, y, s) if any_pos else np.nan,
+            _crossfit(y, s, fold) if both and fold is not None else np.nan,
+        )
+    order = np.argsort(-s, kind="stable")
+    ys, ss = y[order], s[order]
+    auroc = _auroc_sorted(ys, ss) if both else np.nan
+    ap = _average_precision_sorted(ys, ss) if any_pos else np.nan
+    if not both or fold is None:
+        return auroc, ap, np.nan
+    out = []
+    in_fit = fold[order]
+    for fit, sorted_fit in ((fold, in_fit), (~fold, ~in_fit)):
+        # youden_threshold(y[fit], s[fit]) on the already sorted samples of the half
+        thr = _youden_sorted(ys[sorted_fit], ss[sorted_fit]) if _both_classes(y[fit]) else float("nan")
+        held = ~fit
+        if not _both_classes(y[held]):
+            return auroc, ap, float("nan")
+        out.append(balanced_accuracy_at(y[held], s[held], thr))
+    return auroc, ap, float(np.mean(out))
 
 
 def single_oracle_accuracy(predictions: pd.DataFrame) -> dict[str, float]:
@@ -311,7 +456,7 @@ def _one_vs_rest(
     y_true: np.ndarray,
     score: np.ndarray | None,
     decision: np.ndarray | None,
-    strata: np.ndarray,
+    fold: np.ndarray,
     prior: float,
     validation: tuple[np.ndarray, np.ndarray] | None,
 ) -> list[tuple[str, float]]:
@@ -319,13 +464,13 @@ def _one_vs_rest(
     n_k = int(y_true.sum())
     both = _both_classes(y_true)
     if score is not None:
-        rows.append(("auroc", _quiet(roc_auc_score, y_true, score) if both else np.nan))
-        rows.append(("average_precision", _quiet(average_precision_score, y_true, score) if n_k else np.nan))
+        # fold: the split of crossfit_balanced_accuracy(y_true, score, strata=subset)
+        auroc, ap, common = _ranking_metrics(y_true, score, None if validation is not None else fold)
+        rows.append(("auroc", auroc))
+        rows.append(("average_precision", ap))
         if validation is not None:
             thr = youden_threshold(*validation)
             common = balanced_accuracy_at(y_true, score, thr) if both else np.nan
-        else:
-            common = crossfit_balanced_accuracy(y_true, score, strata) if both else np.nan
         rows.append(("balanced_accuracy", common))
         rows.append(
             ("balanced_accuracy_prior", balanced_accuracy_at(y_true, score, prior) if len(y_true) else np.nan)
@@ -395,6 +540,7 @@ def ticket_metrics(
 
     rows: list[tuple[int | None, str, float, int]] = []
     tickets = sorted(set(detect) | set(scores)) or sorted(int(k) for k in np.unique(subset))
+    fold = _crossfit_fold(subset) if scores else None  # the cross-fitting split: shared by the tickets
     for k in tickets:
         y_true = subset == k
         n_k = int(y_true.sum())
@@ -404,14 +550,14 @@ def ticket_metrics(
         if validation is not None and k in scores and scores[k] in validation:
             val = (validation["subset"].to_numpy() == k, validation[scores[k]].to_numpy(dtype=np.float64))
         prior = float(y_true.mean()) if len(y_true) else np.nan
-        rows += [(k, m, v, n_k) for m, v in _one_vs_rest(y_true, score, decision, subset, prior, val)]
+        rows += [(k, m, v, n_k) for m, v in _one_vs_rest(y_true, score, decision, fold, prior, val)]
         if ticket_kind == "single" and n_k:
-            acc = accuracy_score(label[y_true], predictions["pred"].to_numpy()[y_true])
+            acc = _accuracy(label[y_true], predictions["pred"].to_numpy()[y_true])
             rows.append((k, "subset_accuracy", float(acc), n_k))
         if ticket_kind != "detector":
             for r, rcol in routings.items():
                 pr = predictions[rcol].to_numpy()[y_true]
-                acc = accuracy_score(label[y_true], pr) if n_k else np.nan
+                acc = _accuracy(label[y_true], pr) if n_k else np.nan
                 rows.append((k, f"subset_accuracy_{r}", float(acc), n_k))
 
     per_ticket = pd.DataFrame(rows, columns=columns)
@@ -437,7 +583,7 @@ def ticket_metrics(
         kway = [("accuracy", "pred"), *((f"accuracy_{r}", c) for r, c in routings.items())]
     for name, col in kway:
         if col in predictions and n_all:
-            agg.append((None, name, float(accuracy_score(label, predictions[col].to_numpy())), n_all))
+            agg.append((None, name, _accuracy(label, predictions[col].to_numpy()), n_all))
     if ticket_kind == "single" and "oracle" not in routings:
         agg += [(None, m, v, n_all) for m, v in single_oracle_accuracy(predictions).items()]
     out = pd.concat([per_ticket, pd.DataFrame(agg, columns=per_ticket.columns)], ignore_index=True)

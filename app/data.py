@@ -97,8 +97,31 @@ def discover_groups(roots: tuple[str, ...]) -> tuple[dict[str, dict], list[tuple
 
 
 def run_mtime(path: str) -> float:
-    """Current modification time of a run (the second half of every cache key)."""
-    return load_run(path).mtime()
+    """Current modification time of a run (the second half of every cache key).
+
+    Read from the disk on every call (a new level changes it); the reader that
+    lists the run's methods and levels is reused while the manifest is unchanged.
+    """
+    from artifacts.run_format import MANIFEST
+
+    return _reader(str(path), (Path(path) / MANIFEST).stat().st_mtime).mtime()
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _reader(path: str, manifest_mtime: float) -> Run:
+    """A :class:`Run` reader per manifest version, for :func:`run_mtime` and :func:`run_methods`.
+
+    Opening a run validates every level (tens of milliseconds), which these two
+    would otherwise pay on every rerun for every run of a group.
+    """
+    return load_run(path)
+
+
+def run_methods(path: str) -> list[str]:
+    """The methods of a run (from its manifest)."""
+    from artifacts.run_format import MANIFEST
+
+    return list(_reader(str(path), (Path(path) / MANIFEST).stat().st_mtime).methods)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -173,11 +196,22 @@ def paper_levels(path: str, mtime: float, methods: tuple[str, ...]) -> list[int]
 
 @st.cache_data(show_spinner="Computing collapse signals for every level…", max_entries=16)
 def collapse_curves(path: str, mtime: float) -> pd.DataFrame:
-    """:func:`analysis.collapse.collapse_curves` of every classification method of the run."""
+    """:func:`analysis.collapse.collapse_curves` of every classification method of the run.
+
+    Assembled from :func:`method_collapse_curves` (the same rows in the same
+    order), so a view that needs one method computes only that one.
+    """
     methods = classification_methods(path, mtime)
-    if not methods:
+    frames = [f for f in (method_collapse_curves(path, mtime, m) for m in methods) if len(f)]
+    if not frames:
         return pd.DataFrame(columns=["method", *_collapse.CURVE_COLUMNS])
-    return _collapse.collapse_curves(get_run(path, mtime), methods)
+    return pd.concat(frames, ignore_index=True)
+
+
+@st.cache_data(show_spinner="Computing collapse signals for every level…", max_entries=64)
+def method_collapse_curves(path: str, mtime: float, method: str) -> pd.DataFrame:
+    """:func:`analysis.collapse.collapse_curves` of one method (with its ``method`` column)."""
+    return _collapse.collapse_curves(get_run(path, mtime), [method])
 
 
 @st.cache_data(show_spinner="Running the collapse alarm…", max_entries=64)
@@ -835,9 +869,38 @@ def seed_collapse(
 
 
 def seed_method_curves(group: dict, method: str) -> pd.DataFrame:
-    """Collapse curves across seeds of one method."""
-    out = seed_collapse(group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group))
-    return out[out["method"] == method].reset_index(drop=True)
+    """Collapse curves across seeds of one method, computing that method only.
+
+    The rows are those of :func:`seed_collapse` for the method (tested),
+    possibly in another order: the all-method table orders its (level,
+    ticket, signal) blocks by their first appearance in any method. The band
+    figures sort by sparsity, so they draw the same lines. When the seeds
+    disagree on having the method, the all-method table is read instead.
+    """
+    key = (group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group))
+    out = _seed_one_method(*key, method)
+    if out is None:
+        out = seed_collapse(*key)
+        out = out[out["method"] == method].reset_index(drop=True)
+    return out
+
+
+@st.cache_data(show_spinner="Computing collapse signals of every seed…", max_entries=32)
+def _seed_one_method(
+    path: str, runs: tuple[str, ...], seeds: tuple[int, ...], mtimes: tuple[float, ...], method: str
+) -> pd.DataFrame | None:
+    from analysis.seeds import SEED_COLUMNS, SEED_TABLES, across_seeds
+
+    _, keys, values = SEED_TABLES["collapse"]
+    has = [method in classification_methods(p, m) for p, m in zip(runs, mtimes, strict=True)]
+    if not any(has):
+        return pd.DataFrame(columns=[*keys, "sparsity", *SEED_COLUMNS])
+    if not all(has):
+        return None
+    stacked = _stacked(
+        _group_arg(path, runs, seeds), mtimes, lambda p, m: method_collapse_curves(p, m, method)
+    )
+    return across_seeds(stacked, keys, values)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -882,7 +945,7 @@ def null_similarity(group: dict, null: dict, methods: tuple[str, ...]) -> dict[s
         return (g["path"], tuple(g["runs"]), tuple(g["seeds"]), group_mtimes(g))
 
     def methods_of(g: dict) -> set[str]:
-        return set.intersection(*(set(load_run(p).methods) for p in g["runs"]))
+        return set.intersection(*(set(run_methods(p)) for p in g["runs"]))
 
     both = methods_of(group) & methods_of(null)  # a control drops the single-ticket baseline
     return _null_similarity(key(group), key(null), tuple(m for m in methods if m in both))
