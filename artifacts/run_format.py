@@ -631,12 +631,26 @@ class Run:
         return list(self.manifest.get("groups", []))
 
     def mtime(self) -> float:
-        """Latest modification time of the run (for cache keys)."""
-        latest = (self.path / MANIFEST).stat().st_mtime
+        """Latest modification time of the run (for cache keys).
+
+        The newest of the run folder's files, its completed level folders and
+        their files (``lstat``: a link is not followed), so a file rewritten in
+        place, which leaves its folder's time as it was, still changes the key.
+        """
+        latest = _newest(self.path, (self.path / MANIFEST).stat().st_mtime)
         for m in self.methods:
             for lv in completed_levels(self.path, m):
-                latest = max(latest, level_dir(self.path, m, lv).stat().st_mtime)
+                latest = _newest(level_dir(self.path, m, lv), latest)
         return latest
+
+
+def _newest(folder: Path, latest: float) -> float:
+    """The larger of ``latest`` and the modification times of ``folder`` and its entries."""
+    latest = max(latest, folder.stat().st_mtime)
+    with os.scandir(folder) as entries:
+        for e in entries:
+            latest = max(latest, e.stat(follow_symlinks=False).st_mtime)
+    return latest
 
 
 def load_run(path: str | Path) -> Run:

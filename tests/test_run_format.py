@@ -143,3 +143,17 @@ def test_missing_level_and_method(tmp_path):
         run.masks("rtl", 5)
     with pytest.raises(RunFormatError, match="no method 'imp'"):
         run.levels("imp")
+
+
+def test_mtime_changes_when_a_level_file_is_rewritten_in_place(tmp_path):
+    import os
+
+    path = tmp_path / "r"
+    _write_run(path)
+    run = load_run(path)
+    before = run.mtime()
+    info = rf.level_dir(path, "rtl", 1) / "level.json"
+    folder_time = info.parent.stat().st_mtime
+    os.utime(info, (before + 10, before + 10))  # as an in-place rewrite: the folder's time stays
+    assert info.parent.stat().st_mtime == folder_time
+    assert run.mtime() == before + 10
