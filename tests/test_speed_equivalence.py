@@ -416,3 +416,45 @@ def test_attention_probe_tables_equal_the_map_based_tables_of_each_image_set():
                 )
                 n_sets += 1
     assert n_sets == 8
+
+
+# ----------------------------------------------------------------------------- UMAP warm-up
+
+
+def test_umap_warm_up_waits_while_a_page_computes_and_starts_when_idle_or_asked(monkeypatch):
+    import threading
+    import time
+
+    from app import data
+
+    monkeypatch.setattr(data, "_warm_now", threading.Event())
+    stop = threading.Event()
+
+    def page() -> None:  # a page computing: the process keeps a CPU busy
+        while not stop.is_set():
+            sum(i * i for i in range(10_000))
+
+    busy = threading.Thread(target=page, daemon=True)
+    busy.start()
+    waiter = threading.Thread(target=data._wait_until_idle, kwargs={"quiet": 0.2}, daemon=True)
+    try:
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive()  # still waiting: the process is busy
+    finally:
+        stop.set()
+        busy.join()
+    waiter.join(timeout=5.0)
+    assert not waiter.is_alive()  # idle: it went on
+    # the Projection page asks: no waiting, idle or not
+    stop.clear()
+    busy = threading.Thread(target=page, daemon=True)
+    busy.start()
+    try:
+        data._warm_now.set()
+        t0 = time.perf_counter()
+        data._wait_until_idle(quiet=5.0)
+        assert time.perf_counter() - t0 < 1.0
+    finally:
+        stop.set()
+        busy.join()
