@@ -18,8 +18,11 @@ __all__ = [
     "ATTENTION_COLUMNS",
     "attention_entropy",
     "attention_entropy_table",
+    "entropy_table_from_rows",
     "image_entropy",
+    "image_entropy_from_rows",
     "mean_interval",
+    "row_entropies",
 ]
 
 ATTENTION_COLUMNS = [
@@ -112,17 +115,56 @@ def _normalised(h: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(h) | (n_valid == 0), np.nan, out)
 
 
-def _layer_stats(probs: np.ndarray, key_mask: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """Per-head mean normalised entropy, mean entropy (nats), mean exp(H), row count."""
+def row_entropies(probs: np.ndarray, key_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy in nats and valid-key count of every attention row of one block: the one pass over its maps.
+
+    Each row depends on its own map only, so the rows of a subset of images are
+    these arrays indexed by the images (``h[rows]``): the per-head table
+    (:func:`entropy_table_from_rows`) and the per-image entropies
+    (:func:`image_entropy_from_rows`) of any image set are then computed
+    without reading the maps again, with the numbers the map-based functions give.
+
+    Parameters
+    ----------
+    probs : ndarray of float, shape (B, H, T, T)
+        One block's attention maps.
+    key_mask : ndarray of bool, shape (B, T), optional
+        True for real tokens.
+
+    Returns
+    -------
+    h_nats : ndarray of float64, shape (B, H, T)
+        NaN for a row with no valid key or zero mass.
+    n_valid : ndarray of int, shape (B, H, T)
+    """
     p = np.asarray(probs)
     if p.ndim != 4 or p.shape[-1] != p.shape[-2]:
         raise ValueError(f"attention maps must have shape (B, H, T, T), got {p.shape}")
-    b, n_heads, t, _ = p.shape
-    km = None if key_mask is None else np.asarray(key_mask, dtype=bool).reshape(b, 1, t)  # (B, 1, T)
-    h_nats, n_valid = _entropy_nats(p, km)  # (B, H, T): one pass over the maps for both
+    return _entropy_nats(p, _query_mask(key_mask, p.shape))
+
+
+def _query_mask(key_mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``key_mask`` (B, T) as (B, 1, T), or None."""
+    b, _, t = shape[0], shape[1], shape[-1]
+    return None if key_mask is None else np.asarray(key_mask, dtype=bool).reshape(b, 1, t)
+
+
+def _valid_rows(h_nats: np.ndarray, km: np.ndarray | None) -> np.ndarray:
+    """(B, H, T) True for the rows of the sequence (not padded, finite entropy)."""
+    rows = np.ones(h_nats.shape, dtype=bool) if km is None else np.broadcast_to(km, h_nats.shape)
+    return rows & np.isfinite(h_nats)  # padded queries are not rows of the sequence
+
+
+def _layer_stats(
+    h_nats: np.ndarray, n_valid: np.ndarray, key_mask: np.ndarray | None
+) -> tuple[np.ndarray, ...]:
+    """Per-head mean normalised entropy, mean entropy (nats), mean exp(H), row count.
+
+    From one block's :func:`row_entropies` (each of shape (B, H, T)); four arrays of shape (H,).
+    """
+    n_heads = h_nats.shape[1]
     h_norm = _normalised(h_nats, n_valid)
-    rows = np.ones((b, n_heads, t), dtype=bool) if km is None else np.broadcast_to(km, (b, n_heads, t))
-    rows = rows & np.isfinite(h_nats)  # padded queries are not rows of the sequence
+    rows = _valid_rows(h_nats, _query_mask(key_mask, h_nats.shape))
     count = rows.sum(axis=(0, 2))  # (H,)
 
     def mean(x: np.ndarray) -> np.ndarray:
@@ -178,7 +220,46 @@ def attention_entropy_table(
         raise ValueError(f"{len(names)} layer names for {len(attention)} layers")
     if not len(attention):
         raise ValueError("no attention maps")
-    stats = [_layer_stats(probs, key_mask) for probs in attention]  # per layer: 4 arrays (H,)
+    if dense is not None and not isinstance(dense, pd.DataFrame):
+        dmask = key_mask if dense_key_mask is None else dense_key_mask
+        dense = attention_entropy_table(dense, dmask, layer_names=names)
+    rows = [row_entropies(probs, key_mask) for probs in attention]
+    return entropy_table_from_rows(rows, key_mask, dense, names, one_hot_below, uniform_above)
+
+
+def entropy_table_from_rows(
+    rows: Sequence[tuple[np.ndarray, np.ndarray]],
+    key_mask: np.ndarray | None = None,
+    dense: pd.DataFrame | None = None,
+    layer_names: Sequence[str] | None = None,
+    one_hot_below: float = 0.1,
+    uniform_above: float = 0.95,
+) -> pd.DataFrame:
+    """:func:`attention_entropy_table` from the row entropies of each block (:func:`row_entropies`).
+
+    Parameters
+    ----------
+    rows : sequence of (ndarray of float64, ndarray of int), each of shape (B, H, T)
+        Per block: entropy in nats and valid-key count of every row.
+    key_mask : ndarray of bool, shape (B, T), optional
+        The mask the rows were computed with.
+    dense : DataFrame, optional
+        The dense model's table (this function's or :func:`attention_entropy_table`'s).
+    layer_names : sequence of str, optional
+    one_hot_below, uniform_above : float
+        As in :func:`attention_entropy_table`.
+
+    Returns
+    -------
+    DataFrame
+        :data:`ATTENTION_COLUMNS`, the numbers :func:`attention_entropy_table` gives on the maps.
+    """
+    names = [str(i) for i in range(len(rows))] if layer_names is None else [str(n) for n in layer_names]
+    if len(names) != len(rows):
+        raise ValueError(f"{len(names)} layer names for {len(rows)} layers")
+    if not len(rows):
+        raise ValueError("no attention maps")
+    stats = [_layer_stats(h, n, key_mask) for h, n in rows]  # per layer: 4 arrays (H,)
     heads = [len(st[0]) for st in stats]
     col = {
         name: np.concatenate([st[i] for st in stats])
@@ -197,9 +278,6 @@ def attention_entropy_table(
     if dense is None:
         out["dense_entropy"] = np.nan
     else:
-        if not isinstance(dense, pd.DataFrame):
-            dmask = key_mask if dense_key_mask is None else dense_key_mask
-            dense = attention_entropy_table(dense, dmask, layer_names=names)
         same_rows = (
             len(dense) == len(out)
             and (dense["layer"].to_numpy() == out["layer"].to_numpy()).all()
@@ -233,14 +311,29 @@ def image_entropy(probs: np.ndarray, key_mask: np.ndarray | None = None) -> np.n
     ndarray of float64, shape (B,)
         NaN for an image with no valid row.
     """
-    p = np.asarray(probs)
-    if p.ndim != 4 or p.shape[-1] != p.shape[-2]:
-        raise ValueError(f"attention maps must have shape (B, H, T, T), got {p.shape}")
-    b, n_heads, t, _ = p.shape
-    km = None if key_mask is None else np.asarray(key_mask, dtype=bool).reshape(b, 1, t)  # (B, 1, T)
-    h = attention_entropy(p, km, normalize=True)  # (B, H, T)
-    rows = np.ones((b, n_heads, t), dtype=bool) if km is None else np.broadcast_to(km, (b, n_heads, t))
-    rows = rows & np.isfinite(h)
+    return image_entropy_from_rows(*row_entropies(probs, key_mask), key_mask)
+
+
+def image_entropy_from_rows(
+    h_nats: np.ndarray, n_valid: np.ndarray, key_mask: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`image_entropy` from one block's row entropies (:func:`row_entropies`).
+
+    Parameters
+    ----------
+    h_nats : ndarray of float64, shape (B, H, T)
+    n_valid : ndarray of int, shape (B, H, T)
+    key_mask : ndarray of bool, shape (B, T), optional
+        The mask the rows were computed with.
+
+    Returns
+    -------
+    ndarray of float64, shape (B,)
+        NaN for an image with no valid row.
+    """
+    b = h_nats.shape[0]
+    h = _normalised(h_nats, n_valid)  # (B, H, T)
+    rows = _valid_rows(h, _query_mask(key_mask, h_nats.shape))
     count = rows.sum(axis=(1, 2))
     total = np.where(rows, h, 0.0).sum(axis=(1, 2))
     return np.divide(total, count, out=np.full(b, np.nan), where=count > 0)

@@ -46,7 +46,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from analysis.attention import ATTENTION_COLUMNS, attention_entropy_table, image_entropy, mean_interval
+from analysis.attention import (
+    ATTENTION_COLUMNS,
+    entropy_table_from_rows,
+    image_entropy_from_rows,
+    mean_interval,
+    row_entropies,
+)
 
 if TYPE_CHECKING:
     from artifacts.run_format import Run
@@ -239,49 +245,65 @@ def attention_probe_tables(
     outside = reference is not None and tuple(reference) != (method, dense_level)
     if outside and reference[1] not in probe_levels(run, reference[0]):
         outside = False  # its weights were not kept: the method's own unpruned level instead
-    ref_maps = None
+    # Every map is read once: its rows' entropies (B, H, T) per block, then sliced per image set
+    # (each row's entropy depends on its own map only: the numbers of the map-based functions).
+    ref_rows = None
     if outside:
         if progress is not None:
             progress(f"dense reference {reference[0]} level {reference[1]}")
-        ref_maps = probe_attention(run, reference[0], reference[1], 0, inputs)
+        ref_rows = [row_entropies(m) for m in probe_attention(run, reference[0], reference[1], 0, inputs)]
+        ref_sp = run.sparsity(reference[0], reference[1])
+    sparsity = {lv: run.sparsity(method, lv) for lv in wanted}
+    ref_by_rows: dict[bytes, tuple[pd.DataFrame, list[np.ndarray]]] = {}  # the reference per image set
+
+    def sliced(rows_by_layer: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray) -> list:
+        return [(h[rows], n[rows]) for h, n in rows_by_layer]
+
     heads, images, ref_images = [], [], []
     for t in tickets:
         t = int(t)
-        own_dense = ref_maps is None and dense_level in have and dense_level not in wanted
+        own_dense = ref_rows is None and dense_level in have and dense_level not in wanted
         todo = ([dense_level] if own_dense else []) + list(wanted)
-        maps_by_level = {}
+        rows_by_level = {}
         for level in todo:
             if progress is not None:
                 progress(f"{method} ticket {names[t]}, level {level}")
-            maps_by_level[level] = probe_attention(run, method, level, t, inputs)
+            rows_by_level[level] = [row_entropies(m) for m in probe_attention(run, method, level, t, inputs)]
         for image_set, rows in sets[t].items():
             dense = None
-            if ref_maps is not None:
-                dense = attention_entropy_table([m[rows] for m in ref_maps])
-                for i, m in enumerate(ref_maps):
+            if ref_rows is not None:
+                key = rows.tobytes()
+                if key not in ref_by_rows:  # the same images for another ticket: the same table
+                    part = sliced(ref_rows, rows)
+                    ref_by_rows[key] = (
+                        entropy_table_from_rows(part),
+                        [image_entropy_from_rows(*r) for r in part],
+                    )
+                dense, ref_entropy = ref_by_rows[key]
+                for i, entropy in enumerate(ref_entropy):
                     ref_images.append(
                         pd.DataFrame(
                             {
                                 "level": reference[1],
-                                "sparsity": run.sparsity(reference[0], reference[1]),
+                                "sparsity": ref_sp,
                                 "ticket": names[t],
                                 "images": image_set,
                                 "layer": str(i),
                                 "image": rows,
-                                "entropy": image_entropy(m[rows]),
+                                "entropy": entropy,
                             }
                         )
                     )
-            elif dense_level in maps_by_level:
-                dense = attention_entropy_table([m[rows] for m in maps_by_level[dense_level]])
+            elif dense_level in rows_by_level:
+                dense = entropy_table_from_rows(sliced(rows_by_level[dense_level], rows))
             for level in wanted:
-                maps = [m[rows] for m in maps_by_level[level]]
-                sp = run.sparsity(method, level)
-                df = attention_entropy_table(maps, dense=dense)
+                part = sliced(rows_by_level[level], rows)
+                sp = sparsity[level]
+                df = entropy_table_from_rows(part, dense=dense)
                 for col, val in zip(SWEEP_KEYS, (level, sp, names[t], image_set, len(rows)), strict=True):
                     df.insert(SWEEP_KEYS.index(col), col, val)
                 heads.append(df)
-                for i, m in enumerate(maps):
+                for i, r in enumerate(part):
                     images.append(
                         pd.DataFrame(
                             {
@@ -291,7 +313,7 @@ def attention_probe_tables(
                                 "images": image_set,
                                 "layer": str(i),
                                 "image": rows,
-                                "entropy": image_entropy(m),
+                                "entropy": image_entropy_from_rows(*r),
                             }
                         )
                     )

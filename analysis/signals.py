@@ -164,6 +164,7 @@ __all__ = [
     "label_free_view",
     "mask_signal_table",
     "prediction_signal_table",
+    "resample_counts",
     "run_signals",
     "seed_disagreement_table",
 ]
@@ -612,8 +613,40 @@ def _boot_index(n: int, n_boot: int, random_state: int, level: int) -> np.ndarra
     return rng.integers(0, n, size=(n_boot, n))
 
 
+def resample_counts(index: np.ndarray) -> np.ndarray:
+    """How many times each sample is drawn in each resample.
+
+    Parameters
+    ----------
+    index : ndarray of int, shape (B, n)
+        Resampling indices into n samples.
+
+    Returns
+    -------
+    ndarray of float64, shape (B, n)
+        Whole numbers summing to n per row. A resample's sum of whole-numbered
+        per-sample values is ``counts @ x``: every partial sum is a whole number
+        below 2**53, so it is exact in any order and equals the sum over
+        ``x[index]`` bit for bit, without gathering B * n values.
+    """
+    b, n = index.shape
+    flat = (index + n * np.arange(b)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+
+
+def _exact_by_counts(x: np.ndarray) -> bool:
+    """Whether ``counts @ x`` sums ``x`` exactly: whole, non-negative (no -0.0), small values."""
+    return bool(
+        x.size
+        and np.isfinite(x).all()
+        and not np.signbit(x).any()
+        and (x == np.floor(x)).all()
+        and float(x.max()) * x.size < 2.0**53
+    )
+
+
 def bootstrap_band(
-    per_sample: np.ndarray, index: np.ndarray, alpha: float = 0.05
+    per_sample: np.ndarray, index: np.ndarray, alpha: float = 0.05, counts: np.ndarray | None = None
 ) -> tuple[float, float, float]:
     """Mean of a per-sample quantity and its bootstrap percentile interval.
 
@@ -624,6 +657,10 @@ def bootstrap_band(
         Resampling indices (rows drawn with replacement).
     alpha : float
         The interval is ``[alpha/2, 1 - alpha/2]``.
+    counts : ndarray of float64, shape (B, n), optional
+        :func:`resample_counts` of ``index``: whole-numbered quantities
+        (indicators, counts) are then summed per resample by one product, with
+        the same result bit for bit.
 
     Returns
     -------
@@ -632,12 +669,17 @@ def bootstrap_band(
     x = np.asarray(per_sample, dtype=np.float64)
     if x.size == 0:
         return np.nan, np.nan, np.nan
-    boot = x[index].mean(axis=1)  # (B,)
+    if counts is not None and _exact_by_counts(x):
+        boot = (counts @ x) / x.size  # (B,): exact sums, divided as np.mean divides
+    else:
+        boot = x[index].mean(axis=1)  # (B,)
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     return float(x.mean()), float(lo), float(hi)
 
 
-def entropy_band(pred: np.ndarray, index: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
+def entropy_band(
+    pred: np.ndarray, index: np.ndarray, alpha: float = 0.05, counts: np.ndarray | None = None
+) -> tuple[float, float, float]:
     """Entropy (nats) of the prediction histogram and its bootstrap percentile interval.
 
     Parameters
@@ -645,6 +687,9 @@ def entropy_band(pred: np.ndarray, index: np.ndarray, alpha: float = 0.05) -> tu
     pred : ndarray of int, shape (n,)
     index : ndarray of int, shape (B, n)
     alpha : float
+    counts : ndarray of float64, shape (B, n), optional
+        :func:`resample_counts` of ``index``: the class histograms of the
+        resamples are then one product (the same whole numbers).
 
     Returns
     -------
@@ -658,8 +703,13 @@ def entropy_band(pred: np.ndarray, index: np.ndarray, alpha: float = 0.05) -> tu
     c = int(codes.max()) + 1
     value = float(entropy(np.bincount(codes, minlength=c)))  # scipy's, the oracle
     b = index.shape[0]
-    counts = np.bincount((codes[index] + c * np.arange(b)[:, None]).ravel(), minlength=b * c).reshape(b, c)
-    p = counts / counts.sum(axis=1, keepdims=True)
+    if counts is not None:
+        onehot = np.zeros((pred.size, c))
+        onehot[np.arange(pred.size), codes] = 1.0
+        hist = np.rint(counts @ onehot).astype(np.int64)  # (B, c): exact whole-number sums
+    else:
+        hist = np.bincount((codes[index] + c * np.arange(b)[:, None]).ravel(), minlength=b * c).reshape(b, c)
+    p = hist / hist.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = np.maximum(-np.where(p > 0, p * np.log(p), 0.0).sum(axis=1), 0.0)
     lo, hi = np.quantile(h, [alpha / 2, 1 - alpha / 2])
@@ -736,12 +786,15 @@ def _bootstrap_row(
     n_boot: int,
     alpha: float,
     random_state: int,
+    counts: np.ndarray | None = None,
 ) -> None:
-    """Add the mean of a per-sample quantity with its bootstrap band."""
+    """Add the mean of a per-sample quantity with its bootstrap band (``counts``: of ``idx``)."""
     n = per_sample.size
     # Paired levels share samples; if a level lost some, resample the common ones.
-    sub = idx if n == idx.shape[1] else _boot_index(n, max(n_boot, 1), random_state, level)
-    value, lo, hi = bootstrap_band(per_sample, sub, alpha)
+    if n == idx.shape[1]:
+        value, lo, hi = bootstrap_band(per_sample, idx, alpha, counts=counts)
+    else:
+        value, lo, hi = bootstrap_band(per_sample, _boot_index(n, max(n_boot, 1), random_state, level), alpha)
     band = "bootstrap" if n_boot > 0 else "none"
     if n_boot <= 0:
         lo = hi = np.nan
@@ -794,9 +847,10 @@ def prediction_signal_table(
         v = views[level]
         s = float(sparsity[level])
         idx = _boot_index(v.sample.size, max(n_boot, 1), random_state, level)
+        counts = resample_counts(idx)  # shared by the level's whole-numbered signals
 
-        def add(name: str, per_sample: np.ndarray, at: tuple = (level, s, idx)) -> None:
-            _bootstrap_row(rows, method, *at, name, per_sample, n_boot, alpha, random_state)
+        def add(name: str, per_sample: np.ndarray, at: tuple = (level, s, idx), counts=counts) -> None:
+            _bootstrap_row(rows, method, *at, name, per_sample, n_boot, alpha, random_state, counts)
 
         if v.fires is not None:
             n_fire = v.fires.sum(axis=1)
@@ -807,7 +861,7 @@ def prediction_signal_table(
             top2 = np.sort(v.scores, axis=1)[:, -2:]
             add("margin", top2[:, 1] - top2[:, 0])
         add("confidence", v.confidence)
-        h, lo, hi = entropy_band(v.prediction, idx, alpha)
+        h, lo, hi = entropy_band(v.prediction, idx, alpha, counts=counts)
         if n_boot <= 0:
             lo = hi = np.nan
         rows.add(

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -164,6 +165,18 @@ def results(path: str, mtime: float) -> pd.DataFrame:
     The class metrics are read from the collapse curves (same numbers, scored once).
     """
     return _overview.results_table(get_run(path, mtime), curves=collapse_curves(path, mtime))
+
+
+@st.cache_data(show_spinner="Scoring the tickets at every level…", max_entries=32)
+def _scored_results(path: str, mtime: float) -> pd.DataFrame:
+    """:func:`results` scored from the predictions alone, without the collapse curves.
+
+    The same table (tested on every shipped run): the curves' aggregate rows are
+    :func:`analysis.metrics.ticket_metrics` means too. For the other seeds of a
+    group, whose collapse curves the Overview page does not need, this skips the
+    mask and latent signals.
+    """
+    return _overview.results_table(get_run(path, mtime))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -483,6 +496,7 @@ def prediction_columns(path: str, mtime: float, method: str, level: int) -> list
 
 _warm_lock = threading.Lock()
 _warm_thread: threading.Thread | None = None
+_warm_now = threading.Event()  # set by the Projection page: compile now, idle or not
 
 
 def warm_up_projection(path: str) -> None:
@@ -490,7 +504,11 @@ def warm_up_projection(path: str) -> None:
 
     UMAP's numba kernels compile on first use (10-20 s on a small machine, not
     cached on disk); doing it while the user reads the first page keeps the
-    Projection page quick. The result is discarded; errors are left to the page.
+    Projection page quick. The fit waits until the server is idle
+    (:func:`_wait_until_idle`: no page computing), so that it does not take the
+    CPU from the page the user opens next; the Projection page starts it at
+    once (:func:`wait_for_warm_up`). The result is discarded; errors are left
+    to the page.
     """
     global _warm_thread
     with _warm_lock:
@@ -498,6 +516,7 @@ def warm_up_projection(path: str) -> None:
             return
 
         def work() -> None:
+            _wait_until_idle()
             try:
                 from analysis.projection import ticket_map_table
 
@@ -510,8 +529,21 @@ def warm_up_projection(path: str) -> None:
         _warm_thread.start()
 
 
+def _wait_until_idle(quiet: float = 1.0, busy_share: float = 0.25) -> None:
+    """Return once the process used under ``busy_share`` of a CPU for ``quiet`` seconds, or when asked.
+
+    The process CPU time counts every thread (every session's page runs); the
+    Projection page's request (:data:`_warm_now`) ends the wait at once.
+    """
+    while True:
+        cpu = time.process_time()
+        if _warm_now.wait(quiet) or time.process_time() - cpu < busy_share * quiet:
+            return
+
+
 def wait_for_warm_up() -> None:
-    """Wait (with a spinner) for :func:`warm_up_projection` to finish compiling."""
+    """Wait (with a spinner) for :func:`warm_up_projection` to finish compiling (starting it if it waits)."""
+    _warm_now.set()
     thread = _warm_thread
     if thread is not None and thread.is_alive():
         with st.spinner("Compiling UMAP (once per server start)…"):
@@ -780,7 +812,14 @@ def group_of(path: str) -> dict | None:
         runs.append(str(group.path / name))
         seeds.append(int(seed))
     partition = ((group.manifest.get("description") or {}).get("data") or {}).get("partition")
-    return {"path": str(group.path), "name": group.name, "seeds": seeds, "runs": runs, "partition": partition}
+    return {
+        "path": str(group.path),
+        "name": group.name,
+        "seeds": seeds,
+        "runs": runs,
+        "partition": partition,
+        "opened": str(group.path / Path(path).name),
+    }
 
 
 def group_mtimes(group: dict) -> tuple[float, ...]:
@@ -803,12 +842,23 @@ def _group_arg(path: str, runs: tuple[str, ...], seeds: tuple[int, ...]) -> dict
 
 @st.cache_data(show_spinner="Scoring every seed…", max_entries=16)
 def seed_results(
-    path: str, runs: tuple[str, ...], seeds: tuple[int, ...], mtimes: tuple[float, ...]
+    path: str,
+    runs: tuple[str, ...],
+    seeds: tuple[int, ...],
+    mtimes: tuple[float, ...],
+    opened: str | None = None,
 ) -> pd.DataFrame:
-    """:func:`analysis.seeds.across_seeds` of the results table (keys ``method, level, metric``)."""
+    """:func:`analysis.seeds.across_seeds` of the results table (keys ``method, level, metric``).
+
+    The opened run's table is :func:`results` (already computed for its own
+    rows); the other seeds' are :func:`_scored_results` (the same numbers).
+    """
     from analysis.seeds import SEED_TABLES, across_seeds
 
-    stacked = _stacked(_group_arg(path, runs, seeds), mtimes, results)
+    def table(p: str, m: float) -> pd.DataFrame:
+        return results(p, m) if p == opened else _scored_results(p, m)
+
+    stacked = _stacked(_group_arg(path, runs, seeds), mtimes, table)
     _, keys, values = SEED_TABLES["results"]
     return across_seeds(stacked, keys, values)
 
@@ -819,7 +869,9 @@ def seed_results_pm(
     """Results across seeds as ``mean ± half-width`` cells, for the (method, level) pairs given."""
     from analysis.seeds import mean_pm_table
 
-    res = seed_results(group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group))
+    res = seed_results(
+        group["path"], tuple(group["runs"]), tuple(group["seeds"]), group_mtimes(group), group.get("opened")
+    )
     pairs = set(levels)
     keep = [(m, int(lv)) in pairs and m in methods for m, lv in zip(res["method"], res["level"], strict=True)]
     return mean_pm_table(res[keep])

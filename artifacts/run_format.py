@@ -86,6 +86,7 @@ here: no torch, no pickle.
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import json
 import os
@@ -996,6 +997,12 @@ def _join_shared(
                 f"{len(table)} in {run_dir / SHARED_SAMPLES}"
             )
         frame = frame.reset_index(drop=True)
+        if frame.columns.is_unique:  # one frame built in its final order (not a column at a time)
+            arrays = {c: frame[c].array for c in frame.columns}
+            arrays.update({c: table[c].array for c in wanted})  # keeps the stored dtypes
+            order = shared["order"] if columns is None else [c for c in columns if c in arrays]
+            joined = pd.DataFrame({c: arrays[c] for c in order if c in arrays}, index=frame.index)
+            return joined.__finalize__(frame)  # attrs and flags, as the selection below keeps them
         for c in wanted:
             frame[c] = table[c].array  # keeps the stored dtype (no round trip through objects)
     order = shared["order"] if columns is None else [c for c in columns if c in frame]
@@ -1014,11 +1021,28 @@ def read_shared_samples(run_dir: str | Path, columns: list[str] | None = None) -
     if not path.is_file():
         raise RunFormatError(f"missing file: {path} (predictions refer to columns stored there)")
     try:
+        st = path.stat()
+    except OSError as e:
+        raise RunFormatError(f"corrupt shared samples file {path}: {e}") from e
+    # Every level of a run joins the same file: read once per version of it (a rewrite
+    # changes the key), and hand out a copy so no caller can alter the stored frame.
+    key = (os.fspath(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+    return _shared_samples(key, None if columns is None else tuple(columns)).copy(deep=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_samples(key: tuple, columns: tuple[str, ...] | None) -> pd.DataFrame:
+    """:func:`read_shared_samples` of one version of the file.
+
+    ``key`` is (resolved path, mtime_ns, size, inode); an error is raised on every call (not kept).
+    """
+    path = Path(key[0])
+    try:
         names = pq.read_schema(path).names
-        missing = [c for c in columns or [] if c not in names]
+        missing = [c for c in columns or () if c not in names]
         if missing:
             raise RunFormatError(f"{path}: lacks column(s) {missing}")
-        return pd.read_parquet(path, columns=columns)
+        return pd.read_parquet(path, columns=None if columns is None else list(columns))
     except RunFormatError:
         raise
     except Exception as e:

@@ -238,3 +238,223 @@ def test_pairwise_latent_correlation_equals_the_layer_by_layer_estimate():
         with np.errstate(invalid="ignore", divide="ignore"):
             want[ia, ib] = want[ib, ia] = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
         assert np.array_equal(pairwise_latent_correlation(masks), want, equal_nan=True)
+
+
+# ----------------------------------------------------------------------------- results without curves
+
+
+def test_results_scored_from_predictions_equal_those_read_from_the_collapse_curves():
+    """The other seeds' results on the Overview page skip the curves: the same table, bit for bit."""
+    from analysis.collapse import collapse_curves
+    from analysis.overview import method_capabilities, results_table
+
+    run = _shipped(REPO / "artifacts" / "adult-mlp-cluster-sweep" / "seed-2")
+    caps = method_capabilities(run)
+    methods = list(caps.loc[caps["classification"], "method"])
+    curves = collapse_curves(run, methods, levels=list(range(0, 40, 3)))
+    levels = sorted(set(curves["level"]))
+    with_curves = results_table(run, levels=levels, curves=curves)
+    assert len(with_curves) > 100
+    pd.testing.assert_frame_equal(results_table(run, levels=levels), with_curves, check_exact=True)
+
+
+def test_seed_results_read_the_opened_run_and_score_the_others(monkeypatch):
+    from app import data
+
+    group = data.group_of(str(FASHION))
+    if group is None:
+        pytest.skip("shipped fashion group not present")
+    assert group["opened"] in group["runs"] and group["opened"].endswith("seed-0")
+    calls = []
+    monkeypatch.setattr(data, "results", lambda p, m: calls.append(("curves", p)) or pd.DataFrame())
+    monkeypatch.setattr(data, "_scored_results", lambda p, m: calls.append(("scored", p)) or pd.DataFrame())
+    monkeypatch.setattr(data, "_stacked", lambda g, mtimes, table: [table(p, 0.0) for p in g["runs"]])
+    monkeypatch.setattr("analysis.seeds.across_seeds", lambda stacked, keys, values: stacked)
+    data.seed_results.__wrapped__(group["path"], tuple(group["runs"]), (), (), group["opened"])
+    assert calls == [("curves" if p == group["opened"] else "scored", p) for p in group["runs"]]
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+def _plain_predictions(level_path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The oracle: the stored file, scores scaled back, shared columns joined one by one (no cache)."""
+    import json
+
+    frame = pd.read_parquet(level_path / "predictions.parquet")
+    spec = frame.attrs.pop("lottery_quantised", None)
+    shared = frame.attrs.pop("lottery_shared", None)
+    if spec is not None:
+        for c in spec["columns"]:
+            frame[c] = (frame[c].to_numpy(np.float64) * float(spec["step"])).astype(np.float32)
+    if shared is not None:
+        samples = pd.read_parquet(level_path.parents[1] / "samples.parquet")
+        for c in shared["columns"]:
+            frame[c] = samples[c].array
+        frame = frame[shared["order"]]
+    assert json.dumps(frame.attrs) is not None
+    return frame if columns is None else frame[[c for c in columns if c in frame]]
+
+
+def test_read_predictions_equals_the_plain_read_and_keeps_its_cache_private(tmp_path):
+    import shutil
+
+    from artifacts.run_format import RunFormatError, read_predictions
+
+    run = _shipped(REPO / "artifacts" / "fashion-vit-cluster-sweep" / "seed-1")
+    checked = 0
+    for method in run.methods:
+        levels = run.levels(method)
+        for level in (levels[0], levels[-1]):
+            path = run.path / method / f"level_{level:02d}"
+            want = _plain_predictions(path)
+            assert {"label", "score_0"} <= set(want.columns)
+            for _ in range(2):  # the second read joins the cached shared columns
+                got = read_predictions(path)
+                pd.testing.assert_frame_equal(got, want, check_exact=True)
+                assert got.attrs == {}
+                got["label"] = -1  # a caller's change stays in its own frame
+            pick = ["pred", "label", "score_0", "sample"]
+            pd.testing.assert_frame_equal(read_predictions(path, pick), want[pick], check_exact=True)
+            checked += 1
+    assert checked >= 4
+    # a rewritten samples file is read again, and a broken one is refused
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy, ignore=shutil.ignore_patterns("level_0[1-9]", "level_[1-9]*", "extra"))
+    level = copy / "rtl" / "level_00"
+    read_predictions(level)
+    samples = pd.read_parquet(copy / "samples.parquet")
+    samples["label"] = samples["label"][::-1].to_numpy()
+    samples.to_parquet(copy / "samples.parquet")
+    assert (read_predictions(level)["label"].to_numpy() == samples["label"].to_numpy()).all()
+    (copy / "samples.parquet").write_bytes(b"not parquet")
+    with pytest.raises(RunFormatError):
+        read_predictions(level)
+
+
+# ----------------------------------------------------------------------------- bootstrap bands
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bootstrap_sums_by_resample_counts_are_the_gathered_means_bit_for_bit(seed):
+    from analysis.signals import bootstrap_band, entropy_band, resample_counts
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    index = rng.integers(0, n, size=(int(rng.integers(1, 300)), n))
+    counts = resample_counts(index)
+    assert (counts.sum(axis=1) == n).all()
+    for x in (
+        rng.random(n) < rng.random(),  # indicators
+        rng.integers(0, 12, n),  # counts (fires per sample)
+        rng.random(n),  # not whole numbers: gathered as before
+        np.where(rng.random(n) < 0.5, -0.0, 1.0),  # negative zeros: gathered as before
+        np.full(n, np.nan),
+    ):
+        np.testing.assert_array_equal(bootstrap_band(x, index, counts=counts), bootstrap_band(x, index))
+    pred = rng.integers(0, int(rng.integers(1, 20)), n)
+    assert entropy_band(pred, index, counts=counts) == entropy_band(pred, index)
+
+
+def test_prediction_signals_of_a_shipped_run_are_those_of_gathered_resamples(monkeypatch):
+    from analysis import signals
+
+    run = _shipped(REPO / "artifacts" / "adult-mlp-cluster-sweep" / "seed-1")
+    levels = run.levels("rtl")[:12]
+    views = {lv: signals.label_free_view(run.predictions("rtl", lv), "detector") for lv in levels}
+    sparsity = {lv: run.sparsity("rtl", lv) for lv in levels}
+    fast = signals.prediction_signal_table(views, sparsity, "detector", "rtl", atc_threshold=0.7)
+    monkeypatch.setattr(signals, "resample_counts", lambda index: None)  # every band gathered
+    plain = signals.prediction_signal_table(views, sparsity, "detector", "rtl", atc_threshold=0.7)
+    assert {"fire_none", "churn", "pred_entropy", "margin", "atc_accuracy"} <= set(plain["signal"])
+    pd.testing.assert_frame_equal(fast, plain, check_exact=True)
+
+
+# ----------------------------------------------------------------------------- attention probe tables
+
+
+def test_attention_probe_tables_equal_the_map_based_tables_of_each_image_set():
+    """Row entropies computed once per map and sliced per image set: the tables of the maps themselves."""
+    from analysis.attention import attention_entropy_table, image_entropy
+    from analysis.attention_probe import probe_attention
+    from analysis.attention_sweep import ALL_IMAGES, OWN_IMAGES, PROBE_EXTRA, attention_probe_tables
+    from analysis.levels import dense_reference
+
+    run = _shipped(REPO / "artifacts" / "fashion-vit-cluster-sweep" / "seed-2")
+    ref = dense_reference(run, "rtl")
+    levels = run.levels("rtl")[1:3]
+    tables = attention_probe_tables(run, "rtl", [0, 2], levels, reference=ref)
+    x = run.extra(PROBE_EXTRA)["x"]
+    subset = np.asarray(run.extra(PROBE_EXTRA)["subset"])
+    ref_maps = probe_attention(run, ref[0], ref[1], 0, x)
+    names = run.ticket_names("rtl")
+    n_sets = 0
+    for t in (0, 2):
+        for image_set, rows in ((OWN_IMAGES, np.flatnonzero(subset == t)), (ALL_IMAGES, np.arange(len(x)))):
+            dense = attention_entropy_table([m[rows] for m in ref_maps])
+            got_ref = tables["reference"]
+            got_ref = got_ref[(got_ref["ticket"] == names[t]) & (got_ref["images"] == image_set)]
+            want_ref = np.concatenate([image_entropy(m[rows]) for m in ref_maps])
+            assert np.array_equal(got_ref["entropy"].to_numpy(), want_ref)
+            for level in levels:
+                maps = [m[rows] for m in probe_attention(run, "rtl", level, t, x)]
+                pick = (
+                    (tables["heads"]["ticket"] == names[t])
+                    & (tables["heads"]["images"] == image_set)
+                    & (tables["heads"]["level"] == level)
+                )
+                got = tables["heads"][pick].reset_index(drop=True)[attention_entropy_table(maps).columns]
+                pd.testing.assert_frame_equal(
+                    got, attention_entropy_table(maps, dense=dense), check_exact=True
+                )
+                img = tables["images"]
+                img = img[
+                    (img["ticket"] == names[t]) & (img["images"] == image_set) & (img["level"] == level)
+                ]
+                assert np.array_equal(
+                    img["entropy"].to_numpy(), np.concatenate([image_entropy(m) for m in maps])
+                )
+                n_sets += 1
+    assert n_sets == 8
+
+
+# ----------------------------------------------------------------------------- UMAP warm-up
+
+
+def test_umap_warm_up_waits_while_a_page_computes_and_starts_when_idle_or_asked(monkeypatch):
+    import threading
+    import time
+
+    from app import data
+
+    monkeypatch.setattr(data, "_warm_now", threading.Event())
+    stop = threading.Event()
+
+    def page() -> None:  # a page computing: the process keeps a CPU busy
+        while not stop.is_set():
+            sum(i * i for i in range(10_000))
+
+    busy = threading.Thread(target=page, daemon=True)
+    busy.start()
+    waiter = threading.Thread(target=data._wait_until_idle, kwargs={"quiet": 0.2}, daemon=True)
+    try:
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive()  # still waiting: the process is busy
+    finally:
+        stop.set()
+        busy.join()
+    waiter.join(timeout=5.0)
+    assert not waiter.is_alive()  # idle: it went on
+    # the Projection page asks: no waiting, idle or not
+    stop.clear()
+    busy = threading.Thread(target=page, daemon=True)
+    busy.start()
+    try:
+        data._warm_now.set()
+        t0 = time.perf_counter()
+        data._wait_until_idle(quiet=5.0)
+        assert time.perf_counter() - t0 < 1.0
+    finally:
+        stop.set()
+        busy.join()
