@@ -174,6 +174,16 @@ def _layer_stats(
     return mean(h_norm), mean(h_nats), mean(np.exp(h_nats)), count
 
 
+def _layer_names(layer_names: Sequence[str] | None, n_layers: int) -> list[str]:
+    """The blocks' names (default ``"0", "1", ...``); refuses a count mismatch and no blocks."""
+    names = [str(i) for i in range(n_layers)] if layer_names is None else [str(n) for n in layer_names]
+    if len(names) != n_layers:
+        raise ValueError(f"{len(names)} layer names for {n_layers} layers")
+    if not n_layers:
+        raise ValueError("no attention maps")
+    return names
+
+
 def attention_entropy_table(
     attention: Sequence[np.ndarray],
     key_mask: np.ndarray | None = None,
@@ -215,11 +225,7 @@ def attention_entropy_table(
         ``near_one_hot`` (``mean_entropy < one_hot_below``), ``near_uniform``
         (``mean_entropy > uniform_above``), ``n_rows`` (query rows averaged).
     """
-    names = [str(i) for i in range(len(attention))] if layer_names is None else [str(n) for n in layer_names]
-    if len(names) != len(attention):
-        raise ValueError(f"{len(names)} layer names for {len(attention)} layers")
-    if not len(attention):
-        raise ValueError("no attention maps")
+    names = _layer_names(layer_names, len(attention))
     if dense is not None and not isinstance(dense, pd.DataFrame):
         dmask = key_mask if dense_key_mask is None else dense_key_mask
         dense = attention_entropy_table(dense, dmask, layer_names=names)
@@ -254,11 +260,7 @@ def entropy_table_from_rows(
     DataFrame
         :data:`ATTENTION_COLUMNS`, the numbers :func:`attention_entropy_table` gives on the maps.
     """
-    names = [str(i) for i in range(len(rows))] if layer_names is None else [str(n) for n in layer_names]
-    if len(names) != len(rows):
-        raise ValueError(f"{len(names)} layer names for {len(rows)} layers")
-    if not len(rows):
-        raise ValueError("no attention maps")
+    names = _layer_names(layer_names, len(rows))
     stats = [_layer_stats(h, n, key_mask) for h, n in rows]  # per layer: 4 arrays (H,)
     heads = [len(st[0]) for st in stats]
     col = {

@@ -103,9 +103,7 @@ def run_mtime(path: str) -> float:
     Read from the disk on every call (a new level changes it); the reader that
     lists the run's methods and levels is reused while the manifest is unchanged.
     """
-    from artifacts.run_format import MANIFEST
-
-    return _reader(str(path), (Path(path) / MANIFEST).stat().st_mtime).mtime()
+    return _current_reader(path).mtime()
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
@@ -120,9 +118,14 @@ def _reader(path: str, manifest_mtime: float) -> Run:
 
 def run_methods(path: str) -> list[str]:
     """The methods of a run (from its manifest)."""
+    return list(_current_reader(path).methods)
+
+
+def _current_reader(path: str) -> Run:
+    """:func:`_reader` of the run's manifest as it is on disk now."""
     from artifacts.run_format import MANIFEST
 
-    return list(_reader(str(path), (Path(path) / MANIFEST).stat().st_mtime).methods)
+    return _reader(str(path), (Path(path) / MANIFEST).stat().st_mtime)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
