@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterator, Mapping
-from functools import partial
 
 import numpy as np
 import torch
@@ -12,7 +12,6 @@ from torch import nn
 
 from lottery.config import TrainConfig
 from lottery.models import MLP
-from lottery.stacked import cross_entropy_grad, flat_views, mlp_grads
 from models.state import load_state_numpy  # noqa: F401 - re-exported: lottery.train.load_state_numpy
 
 ENGINES = ("batched", "reference")
@@ -96,8 +95,8 @@ def train_masked(
 
     For an :class:`~lottery.models.MLP` with the cross-entropy loss, the
     ``batched`` engine (the default) runs :func:`_train_mlp`: the same
-    batches and the same optimiser update, with a hand-written
-    forward/backward on one flat parameter buffer (no autograd graph) and one
+    batches, gradients and optimiser update, bit for bit, with the backward
+    written out on one flat parameter buffer (no autograd graph) and one
     optimiser call on one tensor; ``engine="reference"`` keeps the autograd
     loop below for every model (the tests' oracle).
 
@@ -158,50 +157,48 @@ def _train_mlp(
     on_step: Callable[[int], None] | None,
     progress: Callable[[], None] | None,
 ) -> int:
-    """:func:`train_masked`'s loop for an MLP and the cross-entropy: flat buffers, hand-written backward.
+    """:func:`train_masked`'s loop for an MLP and the cross-entropy: flat buffers, no autograd graph.
 
-    Every parameter of ``model`` becomes a view into one flat (P,) parameter
-    (so ``on_step`` reads the current weights from the model); a step writes
-    the gradients of :func:`lottery.stacked.mlp_grads` into one flat (P,)
-    gradient, multiplies it by the flat mask (ones for unmasked parameters;
-    skipped when every mask is all ones, a multiply by 1.0) and takes one
-    step of :func:`make_optimizer`'s optimiser on that one tensor. Adam's
-    and SGD's updates are elementwise, so this is the per-parameter update
-    of the reference loop, up to the float rounding of the gradients;
-    pruned weights stay exactly zero by the same argument. At the end the
-    parameters get storage of their own again.
+    Every parameter of ``model`` becomes a view into one flat buffer and its
+    gradient a view into another (:func:`_aligned_buffer`; ``on_step`` reads
+    the current weights from the model). A step writes the gradients of
+    :func:`_mlp_grads` into the flat gradient, multiplies it by the flat mask
+    (ones for unmasked parameters; skipped when every mask is all ones, a
+    multiply by 1.0) and takes one step of :func:`make_optimizer`'s optimiser
+    over the parameters. The gradients are autograd's own, op for op, and the
+    optimiser is the reference loop's, so the weights are bit for bit those
+    of the reference loop (tested): runs drawn with either engine are the
+    same runs. Pruned weights stay exactly zero by the argument of
+    :func:`train_masked`. At the end the parameters get storage of their own
+    again.
     """
     params = dict(model.named_parameters())
     apply_mask(model, mask)
     shapes = {n: tuple(p.shape) for n, p in params.items()}
+    like = next(iter(params.values()))
     with torch.no_grad():
-        flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params.values()]))
-        flat.grad = torch.zeros_like(flat)
-        weights = flat_views(flat.detach()[None], shapes)  # (1, *shape) views of flat
+        _, weights = _aligned_buffer(shapes, like.dtype, like.device)  # every weight
+        flat_grad, grads = _aligned_buffer(shapes, like.dtype, like.device)  # every gradient
+        fmask, masks = _aligned_buffer(shapes, like.dtype, like.device)  # the masks; 1 where unmasked
         for n, p in params.items():
-            p.data = weights[n][0]
-        fmask = torch.cat(
-            [
-                mask[n].to(p.dtype).reshape(-1) if n in mask else torch.ones_like(p).reshape(-1)
-                for n, p in params.items()
-            ]
-        )  # (P,)
+            weights[n].copy_(p.detach())
+            if n in mask:
+                masks[n].copy_(mask[n])
+            else:
+                masks[n].fill_(1.0)
+            p.data, p.grad = weights[n], grads[n]
     masked = not all(bool(m.all()) for m in mask.values())  # an all-ones mask multiplies by 1.0: skip it
-    grads = flat_views(flat.grad[None], shapes)  # (1, *shape) views of the flat gradient
-    opt = make_optimizer([flat], cfg)
+    names = [f"layers.{i}" for i in range(len(model.layers))] + ["head"]
+    # the optimiser steps the parameters one by one, as in the reference loop: CPU fused Adam
+    # rounds a tensor's last few elements differently from the rest, so one flat tensor would
+    # not reproduce it (still one call per step)
+    opt = make_optimizer(params.values(), cfg)
     steps = 0
     for _ in range(cfg.epochs):
         for idx in shuffled_batches(len(x), cfg.batch_size, generator, x.device):
-            target = y[idx][None]  # (1, B)
-            mlp_grads(
-                model,
-                weights,
-                x.index_select(0, idx)[None],
-                partial(cross_entropy_grad, target=target),
-                grads,
-            )
+            _mlp_grads(names, weights, x.index_select(0, idx), y[idx], grads)
             if masked:
-                flat.grad.mul_(fmask)
+                flat_grad.mul_(fmask)
             opt.step()
             steps += 1
             if on_step is not None:
@@ -210,9 +207,77 @@ def _train_mlp(
             progress()
     with torch.no_grad():
         for p in params.values():
-            p.data = p.data.clone()
+            p.data, p.grad = p.data.clone(), None
     apply_mask(model, mask)  # a no-op, as in the reference loop
     return steps
+
+
+# elements between the starts of two parameters in a flat buffer: 64 bytes of float32, the
+# alignment of PyTorch's CPU allocations. A matmul writing into a view at another offset may
+# round differently (MKL's kernels depend on alignment), and the flat step must reproduce the
+# reference loop, whose parameters are separate allocations, bit for bit.
+_ALIGN = 16
+
+
+def _aligned_buffer(
+    shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One zero buffer (P_padded,) and a named view (*shape) into it per parameter, each 64-byte aligned."""
+    starts, end = {}, 0
+    for name, shape in shapes.items():
+        starts[name] = end
+        end += -(-math.prod(shape) // _ALIGN) * _ALIGN
+    buffer = torch.zeros(end, dtype=dtype, device=device)
+    views = {n: buffer[starts[n] : starts[n] + math.prod(s)].view(s) for n, s in shapes.items()}
+    return buffer, views
+
+
+@torch.no_grad()
+def _mlp_grads(
+    names: list[str],
+    weights: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    grads: Mapping[str, torch.Tensor],
+) -> None:
+    """Gradients of an MLP's mean cross-entropy, computed with the very kernels autograd runs.
+
+    The forward is :class:`~lottery.models.MLP`'s (``addmm`` per layer as
+    ``F.linear`` runs it, ReLU, ``log_softmax`` and ``nll_loss`` as
+    ``F.cross_entropy`` runs them); the backward calls the functions
+    autograd's formulas call (``nll_loss_backward``,
+    ``_log_softmax_backward_data``, ``d.T @ a`` for a weight, a row sum for
+    a bias, ``d @ W`` and ``threshold_backward`` through a layer and its
+    ReLU), so the gradients equal autograd's bit for bit, without its graph.
+    The first layer's input gradient is not computed.
+
+    Parameters
+    ----------
+    names : list of str
+        Layer names in order (``layers.0``, ..., ``head``).
+    weights : mapping of str to tensor, shape (*param_shape)
+        Current parameters.
+    x : tensor, shape (B, *input_shape)
+    y : tensor of int64, shape (B,)
+    grads : mapping of str to tensor, shape (*param_shape)
+        Receive the gradients (overwritten; e.g. views of one flat buffer).
+    """
+    acts = [x.flatten(1)]  # (B, F): the input of every layer
+    for j, name in enumerate(names):
+        h = torch.addmm(weights[f"{name}.bias"], acts[-1], weights[f"{name}.weight"].t())  # (B, out)
+        if j < len(names) - 1:
+            acts.append(torch.relu(h))
+    logp = torch._log_softmax(h, 1, False)  # (B, n_out)
+    _, total_weight = torch.ops.aten.nll_loss_forward(logp, y, None, 1, -100)  # 1: mean
+    one = torch.ones((), dtype=logp.dtype, device=logp.device)
+    d = torch.ops.aten.nll_loss_backward(one, logp, y, None, 1, -100, total_weight)
+    d = torch.ops.aten._log_softmax_backward_data(d, logp, 1, logp.dtype)  # (B, n_out)
+    for j in range(len(names) - 1, -1, -1):
+        name = names[j]
+        torch.mm(d.t(), acts[j], out=grads[f"{name}.weight"])
+        torch.sum(d, dim=0, keepdim=True, out=grads[f"{name}.bias"].view(1, -1))
+        if j > 0:
+            d = torch.ops.aten.threshold_backward(d.mm(weights[f"{name}.weight"]), acts[j], 0)
 
 
 @torch.no_grad()
