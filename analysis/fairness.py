@@ -664,32 +664,38 @@ def _group_table(
         by_group = values.reindex(expected)
     else:
         by_group = pd.DataFrame(np.nan, index=expected, columns=names)
-    counts = g.value_counts().reindex(expected, fill_value=0)
-
-    lo = pd.DataFrame(np.nan, index=expected, columns=names)
-    hi = lo.copy()
-    kind = pd.DataFrame("", index=expected, columns=names, dtype=object)
+    # Plain arrays (E groups, M metrics) rather than frames written cell by cell with .loc:
+    # the page builds one table per level.
+    value = np.zeros((len(expected), len(names)))  # (E, M)
+    for j, m in enumerate(names):
+        value[:, j] = pd.to_numeric(by_group[m], errors="coerce").to_numpy(dtype=np.float64)
+    lo = np.full(value.shape, np.nan)
+    hi = np.full(value.shape, np.nan)
+    kind = np.full(value.shape, "", dtype=object)
     gcodes, uniques = pd.factorize(g)  # (N,): comparing codes, not strings, per group
     code_of = {name: i for i, name in enumerate(uniques)}
-    n_metric = pd.DataFrame(0, index=expected, columns=names, dtype=np.int64)
-    for name in expected:
+    sizes = np.bincount(gcodes[gcodes >= 0], minlength=len(uniques))
+    counts = [int(sizes[code_of[name]]) if name in code_of else 0 for name in expected]  # (E,)
+    n_metric = np.zeros(value.shape, dtype=np.int64)
+    for i, name in enumerate(expected):
         yt_g = y_true[gcodes == code_of.get(name, -2)]
-        for m in names:
-            n_metric.loc[name, m] = _metric_count(m, yt_g, pos_label)
+        for j, m in enumerate(names):
+            n_metric[i, j] = _metric_count(m, yt_g, pos_label)
     boot_names = [m for m in names if m not in PROPORTIONS]
     if n_boot > 0 and len(g) and boot_names:
         q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
-        labels, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+        labels, codes = sorted_codes(np.concatenate([y_true, y_pred]))
         yt_all, yp_all = codes[: len(y_true)], codes[len(y_true) :]
         pos = int(np.searchsorted(labels, pos_label)) if pos_label in labels else -1
         rng = np.random.default_rng(random_state)
-        for name in expected:
+        for i, name in enumerate(expected):
             members = np.flatnonzero(gcodes == code_of.get(name, -2))
             if members.size == 0:
                 continue
             idx = members[rng.integers(0, members.size, size=(n_boot, members.size))]  # (B, n_g)
             step = max(1, _BOOT_CELLS // members.size)
             for m in boot_names:
+                j = names.index(m)
                 vals = np.concatenate(
                     [
                         _batch_metric(
@@ -699,30 +705,30 @@ def _group_table(
                     ]
                 )
                 if np.isfinite(vals).any():
-                    lo.loc[name, m], hi.loc[name, m] = np.nanquantile(vals, q)
-                    kind.loc[name, m] = "bootstrap"
-    for m in names:
-        v = pd.to_numeric(by_group[m], errors="coerce").to_numpy(dtype=np.float64)
-        n_m = n_metric[m].to_numpy(dtype=np.float64)
+                    lo[i, j], hi[i, j] = np.nanquantile(vals, q)
+                    kind[i, j] = "bootstrap"
+    for j, m in enumerate(names):
+        v = value[:, j]
+        n_m = n_metric[:, j].astype(np.float64)
         w_lo, w_hi = wilson_interval(v * n_m, n_m, ci)
         if m in PROPORTIONS:
             use = np.isfinite(v)
             label_kind = "wilson"
         else:
             # no spread at a boundary: the bootstrap says nothing; fall back to Wilson
-            width = (hi[m] - lo[m]).to_numpy(dtype=np.float64)
-            use = np.isfinite(v) & (kind[m] == "bootstrap").to_numpy() & (width <= 1e-12)
+            width = hi[:, j] - lo[:, j]
+            use = np.isfinite(v) & (kind[:, j] == "bootstrap") & (width <= 1e-12)
             use &= (v <= 1e-12) | (v >= 1 - 1e-12)
             label_kind = "wilson (degenerate bootstrap)"
-        lo.loc[use, m], hi.loc[use, m] = w_lo[use], w_hi[use]
-        kind.loc[use, m] = label_kind
+        lo[use, j], hi[use, j] = w_lo[use], w_hi[use]
+        kind[use, j] = label_kind
 
     rows = []
     label = g.name
-    for name in expected:
-        n = int(counts[name])
-        for m in names:
-            n_m = int(n_metric.loc[name, m])
+    for i, name in enumerate(expected):
+        n = counts[i]
+        for j, m in enumerate(names):
+            n_m = int(n_metric[i, j])
             rows.append(
                 (
                     label,
@@ -731,10 +737,10 @@ def _group_table(
                     n_m,
                     n_m < min_count,
                     m,
-                    by_group.loc[name, m],
-                    lo.loc[name, m],
-                    hi.loc[name, m],
-                    kind.loc[name, m] or "none",
+                    value[i, j],
+                    lo[i, j],
+                    hi[i, j],
+                    kind[i, j] or "none",
                 )
             )
     out = pd.DataFrame(rows, columns=GROUP_COLUMNS)
