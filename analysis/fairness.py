@@ -3,8 +3,11 @@
 Pruning can hurt under-represented groups first (Hooker et al. 2019/2020, Tran
 et al. 2022). Groups are the values of any group column of a predictions table
 (``class``, ``cluster``, audit attributes such as ``sex`` and ``race``) or the
-intersections of several columns. Point estimates come from fairlearn's
-:class:`~fairlearn.metrics.MetricFrame` over sklearn metrics.
+intersections of several columns. Point estimates are fairlearn's
+:class:`~fairlearn.metrics.MetricFrame` over sklearn metrics, read from each
+(level, group) cell's confusion counts (:mod:`analysis.confusion_counts`: the
+same numbers bit for bit, ``tests/test_fairness_speed.py``), and computed by
+MetricFrame itself where those do not apply.
 
 Metrics
 -------
