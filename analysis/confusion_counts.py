@@ -1,8 +1,10 @@
-"""Per-cell confusion counts, and the fairness metrics of every cell read from them.
+"""Per-cell class counts, and the fairness metrics of every cell read from them.
 
 A cell is one (level, group) pair of :mod:`analysis.fairness`. Every metric
-there depends on a cell's samples only through its confusion matrix, so one
-``bincount`` over all cells replaces fairlearn's ``MetricFrame``, which calls
+there depends on a cell's samples only through three counts per class (its
+labels, its predictions, its correct predictions: the confusion matrix's row
+and column sums and diagonal), so three ``bincount`` over all cells replace
+fairlearn's ``MetricFrame``, which calls
 the sklearn / fairlearn function once per cell (with its input validation) and
 cost more than the rest of the Fairness page.
 
@@ -20,16 +22,24 @@ MetricFrame.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["cell_confusion", "cell_metrics", "parity_rates", "sorted_codes"]
+__all__ = ["CellCounts", "cell_counts", "cell_metrics", "parity_rates", "sorted_codes"]
 
 
-def cell_confusion(
-    y_true: np.ndarray, y_pred: np.ndarray, cells: np.ndarray, n_cells: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The confusion matrix of every cell.
+class CellCounts(NamedTuple):
+    """Class counts of K cells (:func:`cell_counts`)."""
+
+    labels: np.ndarray  # (C,) the classes, sorted (sklearn's unique_labels order)
+    support: np.ndarray  # (K, C) int64: samples of each label
+    predicted: np.ndarray  # (K, C) int64: samples predicted as each class
+    hits: np.ndarray  # (K, C) int64: samples of each label predicted right
+
+
+def cell_counts(y_true: np.ndarray, y_pred: np.ndarray, cells: np.ndarray, n_cells: int) -> CellCounts | None:
+    """Labels, predictions and correct predictions per class, in every cell.
 
     Parameters
     ----------
@@ -40,24 +50,28 @@ def cell_confusion(
 
     Returns
     -------
-    labels : ndarray, shape (C,)
-        The classes, sorted (sklearn's ``unique_labels`` order).
-    counts : ndarray of int64, shape (n_cells, C, C)
-        ``counts[k, i, j]``: samples of cell ``k`` with label ``labels[i]``
-        predicted ``labels[j]``.
+    CellCounts
+        ``labels`` of shape (C,); ``support``, ``predicted``, ``hits`` of
+        shape (n_cells, C).
     None
         When the labels are not integers (sklearn's label handling is then
         left to sklearn).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if not all(a.dtype.kind in "iub" for a in (y_true, y_pred)):
+    both = np.concatenate([y_true, y_pred])
+    if not all(a.dtype.kind in "iub" for a in (y_true, y_pred, both)):
         return None
     n = y_true.size
-    labels, codes = sorted_codes(np.concatenate([y_true, y_pred]))
+    labels, codes = sorted_codes(both)
     c = labels.size
-    flat = (np.asarray(cells, dtype=np.int64) * c + codes[:n]) * c + codes[n:]  # (N,)
-    counts = np.bincount(flat, minlength=n_cells * c * c).reshape(n_cells, c, c)
-    return labels, counts
+    at = np.asarray(cells, dtype=np.int64) * c  # (N,)
+    size = n_cells * c
+
+    def count(flat: np.ndarray) -> np.ndarray:  # (n_cells, C)
+        return np.bincount(flat, minlength=size).reshape(n_cells, c)
+
+    right = codes[:n] == codes[n:]
+    return CellCounts(labels, count(at + codes[:n]), count(at + codes[n:]), count((at + codes[:n])[right]))
 
 
 def sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +100,7 @@ def sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.flatnonzero(seen) + lo).astype(values.dtype), rank[shifted]
 
 
-def cell_metrics(
-    names: Sequence[str], labels: np.ndarray, counts: np.ndarray, pos_label
-) -> np.ndarray | None:
+def cell_metrics(names: Sequence[str], counts: CellCounts, pos_label: object) -> np.ndarray | None:
     """Metrics of :mod:`analysis.fairness` in every cell, as its sklearn / fairlearn functions give them.
 
     Parameters
@@ -96,9 +108,8 @@ def cell_metrics(
     names : sequence of str
         Metric names of :data:`analysis.fairness.METRICS` and
         :data:`analysis.fairness.BINARY_METRICS`.
-    labels : ndarray, shape (C,)
-    counts : ndarray of int64, shape (K, C, C)
-        :func:`cell_confusion`.
+    counts : CellCounts
+        :func:`cell_counts` of K cells.
     pos_label
         Positive class of the binary metrics.
 
@@ -111,11 +122,9 @@ def cell_metrics(
         When a binary rate is asked and a cell holds more than two labels, or
         two without ``pos_label`` (fairlearn raises there).
     """
-    k, c, _ = counts.shape
-    n = counts.sum(axis=(1, 2))  # (K,)
-    support = counts.sum(axis=2)  # (K, C) labels
-    predicted = counts.sum(axis=1)  # (K, C) predictions
-    hits = np.diagonal(counts, axis1=1, axis2=2)  # (K, C)
+    labels, support, predicted, hits = counts  # (C,), then (K, C) each
+    k = support.shape[0]
+    n = support.sum(axis=1)  # (K,)
     present = (support > 0) | (predicted > 0)  # (K, C): sklearn's unique_labels of the cell
     at = np.flatnonzero(labels == pos_label)
     pos = int(at[0]) if at.size else -1
@@ -160,7 +169,7 @@ def cell_metrics(
     return out
 
 
-def parity_rates(labels: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
+def parity_rates(counts: CellCounts) -> np.ndarray | None:
     """The fairlearn ``selection_rate``, ``true_positive_rate`` and ``false_positive_rate`` per cell.
 
     With fairlearn's default ``pos_label`` (1, labels in {0, 1} or {-1, 1}) and
@@ -168,9 +177,8 @@ def parity_rates(labels: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
 
     Parameters
     ----------
-    labels : ndarray, shape (C,)
-    counts : ndarray of int64, shape (K, C, C)
-        :func:`cell_confusion`.
+    counts : CellCounts
+        :func:`cell_counts` of K cells.
 
     Returns
     -------
@@ -179,14 +187,15 @@ def parity_rates(labels: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
     None
         When the labels are not within {0, 1} or {-1, 1} (fairlearn raises).
     """
+    labels, support, predicted, hits = counts
     values = set(labels.tolist())
     if not (values <= {0, 1} or values <= {-1, 1}):
         return None
-    k = counts.shape[0]
-    n = counts.sum(axis=(1, 2))
+    k = support.shape[0]
+    n = support.sum(axis=1)
     if 1 in values:
         pos = int(np.flatnonzero(labels == 1)[0])
-        p_true, p_pred, tp = counts[:, pos, :].sum(axis=1), counts[:, :, pos].sum(axis=1), counts[:, pos, pos]
+        p_true, p_pred, tp = support[:, pos], predicted[:, pos], hits[:, pos]
     else:
         p_true = p_pred = tp = np.zeros(k, np.int64)
     neg, fp = n - p_true, p_pred - tp

@@ -65,7 +65,7 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
-from analysis.confusion_counts import cell_confusion, cell_metrics, parity_rates, sorted_codes
+from analysis.confusion_counts import cell_counts, cell_metrics, parity_rates, sorted_codes
 from analysis.signals import resample_counts
 
 if TYPE_CHECKING:
@@ -280,8 +280,8 @@ def _by_group_per_level(
         keys, groups, yt, yp, cells = stacked
         if not keys:
             return {}
-        confusion = cell_confusion(yt, yp, cells, len(keys) * len(groups))
-        values = None if confusion is None else cell_metrics(names, *confusion, pos_label)
+        counts = cell_counts(yt, yp, cells, len(keys) * len(groups))
+        values = None if counts is None else cell_metrics(names, counts, pos_label)
         if values is not None:
             values = values.reshape(len(keys), len(groups), len(names))  # (L, G, M)
             return {lv: pd.DataFrame(values[i], index=groups, columns=names) for i, lv in enumerate(keys)}
@@ -1061,8 +1061,8 @@ def _parity_differences(
     if not keys:
         return {}
     n_groups = len(groups)
-    confusion = cell_confusion(yt, yp, cells, len(keys) * n_groups)
-    rates = None if confusion is None else parity_rates(*confusion)
+    counts = cell_counts(yt, yp, cells, len(keys) * n_groups)
+    rates = None if counts is None else parity_rates(counts)
     if rates is None:
         return _parity_frame(levels, min_count)
     size = np.bincount(cells, minlength=len(keys) * n_groups)  # (L * G,)

@@ -24,7 +24,7 @@ from fairlearn.metrics import (
 )
 
 from analysis import fairness as fm
-from analysis.confusion_counts import cell_confusion, cell_metrics, parity_rates, sorted_codes
+from analysis.confusion_counts import cell_counts, cell_metrics, parity_rates, sorted_codes
 from analysis.signals import resample_counts
 from artifacts import run_format as rf
 
@@ -104,13 +104,13 @@ def test_binary_rates_with_minus_one_labels_and_a_missing_positive_class():
 
 def test_cells_that_fairlearn_refuses_or_that_are_not_integers_go_to_fairlearn():
     levels = _synthetic_levels(1, 3)
-    labels, counts = cell_confusion(np.array([0, 1, 2]), np.array([0, 1, 2]), np.zeros(3, int), 1)
-    assert cell_metrics(["true_positive_rate"], labels, counts, 1) is None  # three labels in a cell
+    counts = cell_counts(np.array([0, 1, 2]), np.array([0, 1, 2]), np.zeros(3, int), 1)
+    assert cell_metrics(["true_positive_rate"], counts, 1) is None  # three labels in a cell
     with pytest.raises(ValueError, match="no more than two"):
         fm._by_group_per_level(["true_positive_rate"], 1, levels)  # fairlearn's own error, as before
     # labels as strings: fairlearn computes, with the same result as its MetricFrame
     text = {lv: (yt.astype(str), yp.astype(str), g) for lv, (yt, yp, g) in levels.items()}
-    assert cell_confusion(text[0][0], text[0][1], np.zeros(len(text[0][0]), int), 1) is None
+    assert cell_counts(text[0][0], text[0][1], np.zeros(len(text[0][0]), int), 1) is None
     got = fm._by_group_per_level(list(fm.METRICS), "1", text)
     for lv, (yt, yp, g) in text.items():
         _assert_same(got[lv], _fairlearn_by_group(list(fm.METRICS), "1", yt, yp, g))
@@ -160,8 +160,8 @@ def test_parity_differences_equal_fairlearns_functions_bit_for_bit(seed, min_cou
 
 def test_parity_with_labels_fairlearn_refuses_behaves_as_fairlearn():
     levels = _synthetic_levels(2, 3)
-    labels, counts = cell_confusion(levels[0][0], levels[0][1], np.zeros(len(levels[0][0]), int), 1)
-    assert parity_rates(labels, counts) is None
+    counts = cell_counts(levels[0][0], levels[0][1], np.zeros(len(levels[0][0]), int), 1)
+    assert parity_rates(counts) is None
     with pytest.raises(ValueError):
         fm._parity_frame(levels, 10)
     with pytest.raises(ValueError):
@@ -171,8 +171,7 @@ def test_parity_with_labels_fairlearn_refuses_behaves_as_fairlearn():
 def test_parity_rates_rest_on_no_sample_as_zero():
     # one cell of positives predicted positive, one of negatives predicted negative, one empty
     yt = np.array([1, 1, 0, 0])
-    labels, counts = cell_confusion(yt, yt, np.array([0, 0, 1, 1]), 3)
-    rates = parity_rates(labels, counts)
+    rates = parity_rates(cell_counts(yt, yt, np.array([0, 0, 1, 1]), 3))
     np.testing.assert_array_equal(rates[:2], [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
     assert np.isnan(rates[2]).all()
 
@@ -258,7 +257,7 @@ def test_counted_metric_equals_batch_metric_of_the_gathered_resamples(seed):
 
 def _plain(monkeypatch) -> None:
     """The old code path: fairlearn's MetricFrame for every cell, gathered bootstrap resamples."""
-    monkeypatch.setattr(fm, "cell_confusion", lambda *a, **k: None)
+    monkeypatch.setattr(fm, "cell_counts", lambda *a, **k: None)
     monkeypatch.setattr(fm, "resample_counts", lambda draw: draw)
 
     def gathered(name, draw, yt, yp, n_classes, pos):
