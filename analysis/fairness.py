@@ -113,6 +113,9 @@ _HIGHER_IS_BETTER = {
 _JOIN = " & "
 _REFERENCE = -1  # key of the dense reference among the levels (group_drops, fairness_gaps)
 _BOOT_CELLS = 1 << 21  # resampled labels held at once per metric batch
+# Above this many classes a class-averaged metric's bootstrap gathers the resampled codes
+# (B * n per level) instead of summing counts per class (B * n * C per level).
+_COUNTED_CLASSES = 16
 
 
 # ----------------------------------------------------------------------------- metric functions
@@ -405,19 +408,14 @@ def _counted_metric(
     classes = np.arange(n_classes)
     true = yt[:, None] == classes  # (n, C)
     den = counts @ true.astype(np.float64)  # (B, C)
-    correct = (yp == yt[:, None])[:, :, None] & true[:, None, :]  # (n, L, C)
-    hit = (counts @ correct.reshape(n, -1).astype(np.float64)).reshape(-1, n_models, n_classes)  # (B, L, C)
-    predicted = None
-    if name == "recall_macro":
-        onehot = (yp[:, :, None] == classes).reshape(n, -1).astype(np.float64)  # (n, L * C)
-        predicted = (counts @ onehot).reshape(-1, n_models, n_classes)  # (B, L, C)
-    return np.stack(
-        [
-            _metric_from_counts(name, n, hit[:, i], den, None if predicted is None else predicted[:, i])
-            for i in range(n_models)
-        ],
-        axis=1,
-    )
+    out = []
+    for i in range(n_models):  # one model at a time: (n, C) indicators, not (n, L, C)
+        hit = counts @ (true & (yp[:, i] == yt)[:, None]).astype(np.float64)  # (B, C)
+        predicted = None
+        if name == "recall_macro":
+            predicted = counts @ (yp[:, i, None] == classes).astype(np.float64)  # (B, C)
+        out.append(_metric_from_counts(name, n, hit, den, predicted))
+    return np.stack(out, axis=1)
 
 
 def wilson_interval(successes, trials, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -831,6 +829,7 @@ def joint_bootstrap(
     rng = np.random.default_rng(random_state)
     out = {lv: np.full((n_boot, len(groups)), np.nan) for lv in levels}
     yp_all = np.stack([yp[lv] for lv in levels], axis=1)  # (n, L)
+    counted = metric in PROPORTIONS or labels.size <= _COUNTED_CLASSES
     for j, name in enumerate(groups):
         members = np.flatnonzero(g == name)
         # The draws (and their batches) of the gathered version, which held b * n_g * L codes.
@@ -838,9 +837,14 @@ def joint_bootstrap(
         for s0 in range(0, n_boot, step):
             b = min(step, n_boot - s0)
             draw = rng.integers(0, members.size, size=(b, members.size))  # (b, n_g) into members
-            vals = _counted_metric(
-                metric, resample_counts(draw), yt[members], yp_all[members], labels.size, pos
-            )  # (b, L)
+            if counted:
+                vals = _counted_metric(
+                    metric, resample_counts(draw), yt[members], yp_all[members], labels.size, pos
+                )  # (b, L)
+            else:
+                idx = members[draw]
+                t = yt[idx]
+                vals = np.stack([_batch_metric(metric, t, yp[lv][idx], labels.size, pos) for lv in levels], 1)
             for i, lv in enumerate(levels):
                 out[lv][s0 : s0 + b, j] = vals[:, i]
     return groups, out

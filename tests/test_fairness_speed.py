@@ -214,13 +214,17 @@ def _frames(levels: dict) -> dict[int, pd.DataFrame]:
     }
 
 
-@pytest.mark.parametrize(("metric", "n_classes"), [*((m, 2) for m in ALL), *((m, 4) for m in fm.METRICS)])
+@pytest.mark.parametrize(
+    ("metric", "n_classes"),
+    [*((m, 2) for m in ALL), *((m, 4) for m in fm.METRICS), ("balanced_accuracy", 20), ("recall_macro", 20)],
+)
 def test_joint_bootstrap_by_counts_is_the_gathered_bootstrap_bit_for_bit(metric, n_classes):
     frames = _frames(_synthetic_levels(3, n_classes))
     frames[1].loc[:3, "grp"] = "e"  # groups of 4 samples, and of 1
     frames[1].loc[4, "grp"] = "f"
     for lv in frames:
         frames[lv]["grp"] = frames[1]["grp"]
+    assert (n_classes > fm._COUNTED_CLASSES) == (n_classes == 20)  # both ways of summing are exercised
     groups, got = fm.joint_bootstrap(frames, "grp", metric, n_boot=150, random_state=4)
     want_groups, want = _gathered_joint_bootstrap(frames, "grp", metric, n_boot=150, random_state=4)
     assert groups == want_groups and "f" in groups
