@@ -3,8 +3,11 @@
 Pruning can hurt under-represented groups first (Hooker et al. 2019/2020, Tran
 et al. 2022). Groups are the values of any group column of a predictions table
 (``class``, ``cluster``, audit attributes such as ``sex`` and ``race``) or the
-intersections of several columns. Point estimates come from fairlearn's
-:class:`~fairlearn.metrics.MetricFrame` over sklearn metrics.
+intersections of several columns. Point estimates are fairlearn's
+:class:`~fairlearn.metrics.MetricFrame` over sklearn metrics, read from each
+(level, group) cell's confusion counts (:mod:`analysis.confusion_counts`: the
+same numbers bit for bit, ``tests/test_fairness_speed.py``), and computed by
+MetricFrame itself where those do not apply.
 
 Metrics
 -------
@@ -62,6 +65,9 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
+from analysis.confusion_counts import cell_counts, cell_metrics, parity_rates, sorted_codes
+from analysis.signals import resample_counts
+
 if TYPE_CHECKING:
     from artifacts.run_format import Run
 
@@ -107,6 +113,9 @@ _HIGHER_IS_BETTER = {
 _JOIN = " & "
 _REFERENCE = -1  # key of the dense reference among the levels (group_drops, fairness_gaps)
 _BOOT_CELLS = 1 << 21  # resampled labels held at once per metric batch
+# Above this many classes a class-averaged metric's bootstrap gathers the resampled codes
+# (B * n per level) instead of summing counts per class (B * n * C per level).
+_COUNTED_CLASSES = 16
 
 
 # ----------------------------------------------------------------------------- metric functions
@@ -170,18 +179,6 @@ def _distinct_rows(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, co
     return (*out, c["c"].to_numpy()) if control is not None else out
 
 
-def _metric_frame(fns: dict[str, Callable], y_true, y_pred, groups: pd.Series) -> MetricFrame:
-    """Fairlearn's MetricFrame, evaluated on the weighted distinct rows (same values)."""
-    yt, yp, g, w = _distinct_rows(y_true, y_pred, groups)
-    return MetricFrame(
-        metrics=fns,
-        y_true=yt,
-        y_pred=yp,
-        sensitive_features=g,
-        sample_params={name: {"sample_weight": w} for name in fns},
-    )
-
-
 def _stacked_frame(
     fns: dict[str, Callable], levels: Mapping[int, tuple[np.ndarray, np.ndarray, pd.Series]]
 ) -> MetricFrame | None:
@@ -224,14 +221,76 @@ def _stacked_frame(
     )
 
 
+def _stacked_cells(
+    levels: Mapping[int, tuple[np.ndarray, np.ndarray, pd.Series]],
+) -> tuple[list[int], pd.Index, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Every level's samples stacked, each tagged with its (level, group) cell.
+
+    Parameters
+    ----------
+    levels : mapping of int to (y_true, y_pred, groups)
+        Arrays of shape (N_level,) per level; empty levels are left out.
+
+    Returns
+    -------
+    keys : list of int
+        The L levels with a sample, in the mapping's order.
+    groups : Index, shape (G,)
+        Every group of any level (named like the groups Series).
+    y_true, y_pred : ndarray, shape (N,)
+    cells : ndarray of int64, shape (N,)
+        ``l * G + g`` for level ``keys[l]`` and group ``groups[g]``.
+    None
+        When a group label is missing (NaN): fairlearn decides what that means.
+    """
+    parts = {lv: v for lv, v in levels.items() if len(v[2])}
+    index: dict = {}
+    codes = []
+    for _, _, g in parts.values():
+        code, uniques = pd.factorize(g)
+        if (code < 0).any():
+            return None
+        remap = np.array([index.setdefault(u, len(index)) for u in uniques], dtype=np.int64)
+        codes.append(remap[code])
+    n_groups = len(index)
+    cells = [i * n_groups + c for i, c in enumerate(codes)]
+    name = next(iter(parts.values()))[2].name if parts else None
+    return (
+        list(parts),
+        pd.Index(list(index), name=name, dtype=object),
+        np.concatenate([v[0] for v in parts.values()]) if parts else np.zeros(0, np.int64),
+        np.concatenate([v[1] for v in parts.values()]) if parts else np.zeros(0, np.int64),
+        np.concatenate(cells) if parts else np.zeros(0, np.int64),
+    )
+
+
 def _by_group_per_level(
-    fns: dict[str, Callable], levels: Mapping[int, tuple[np.ndarray, np.ndarray, pd.Series]]
+    names: list[str], pos_label, levels: Mapping[int, tuple[np.ndarray, np.ndarray, pd.Series]]
 ) -> dict[int, pd.DataFrame]:
-    """Each level's ``MetricFrame.by_group`` (index group, one column per metric), from one frame."""
-    frame = _stacked_frame(fns, levels)
+    """Each level's ``MetricFrame.by_group`` (index group, one column per metric).
+
+    The values of fairlearn's MetricFrame over the stacked levels
+    (:func:`_stacked_frame` of :func:`_metric_functions`), read from every
+    (level, group) cell's confusion counts
+    (:func:`analysis.confusion_counts.cell_metrics`: the same numbers, without
+    one sklearn call per cell); fairlearn itself where those do not apply
+    (labels that are not integers, a binary rate that fairlearn refuses).
+    Cells of groups absent from a level are NaN, as after reindexing a frame
+    of the level alone.
+    """
+    stacked = _stacked_cells(levels)
+    if stacked is not None:
+        keys, groups, yt, yp, cells = stacked
+        if not keys:
+            return {}
+        counts = cell_counts(yt, yp, cells, len(keys) * len(groups))
+        values = None if counts is None else cell_metrics(names, counts, pos_label)
+        if values is not None:
+            values = values.reshape(len(keys), len(groups), len(names))  # (L, G, M)
+            return {lv: pd.DataFrame(values[i], index=groups, columns=names) for i, lv in enumerate(keys)}
+    frame = _stacked_frame(_metric_functions(names, pos_label), levels)
     if frame is None:
         return {}
-    # Cells of groups absent from a level are NaN, as after reindexing a frame of the level alone.
     return {lv: frame.by_group.xs(lv, level=0) for lv in frame.by_group.index.unique(level=0)}
 
 
@@ -258,34 +317,105 @@ def _batch_metric(name: str, yt: np.ndarray, yp: np.ndarray, n_classes: int, pos
     """
     b, n = yt.shape
     if name == "accuracy":
-        return (yt == yp).mean(axis=1)
+        return _metric_from_counts(name, n, (yt == yp).sum(axis=1))
     if name == "selection_rate":
-        return (yp == pos).mean(axis=1)
+        return _metric_from_counts(name, n, (yp == pos).sum(axis=1))
     if name in ("true_positive_rate", "false_positive_rate"):
         want = yt == pos if name == "true_positive_rate" else yt != pos
-        den = want.sum(axis=1)
-        num = (want & (yp == pos)).sum(axis=1)
-        return np.divide(num, den, out=np.full(b, np.nan), where=den > 0)
+        return _metric_from_counts(name, n, (want & (yp == pos)).sum(axis=1), want.sum(axis=1))
     offset = (np.arange(b) * n_classes)[:, None]  # (B, 1)
 
     def counts(codes: np.ndarray) -> np.ndarray:  # (B, C)
         return np.bincount((offset + codes).ravel(), minlength=b * n_classes).reshape(b, n_classes)
 
-    support = counts(yt)
-    tp = _hits(yt, yp, offset, b, n_classes)
-    recall = np.divide(tp, support, out=np.zeros((b, n_classes)), where=support > 0)
-    if name == "balanced_accuracy":
-        return recall.sum(axis=1) / (support > 0).sum(axis=1)
-    if name == "recall_macro":
-        present = (support > 0) | (counts(yp) > 0)
-        return recall.sum(axis=1) / present.sum(axis=1)
-    raise ValueError(f"unknown metric {name!r}")
+    predicted = counts(yp) if name == "recall_macro" else None
+    return _metric_from_counts(name, n, _hits(yt, yp, offset, b, n_classes), counts(yt), predicted)
 
 
 def _hits(yt: np.ndarray, yp: np.ndarray, offset: np.ndarray, b: int, n_classes: int) -> np.ndarray:
     # True positives per class: count the true class of correctly predicted samples.
     idx = (offset + yt)[yt == yp]
     return np.bincount(idx, minlength=b * n_classes).reshape(b, n_classes)
+
+
+def _metric_from_counts(
+    name: str, n: int, hit: np.ndarray, den: np.ndarray | None = None, predicted: np.ndarray | None = None
+) -> np.ndarray:
+    """A metric on B resamples of n samples from their whole-number counts -> (B,).
+
+    Parameters
+    ----------
+    name : str
+    n : int
+        Samples per resample.
+    hit : ndarray, shape (B,) or (B, C)
+        Correct predictions (accuracy), positive predictions (selection rate),
+        true (TPR) or false (FPR) positives; per class, correct predictions
+        (balanced accuracy, macro recall).
+    den : ndarray, shape (B,) or (B, C), optional
+        Positive (TPR) or negative (FPR) labels; per class, the labels.
+    predicted : ndarray, shape (B, C), optional
+        Predictions per class (macro recall).
+    """
+    b = hit.shape[0]
+    if name in ("accuracy", "selection_rate"):
+        return hit / n
+    if name in ("true_positive_rate", "false_positive_rate"):
+        return np.divide(hit, den, out=np.full(b, np.nan), where=den > 0)
+    recall = np.divide(hit, den, out=np.zeros(hit.shape), where=den > 0)  # (B, C)
+    if name == "balanced_accuracy":
+        return recall.sum(axis=1) / (den > 0).sum(axis=1)
+    if name == "recall_macro":
+        present = (den > 0) | (predicted > 0)
+        return recall.sum(axis=1) / present.sum(axis=1)
+    raise ValueError(f"unknown metric {name!r}")
+
+
+def _counted_metric(
+    name: str, counts: np.ndarray, yt: np.ndarray, yp: np.ndarray, n_classes: int, pos: int
+) -> np.ndarray:
+    """:func:`_batch_metric` of the resamples ``counts`` for several prediction columns at once.
+
+    Parameters
+    ----------
+    name : str
+    counts : ndarray of float64, shape (B, n)
+        :func:`analysis.signals.resample_counts` of the resampling indices.
+    yt : ndarray of int, shape (n,)
+        Label codes.
+    yp : ndarray of int, shape (n, L)
+        Prediction codes of L models (levels) on the same samples.
+    n_classes, pos
+        As in :func:`_batch_metric`.
+
+    Returns
+    -------
+    ndarray of float64, shape (B, L)
+        Column ``l`` equal bit for bit to :func:`_batch_metric` of the gathered
+        resamples of ``yt`` and ``yp[:, l]``: every count is a sum of whole
+        numbers below 2**53, exact in any order (one product, no gather of
+        B * n * L codes).
+    """
+    n, n_models = yp.shape
+    if name in ("accuracy", "selection_rate"):
+        hit = counts @ (yp == yt[:, None] if name == "accuracy" else yp == pos).astype(np.float64)  # (B, L)
+        return _metric_from_counts(name, n, hit)
+    if name in ("true_positive_rate", "false_positive_rate"):
+        want = yt == pos if name == "true_positive_rate" else yt != pos  # (n,)
+        den = counts @ want.astype(np.float64)  # (B,)
+        hit = counts @ (want[:, None] & (yp == pos)).astype(np.float64)  # (B, L)
+        return np.stack([_metric_from_counts(name, n, hit[:, i], den) for i in range(n_models)], axis=1)
+    classes = np.arange(n_classes)
+    true = yt[:, None] == classes  # (n, C)
+    den = counts @ true.astype(np.float64)  # (B, C)
+    out = []
+    for i in range(n_models):  # one model at a time: (n, C) indicators, not (n, L, C)
+        hit = counts @ (true & (yp[:, i] == yt)[:, None]).astype(np.float64)  # (B, C)
+        predicted = None
+        if name == "recall_macro":
+            predicted = counts @ (yp[:, i, None] == classes).astype(np.float64)  # (B, C)
+        out.append(_metric_from_counts(name, n, hit, den, predicted))
+    return np.stack(out, axis=1)
 
 
 def wilson_interval(successes, trials, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -476,13 +606,12 @@ def group_metrics(
     if binary is None:
         binary = _is_binary(predictions, label_col, pred_col)
     names = list(metrics) if metrics is not None else [*METRICS, *(BINARY_METRICS if binary else ())]
-    fns = _metric_functions(names, pos_label)
+    _metric_functions(names, pos_label)  # unknown names raise here
     g = group_labels(predictions, group_by)
     values = None
     if len(g):
-        values = _metric_frame(
-            fns, predictions[label_col].to_numpy(), predictions[pred_col].to_numpy(), g
-        ).by_group
+        arrays = {0: (predictions[label_col].to_numpy(), predictions[pred_col].to_numpy(), g)}
+        values = _by_group_per_level(names, pos_label, arrays)[0]
     return _group_table(
         predictions,
         group_by,
@@ -536,32 +665,38 @@ def _group_table(
         by_group = values.reindex(expected)
     else:
         by_group = pd.DataFrame(np.nan, index=expected, columns=names)
-    counts = g.value_counts().reindex(expected, fill_value=0)
-
-    lo = pd.DataFrame(np.nan, index=expected, columns=names)
-    hi = lo.copy()
-    kind = pd.DataFrame("", index=expected, columns=names, dtype=object)
+    # Plain arrays (E groups, M metrics) rather than frames written cell by cell with .loc:
+    # the page builds one table per level.
+    value = np.zeros((len(expected), len(names)))  # (E, M)
+    for j, m in enumerate(names):
+        value[:, j] = pd.to_numeric(by_group[m], errors="coerce").to_numpy(dtype=np.float64)
+    lo = np.full(value.shape, np.nan)
+    hi = np.full(value.shape, np.nan)
+    kind = np.full(value.shape, "", dtype=object)
     gcodes, uniques = pd.factorize(g)  # (N,): comparing codes, not strings, per group
     code_of = {name: i for i, name in enumerate(uniques)}
-    n_metric = pd.DataFrame(0, index=expected, columns=names, dtype=np.int64)
-    for name in expected:
+    sizes = np.bincount(gcodes[gcodes >= 0], minlength=len(uniques))
+    counts = [int(sizes[code_of[name]]) if name in code_of else 0 for name in expected]  # (E,)
+    n_metric = np.zeros(value.shape, dtype=np.int64)
+    for i, name in enumerate(expected):
         yt_g = y_true[gcodes == code_of.get(name, -2)]
-        for m in names:
-            n_metric.loc[name, m] = _metric_count(m, yt_g, pos_label)
+        for j, m in enumerate(names):
+            n_metric[i, j] = _metric_count(m, yt_g, pos_label)
     boot_names = [m for m in names if m not in PROPORTIONS]
     if n_boot > 0 and len(g) and boot_names:
         q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
-        labels, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+        labels, codes = sorted_codes(np.concatenate([y_true, y_pred]))
         yt_all, yp_all = codes[: len(y_true)], codes[len(y_true) :]
         pos = int(np.searchsorted(labels, pos_label)) if pos_label in labels else -1
         rng = np.random.default_rng(random_state)
-        for name in expected:
+        for i, name in enumerate(expected):
             members = np.flatnonzero(gcodes == code_of.get(name, -2))
             if members.size == 0:
                 continue
             idx = members[rng.integers(0, members.size, size=(n_boot, members.size))]  # (B, n_g)
             step = max(1, _BOOT_CELLS // members.size)
             for m in boot_names:
+                j = names.index(m)
                 vals = np.concatenate(
                     [
                         _batch_metric(
@@ -571,30 +706,30 @@ def _group_table(
                     ]
                 )
                 if np.isfinite(vals).any():
-                    lo.loc[name, m], hi.loc[name, m] = np.nanquantile(vals, q)
-                    kind.loc[name, m] = "bootstrap"
-    for m in names:
-        v = pd.to_numeric(by_group[m], errors="coerce").to_numpy(dtype=np.float64)
-        n_m = n_metric[m].to_numpy(dtype=np.float64)
+                    lo[i, j], hi[i, j] = np.nanquantile(vals, q)
+                    kind[i, j] = "bootstrap"
+    for j, m in enumerate(names):
+        v = value[:, j]
+        n_m = n_metric[:, j].astype(np.float64)
         w_lo, w_hi = wilson_interval(v * n_m, n_m, ci)
         if m in PROPORTIONS:
             use = np.isfinite(v)
             label_kind = "wilson"
         else:
             # no spread at a boundary: the bootstrap says nothing; fall back to Wilson
-            width = (hi[m] - lo[m]).to_numpy(dtype=np.float64)
-            use = np.isfinite(v) & (kind[m] == "bootstrap").to_numpy() & (width <= 1e-12)
+            width = hi[:, j] - lo[:, j]
+            use = np.isfinite(v) & (kind[:, j] == "bootstrap") & (width <= 1e-12)
             use &= (v <= 1e-12) | (v >= 1 - 1e-12)
             label_kind = "wilson (degenerate bootstrap)"
-        lo.loc[use, m], hi.loc[use, m] = w_lo[use], w_hi[use]
-        kind.loc[use, m] = label_kind
+        lo[use, j], hi[use, j] = w_lo[use], w_hi[use]
+        kind[use, j] = label_kind
 
     rows = []
     label = g.name
-    for name in expected:
-        n = int(counts[name])
-        for m in names:
-            n_m = int(n_metric.loc[name, m])
+    for i, name in enumerate(expected):
+        n = counts[i]
+        for j, m in enumerate(names):
+            n_m = int(n_metric[i, j])
             rows.append(
                 (
                     label,
@@ -603,10 +738,10 @@ def _group_table(
                     n_m,
                     n_m < min_count,
                     m,
-                    by_group.loc[name, m],
-                    lo.loc[name, m],
-                    hi.loc[name, m],
-                    kind.loc[name, m] or "none",
+                    value[i, j],
+                    lo[i, j],
+                    hi[i, j],
+                    kind[i, j] or "none",
                 )
             )
     out = pd.DataFrame(rows, columns=GROUP_COLUMNS)
@@ -684,9 +819,8 @@ def joint_bootstrap(
     first = levels[min(levels)]
     g = group_labels(first, group_by).to_numpy()
     groups = sorted(set(g))
-    labels, codes = np.unique(
-        np.concatenate([first[label_col].to_numpy(), *[p[pred_col].to_numpy() for p in levels.values()]]),
-        return_inverse=True,
+    labels, codes = sorted_codes(
+        np.concatenate([first[label_col].to_numpy(), *[p[pred_col].to_numpy() for p in levels.values()]])
     )
     n = len(first)
     yt = codes[:n]
@@ -694,15 +828,25 @@ def joint_bootstrap(
     pos = int(np.searchsorted(labels, pos_label)) if pos_label in labels else -1
     rng = np.random.default_rng(random_state)
     out = {lv: np.full((n_boot, len(groups)), np.nan) for lv in levels}
+    yp_all = np.stack([yp[lv] for lv in levels], axis=1)  # (n, L)
+    counted = metric in PROPORTIONS or labels.size <= _COUNTED_CLASSES
     for j, name in enumerate(groups):
         members = np.flatnonzero(g == name)
+        # The draws (and their batches) of the gathered version, which held b * n_g * L codes.
         step = max(1, _BOOT_CELLS // (members.size * max(1, len(levels))))
         for s0 in range(0, n_boot, step):
             b = min(step, n_boot - s0)
-            idx = members[rng.integers(0, members.size, size=(b, members.size))]  # (b, n_g)
-            t = yt[idx]
-            for lv in levels:
-                out[lv][s0 : s0 + b, j] = _batch_metric(metric, t, yp[lv][idx], labels.size, pos)
+            draw = rng.integers(0, members.size, size=(b, members.size))  # (b, n_g) into members
+            if counted:
+                vals = _counted_metric(
+                    metric, resample_counts(draw), yt[members], yp_all[members], labels.size, pos
+                )  # (b, L)
+            else:
+                idx = members[draw]
+                t = yt[idx]
+                vals = np.stack([_batch_metric(metric, t, yp[lv][idx], labels.size, pos) for lv in levels], 1)
+            for i, lv in enumerate(levels):
+                out[lv][s0 : s0 + b, j] = vals[:, i]
     return groups, out
 
 
@@ -754,13 +898,13 @@ def _level_tables(
         )
     values: dict[int, pd.DataFrame] = {}
     for key in {tuple(n) for n in names.values()}:
-        fns = _metric_functions(list(key), pos_label)
+        _metric_functions(list(key), pos_label)  # unknown names raise here
         arrays = {
             lv: (p[label_col].to_numpy(), p[pred_col].to_numpy(), labels[lv])
             for lv, p in predictions_by_level.items()
             if tuple(names[lv]) == key
         }
-        values.update(_by_group_per_level(fns, arrays))
+        values.update(_by_group_per_level(list(key), pos_label, arrays))
     return {
         lv: _group_table(
             p,
@@ -896,8 +1040,11 @@ def _parity_differences(
     fairlearn's ``demographic_parity_difference`` is ``MetricFrame(selection_rate)
     .difference()`` and ``equalized_odds_difference`` the larger of the
     ``difference()`` of ``true_positive_rate`` and ``false_positive_rate`` (their
-    default ``pos_label``); here the three come from one MetricFrame over the
-    stacked levels, the level as control feature, so ``difference()`` is per level.
+    default ``pos_label``), per level. The three rates of every (level, group)
+    cell are read from its confusion counts
+    (:func:`analysis.confusion_counts.parity_rates`, fairlearn's values);
+    fairlearn's MetricFrame over the stacked levels (:func:`_parity_frame`) where
+    they do not apply. ``difference()`` is ``max - min`` over the groups.
 
     Parameters
     ----------
@@ -911,6 +1058,33 @@ def _parity_differences(
     dict of int to (float, float)
         ``(demographic parity, equalized odds)`` per level that has a group of ``min_count``.
     """
+    stacked = _stacked_cells(levels)
+    if stacked is None:
+        return _parity_frame(levels, min_count)
+    keys, groups, yt, yp, cells = stacked
+    if not keys:
+        return {}
+    n_groups = len(groups)
+    counts = cell_counts(yt, yp, cells, len(keys) * n_groups)
+    rates = None if counts is None else parity_rates(counts)
+    if rates is None:
+        return _parity_frame(levels, min_count)
+    size = np.bincount(cells, minlength=len(keys) * n_groups)  # (L * G,)
+    out = {}
+    for i, lv in enumerate(keys):
+        cell = slice(i * n_groups, (i + 1) * n_groups)
+        big = (size[cell] > 0) & (size[cell] >= min_count)  # the groups kept at this level
+        if big.any():
+            r = rates[cell][big]  # (G kept, 3): selection rate, TPR, FPR
+            diff = r.max(axis=0) - r.min(axis=0)
+            out[lv] = (diff[0], max(diff[1], diff[2]))
+    return out
+
+
+def _parity_frame(
+    levels: Mapping[int, tuple[np.ndarray, np.ndarray, pd.Series]], min_count: int
+) -> dict[int, tuple[float, float]]:
+    """:func:`_parity_differences` from fairlearn's MetricFrame over the stacked levels."""
     big = {}
     for lv, (yt, yp, g) in levels.items():
         keep = (g.map(g.value_counts()) >= min_count).to_numpy()  # (N,)
