@@ -258,8 +258,8 @@ def ray_init_options() -> dict:
     }
 
 
-def _connect(address: str | None) -> bool:
-    """Start a local Ray (all cores) or join ``address``; False when Ray was already running."""
+def _connect(address: str | None, local_cpus: int | None = None) -> bool:
+    """Start a local Ray of ``local_cpus`` (default all cores) or join ``address``; False if Ray ran."""
     import ray
 
     if ray.is_initialized():
@@ -268,8 +268,9 @@ def _connect(address: str | None) -> bool:
         if address:
             ray.init(address=address, **ray_init_options())
         else:
-            # "local": a new instance even when `ray start` left one running on this machine
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, **ray_init_options())
+            # "local": a new instance even when `ray start` left one running on this machine (or
+            # another sweep's local Ray: two sweeps of one local CPU each share a 2-core machine)
+            ray.init(address="local", num_cpus=local_cpus or os.cpu_count() or 1, **ray_init_options())
     except (ConnectionError, RuntimeError) as e:
         hint = (
             " (a cluster started with `ray start` uses token authentication: set RAY_AUTH_MODE=token "
@@ -297,6 +298,7 @@ def run_sweep(
     preset: str,
     overrides: Sequence[str] = (),
     address: str | None = None,
+    local_cpus: int | None = None,
     cpus_per_run: float = 1,
     gpus_per_run: float = 0,
     device: str = "auto",
@@ -320,6 +322,8 @@ def run_sweep(
     address : str, optional
         Address of a running Ray cluster; default a local Ray with the machine's cores.
         When Ray is already initialised in this process, it is used as it is.
+    local_cpus : int, optional
+        CPUs of the local Ray (default: all cores); not with ``address``.
     cpus_per_run, gpus_per_run : float
         Resources Ray reserves for each task.
     echo : callable, optional
@@ -336,6 +340,8 @@ def run_sweep(
         raise ValueError("no seeds given")
     if cpus_per_run <= 0:
         raise ValueError("--cpus-per-run must be positive")
+    if local_cpus is not None and (address or local_cpus < 1):
+        raise ValueError("--local-cpus needs a positive count and no --address (it sizes a local Ray)")
     known = _domain().methods
     methods = _planned(desc)  # the description's methods and its dense reference
     unknown = [m for m in methods if m not in known]
@@ -352,7 +358,7 @@ def run_sweep(
 
     import ray
 
-    owns = _connect(address)
+    owns = _connect(address, local_cpus)
     try:
         write_group(group_dir, desc, seeds, preset=preset, overrides=overrides)
     except BaseException:
@@ -440,6 +446,9 @@ def add_sweep_command(sub) -> None:
     p.add_argument("--methods", nargs="+", help="methods to run (default: the preset's)")
     p.add_argument("--out", type=Path, help="group folder (default: runs/<preset>-<hash>-seeds)")
     p.add_argument("--address", help="address of a running Ray cluster (default: a local Ray on all cores)")
+    p.add_argument(
+        "--local-cpus", type=int, help="CPUs of the local Ray (default: all cores; not with --address)"
+    )
     p.add_argument("--cpus-per-run", type=float, default=1, help="CPUs Ray reserves per task (default 1)")
     p.add_argument("--gpus-per-run", type=float, default=0, help="GPUs Ray reserves per task (default 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -464,6 +473,7 @@ def sweep_command(args) -> int:
         preset=args.preset,
         overrides=overrides,
         address=args.address,
+        local_cpus=args.local_cpus,
         cpus_per_run=args.cpus_per_run,
         gpus_per_run=args.gpus_per_run,
         device=args.device,

@@ -5,6 +5,13 @@
 #   scripts/make_embedded_runs.sh fashion-mlp-class-sweep    # just one
 #   FRESH=1 scripts/make_embedded_runs.sh                    # delete the run folders first
 #   TIMINGS=notes/embedded_runs.md scripts/make_embedded_runs.sh   # also append the timings there
+#   LANES=2 scripts/make_embedded_runs.sh                    # two lanes side by side, one core each
+#
+# LANES=N splits the names into N lanes of about equal work (benchmarks/regeneration_lanes.py:
+# longest first, from the CPU seconds the runs' level.json files recorded last time), runs the
+# lanes side by side and each lane's names one after the other, every sweep in a local Ray of
+# one CPU (--local-cpus 1). Without it each group's sweep takes every core, and a group's last
+# tasks leave cores idle before the next group starts.
 #
 # The run groups of issue 12 (NAME-sweep: 3 seeds; NAME-sweep-null: its random-partition
 # control, 3 seeds; fashion-mlp-class-sweep-count: overlap scaling "count", 1 seed) are
@@ -33,7 +40,9 @@ fi
 seeds_of() {
   "$PYTHON" -c "from lottery.embedded import EMBEDDED; print(' '.join(map(str, EMBEDDED['$1'].seeds)))"
 }
-for name in "${names[@]}"; do
+make_one() {  # NAME [extra sweep arguments]
+  local name=$1 start end size line
+  shift
   if [ "${FRESH:-0}" = 1 ]; then
     rm -rf "artifacts/${name:?}"
   fi
@@ -47,16 +56,41 @@ for name in "${names[@]}"; do
     *-sweep | *-sweep-null | *-sweep-count)
       # shellcheck disable=SC2046
       "$PYTHON" -m lottery sweep --preset "$name" --seeds $(seeds_of "$name") --out "artifacts/$name" \
-        --device cpu --cpus-per-run 1 --quiet
+        --device cpu --cpus-per-run 1 --quiet "$@"
       "$PYTHON" -m lottery embed "$name" --shrink-only
       ;;
     *) "$PYTHON" -m lottery embed "$name" --quiet ;;
   esac
   end=$(date +%s)
   size=$(du -sh "artifacts/$name" | cut -f1)
-  line="| $name | $((end - start)) s | $size | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores (Ray: all) |"
+  line="| $name | $((end - start)) s | $size | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores, $how |"
   echo "$line"
   if [ -n "${TIMINGS:-}" ]; then
     echo "$line" >> "$TIMINGS"
   fi
+}
+how="Ray on all cores"
+if [ "${LANES:-1}" -gt 1 ]; then
+  how="$LANES lanes, a 1-CPU Ray per sweep"
+  mapfile -t lanes < <("$PYTHON" benchmarks/regeneration_lanes.py --lanes --cores "$LANES" "${names[@]}")
+  all_start=$(date +%s)
+  pids=()
+  for lane in "${lanes[@]}"; do
+    # shellcheck disable=SC2086
+    (for name in $lane; do make_one "$name" --local-cpus 1; done) &
+    pids+=($!)
+  done
+  status=0
+  for pid in "${pids[@]}"; do
+    wait "$pid" || status=1
+  done
+  line="| all ${#names[@]} | $(($(date +%s) - all_start)) s | $(du -sh artifacts | cut -f1) | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores, $how |"
+  echo "$line"
+  if [ -n "${TIMINGS:-}" ]; then
+    echo "$line" >> "$TIMINGS"
+  fi
+  exit "$status"
+fi
+for name in "${names[@]}"; do
+  make_one "$name"
 done

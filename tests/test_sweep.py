@@ -218,6 +218,8 @@ def test_bad_group_manifests_are_refused(tmp_path):
         (["--set", "prune.levels"], "KEY=VALUE"),
         (["--methods", "magic"], "unknown methods"),
         (["--cpus-per-run", "0"], "positive"),
+        (["--local-cpus", "0"], "--local-cpus"),
+        (["--local-cpus", "1", "--address", "10.0.0.1:6379"], "--local-cpus"),
     ],
 )
 def test_bad_sweep_arguments_give_one_line(args, message, tmp_path, capsys):
@@ -228,6 +230,17 @@ def test_bad_sweep_arguments_give_one_line(args, message, tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
     assert not (tmp_path / rf.GROUP_MANIFEST).exists()
+
+
+def test_local_cpus_size_the_local_ray(monkeypatch):
+    """``--local-cpus N`` starts a local Ray of N CPUs (two 1-CPU sweeps share a 2-core machine)."""
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    assert sweep._connect(None, 1) is True
+    assert sweep._connect(None) is True
+    assert [c["num_cpus"] for c in calls] == [1, os.cpu_count() or 1]
+    assert all(c["address"] == "local" for c in calls)
 
 
 # ----------------------------------------------------------------------------- the dashboard's run picker
