@@ -72,7 +72,7 @@ import pandas as pd
 from scipy.stats import entropy
 from scipy.stats import t as student_t
 
-from analysis.latent import ticket_latent_correlation
+from analysis.latent import EXACT_FLOAT32, ticket_latent_correlation, ticket_latent_correlation_from_counts
 from analysis.metrics import ticket_metrics
 
 if TYPE_CHECKING:
@@ -309,8 +309,12 @@ def _similarity_rows(masks: Mapping[str, np.ndarray]) -> pd.DataFrame:
     if len(idx) < 2:  # K = 1: no other ticket to compare with
         return _long([], [], [])
     # the pooled pair measures of similarity_frame(masks, layers=False), as (K, K) matrices
-    measures = measures_from_counts(list(layer_overlap_counts(masks).values()))
-    latent = ticket_latent_correlation(masks)
+    counts = list(layer_overlap_counts(masks).values())
+    measures = measures_from_counts(counts)
+    # the latent correlation from the same counts (no second pass over the masks), where they
+    # give its float32 fractions exactly
+    exact = all(c.n_weights <= EXACT_FLOAT32 for c in counts)
+    latent = ticket_latent_correlation_from_counts(counts) if exact else ticket_latent_correlation(masks)
     t = [int(i) for i in idx]  # back to the run's ticket numbers
     return _long(
         t + t + t,
