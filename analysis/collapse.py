@@ -300,7 +300,7 @@ def _pair_means(measure: np.ndarray) -> np.ndarray:
 def _similarity_rows(masks: Mapping[str, np.ndarray]) -> pd.DataFrame:
     # Lazy: the similarity module is a sibling that may evolve independently.
     from analysis.pair_limits import pair_sample
-    from analysis.similarity import layer_overlap_counts, measures_from_counts
+    from analysis.similarity import jaccard_measures_from_counts, layer_overlap_counts
 
     k = next(iter(masks.values())).shape[0]
     idx = pair_sample(k)  # past the pairwise limit, a fixed sample of tickets (K x K memory)
@@ -308,9 +308,9 @@ def _similarity_rows(masks: Mapping[str, np.ndarray]) -> pd.DataFrame:
         masks = {n: m[idx] for n, m in masks.items()}
     if len(idx) < 2:  # K = 1: no other ticket to compare with
         return _long([], [], [])
-    # the pooled pair measures of similarity_frame(masks, layers=False), as (K, K) matrices
+    # the pooled J and J* of similarity_frame(masks, layers=False), as (K, K) matrices
     counts = list(layer_overlap_counts(masks).values())
-    measures = measures_from_counts(counts)
+    measures = jaccard_measures_from_counts(counts)
     # the latent correlation from the same counts (no second pass over the masks), where they
     # give its float32 fractions exactly
     exact = all(c.n_weights <= EXACT_FLOAT32 for c in counts)

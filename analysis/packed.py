@@ -181,8 +181,7 @@ class PackedMasks(Mapping[str, np.ndarray]):
         k = self.n_tickets
         if k > _MAX_SUBSET_TICKETS:
             return None
-        st = self.path.stat()
-        key = (str(self.path.resolve()), st.st_size, st.st_mtime_ns, name, getattr(self, "level", None))
+        key = (*self._file_key(), name, getattr(self, "level", None))
         hit = _SUBSET_CACHE.get(key)
         if hit is None:
             hit = _subset_intersections(self, name)
@@ -190,6 +189,20 @@ class PackedMasks(Mapping[str, np.ndarray]):
             while len(_SUBSET_CACHE) > _SUBSET_CACHE_SIZE:
                 _SUBSET_CACHE.pop(next(iter(_SUBSET_CACHE)))
         return hit
+
+    def _file_key(self) -> tuple[str, int, int]:
+        """``(resolved path, size, mtime_ns)`` of the file, read once per instance.
+
+        The measures of one level ask for every layer's counts several times;
+        the path is resolved and the file stat'ed at the first ask only (an
+        instance reads one version of a level, as its memory map does).
+        """
+        key = getattr(self, "_file_key_cache", None)
+        if key is None:
+            st = self.path.stat()
+            key = (str(self.path.resolve()), st.st_size, st.st_mtime_ns)
+            self._file_key_cache = key
+        return key
 
     def kept(self) -> np.ndarray:
         """Kept weights per ticket and layer: int64 array, shape (K, L), layers in file order."""
