@@ -194,7 +194,7 @@ class _PredictionStore:
 
 
 # Bytes of predictions kept for reuse (a level of the embedded runs is 1-2 MB).
-PREDICTION_STORE_BYTES = 192 * 2**20
+PREDICTION_STORE_BYTES = 128 * 2**20
 
 
 @st.cache_resource(show_spinner=False)

@@ -759,3 +759,26 @@ def test_app_prediction_store_reads_a_level_once_and_hands_out_private_frames(mo
     for lv in (0, 1, 0):
         run.predictions("rtl", lv)
     assert len(small.frames) == 1 and small.size <= small.budget
+
+
+@pytest.mark.parametrize("dense_blocks", [None, 3, 2])
+def test_attention_head_columns_are_the_entropy_table_with_its_dense_table(dense_blocks):
+    """The columns the probe tables stack per piece: entropy_table_from_rows's, dense matched or not."""
+    from analysis.attention import (
+        ATTENTION_COLUMNS,
+        entropy_columns_from_rows,
+        entropy_table_from_rows,
+        row_entropies,
+    )
+    from analysis.attention_sweep import _head_columns
+
+    rng = np.random.default_rng(dense_blocks or 0)
+    part = [row_entropies(m) for m in _maps(rng)]
+    dense_part = None if dense_blocks is None else [row_entropies(m) for m in _maps(rng, layers=dense_blocks)]
+    got = _head_columns(part, None if dense_part is None else entropy_columns_from_rows(dense_part))
+    want = entropy_table_from_rows(
+        part, dense=None if dense_part is None else entropy_table_from_rows(dense_part)
+    )
+    pd.testing.assert_frame_equal(pd.DataFrame(got)[ATTENTION_COLUMNS], want, check_exact=True)
+    if dense_blocks == 2:  # the third block has no dense counterpart
+        assert want["dense_entropy"].isna().sum() == 4
