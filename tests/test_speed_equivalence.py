@@ -782,3 +782,28 @@ def test_attention_head_columns_are_the_entropy_table_with_its_dense_table(dense
     pd.testing.assert_frame_equal(pd.DataFrame(got)[ATTENTION_COLUMNS], want, check_exact=True)
     if dense_blocks == 2:  # the third block has no dense counterpart
         assert want["dense_entropy"].isna().sum() == 4
+
+
+def test_mask_levels_header_is_parsed_once_per_file_version_and_given_out_privately(tmp_path):
+    import shutil
+
+    from artifacts.run_format import MASK_LEVELS, RunFormatError, _mask_levels_header, method_dir
+
+    src = _shipped(REPO / "artifacts" / "fashion-vit-cluster-sweep" / "seed-1").path
+    path = method_dir(src, "imp") / MASK_LEVELS
+    if not path.is_file():
+        pytest.skip("shipped run has no compact masks")
+    run_dir = tmp_path / "run"
+    (run_dir / "imp").mkdir(parents=True)
+    copy = method_dir(run_dir, "imp") / MASK_LEVELS
+    shutil.copyfile(path, copy)
+    shapes, last = _mask_levels_header(run_dir, "imp")
+    assert last >= 1 and all(len(s) >= 2 for s in shapes.values())
+    shapes[next(iter(shapes))].append(99)  # a caller's change stays in its own dict
+    assert _mask_levels_header(run_dir, "imp") == (_mask_levels_header(src, "imp")[0], last)
+    copy.write_bytes(b"\x08" + b"\x00" * 7 + b"not json")  # rewritten: parsed again, and refused
+    for _ in range(2):
+        with pytest.raises(RunFormatError, match="corrupt mask-levels"):
+            _mask_levels_header(run_dir, "imp")
+    copy.unlink()
+    assert _mask_levels_header(run_dir, "imp") is None
