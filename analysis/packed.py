@@ -46,6 +46,7 @@ __all__ = [
     "joint_coding_frame_packed",
     "layer_overlap_counts_packed",
     "mask_signals_packed",
+    "packed_mask_counts",
     "packed_masks",
     "stacked_jaccard_density",
 ]
@@ -530,6 +531,20 @@ def mask_signals_packed(pm: PackedMasks, per_ticket: bool = True) -> pd.DataFram
     """:func:`analysis.collapse.mask_signals` from packed masks (same rows, same numbers)."""
     from analysis.collapse import mask_signal_rows
 
+    return mask_signal_rows(*packed_mask_counts(pm), per_ticket)
+
+
+def packed_mask_counts(pm: PackedMasks) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The counts behind the collapse mask signals, from packed masks.
+
+    Returns
+    -------
+    kept : ndarray of int64, shape (K, L)
+        Weights each ticket keeps per layer (file order).
+    sizes : ndarray of int, shape (L,)
+    union, inter : int
+        Weights kept by some ticket, and by every ticket, over all layers.
+    """
     if not len(pm):
         raise ValueError("no layers in masks")
     sizes = np.array([pm.n_weights(n) for n in pm])  # (L,)
@@ -538,7 +553,7 @@ def mask_signals_packed(pm: PackedMasks, per_ticket: bool = True) -> pd.DataFram
         u, i = _or_and_counts(pm, name)
         union += u
         inter += i
-    return mask_signal_rows(pm.kept(), sizes, union, inter, per_ticket)
+    return pm.kept(), sizes, union, inter
 
 
 def layer_table(pm: PackedMasks) -> pd.DataFrame:

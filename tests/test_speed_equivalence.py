@@ -807,3 +807,63 @@ def test_mask_levels_header_is_parsed_once_per_file_version_and_given_out_privat
             _mask_levels_header(run_dir, "imp")
     copy.unlink()
     assert _mask_levels_header(run_dir, "imp") is None
+
+
+def _level_frame_as_before(masks, predictions, kind, routing) -> pd.DataFrame:
+    """The oracle: a level's rows as level_signals built them, five frames concatenated."""
+    import warnings
+
+    from analysis.collapse import (
+        _long,
+        _similarity_rows,
+        label_free_prediction,
+        mask_signals,
+        prediction_entropy,
+        prediction_entropy_se,
+    )
+
+    per_ticket = kind != "single"
+    metrics = ticket_metrics(predictions, kind, default_routing=routing)
+    metrics = _long(list(metrics["ticket"]), list(metrics["metric"]), list(metrics["value"]))
+    sim = _similarity_rows(masks) if per_ticket else _long([], [], [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sim_mean = sim.groupby("signal", sort=False)["value"].mean()
+    sim_agg = _long([None] * len(sim_mean), list(sim_mean.index), list(sim_mean.values))
+    col = label_free_prediction(predictions, routing)
+    pred = predictions[col].to_numpy() if col else None
+    ent = _long(
+        [None, None],
+        ["pred_entropy", "pred_entropy_se"],
+        [prediction_entropy(pred), prediction_entropy_se(pred)] if col else [np.nan, np.nan],
+    )
+    parts = [metrics, sim, sim_agg, mask_signals(masks, per_ticket=per_ticket), ent]
+    return pd.concat([p for p in parts if len(p)], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    "group", ["fashion-vit-cluster-sweep", "adult-mlp-cluster-sweep", "fashion-mlp-class-sweep"]
+)
+def test_collapse_curves_built_once_are_the_per_level_frames_concatenated(group):
+    from analysis.collapse import collapse_curves, level_signals
+    from analysis.packed import packed_masks
+
+    run = _shipped(REPO / "artifacts" / group / "seed-2")
+    picked = {m: run.levels(m)[:2] + run.levels(m)[-1:] for m in run.methods}
+    frames = []
+    for method, levels in picked.items():
+        entry = run.manifest["methods"][method]
+        kind, routing = entry.get("ticket_kind", "detector"), entry.get("default_routing")
+        for level in levels:
+            preds = run.predictions(method, level)
+            for masks in (packed_masks(run, method, level), run.masks(method, level)):
+                df = _level_frame_as_before(masks, preds, kind, routing)
+                pd.testing.assert_frame_equal(
+                    level_signals(masks, preds, kind, routing), df, check_exact=True
+                )
+            df.insert(0, "sparsity", run.sparsity(method, level))
+            df.insert(0, "level", level)
+            df.insert(0, "method", method)
+            frames.append(df)
+    want = pd.concat(frames, ignore_index=True)
+    pd.testing.assert_frame_equal(collapse_curves(run, levels=picked), want, check_exact=True)
