@@ -23,6 +23,7 @@ __all__ = [
     "image_entropy_from_rows",
     "mean_interval",
     "row_entropies",
+    "entropy_columns_from_rows",
 ]
 
 ATTENTION_COLUMNS = [
@@ -37,6 +38,9 @@ ATTENTION_COLUMNS = [
     "near_uniform",
     "n_rows",
 ]
+# Default thresholds of the ``near_one_hot`` / ``near_uniform`` flags (mean normalised entropy).
+ONE_HOT_BELOW = 0.1
+UNIFORM_ABOVE = 0.95
 
 
 def attention_entropy(
@@ -190,8 +194,8 @@ def attention_entropy_table(
     dense: Sequence[np.ndarray] | pd.DataFrame | None = None,
     dense_key_mask: np.ndarray | None = None,
     layer_names: Sequence[str] | None = None,
-    one_hot_below: float = 0.1,
-    uniform_above: float = 0.95,
+    one_hot_below: float = ONE_HOT_BELOW,
+    uniform_above: float = UNIFORM_ABOVE,
 ) -> pd.DataFrame:
     """Per layer and head entropy summary, and its change against the dense model.
 
@@ -238,8 +242,8 @@ def entropy_table_from_rows(
     key_mask: np.ndarray | None = None,
     dense: pd.DataFrame | None = None,
     layer_names: Sequence[str] | None = None,
-    one_hot_below: float = 0.1,
-    uniform_above: float = 0.95,
+    one_hot_below: float = ONE_HOT_BELOW,
+    uniform_above: float = UNIFORM_ABOVE,
 ) -> pd.DataFrame:
     """:func:`attention_entropy_table` from the row entropies of each block (:func:`row_entropies`).
 
@@ -260,23 +264,7 @@ def entropy_table_from_rows(
     DataFrame
         :data:`ATTENTION_COLUMNS`, the numbers :func:`attention_entropy_table` gives on the maps.
     """
-    names = _layer_names(layer_names, len(rows))
-    stats = [_layer_stats(h, n, key_mask) for h, n in rows]  # per layer: 4 arrays (H,)
-    heads = [len(st[0]) for st in stats]
-    col = {
-        name: np.concatenate([st[i] for st in stats])
-        for i, name in enumerate(("mean_entropy", "mean_entropy_nats", "effective_tokens", "n_rows"))
-    }
-    out = pd.DataFrame(
-        {
-            "layer": np.repeat(np.asarray(names, dtype=object), heads),
-            "head": np.concatenate([np.arange(h) for h in heads]),
-            "mean_entropy": col["mean_entropy"],
-            "mean_entropy_nats": col["mean_entropy_nats"],
-            "effective_tokens": col["effective_tokens"],
-            "n_rows": col["n_rows"].astype(np.int64),
-        }
-    )
+    out = pd.DataFrame(entropy_columns_from_rows(rows, key_mask, layer_names))
     if dense is None:
         out["dense_entropy"] = np.nan
     else:
@@ -294,6 +282,49 @@ def entropy_table_from_rows(
     out["near_one_hot"] = out["mean_entropy"] < one_hot_below
     out["near_uniform"] = out["mean_entropy"] > uniform_above
     return out[ATTENTION_COLUMNS]
+
+
+def entropy_columns_from_rows(
+    rows: Sequence[tuple[np.ndarray, np.ndarray]],
+    key_mask: np.ndarray | None = None,
+    layer_names: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """The per-head columns of :func:`entropy_table_from_rows` as arrays (no dense comparison, no flags).
+
+    For callers that stack many tables: one DataFrame built at the end instead
+    of one per table.
+
+    Parameters
+    ----------
+    rows : sequence of (ndarray of float64, ndarray of int), each of shape (B, H, T)
+        Per block: :func:`row_entropies`.
+    key_mask : ndarray of bool, shape (B, T), optional
+        The mask the rows were computed with.
+    layer_names : sequence of str, optional
+        Default ``"0", "1", ...``.
+
+    Returns
+    -------
+    dict of str to ndarray, each of shape (sum of heads over blocks,)
+        ``layer`` (object, str), ``head`` (int), ``mean_entropy``,
+        ``mean_entropy_nats``, ``effective_tokens`` (float64) and ``n_rows``
+        (int64), in :data:`ATTENTION_COLUMNS`' order.
+    """
+    names = _layer_names(layer_names, len(rows))
+    stats = [_layer_stats(h, n, key_mask) for h, n in rows]  # per layer: 4 arrays (H,)
+    heads = [len(st[0]) for st in stats]
+    col = {
+        name: np.concatenate([st[i] for st in stats])
+        for i, name in enumerate(("mean_entropy", "mean_entropy_nats", "effective_tokens", "n_rows"))
+    }
+    return {
+        "layer": np.repeat(np.asarray(names, dtype=object), heads),
+        "head": np.concatenate([np.arange(h) for h in heads]),
+        "mean_entropy": col["mean_entropy"],
+        "mean_entropy_nats": col["mean_entropy_nats"],
+        "effective_tokens": col["effective_tokens"],
+        "n_rows": col["n_rows"].astype(np.int64),
+    }
 
 
 def image_entropy(probs: np.ndarray, key_mask: np.ndarray | None = None) -> np.ndarray:

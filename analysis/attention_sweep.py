@@ -48,6 +48,9 @@ import pandas as pd
 
 from analysis.attention import (
     ATTENTION_COLUMNS,
+    ONE_HOT_BELOW,
+    UNIFORM_ABOVE,
+    entropy_columns_from_rows,
     entropy_table_from_rows,
     image_entropy_from_rows,
     mean_interval,
@@ -227,7 +230,7 @@ def attention_probe_tables(
         ticket it is compared with; empty without an outside reference), for
         :func:`attention_level_summary`; ``"dense"``: ``(method, level)`` compared with.
     """
-    from analysis.attention_probe import probe_attention
+    from analysis.attention_probe import build_probe_model, probe_attention_tickets
 
     if inputs is None and run.has_extra(PROBE_EXTRA):
         stored = run.extra(PROBE_EXTRA)
@@ -245,30 +248,45 @@ def attention_probe_tables(
     outside = reference is not None and tuple(reference) != (method, dense_level)
     if outside and reference[1] not in probe_levels(run, reference[0]):
         outside = False  # its weights were not kept: the method's own unpruned level instead
+    models: list = []  # one model for every probe (each load overwrites all its weights)
+
+    def probe(m: str, level: int, ts: list[int]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        if not models:
+            models.append(build_probe_model(run))
+        maps = probe_attention_tickets(run, m, level, ts, inputs, model=models[0])
+        return [[row_entropies(b) for b in per_block] for per_block in maps]
+
     # Every map is read once: its rows' entropies (B, H, T) per block, then sliced per image set
     # (each row's entropy depends on its own map only: the numbers of the map-based functions).
     ref_rows = None
     if outside:
         if progress is not None:
             progress(f"dense reference {reference[0]} level {reference[1]}")
-        ref_rows = [row_entropies(m) for m in probe_attention(run, reference[0], reference[1], 0, inputs)]
+        ref_rows = probe(reference[0], reference[1], [0])[0]
         ref_sp = run.sparsity(reference[0], reference[1])
     sparsity = {lv: run.sparsity(method, lv) for lv in wanted}
-    ref_by_rows: dict[bytes, tuple[pd.DataFrame, list[np.ndarray]]] = {}  # the reference per image set
+    # Level by level, every chosen ticket at once: a level's weights and masks are read once.
+    tickets = [int(t) for t in tickets]
+    probed = list(dict.fromkeys(tickets))
+    own_dense = ref_rows is None and dense_level in have and dense_level not in wanted
+    rows_of: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for level in dict.fromkeys(([dense_level] if own_dense else []) + list(wanted)):
+        if not probed:
+            break
+        if progress is not None:
+            progress(f"{method} level {level}, tickets {', '.join(names[t] for t in probed)}")
+        for t, rows in zip(probed, probe(method, level, probed), strict=True):
+            rows_of[t, level] = rows
 
     def sliced(rows_by_layer: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray) -> list:
         return [(h[rows], n[rows]) for h, n in rows_by_layer]
 
-    heads, images, ref_images = [], [], []
+    # The tables of every (ticket, image set, level), in that order, stacked once at the end.
+    heads = _Stack()
+    images = _Stack()
+    ref_images = _Stack()
+    ref_by_rows: dict[bytes, tuple[dict[str, np.ndarray], list[np.ndarray]]] = {}  # per image set
     for t in tickets:
-        t = int(t)
-        own_dense = ref_rows is None and dense_level in have and dense_level not in wanted
-        todo = ([dense_level] if own_dense else []) + list(wanted)
-        rows_by_level = {}
-        for level in todo:
-            if progress is not None:
-                progress(f"{method} ticket {names[t]}, level {level}")
-            rows_by_level[level] = [row_entropies(m) for m in probe_attention(run, method, level, t, inputs)]
         for image_set, rows in sets[t].items():
             dense = None
             if ref_rows is not None:
@@ -276,57 +294,97 @@ def attention_probe_tables(
                 if key not in ref_by_rows:  # the same images for another ticket: the same table
                     part = sliced(ref_rows, rows)
                     ref_by_rows[key] = (
-                        entropy_table_from_rows(part),
+                        entropy_columns_from_rows(part),
                         [image_entropy_from_rows(*r) for r in part],
                     )
                 dense, ref_entropy = ref_by_rows[key]
                 for i, entropy in enumerate(ref_entropy):
-                    ref_images.append(
-                        pd.DataFrame(
-                            {
-                                "level": reference[1],
-                                "sparsity": ref_sp,
-                                "ticket": names[t],
-                                "images": image_set,
-                                "layer": str(i),
-                                "image": rows,
-                                "entropy": entropy,
-                            }
-                        )
+                    ref_images.add(
+                        (reference[1], ref_sp, names[t], image_set, str(i)), image=rows, entropy=entropy
                     )
-            elif dense_level in rows_by_level:
-                dense = entropy_table_from_rows(sliced(rows_by_level[dense_level], rows))
+            elif (t, dense_level) in rows_of:
+                dense = entropy_columns_from_rows(sliced(rows_of[t, dense_level], rows))
             for level in wanted:
-                part = sliced(rows_by_level[level], rows)
+                part = sliced(rows_of[t, level], rows)
                 sp = sparsity[level]
-                df = entropy_table_from_rows(part, dense=dense)
-                for col, val in zip(SWEEP_KEYS, (level, sp, names[t], image_set, len(rows)), strict=True):
-                    df.insert(SWEEP_KEYS.index(col), col, val)
-                heads.append(df)
+                heads.add((level, sp, names[t], image_set, len(rows)), **_head_columns(part, dense))
                 for i, r in enumerate(part):
-                    images.append(
-                        pd.DataFrame(
-                            {
-                                "level": level,
-                                "sparsity": sp,
-                                "ticket": names[t],
-                                "images": image_set,
-                                "layer": str(i),
-                                "image": rows,
-                                "entropy": image_entropy_from_rows(*r),
-                            }
-                        )
+                    images.add(
+                        (level, sp, names[t], image_set, str(i)),
+                        image=rows,
+                        entropy=image_entropy_from_rows(*r),
                     )
     return {
-        "heads": pd.concat(heads, ignore_index=True)
+        "heads": heads.frame(SWEEP_KEYS)
         if heads
         else pd.DataFrame(columns=[*SWEEP_KEYS, *ATTENTION_COLUMNS]),
-        "images": pd.concat(images, ignore_index=True) if images else pd.DataFrame(columns=IMAGE_COLUMNS),
-        "reference": pd.concat(ref_images, ignore_index=True)
+        "images": images.frame(IMAGE_COLUMNS[:5]) if images else pd.DataFrame(columns=IMAGE_COLUMNS),
+        "reference": ref_images.frame(IMAGE_COLUMNS[:5])
         if ref_images
         else pd.DataFrame(columns=IMAGE_COLUMNS),
         "dense": (reference[0], int(reference[1])) if outside else (method, dense_level),
     }
+
+
+def _head_columns(
+    part: list[tuple[np.ndarray, np.ndarray]], dense: dict[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """:data:`ATTENTION_COLUMNS` of one table as arrays: :func:`entropy_table_from_rows` with ``dense``.
+
+    ``dense`` is the dense table's :func:`entropy_columns_from_rows`; a dense
+    table of other layers or heads goes through the DataFrame path instead.
+    """
+    col = entropy_columns_from_rows(part)
+    same_rows = dense is not None and (
+        len(dense["head"]) == len(col["head"])
+        and (dense["layer"] == col["layer"]).all()
+        and (dense["head"] == col["head"]).all()
+    )
+    if dense is not None and not same_rows:
+        table = entropy_table_from_rows(part, dense=pd.DataFrame(dense))
+        return {c: table[c].to_numpy() for c in ATTENTION_COLUMNS}
+    col["dense_entropy"] = dense["mean_entropy"] if dense is not None else np.full(len(col["head"]), np.nan)
+    col["entropy_change"] = col["mean_entropy"] - col["dense_entropy"]
+    col["near_one_hot"] = col["mean_entropy"] < ONE_HOT_BELOW
+    col["near_uniform"] = col["mean_entropy"] > UNIFORM_ABOVE
+    return {c: col[c] for c in ATTENTION_COLUMNS}
+
+
+class _Stack:
+    """Tables of equal columns gathered as arrays and built into one DataFrame at the end.
+
+    Each :meth:`add` is one table: scalar key values (repeated over its rows)
+    and array columns; :meth:`frame` gives what ``pd.concat`` of the tables,
+    each built as a DataFrame, gives (the same values, dtypes and order),
+    without building a DataFrame per table.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[tuple] = []
+        self.sizes: list[int] = []
+        self.columns: dict[str, list[np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, keys: tuple, **columns: np.ndarray) -> None:
+        n = {len(v) for v in columns.values()}
+        if len(n) != 1:
+            raise ValueError(f"columns of unequal lengths {sorted(n)}")
+        self.keys.append(keys)
+        self.sizes.append(n.pop())
+        for name, values in columns.items():
+            self.columns.setdefault(name, []).append(np.asarray(values))
+
+    def frame(self, key_names: Sequence[str]) -> pd.DataFrame:
+        data = {}
+        for i, name in enumerate(key_names):
+            values = [k[i] for k in self.keys]
+            data[name] = np.repeat(
+                np.asarray(values, dtype=object if isinstance(values[0], str) else None), self.sizes
+            )
+        data.update({name: np.concatenate(parts) for name, parts in self.columns.items()})
+        return pd.DataFrame(data)
 
 
 def attention_sweep(

@@ -72,7 +72,7 @@ import pandas as pd
 from scipy.stats import entropy
 from scipy.stats import t as student_t
 
-from analysis.latent import ticket_latent_correlation
+from analysis.latent import EXACT_FLOAT32, ticket_latent_correlation, ticket_latent_correlation_from_counts
 from analysis.metrics import ticket_metrics
 
 if TYPE_CHECKING:
@@ -133,10 +133,15 @@ def mask_signals(masks: Mapping[str, np.ndarray], per_ticket: bool = True) -> pd
         Columns ``ticket`` (Int64, ``<NA>`` = aggregate), ``signal``, ``value``;
         signals as in the module docstring.
     """
-    from analysis.packed import PackedMasks, mask_signals_packed
+    return mask_signal_rows(*_mask_counts(masks), per_ticket)
+
+
+def _mask_counts(masks: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``(kept (K, L), sizes (L,), union, intersection)`` of one level's masks: the mask rows' inputs."""
+    from analysis.packed import PackedMasks, packed_mask_counts
 
     if isinstance(masks, PackedMasks):  # memory-mapped: popcounts layer by layer
-        return mask_signals_packed(masks, per_ticket)
+        return packed_mask_counts(masks)
     if not masks:
         raise ValueError("no layers in masks")
     flat = {name: np.asarray(m, dtype=bool).reshape(np.shape(m)[0], -1) for name, m in masks.items()}
@@ -147,7 +152,7 @@ def mask_signals(masks: Mapping[str, np.ndarray], per_ticket: bool = True) -> pd
     sizes = np.array([m.shape[1] for m in flat.values()])  # (L,)
     union = int(sum(m.any(axis=0).sum() for m in flat.values()))
     inter = int(sum(m.all(axis=0).sum() for m in flat.values()))
-    return mask_signal_rows(kept, sizes, union, inter, per_ticket)
+    return kept, sizes, union, inter
 
 
 def mask_signal_rows(
@@ -171,6 +176,13 @@ def mask_signal_rows(
     DataFrame
         As :func:`mask_signals`.
     """
+    return _long(*_mask_signal_lists(kept, sizes, union, inter, per_ticket))
+
+
+def _mask_signal_lists(
+    kept: np.ndarray, sizes: np.ndarray, union: int, inter: int, per_ticket: bool = True
+) -> tuple[list, list, list]:
+    """:func:`mask_signal_rows` as ``(ticket, signal, value)`` lists."""
     k = kept.shape[0]
     layer_density = kept / np.maximum(sizes, 1)  # (K, L)
     density = kept.sum(axis=1) / max(int(sizes.sum()), 1)  # (K,)
@@ -198,7 +210,7 @@ def mask_signal_rows(
     ticket += [None] * len(agg)
     signal += list(agg)
     value += list(agg.values())
-    return _long(ticket, signal, value)
+    return ticket, signal, value
 
 
 def prediction_entropy(pred: np.ndarray) -> float:
@@ -298,21 +310,30 @@ def _pair_means(measure: np.ndarray) -> np.ndarray:
 
 
 def _similarity_rows(masks: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Each ticket's mean J, J* and latent correlation to the others: columns ``ticket, signal, value``."""
+    return _long(*_similarity_lists(masks))
+
+
+def _similarity_lists(masks: Mapping[str, np.ndarray]) -> tuple[list, list, list]:
     # Lazy: the similarity module is a sibling that may evolve independently.
     from analysis.pair_limits import pair_sample
-    from analysis.similarity import layer_overlap_counts, measures_from_counts
+    from analysis.similarity import jaccard_measures_from_counts, layer_overlap_counts
 
     k = next(iter(masks.values())).shape[0]
     idx = pair_sample(k)  # past the pairwise limit, a fixed sample of tickets (K x K memory)
     if len(idx) < k:
         masks = {n: m[idx] for n, m in masks.items()}
     if len(idx) < 2:  # K = 1: no other ticket to compare with
-        return _long([], [], [])
-    # the pooled pair measures of similarity_frame(masks, layers=False), as (K, K) matrices
-    measures = measures_from_counts(list(layer_overlap_counts(masks).values()))
-    latent = ticket_latent_correlation(masks)
+        return [], [], []
+    # the pooled J and J* of similarity_frame(masks, layers=False), as (K, K) matrices
+    counts = list(layer_overlap_counts(masks).values())
+    measures = jaccard_measures_from_counts(counts)
+    # the latent correlation from the same counts (no second pass over the masks), where they
+    # give its float32 fractions exactly
+    exact = all(c.n_weights <= EXACT_FLOAT32 for c in counts)
+    latent = ticket_latent_correlation_from_counts(counts) if exact else ticket_latent_correlation(masks)
     t = [int(i) for i in idx]  # back to the run's ticket numbers
-    return _long(
+    return (
         t + t + t,
         ["mean_jaccard"] * len(t) + ["mean_jaccard_star"] * len(t) + ["mean_latent_corr"] * len(t),
         [*_pair_means(measures["jaccard"]), *_pair_means(measures["jaccard_star"]), *latent],
@@ -342,26 +363,48 @@ def level_signals(
     DataFrame
         Columns ``ticket, signal, value`` (module docstring).
     """
+    return _long(*_level_signal_lists(masks, predictions, ticket_kind, default_routing))
+
+
+def _level_signal_lists(
+    masks: Mapping[str, np.ndarray],
+    predictions: pd.DataFrame,
+    ticket_kind: str,
+    default_routing: str | None,
+) -> tuple[list, list, list]:
+    """:func:`level_signals` as ``(ticket, signal, value)`` lists (one DataFrame per run, not per level)."""
     per_ticket = ticket_kind != "single"
     metrics = ticket_metrics(predictions, ticket_kind, default_routing=default_routing)
-    metrics = _long(list(metrics["ticket"]), list(metrics["metric"]), list(metrics["value"]))
-    sim = _similarity_rows(masks) if per_ticket else _long([], [], [])
+    ticket, signal, value = list(metrics["ticket"]), list(metrics["metric"]), list(metrics["value"])
+    sim_t, sim_s, sim_v = _similarity_lists(masks) if per_ticket else ([], [], [])
     with warnings.catch_warnings():  # all-NaN latent correlation at the dense level
         warnings.simplefilter("ignore", RuntimeWarning)
-        sim_mean = sim.groupby("signal", sort=False)["value"].mean()
-    sim_agg = _long([None] * len(sim_mean), list(sim_mean.index), list(sim_mean.values))
+        values = pd.Series(np.asarray(sim_v, dtype=np.float64), name="value")
+        sim_mean = values.groupby(pd.Series(sim_s, dtype=object, name="signal"), sort=False).mean()
     col = label_free_prediction(predictions, default_routing)
     pred = predictions[col].to_numpy() if col else None
-    ent = _long(
-        [None, None],
-        ["pred_entropy", "pred_entropy_se"],
-        [prediction_entropy(pred), prediction_entropy_se(pred)] if col else [np.nan, np.nan],
-    )
-    parts = [metrics, sim, sim_agg, mask_signals(masks, per_ticket=per_ticket), ent]
-    return pd.concat([p for p in parts if len(p)], ignore_index=True)
+    for t, s, v in (
+        (sim_t, sim_s, sim_v),
+        ([None] * len(sim_mean), list(sim_mean.index), list(sim_mean.values)),
+        _mask_signal_lists(*_mask_counts(masks), per_ticket),
+        (
+            [None, None],
+            ["pred_entropy", "pred_entropy_se"],
+            [prediction_entropy(pred), prediction_entropy_se(pred)] if col else [np.nan, np.nan],
+        ),
+    ):
+        ticket += t
+        signal += s
+        value += v
+    return ticket, signal, value
 
 
 def logged_metric_rows(info: Mapping, n_tickets: int) -> pd.DataFrame:
+    """Accuracies a source logged per ticket, as collapse-curve rows (see :func:`_logged_metric_lists`)."""
+    return _long(*_logged_metric_lists(info, n_tickets))
+
+
+def _logged_metric_lists(info: Mapping, n_tickets: int) -> tuple[list, list, list]:
     """Accuracies a source logged per ticket, as collapse-curve rows.
 
     Imported runs carry no predictions to score; their tools logged the
@@ -403,7 +446,7 @@ def logged_metric_rows(info: Mapping, n_tickets: int) -> pd.DataFrame:
             tickets.append(None)
             signals.append(str(name))
             values.append(float(value))
-    return _long(tickets, signals, values)
+    return tickets, signals, values
 
 
 def _is_number(v: object) -> bool:
@@ -433,7 +476,11 @@ def collapse_curves(
     """
     from analysis.packed import packed_masks
 
-    frames = []
+    ticket: list = []
+    signal: list = []
+    value: list = []
+    keys: list[tuple[str, int, float]] = []  # (method, level, sparsity) of each level's rows
+    sizes: list[int] = []
     for method in methods or run.methods:
         entry = run.manifest["methods"][method]
         kind = entry.get("ticket_kind", "detector")
@@ -443,17 +490,27 @@ def collapse_curves(
             have = [lv for lv in have if lv in want]
         for level in have:
             preds = run.predictions(method, level)
-            df = level_signals(packed_masks(run, method, level), preds, kind, entry.get("default_routing"))
+            t, s, v = _level_signal_lists(
+                packed_masks(run, method, level), preds, kind, entry.get("default_routing")
+            )
             if preds.empty:  # imported: the accuracy the source logged is the labelled signal
-                logged = logged_metric_rows(run.level_info(method, level), len(run.ticket_names(method)))
-                df = pd.concat([df, logged], ignore_index=True) if len(logged) else df
-            df.insert(0, "sparsity", run.sparsity(method, level))
-            df.insert(0, "level", level)
-            df.insert(0, "method", method)
-            frames.append(df)
-    if not frames:
+                lt, ls, lv_ = _logged_metric_lists(
+                    run.level_info(method, level), len(run.ticket_names(method))
+                )
+                t, s, v = t + lt, s + ls, v + lv_
+            ticket += t
+            signal += s
+            value += v
+            keys.append((method, level, run.sparsity(method, level)))
+            sizes.append(len(t))
+    if not keys:
         return pd.DataFrame(columns=["method", *CURVE_COLUMNS])
-    return pd.concat(frames, ignore_index=True)
+    # One frame for every level: the rows pd.concat of one frame per level gave, with its dtypes.
+    rows = _long(ticket, signal, value)
+    rows.insert(0, "sparsity", np.repeat(np.array([k[2] for k in keys], dtype=np.float64), sizes))
+    rows.insert(0, "level", np.repeat(np.array([k[1] for k in keys], dtype=np.int64), sizes))
+    rows.insert(0, "method", np.repeat(np.array([k[0] for k in keys], dtype=object), sizes))  # str dtype
+    return rows
 
 
 # ----------------------------------------------------------------------------- the alarm

@@ -46,6 +46,7 @@ __all__ = [
     "joint_coding_frame_packed",
     "layer_overlap_counts_packed",
     "mask_signals_packed",
+    "packed_mask_counts",
     "packed_masks",
     "stacked_jaccard_density",
 ]
@@ -181,8 +182,7 @@ class PackedMasks(Mapping[str, np.ndarray]):
         k = self.n_tickets
         if k > _MAX_SUBSET_TICKETS:
             return None
-        st = self.path.stat()
-        key = (str(self.path.resolve()), st.st_size, st.st_mtime_ns, name, getattr(self, "level", None))
+        key = (*self._file_key(), name, getattr(self, "level", None))
         hit = _SUBSET_CACHE.get(key)
         if hit is None:
             hit = _subset_intersections(self, name)
@@ -190,6 +190,20 @@ class PackedMasks(Mapping[str, np.ndarray]):
             while len(_SUBSET_CACHE) > _SUBSET_CACHE_SIZE:
                 _SUBSET_CACHE.pop(next(iter(_SUBSET_CACHE)))
         return hit
+
+    def _file_key(self) -> tuple[str, int, int]:
+        """``(resolved path, size, mtime_ns)`` of the file, read once per instance.
+
+        The measures of one level ask for every layer's counts several times;
+        the path is resolved and the file stat'ed at the first ask only (an
+        instance reads one version of a level, as its memory map does).
+        """
+        key = getattr(self, "_file_key_cache", None)
+        if key is None:
+            st = self.path.stat()
+            key = (str(self.path.resolve()), st.st_size, st.st_mtime_ns)
+            self._file_key_cache = key
+        return key
 
     def kept(self) -> np.ndarray:
         """Kept weights per ticket and layer: int64 array, shape (K, L), layers in file order."""
@@ -517,6 +531,20 @@ def mask_signals_packed(pm: PackedMasks, per_ticket: bool = True) -> pd.DataFram
     """:func:`analysis.collapse.mask_signals` from packed masks (same rows, same numbers)."""
     from analysis.collapse import mask_signal_rows
 
+    return mask_signal_rows(*packed_mask_counts(pm), per_ticket)
+
+
+def packed_mask_counts(pm: PackedMasks) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The counts behind the collapse mask signals, from packed masks.
+
+    Returns
+    -------
+    kept : ndarray of int64, shape (K, L)
+        Weights each ticket keeps per layer (file order).
+    sizes : ndarray of int, shape (L,)
+    union, inter : int
+        Weights kept by some ticket, and by every ticket, over all layers.
+    """
     if not len(pm):
         raise ValueError("no layers in masks")
     sizes = np.array([pm.n_weights(n) for n in pm])  # (L,)
@@ -525,7 +553,7 @@ def mask_signals_packed(pm: PackedMasks, per_ticket: bool = True) -> pd.DataFram
         u, i = _or_and_counts(pm, name)
         union += u
         inter += i
-    return mask_signal_rows(pm.kept(), sizes, union, inter, per_ticket)
+    return pm.kept(), sizes, union, inter
 
 
 def layer_table(pm: PackedMasks) -> pd.DataFrame:

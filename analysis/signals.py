@@ -128,9 +128,10 @@ from another run), no label is read at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -840,14 +841,49 @@ def prediction_signal_table(
         Columns :data:`SIGNAL_COLUMNS`; aggregate rows (``ticket`` NA).
     """
     rows = _Rows()
+    steps = _prediction_steps(
+        rows,
+        views,
+        sparsity,
+        ticket_kind,
+        method,
+        dense=dense,
+        atc_threshold=atc_threshold,
+        n_boot=n_boot,
+        alpha=alpha,
+        random_state=random_state,
+    )
+    _run_steps([steps], n_boot, random_state)
+    return rows.frame()
+
+
+def _prediction_steps(
+    rows: _Rows,
+    views: Mapping[int, LabelFreeView],
+    sparsity: Mapping[int, float],
+    ticket_kind: str,
+    method: str,
+    *,
+    dense: LabelFreeView | None,
+    atc_threshold: float | None,
+    n_boot: int,
+    alpha: float,
+    random_state: int,
+) -> Generator[tuple[int, int], tuple[np.ndarray, np.ndarray], None]:
+    """The levels of :func:`prediction_signal_table`, one step per level, adding to ``rows``.
+
+    Yields ``(level, n samples)`` and is sent that level's resampling index and
+    :func:`resample_counts` (:func:`_run_steps` draws them), so that methods
+    sharing a level and its samples share the draw: it depends on the level,
+    ``n`` and the seed only.
+    """
     levels = sorted(views)
     first = views[levels[0]] if levels else None
     prev: LabelFreeView | None = None
     for level in levels:
         v = views[level]
         s = float(sparsity[level])
-        idx = _boot_index(v.sample.size, max(n_boot, 1), random_state, level)
-        counts = resample_counts(idx)  # shared by the level's whole-numbered signals
+        idx, counts = yield level, v.sample.size  # shared by the level's whole-numbered signals
 
         def add(name: str, per_sample: np.ndarray, at: tuple = (level, s, idx), counts=counts) -> None:
             _bootstrap_row(rows, method, *at, name, per_sample, n_boot, alpha, random_state, counts)
@@ -887,7 +923,28 @@ def prediction_signal_table(
         if atc_threshold is not None:
             add("atc_accuracy", atc_estimate(v.confidence, atc_threshold))
         prev = v
-    return rows.frame()
+
+
+def _run_steps(steps: Sequence[Generator], n_boot: int, random_state: int) -> None:
+    """Run :func:`_prediction_steps` generators level by level, each draw made once per (level, n)."""
+    pending: dict[int, tuple[int, int]] = {}
+    for i, g in enumerate(steps):
+        with contextlib.suppress(StopIteration):
+            pending[i] = next(g)
+    while pending:
+        level = min(lv for lv, _ in pending.values())
+        drawn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # this level's draws, by n
+        for i in sorted(pending):
+            lv, n = pending[i]
+            if lv != level:
+                continue
+            if n not in drawn:
+                idx = _boot_index(n, max(n_boot, 1), random_state, level)
+                drawn[n] = (idx, resample_counts(idx))
+            try:
+                pending[i] = steps[i].send(drawn[n])
+            except StopIteration:
+                del pending[i]
 
 
 def seed_disagreement_table(
@@ -1004,7 +1061,8 @@ def run_signals(
         p0 = run.predictions("imp", 0)
         if _ticket_kind(run, "imp") == "single" and has_class_predictions(p0, "single"):
             dense = label_free_view(p0, "single")
-    frames = []
+    frames: list[pd.DataFrame | _Rows] = []
+    steps = []  # every method's prediction levels, run level by level: one draw per level
     for method in methods:
         levels = run.levels(method)
         sparsity = {lv: run.sparsity(method, lv) for lv in levels}
@@ -1020,8 +1078,11 @@ def run_signals(
             correct = _dense_correct(preds[0], kind)
             if correct is not None:
                 threshold = fit_atc_threshold(views[0].confidence, correct)
-        frames.append(
-            prediction_signal_table(
+        rows = _Rows()  # in the place of the method's prediction table
+        frames.append(rows)
+        steps.append(
+            _prediction_steps(
+                rows,
                 views,
                 sparsity,
                 kind,
@@ -1033,6 +1094,8 @@ def run_signals(
                 random_state=random_state,
             )
         )
+    _run_steps(steps, n_boot, random_state)
+    frames = [f.frame() if isinstance(f, _Rows) else f for f in frames]
     if seeds:
         frames.append(
             seed_disagreement_table(

@@ -380,16 +380,38 @@ def measures_from_counts(per_layer: Sequence[OverlapCounts]) -> dict[str, np.nda
         Keys ``jaccard, jaccard_chance, jaccard_star, iomin, phi, z``.
     """
     total = _total(per_layer)
-    j = jaccard_from_counts(total)
-    chance = chance_jaccard_from_counts(per_layer)
     return {
-        "jaccard": j,
-        "jaccard_chance": chance,
-        "jaccard_star": jaccard_star(j, chance),
+        **jaccard_measures_from_counts(per_layer, total),
         "iomin": iomin_from_counts(total),
         "phi": phi_from_counts(total),
         "z": hypergeometric_z_from_counts(per_layer),
     }
+
+
+def jaccard_measures_from_counts(
+    per_layer: Sequence[OverlapCounts], total: OverlapCounts | None = None
+) -> dict[str, np.ndarray]:
+    """The Jaccard measures of :func:`measures_from_counts` alone (J, its chance level, J*).
+
+    For callers that read no other measure (the collapse curves): the z-score's
+    hypergeometric moments are the costly part of the full set.
+
+    Parameters
+    ----------
+    per_layer : sequence of OverlapCounts
+        One entry per layer.
+    total : OverlapCounts, optional
+        Their sum, when the caller has it.
+
+    Returns
+    -------
+    dict of str to ndarray of float64, shape (K, K)
+        Keys ``jaccard, jaccard_chance, jaccard_star``, equal to those of
+        :func:`measures_from_counts`.
+    """
+    j = jaccard_from_counts(_total(per_layer) if total is None else total)
+    chance = chance_jaccard_from_counts(per_layer)
+    return {"jaccard": j, "jaccard_chance": chance, "jaccard_star": jaccard_star(j, chance)}
 
 
 # ----------------------------------------------------------------------------- matrices from masks

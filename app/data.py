@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
@@ -130,8 +131,76 @@ def _current_reader(path: str) -> Run:
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def get_run(path: str, mtime: float) -> Run:
-    """The :class:`Run` reader of a folder (shared, read-only)."""
-    return load_run(path)
+    """The :class:`Run` reader of a folder (shared, read-only).
+
+    Its level predictions go through :func:`_prediction_store`: the pages'
+    computations that read the same level (the Collapse page's curves and its
+    frozen alarm) read the file once.
+    """
+    return _StoredPredictionsRun(path)  # opened and checked as load_run opens it
+
+
+class _StoredPredictionsRun(Run):
+    """A :class:`Run` whose :meth:`predictions` are kept in :func:`_prediction_store` (a copy per call)."""
+
+    def predictions(self, method: str, level: int) -> pd.DataFrame:
+        """:meth:`Run.predictions`, read once per version of the level's files while the store keeps it."""
+        return _prediction_store().read(self, method, level)
+
+
+class _PredictionStore:
+    """Level predictions already read, up to ``budget`` bytes (least recently used dropped first).
+
+    Keyed by the run, method, level and the identity (path, size, mtime_ns, inode)
+    of the level's predictions file and of the run's shared samples file, so a
+    rewritten file is read again. The stored frames are never handed out: every
+    call gets its own copy (pandas copy-on-write: a caller's change copies the
+    data it changes, and never reaches the stored frame).
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.frames: OrderedDict[tuple, tuple[pd.DataFrame, int]] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def read(self, run: Run, method: str, level: int) -> pd.DataFrame:
+        from artifacts.run_format import PREDICTIONS, SHARED_SAMPLES, level_dir
+
+        try:
+            files = [level_dir(run.path, method, int(level)) / PREDICTIONS, Path(run.path) / SHARED_SAMPLES]
+            ids = tuple((s.st_size, s.st_mtime_ns, s.st_ino) for s in (f.stat() for f in files if f.exists()))
+        except OSError:
+            ids = None
+        key = None if ids is None else (str(run.path), method, int(level), ids)
+        with self.lock:
+            hit = self.frames.get(key) if key is not None else None
+            if hit is not None:
+                self.frames.move_to_end(key)
+                return hit[0].copy(deep=False)
+        frame = Run.predictions(run, method, level)  # the plain read (its checks and errors)
+        if key is None:
+            return frame
+        nbytes = int(frame.memory_usage(deep=True).sum())
+        if nbytes <= self.budget:
+            with self.lock:
+                if key not in self.frames:
+                    self.frames[key] = (frame, nbytes)
+                    self.size += nbytes
+                while self.size > self.budget:
+                    _, (_, n) = self.frames.popitem(last=False)
+                    self.size -= n
+        return frame.copy(deep=False)
+
+
+# Bytes of predictions kept for reuse (a level of the embedded runs is 1-2 MB).
+PREDICTION_STORE_BYTES = 128 * 2**20
+
+
+@st.cache_resource(show_spinner=False)
+def _prediction_store() -> _PredictionStore:
+    """The process's :class:`_PredictionStore` (a cache resource: cleared with the others)."""
+    return _PredictionStore(PREDICTION_STORE_BYTES)
 
 
 # ----------------------------------------------------------------------------- overview

@@ -92,6 +92,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -1225,8 +1226,25 @@ def _masks_from(run_dir: str | Path, method: str, level: int) -> str | None:
 def _mask_levels_header(run_dir: str | Path, method: str) -> tuple[dict[str, list[int]], int] | None:
     """``({layer: [K, *shape]}, last_level)`` of a method's mask_levels, from the header only."""
     path = method_dir(run_dir, method) / MASK_LEVELS
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    # Every level of a method asks (where its masks are, their shapes): the header is parsed
+    # once per version of the file (a rewrite changes the key); each caller gets its own dict.
+    shapes, last = _parsed_mask_levels_header((os.path.abspath(path), st.st_mtime_ns, st.st_size, st.st_ino))
+    return {k: list(v) for k, v in shapes.items()}, last
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_mask_levels_header(key: tuple) -> tuple[dict[str, list[int]], int]:
+    """:func:`_mask_levels_header` of one version of the file; ``key`` is (path, mtime_ns, size, inode).
+
+    An error is raised on every call (not kept).
+    """
+    path = Path(key[0])
     try:
         from safetensors import safe_open
 

@@ -458,3 +458,412 @@ def test_umap_warm_up_waits_while_a_page_computes_and_starts_when_idle_or_asked(
     finally:
         stop.set()
         busy.join()
+
+
+# ----------------------------------------------------------------------------- ViT Collapse and Attention
+
+
+def test_latent_correlation_equals_the_bisection_on_the_plain_probability_bit_for_bit():
+    """The bisection with its rho-free parts computed once is the step-by-step one on ``_both_small``."""
+    from scipy.special import ndtri
+
+    from analysis.latent import _BISECTIONS, _both_small, latent_correlation
+
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        p = int(rng.integers(1, 200))
+        d_a, d_b = rng.uniform(0.0, 1.0, p), rng.uniform(0.0, 1.0, p)
+        d_a[rng.random(p) < 0.1] = 1.0  # full masks: NaN
+        p_both = np.minimum(d_a, d_b) * rng.uniform(0.0, 1.0, p)
+        ok = (d_a > 0) & (d_a < 1) & (d_b > 0) & (d_b < 1)
+        ta, tb = ndtri(1 - d_a[ok] / 2), ndtri(1 - d_b[ok] / 2)
+        target = p_both[ok] - (d_a[ok] + d_b[ok] - 1.0)
+        lo, hi = np.zeros(ta.shape), np.full(ta.shape, 0.9999)
+        for _ in range(_BISECTIONS):  # the oracle: the probability recomputed whole at every step
+            mid = 0.5 * (lo + hi)
+            above = _both_small(ta, tb, mid) < target
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        want = np.full(p, np.nan)
+        want[ok] = 0.5 * (lo + hi)
+        assert np.array_equal(latent_correlation(d_a, d_b, p_both), want, equal_nan=True)
+
+
+def test_latent_correlation_from_overlap_counts_is_the_mask_estimate_bit_for_bit():
+    from analysis.latent import (
+        EXACT_FLOAT32,
+        pairwise_latent_correlation,
+        pairwise_latent_correlation_from_counts,
+        ticket_latent_correlation,
+        ticket_latent_correlation_from_counts,
+    )
+    from analysis.similarity import OverlapCounts, layer_overlap_counts
+
+    rng = np.random.default_rng(12)
+    for trial in range(120):
+        k = int(rng.integers(1, 10))
+        masks = {
+            f"l{i}": rng.random((k, int(rng.integers(0, 4000)))) < rng.uniform(0.0, 1.0)
+            for i in range(int(rng.integers(1, 8)))
+        }
+        if trial % 5 == 0:
+            masks["full"] = np.ones((k, 33), dtype=bool)
+        if trial % 7 == 0:
+            masks["empty"] = np.zeros((k, 50), dtype=bool)
+        counts = list(layer_overlap_counts(masks).values())
+        assert np.array_equal(
+            pairwise_latent_correlation_from_counts(counts),
+            pairwise_latent_correlation(masks),
+            equal_nan=True,
+        )
+        assert np.array_equal(
+            ticket_latent_correlation_from_counts(counts), ticket_latent_correlation(masks), equal_nan=True
+        )
+    # the densities' float32 division, as np.mean does it, at sizes up to the exact limit
+    for n in [*rng.integers(1, EXACT_FLOAT32, 300), EXACT_FLOAT32 - 1, EXACT_FLOAT32]:
+        kept = rng.integers(0, n + 1, 3)
+        c = OverlapCounts(np.diag(kept), kept, int(n))
+        got = pairwise_latent_correlation_from_counts([c])  # runs the division; checked against mean:
+        assert got.shape == (3, 3)
+        want = np.array([np.float32(v) / np.float64(n) for v in kept]).astype(np.float32)
+        dens = kept.astype(np.float32)
+        assert np.array_equal(np.true_divide(dens, np.intp(n), out=dens, casting="unsafe"), want)
+    big = OverlapCounts(np.zeros((2, 2), dtype=np.int64), np.zeros(2, dtype=np.int64), EXACT_FLOAT32 + 1)
+    with pytest.raises(ValueError, match="not exact"):
+        pairwise_latent_correlation_from_counts([big])
+
+
+def test_collapse_similarity_rows_are_those_of_the_full_measures_and_the_masks():
+    """J, J* from the Jaccard measures alone and the latent correlation from the counts: as before."""
+    from analysis.collapse import _pair_means, _similarity_rows
+    from analysis.latent import ticket_latent_correlation
+    from analysis.packed import packed_masks
+    from analysis.similarity import layer_overlap_counts, measures_from_counts
+
+    checked = 0
+    for path in (REPO / "artifacts" / "fashion-vit-cluster-sweep" / "seed-0", FASHION):
+        run = _shipped(path)
+        levels = run.levels("rtl")
+        for level in (levels[0], levels[1], levels[len(levels) // 2], levels[-1]):
+            masks = run.masks("rtl", level)
+            full = measures_from_counts(list(layer_overlap_counts(masks).values()))
+            want = np.concatenate(
+                [
+                    _pair_means(full["jaccard"]),
+                    _pair_means(full["jaccard_star"]),
+                    ticket_latent_correlation(masks),
+                ]
+            )
+            for m in (masks, packed_masks(run, "rtl", level)):
+                rows = _similarity_rows(m)
+                assert np.array_equal(rows["value"].to_numpy(), want, equal_nan=True)
+            checked += 1
+    assert checked == 8
+
+
+def test_packed_subset_counts_are_keyed_by_the_file_read_once_per_instance(tmp_path):
+    from analysis import packed
+    from analysis.packed import PackedMasks
+    from artifacts.run_format import save_masks
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "masks.safetensors"
+    a = {"w": rng.random((3, 40)) < 0.5}
+    save_masks(path, a)
+    packed.clear_cache()
+    first = PackedMasks(path)
+    counts = first.subset_counts("w").copy()
+    assert counts[0b011] == (a["w"][0] & a["w"][1]).sum()
+    b = {"w": ~a["w"]}
+    save_masks(path, b)  # rewritten: another size or mtime, so a new reader counts again
+    import os
+
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    second = PackedMasks(path)
+    assert second.subset_counts("w")[0b011] == (b["w"][0] & b["w"][1]).sum()
+    assert first._file_key() != second._file_key()
+    assert PackedMasks(path).subset_counts("w") is second.subset_counts("w")  # one pass per version
+
+
+def test_run_signals_draw_each_level_once_and_equal_each_method_alone(monkeypatch):
+    """Methods run level by level share a level's bootstrap draw: the tables of each method run alone."""
+    from analysis import signals
+
+    run = _shipped(REPO / "artifacts" / "fashion-vit-cluster-sweep" / "seed-0")
+    levels = {m: run.levels(m)[:6] for m in run.methods}
+    kinds = {m: signals._ticket_kind(run, m) for m in run.methods}
+    views = {
+        m: {lv: signals.label_free_view(run.predictions(m, lv), kinds[m]) for lv in levels[m]}
+        for m in run.methods
+    }
+    sparsity = {m: {lv: run.sparsity(m, lv) for lv in levels[m]} for m in run.methods}
+    dense = views["imp"][0]
+    alone = {
+        m: signals.prediction_signal_table(
+            views[m], sparsity[m], kinds[m], m, dense=dense if m != "imp" else None, atc_threshold=0.5
+        )
+        for m in run.methods
+    }
+    draws = []
+    boot = signals._boot_index
+    monkeypatch.setattr(signals, "_boot_index", lambda n, b, r, lv: draws.append(lv) or boot(n, b, r, lv))
+    rows = {m: signals._Rows() for m in run.methods}
+    steps = [
+        signals._prediction_steps(
+            rows[m],
+            views[m],
+            sparsity[m],
+            kinds[m],
+            m,
+            dense=dense if m != "imp" else None,
+            atc_threshold=0.5,
+            n_boot=200,
+            alpha=0.05,
+            random_state=0,
+        )
+        for m in run.methods
+    ]
+    signals._run_steps(steps, 200, 0)
+    assert sorted(draws) == sorted(set(levels["imp"]) | set(levels["rtl"]))  # once per level
+    for m in run.methods:
+        pd.testing.assert_frame_equal(rows[m].frame(), alone[m], check_exact=True)
+
+
+def test_attention_probe_tables_are_the_per_ticket_tables_stacked():
+    """One model and one read per level, tables stacked once: the frames of probing each ticket alone."""
+    from analysis.attention import entropy_table_from_rows, image_entropy_from_rows, row_entropies
+    from analysis.attention_probe import probe_attention, probe_attention_tickets
+    from analysis.attention_sweep import (
+        ALL_IMAGES,
+        OWN_IMAGES,
+        PROBE_EXTRA,
+        SWEEP_KEYS,
+        attention_probe_tables,
+    )
+    from analysis.levels import dense_reference
+
+    run = _shipped(REPO / "artifacts" / "fashion-vit-cluster-sweep" / "seed-1")
+    x = run.extra(PROBE_EXTRA)["x"]
+    subset = np.asarray(run.extra(PROBE_EXTRA)["subset"])
+    names = run.ticket_names("rtl")
+    # several tickets through one model, in any order: each ticket's maps alone
+    many = probe_attention_tickets(run, "rtl", 3, [2, 0, 2, 1], x)
+    for t, maps in zip([2, 0, 2, 1], many, strict=True):
+        for got, want in zip(maps, probe_attention(run, "rtl", 3, t, x), strict=True):
+            assert np.array_equal(got, want)
+    for ref, levels, tickets in ((dense_reference(run, "rtl"), [1, 4, 2], [3, 1]), (None, [0, 3], [0, 2])):
+        tables = attention_probe_tables(run, "rtl", tickets, levels, reference=ref)
+        heads, images, refs = [], [], []  # the oracle: one probe and one frame per piece, concatenated
+        ref_rows = None if ref is None else [row_entropies(m) for m in probe_attention(run, *ref, 0, x)]
+        for t in tickets:
+            sets = {OWN_IMAGES: np.flatnonzero(subset == t), ALL_IMAGES: np.arange(len(x))}
+            rows_of = {lv: [row_entropies(m) for m in probe_attention(run, "rtl", lv, t, x)] for lv in levels}
+            for image_set, rows in sets.items():
+                if ref_rows is not None:
+                    part = [(h[rows], n[rows]) for h, n in ref_rows]
+                    dense = entropy_table_from_rows(part)
+                    for i, r in enumerate(part):
+                        refs.append(
+                            pd.DataFrame(
+                                {
+                                    "level": ref[1],
+                                    "sparsity": run.sparsity(*ref),
+                                    "ticket": names[t],
+                                    "images": image_set,
+                                    "layer": str(i),
+                                    "image": rows,
+                                    "entropy": image_entropy_from_rows(*r),
+                                }
+                            )
+                        )
+                else:
+                    dense = entropy_table_from_rows([(h[rows], n[rows]) for h, n in rows_of[0]])
+                for lv in levels:
+                    part = [(h[rows], n[rows]) for h, n in rows_of[lv]]
+                    df = entropy_table_from_rows(part, dense=dense)
+                    keys = (lv, run.sparsity("rtl", lv), names[t], image_set, len(rows))
+                    for i, (col, val) in enumerate(zip(SWEEP_KEYS, keys, strict=True)):
+                        df.insert(i, col, val)
+                    heads.append(df)
+                    for i, r in enumerate(part):
+                        images.append(
+                            pd.DataFrame(
+                                {
+                                    "level": lv,
+                                    "sparsity": run.sparsity("rtl", lv),
+                                    "ticket": names[t],
+                                    "images": image_set,
+                                    "layer": str(i),
+                                    "image": rows,
+                                    "entropy": image_entropy_from_rows(*r),
+                                }
+                            )
+                        )
+        pd.testing.assert_frame_equal(tables["heads"], pd.concat(heads, ignore_index=True), check_exact=True)
+        pd.testing.assert_frame_equal(
+            tables["images"], pd.concat(images, ignore_index=True), check_exact=True
+        )
+        if ref is None:
+            assert tables["reference"].empty
+        else:
+            pd.testing.assert_frame_equal(
+                tables["reference"], pd.concat(refs, ignore_index=True), check_exact=True
+            )
+
+
+def test_app_prediction_store_reads_a_level_once_and_hands_out_private_frames(monkeypatch, tmp_path):
+    """The Collapse page's curves and frozen alarm read a level once; a copy per call; rewrites re-read."""
+    import shutil
+
+    import artifacts.run_format as rf
+    from app import data
+
+    reads = []
+    plain = rf.read_predictions
+    monkeypatch.setattr(rf, "read_predictions", lambda p, c=None: reads.append(str(p)) or plain(p, c))
+    copy = tmp_path / "run"
+    src = _shipped(REPO / "artifacts" / "fashion-vit-cluster-sweep" / "seed-1").path
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("level_0[3-9]", "level_[1-9]*", "extra"))
+    run = data._StoredPredictionsRun(copy)
+    store = data._PredictionStore(10**9)
+    monkeypatch.setattr(data, "_prediction_store", lambda: store)
+    want = plain(copy / "rtl" / "level_01")
+    first = run.predictions("rtl", 1)
+    first["label"] = -1  # a caller's change stays in its own frame
+    for _ in range(2):
+        pd.testing.assert_frame_equal(run.predictions("rtl", 1), want, check_exact=True)
+    assert len(reads) == 1
+    # the page's two computations: curves and the frozen alarm, each level read once between them
+    from analysis.alarm import alarm_signal_table
+    from analysis.collapse import collapse_curves
+
+    reads.clear()
+    curves = collapse_curves(run, ["rtl", "imp"])
+    signals = alarm_signal_table(run, ["rtl", "imp"])
+    levels = [(m, lv) for m in ("rtl", "imp") for lv in run.levels(m)]
+    assert sorted(reads) == sorted(
+        {str(rf.level_dir(copy, m, lv)) for m, lv in levels} - {str(copy / "rtl" / "level_01")}
+    )
+    plain_run = rf.load_run(copy)
+    pd.testing.assert_frame_equal(curves, collapse_curves(plain_run, ["rtl", "imp"]), check_exact=True)
+    pd.testing.assert_frame_equal(signals, alarm_signal_table(plain_run, ["rtl", "imp"]), check_exact=True)
+    # a rewritten level is read again; a small budget keeps what fits
+    frame = plain(copy / "rtl" / "level_02")
+    frame["pred"] = frame["pred"].to_numpy()[::-1]
+    frame.to_parquet(copy / "rtl" / "level_02" / "predictions.parquet")
+    reads.clear()
+    assert (run.predictions("rtl", 2)["pred"].to_numpy() == frame["pred"].to_numpy()).all()
+    assert len(reads) == 1
+    small = data._PredictionStore(int(want.memory_usage(deep=True).sum()) + 10)
+    monkeypatch.setattr(data, "_prediction_store", lambda: small)
+    for lv in (0, 1, 0):
+        run.predictions("rtl", lv)
+    assert len(small.frames) == 1 and small.size <= small.budget
+
+
+@pytest.mark.parametrize("dense_blocks", [None, 3, 2])
+def test_attention_head_columns_are_the_entropy_table_with_its_dense_table(dense_blocks):
+    """The columns the probe tables stack per piece: entropy_table_from_rows's, dense matched or not."""
+    from analysis.attention import (
+        ATTENTION_COLUMNS,
+        entropy_columns_from_rows,
+        entropy_table_from_rows,
+        row_entropies,
+    )
+    from analysis.attention_sweep import _head_columns
+
+    rng = np.random.default_rng(dense_blocks or 0)
+    part = [row_entropies(m) for m in _maps(rng)]
+    dense_part = None if dense_blocks is None else [row_entropies(m) for m in _maps(rng, layers=dense_blocks)]
+    got = _head_columns(part, None if dense_part is None else entropy_columns_from_rows(dense_part))
+    want = entropy_table_from_rows(
+        part, dense=None if dense_part is None else entropy_table_from_rows(dense_part)
+    )
+    pd.testing.assert_frame_equal(pd.DataFrame(got)[ATTENTION_COLUMNS], want, check_exact=True)
+    if dense_blocks == 2:  # the third block has no dense counterpart
+        assert want["dense_entropy"].isna().sum() == 4
+
+
+def test_mask_levels_header_is_parsed_once_per_file_version_and_given_out_privately(tmp_path):
+    import shutil
+
+    from artifacts.run_format import MASK_LEVELS, RunFormatError, _mask_levels_header, method_dir
+
+    src = _shipped(REPO / "artifacts" / "fashion-vit-cluster-sweep" / "seed-1").path
+    path = method_dir(src, "imp") / MASK_LEVELS
+    if not path.is_file():
+        pytest.skip("shipped run has no compact masks")
+    run_dir = tmp_path / "run"
+    (run_dir / "imp").mkdir(parents=True)
+    copy = method_dir(run_dir, "imp") / MASK_LEVELS
+    shutil.copyfile(path, copy)
+    shapes, last = _mask_levels_header(run_dir, "imp")
+    assert last >= 1 and all(len(s) >= 2 for s in shapes.values())
+    shapes[next(iter(shapes))].append(99)  # a caller's change stays in its own dict
+    assert _mask_levels_header(run_dir, "imp") == (_mask_levels_header(src, "imp")[0], last)
+    copy.write_bytes(b"\x08" + b"\x00" * 7 + b"not json")  # rewritten: parsed again, and refused
+    for _ in range(2):
+        with pytest.raises(RunFormatError, match="corrupt mask-levels"):
+            _mask_levels_header(run_dir, "imp")
+    copy.unlink()
+    assert _mask_levels_header(run_dir, "imp") is None
+
+
+def _level_frame_as_before(masks, predictions, kind, routing) -> pd.DataFrame:
+    """The oracle: a level's rows as level_signals built them, five frames concatenated."""
+    import warnings
+
+    from analysis.collapse import (
+        _long,
+        _similarity_rows,
+        label_free_prediction,
+        mask_signals,
+        prediction_entropy,
+        prediction_entropy_se,
+    )
+
+    per_ticket = kind != "single"
+    metrics = ticket_metrics(predictions, kind, default_routing=routing)
+    metrics = _long(list(metrics["ticket"]), list(metrics["metric"]), list(metrics["value"]))
+    sim = _similarity_rows(masks) if per_ticket else _long([], [], [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sim_mean = sim.groupby("signal", sort=False)["value"].mean()
+    sim_agg = _long([None] * len(sim_mean), list(sim_mean.index), list(sim_mean.values))
+    col = label_free_prediction(predictions, routing)
+    pred = predictions[col].to_numpy() if col else None
+    ent = _long(
+        [None, None],
+        ["pred_entropy", "pred_entropy_se"],
+        [prediction_entropy(pred), prediction_entropy_se(pred)] if col else [np.nan, np.nan],
+    )
+    parts = [metrics, sim, sim_agg, mask_signals(masks, per_ticket=per_ticket), ent]
+    return pd.concat([p for p in parts if len(p)], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    "group", ["fashion-vit-cluster-sweep", "adult-mlp-cluster-sweep", "fashion-mlp-class-sweep"]
+)
+def test_collapse_curves_built_once_are_the_per_level_frames_concatenated(group):
+    from analysis.collapse import collapse_curves, level_signals
+    from analysis.packed import packed_masks
+
+    run = _shipped(REPO / "artifacts" / group / "seed-2")
+    picked = {m: run.levels(m)[:2] + run.levels(m)[-1:] for m in run.methods}
+    frames = []
+    for method, levels in picked.items():
+        entry = run.manifest["methods"][method]
+        kind, routing = entry.get("ticket_kind", "detector"), entry.get("default_routing")
+        for level in levels:
+            preds = run.predictions(method, level)
+            for masks in (packed_masks(run, method, level), run.masks(method, level)):
+                df = _level_frame_as_before(masks, preds, kind, routing)
+                pd.testing.assert_frame_equal(
+                    level_signals(masks, preds, kind, routing), df, check_exact=True
+                )
+            df.insert(0, "sparsity", run.sparsity(method, level))
+            df.insert(0, "level", level)
+            df.insert(0, "method", method)
+            frames.append(df)
+    want = pd.concat(frames, ignore_index=True)
+    pd.testing.assert_frame_equal(collapse_curves(run, levels=picked), want, check_exact=True)
