@@ -83,13 +83,17 @@ def greedy_wall(durations: list[float], cores: int) -> float:
 
 
 def lanes(costs: dict[str, float], cores: int) -> list[list[str]]:
-    """Names split into ``cores`` lanes: longest first, each to the lane with the least work so far."""
-    work = [(0.0, i) for i in range(cores)]
+    """Names split into ``cores`` lanes: longest first, each to the lane with the least work so far.
+
+    Between lanes of equal work, the one with fewer names takes the next: names without a
+    recorded time (cost 0) go round the lanes.
+    """
+    work = [(0.0, 0, i) for i in range(cores)]  # (work, names, lane)
     out: list[list[str]] = [[] for _ in range(cores)]
     for name in sorted(costs, key=lambda n: -costs[n]):
-        load, i = heapq.heappop(work)
+        load, count, i = heapq.heappop(work)
         out[i].append(name)
-        heapq.heappush(work, (load + costs[name], i))
+        heapq.heappush(work, (load + costs[name], count + 1, i))
     return out
 
 
