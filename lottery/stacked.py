@@ -19,10 +19,11 @@ vmap's batched linear does not reach bmm's speed here).
 :func:`mlp_grads` is the MLP's forward and hand-written backward without
 autograd, writing the gradients into views of one flat buffer
 (:func:`flatten_stacked`, :func:`flat_views`) so that one fused optimiser
-call on one tensor steps every layer: joint retraining's step, and IMP's
-step for an MLP (:func:`lottery.train.train_masked`). (At K = 10 in
+call on one tensor steps every layer: joint retraining's step. (At K = 10 in
 extraction it is no faster than autograd through :func:`stacked_forward`,
-which extraction therefore keeps.)
+which extraction therefore keeps. IMP's MLP step,
+:func:`lottery.train.train_masked`, calls autograd's own kernels instead, to
+reproduce the autograd loop bit for bit.)
 """
 
 from __future__ import annotations

@@ -96,9 +96,9 @@ def train_masked(
     For an :class:`~lottery.models.MLP` with the cross-entropy loss, the
     ``batched`` engine (the default) runs :func:`_train_mlp`: the same
     batches, gradients and optimiser update, bit for bit, with the backward
-    written out on one flat parameter buffer (no autograd graph) and one
-    optimiser call on one tensor; ``engine="reference"`` keeps the autograd
-    loop below for every model (the tests' oracle).
+    written out on flat parameter and gradient buffers (no autograd graph)
+    and one optimiser call per step; ``engine="reference"`` keeps the
+    autograd loop below for every model (the tests' oracle).
 
     Parameters
     ----------
