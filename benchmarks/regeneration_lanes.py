@@ -66,12 +66,14 @@ def task_seconds(folder: Path) -> list[float]:
     for run in runs:
         manifest = rf.read_json(Path(run) / rf.MANIFEST)
         for method in manifest["methods"]:
-            total = 0.0
-            for level_json in sorted((Path(run) / method).glob("level_*/level.json")):
-                info = json.loads(level_json.read_text())
-                total += sum(v for k, v in info.items() if k.endswith("_seconds") and not isinstance(v, dict))
-            out.append(total)
+            levels = sorted((Path(run) / method).glob("level_*/level.json"))
+            out.append(sum(level_seconds(json.loads(f.read_text())) for f in levels))
     return out
+
+
+def level_seconds(info: dict) -> float:
+    """Training seconds a ``level.json`` recorded (``train_seconds``, ``extraction_seconds``)."""
+    return sum(v for k, v in info.items() if k.endswith("_seconds") and not isinstance(v, dict))
 
 
 def greedy_wall(durations: list[float], cores: int) -> float:

@@ -41,7 +41,7 @@ seeds_of() {
   "$PYTHON" -c "from lottery.embedded import EMBEDDED; print(' '.join(map(str, EMBEDDED['$1'].seeds)))"
 }
 make_one() {  # NAME [extra sweep arguments]
-  local name=$1 start end size line
+  local name=$1 start end size
   shift
   if [ "${FRESH:-0}" = 1 ]; then
     rm -rf "artifacts/${name:?}"
@@ -63,7 +63,11 @@ make_one() {  # NAME [extra sweep arguments]
   esac
   end=$(date +%s)
   size=$(du -sh "artifacts/$name" | cut -f1)
-  line="| $name | $((end - start)) s | $size | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores, $how |"
+  record "$name" $((end - start)) "$size"
+}
+record() {  # NAME SECONDS SIZE: one timing row, printed and appended to $TIMINGS if set
+  local line
+  line="| $1 | $2 s | $3 | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores, $how |"
   echo "$line"
   if [ -n "${TIMINGS:-}" ]; then
     echo "$line" >> "$TIMINGS"
@@ -84,11 +88,7 @@ if [ "${LANES:-1}" -gt 1 ]; then
   for pid in "${pids[@]}"; do
     wait "$pid" || status=1
   done
-  line="| all ${#names[@]} | $(($(date +%s) - all_start)) s | $(du -sh artifacts | cut -f1) | $(date -u +%Y-%m-%dT%H:%MZ) | OMP_NUM_THREADS=$OMP_NUM_THREADS, $(nproc --all) cores, $how |"
-  echo "$line"
-  if [ -n "${TIMINGS:-}" ]; then
-    echo "$line" >> "$TIMINGS"
-  fi
+  record "all ${#names[@]}" $(($(date +%s) - all_start)) "$(du -sh artifacts | cut -f1)"
   exit "$status"
 fi
 for name in "${names[@]}"; do

@@ -47,3 +47,23 @@ def test_task_seconds_of_a_shipped_group_sum_its_level_times():
         if k.endswith("_seconds")
     )
     assert tasks[0] == expected > 0
+
+
+def test_regeneration_check_finds_a_changed_level(tmp_path):
+    import json
+    import shutil
+
+    from benchmarks.regeneration_check import check
+
+    shipped = REPO / "artifacts" / "adult-mlp-cluster-sweep"
+    again = tmp_path / "adult-mlp-cluster-sweep"
+    shutil.copytree(shipped, again)
+    for seed in ("seed-0", "seed-2"):  # a stopped regeneration: only the levels found are compared
+        shutil.rmtree(again / seed)
+    same = check(shipped, again)
+    assert same["levels"] == 47 and same["differ"] == [] and same["again_s"] == same["shipped_s"] > 0
+    level_json = again / "seed-1" / "imp" / "level_03" / "level.json"
+    info = json.loads(level_json.read_text())
+    info["metrics"]["accuracy"] += 1e-9
+    level_json.write_text(json.dumps(info))
+    assert check(shipped, again)["differ"] == ["seed-1 imp 3"]
