@@ -50,11 +50,13 @@ a similarity that is 0 by construction carries no information about classes.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -108,6 +110,39 @@ ALIGNMENT_COLUMNS = [
 # distance information and its layout is set by the random init, while metric MDS
 # reproduces a small distance matrix (nearly) exactly.
 MDS_MAX_POINTS = 4
+
+
+@functools.cache
+def import_umap() -> ModuleType:
+    """Import umap-learn with its numba kernels cached on disk; once per process.
+
+    umap-learn does not ask numba to cache its kernels (the neighbour search on a
+    precomputed distance, ``smooth_knn_dist``, the membership strengths, the layout
+    epochs), so every process compiled them again on its first map: 10-20 s on this
+    machine, the whole of the dashboard's first Projection page. This enables
+    numba's on-disk cache for every jitted function of ``umap.umap_``,
+    ``umap.layouts`` and ``umap.utils`` before any of them compiles: the first map
+    on a machine compiles and saves, every later process loads the compiled code
+    (about 0.1 s). numba keeps the cache beside the package (``__pycache__``) when
+    that is writable, else in the user's cache folder, or in ``NUMBA_CACHE_DIR``,
+    and keys it by the source file, so another umap version compiles afresh (its
+    own mechanism for ``@njit(cache=True)``, which pynndescent already uses).
+    Where no cache folder is writable the kernels compile as before.
+    """
+    import umap  # heavy (numba)
+    import umap.layouts
+    import umap.umap_
+    import umap.utils
+    from numba.core.registry import CPUDispatcher
+
+    for module in (umap.umap_, umap.layouts, umap.utils):
+        for fn in vars(module).values():
+            if isinstance(fn, CPUDispatcher) and fn.__module__ == module.__name__:
+                try:
+                    fn.enable_caching()
+                except RuntimeError:  # numba found no writable cache folder: compile per process
+                    pass
+    return umap
 
 
 # ----------------------------------------------------------------------------- 2-D map
@@ -201,8 +236,7 @@ class TicketMap:
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.embedding_ = np.asarray(mds.fit_transform(d), dtype=np.float64)
         else:
-            import umap  # heavy (numba): only when a map is drawn
-
+            umap = import_umap()
             self.n_neighbors_ = int(min(max(self.n_neighbors, 2), n - 1))
             reducer = umap.UMAP(
                 n_neighbors=self.n_neighbors_,

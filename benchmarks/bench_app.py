@@ -5,9 +5,10 @@
 Cold: every Streamlit cache cleared right before the page is opened, so the
 page pays for everything it shows (the sidebar's run facts included). Warm:
 the same page opened again. Budgets: under 15 s cold, under 2 s warm. UMAP's
-numba kernels compile once per process (the app starts that in a background
-thread at the first page); the first cold Projection visit includes whatever
-of it is left.
+numba kernels compile once per machine and load from numba's disk cache in
+every later process (:func:`analysis.projection.import_umap`; the app loads them
+in a background thread from the first page); the first cold Projection visit
+includes whatever of that is left.
 """
 
 from __future__ import annotations

@@ -1,3 +1,8 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,6 +26,8 @@ from analysis.projection import (
 )
 from analysis.similarity import pairwise_jaccard
 from artifacts.run_format import load_run, write_level, write_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_run(path, methods):
@@ -72,6 +79,38 @@ def test_umap_map_separates_clusters_and_is_deterministic():
     assert (labels[d2.argmin(axis=1)] == labels).all()
     again = TicketMap(n_neighbors=30, random_state=0).fit_transform(distance)
     np.testing.assert_array_equal(again, emb)
+
+
+_CACHED_MAP = """
+import json, sys
+import numpy as np
+from analysis.projection import TicketMap, import_umap
+distance = np.load(sys.argv[1])
+emb = TicketMap(n_neighbors=30, random_state=0).fit_transform(distance)
+umap = import_umap()
+kernels = [umap.utils.fast_knn_indices, umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths]
+stats = [[sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())] for f in kernels]
+print(json.dumps({"embedding": emb.tolist(), "stats": stats}))
+"""
+
+
+def test_umap_kernels_compile_once_per_machine_not_per_process(tmp_path):
+    """A map saves umap's compiled kernels; a new process loads them (no compile) and draws the same map."""
+    rng = np.random.default_rng(1)
+    x, _ = prototype_masks(rng, 3, 7, 2000, 0.15)
+    distance = 1.0 - pairwise_jaccard(x)
+    np.save(tmp_path / "d.npy", distance)
+    in_process = TicketMap(n_neighbors=30, random_state=0).fit_transform(distance)  # compiles or loads
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHED_MAP, str(tmp_path / "d.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    fresh = json.loads(out)
+    assert all(hits >= 1 and misses == 0 for hits, misses in fresh["stats"])  # loaded from disk
+    np.testing.assert_array_equal(fresh["embedding"], in_process)
 
 
 def test_mds_for_few_points_reproduces_distances():
