@@ -34,6 +34,7 @@ from artifacts.run_format import (
     MASKS,
     RunFormatError,
     _mask_source,
+    file_version,
     level_dir,
     level_mask_shapes,
     method_dir,
@@ -56,7 +57,7 @@ DEFAULT_CHUNK_BYTES = 1 << 20
 # Subsets of tickets enumerated for exact joint pattern counts (2**K of them).
 _MAX_SUBSET_TICKETS = 12
 _HEADER_MAX = 100 * 2**20
-# {(path, size, mtime_ns, layer): subset counts}; 2**K int64 per layer, a few MB at most.
+# {(path, mtime_ns, size, inode, layer, level): subset counts}; 2**K int64 per layer, a few MB at most.
 _SUBSET_CACHE: dict[tuple, np.ndarray] = {}
 _SUBSET_CACHE_SIZE = 4096
 
@@ -191,8 +192,8 @@ class PackedMasks(Mapping[str, np.ndarray]):
                 _SUBSET_CACHE.pop(next(iter(_SUBSET_CACHE)))
         return hit
 
-    def _file_key(self) -> tuple[str, int, int]:
-        """``(resolved path, size, mtime_ns)`` of the file, read once per instance.
+    def _file_key(self) -> tuple[str, int, int, int]:
+        """:func:`artifacts.run_format.file_version` of the resolved file, read once per instance.
 
         The measures of one level ask for every layer's counts several times;
         the path is resolved and the file stat'ed at the first ask only (an
@@ -200,8 +201,7 @@ class PackedMasks(Mapping[str, np.ndarray]):
         """
         key = getattr(self, "_file_key_cache", None)
         if key is None:
-            st = self.path.stat()
-            key = (str(self.path.resolve()), st.st_size, st.st_mtime_ns)
+            key = file_version(self.path.resolve())
             self._file_key_cache = key
         return key
 

@@ -151,7 +151,7 @@ class _StoredPredictionsRun(Run):
 class _PredictionStore:
     """Level predictions already read, up to ``budget`` bytes (least recently used dropped first).
 
-    Keyed by the run, method, level and the identity (path, size, mtime_ns, inode)
+    Keyed by the run, method, level and the version (``artifacts.run_format.file_version``)
     of the level's predictions file and of the run's shared samples file, so a
     rewritten file is read again. The stored frames are never handed out: every
     call gets its own copy (pandas copy-on-write: a caller's change copies the
@@ -165,11 +165,11 @@ class _PredictionStore:
         self.lock = threading.Lock()
 
     def read(self, run: Run, method: str, level: int) -> pd.DataFrame:
-        from artifacts.run_format import PREDICTIONS, SHARED_SAMPLES, level_dir
+        from artifacts.run_format import PREDICTIONS, SHARED_SAMPLES, file_version, level_dir
 
         try:
             files = [level_dir(run.path, method, int(level)) / PREDICTIONS, Path(run.path) / SHARED_SAMPLES]
-            ids = tuple((s.st_size, s.st_mtime_ns, s.st_ino) for s in (f.stat() for f in files if f.exists()))
+            ids = tuple(file_version(f) for f in files if f.exists())
         except OSError:
             ids = None
         key = None if ids is None else (str(run.path), method, int(level), ids)

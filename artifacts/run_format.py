@@ -126,6 +126,17 @@ class RunFormatError(ValueError):
 # ----------------------------------------------------------------------------- paths
 
 
+def file_version(path: str | Path, st: os.stat_result | None = None) -> tuple[str, int, int, int]:
+    """``(absolute path, mtime_ns, size, inode)``: a key that changes when the file is rewritten.
+
+    Readers that keep what they parsed of a file key it by this, so a file
+    written again (in place or by rename) is read again. ``st``: the file's
+    ``os.stat`` result when the caller already has it.
+    """
+    st = os.stat(path) if st is None else st
+    return os.path.abspath(path), st.st_mtime_ns, st.st_size, st.st_ino
+
+
 def level_dir(run_dir: str | Path, method: str, level: int) -> Path:
     """Folder of one level of one method (``method`` must be an identifier, never a path)."""
     return method_dir(run_dir, method) / f"level_{int(level):02d}"
@@ -1027,7 +1038,7 @@ def read_shared_samples(run_dir: str | Path, columns: list[str] | None = None) -
         raise RunFormatError(f"corrupt shared samples file {path}: {e}") from e
     # Every level of a run joins the same file: read once per version of it (a rewrite
     # changes the key), and hand out a copy so no caller can alter the stored frame.
-    key = (os.fspath(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+    key = file_version(path.resolve(), st)
     return _shared_samples(key, None if columns is None else tuple(columns)).copy(deep=True)
 
 
@@ -1035,7 +1046,7 @@ def read_shared_samples(run_dir: str | Path, columns: list[str] | None = None) -
 def _shared_samples(key: tuple, columns: tuple[str, ...] | None) -> pd.DataFrame:
     """:func:`read_shared_samples` of one version of the file.
 
-    ``key`` is (resolved path, mtime_ns, size, inode); an error is raised on every call (not kept).
+    ``key`` is :func:`file_version` of the file; an error is raised on every call (not kept).
     """
     path = Path(key[0])
     try:
@@ -1234,13 +1245,13 @@ def _mask_levels_header(run_dir: str | Path, method: str) -> tuple[dict[str, lis
         return None
     # Every level of a method asks (where its masks are, their shapes): the header is parsed
     # once per version of the file (a rewrite changes the key); each caller gets its own dict.
-    shapes, last = _parsed_mask_levels_header((os.path.abspath(path), st.st_mtime_ns, st.st_size, st.st_ino))
+    shapes, last = _parsed_mask_levels_header(file_version(path, st))
     return {k: list(v) for k, v in shapes.items()}, last
 
 
 @functools.lru_cache(maxsize=256)
 def _parsed_mask_levels_header(key: tuple) -> tuple[dict[str, list[int]], int]:
-    """:func:`_mask_levels_header` of one version of the file; ``key`` is (path, mtime_ns, size, inode).
+    """:func:`_mask_levels_header` of one version of the file; ``key`` is its :func:`file_version`.
 
     An error is raised on every call (not kept).
     """

@@ -157,3 +157,24 @@ def test_mtime_changes_when_a_level_file_is_rewritten_in_place(tmp_path):
     os.utime(info, (before + 10, before + 10))  # as an in-place rewrite: the folder's time stays
     assert info.parent.stat().st_mtime == folder_time
     assert run.mtime() == before + 10
+
+
+def test_file_version_changes_when_a_file_is_written_again(tmp_path):
+    """The key the readers cache parsed files by: a rewrite (in place or by rename) gives a new key."""
+    import os
+
+    from artifacts.run_format import file_version
+
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"1234")
+    first = file_version(f)
+    assert first == file_version(f) and first[0] == os.path.abspath(f) and first[2] == 4
+    st = os.stat(f)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # same bytes, touched
+    touched = file_version(f)
+    assert touched != first
+    other = tmp_path / "b.bin"
+    other.write_bytes(b"1234")
+    os.utime(other, ns=(st.st_atime_ns, touched[1]))
+    os.replace(other, f)  # same size and mtime, another file (inode)
+    assert file_version(f) != touched
