@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ ALIGNMENT_COLUMNS = [
 # reproduces a small distance matrix (nearly) exactly.
 MDS_MAX_POINTS = 4
 
+_UMAP_LOCK = threading.Lock()
+
 
 @functools.cache
 def import_umap() -> ModuleType:
@@ -129,20 +132,21 @@ def import_umap() -> ModuleType:
     own mechanism for ``@njit(cache=True)``, which pynndescent already uses).
     Where no cache folder is writable the kernels compile as before.
     """
-    import umap  # heavy (numba)
-    import umap.layouts
-    import umap.umap_
-    import umap.utils
-    from numba.core.registry import CPUDispatcher
+    with _UMAP_LOCK:  # the app's warm-up thread and a page may ask at once
+        import umap  # heavy (numba)
+        import umap.layouts
+        import umap.umap_
+        import umap.utils
+        from numba.core.registry import CPUDispatcher
 
-    for module in (umap.umap_, umap.layouts, umap.utils):
-        for fn in vars(module).values():
-            if isinstance(fn, CPUDispatcher) and fn.__module__ == module.__name__:
-                try:
-                    fn.enable_caching()
-                except RuntimeError:  # numba found no writable cache folder: compile per process
-                    pass
-    return umap
+        for module in (umap.umap_, umap.layouts, umap.utils):
+            for fn in vars(module).values():
+                if isinstance(fn, CPUDispatcher) and fn.__module__ == module.__name__:
+                    try:
+                        fn.enable_caching()
+                    except RuntimeError:  # numba found no writable cache folder: compile per process
+                        pass
+        return umap
 
 
 # ----------------------------------------------------------------------------- 2-D map
