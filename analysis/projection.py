@@ -126,11 +126,12 @@ def import_umap() -> ModuleType:
     numba's on-disk cache for every jitted function of ``umap.umap_``,
     ``umap.layouts`` and ``umap.utils`` before any of them compiles: the first map
     on a machine compiles and saves, every later process loads the compiled code
-    (about 0.1 s). numba keeps the cache beside the package (``__pycache__``) when
-    that is writable, else in the user's cache folder, or in ``NUMBA_CACHE_DIR``,
-    and keys it by the source file, so another umap version compiles afresh (its
-    own mechanism for ``@njit(cache=True)``, which pynndescent already uses).
-    Where no cache folder is writable the kernels compile as before.
+    (its first map in about 0.1 s instead of 13 s here, after umap's 2 s import).
+    numba keeps the cache beside the package (``__pycache__``) when that is
+    writable, else in the user's cache folder, or in ``NUMBA_CACHE_DIR``, and keys
+    it by the source file, so another umap version compiles afresh (its own
+    mechanism for ``@njit(cache=True)``, which pynndescent already uses). Where no
+    cache folder is writable the kernels compile as before.
     """
     with _UMAP_LOCK:  # the app's warm-up thread and a page may ask at once
         import umap  # heavy (numba)
