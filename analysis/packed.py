@@ -172,7 +172,7 @@ class PackedMasks(Mapping[str, np.ndarray]):
 
         One pass over the layer gives every count the measures need: sizes
         (singletons), pairwise intersections, the union (by inclusion-exclusion)
-        and the pattern counts. Memoised per file (path, size, mtime) so that
+        and the pattern counts. Memoised per file version (path, mtime, size, inode) so that
         the pages reading one level share the pass; None when K > 12.
 
         Returns

@@ -50,7 +50,6 @@ a similarity that is 0 by construction carries no information about classes.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import warnings
@@ -113,9 +112,9 @@ ALIGNMENT_COLUMNS = [
 MDS_MAX_POINTS = 4
 
 _UMAP_LOCK = threading.Lock()
+_UMAP: ModuleType | None = None  # set by the first import_umap()
 
 
-@functools.cache
 def import_umap() -> ModuleType:
     """Import umap-learn with its numba kernels cached on disk; once per process.
 
@@ -126,14 +125,17 @@ def import_umap() -> ModuleType:
     numba's on-disk cache for every jitted function of ``umap.umap_``,
     ``umap.layouts`` and ``umap.utils`` before any of them compiles: the first map
     on a machine compiles and saves, every later process loads the compiled code
-    (its first map in about 0.1 s instead of 13 s here, after umap's 2 s import).
+    instead of compiling it.
     numba keeps the cache beside the package (``__pycache__``) when that is
     writable, else in the user's cache folder, or in ``NUMBA_CACHE_DIR``, and keys
     it by the source file, so another umap version compiles afresh (its own
     mechanism for ``@njit(cache=True)``, which pynndescent already uses). Where no
     cache folder is writable the kernels compile as before.
     """
+    global _UMAP
     with _UMAP_LOCK:  # the app's warm-up thread and a page may ask at once
+        if _UMAP is not None:
+            return _UMAP
         import umap  # heavy (numba)
         import umap.layouts
         import umap.umap_
@@ -147,6 +149,7 @@ def import_umap() -> ModuleType:
                         fn.enable_caching()
                     except RuntimeError:  # numba found no writable cache folder: compile per process
                         pass
+        _UMAP = umap
         return umap
 
 

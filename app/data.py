@@ -575,8 +575,8 @@ def warm_up_projection(path: str) -> None:
     """Start, once per server process, a background UMAP fit on a run's tickets.
 
     UMAP's numba kernels compile on their first use on a machine (10-20 s on a
-    small one; later processes import umap and load them from numba's disk cache
-    in about 2.5 s, :func:`analysis.projection.import_umap`); doing it while the
+    small one; later processes import umap and load them from numba's disk cache,
+    :func:`analysis.projection.import_umap`); doing it while the
     user reads the first page keeps the Projection page quick. The fit waits until the server is idle
     (:func:`_wait_until_idle`: no page computing), so that it does not take the
     CPU from the page the user opens next; the Projection page starts it at

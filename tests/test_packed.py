@@ -147,3 +147,22 @@ def test_folded_run_keeps_the_model_layer_order(tmp_path, smoke_run_dir):
     run = rf.load_run(run_dir)
     for method in run.methods:
         assert list(run.masks(method, run.levels(method)[-1])) == order
+
+
+def test_subset_counts_of_a_file_replaced_with_same_size_and_mtime_are_read_again(tmp_path):
+    """The memo is keyed by the file's version: a replacement (another inode) is counted afresh."""
+    import os
+
+    path = tmp_path / "m.safetensors"
+    first, second = random_masks(3, 1), random_masks(3, 2)
+    save_masks(path, first)
+    want_first = PackedMasks(path).subset_counts("fc")
+    st = os.stat(path)
+    save_masks(tmp_path / "new.safetensors", second)
+    assert os.stat(tmp_path / "new.safetensors").st_size == st.st_size
+    os.utime(tmp_path / "new.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp_path / "new.safetensors", path)  # same path, size and mtime; other masks
+    got = PackedMasks(path).subset_counts("fc")
+    save_masks(tmp_path / "fresh.safetensors", second)
+    np.testing.assert_array_equal(got, PackedMasks(tmp_path / "fresh.safetensors").subset_counts("fc"))
+    assert not np.array_equal(got, want_first)
