@@ -26,6 +26,7 @@ from analysis import collapse as _collapse
 from analysis import levels as _levels
 from analysis import overview as _overview
 from analysis import similarity as _similarity
+from artifacts.run_format import run_version
 
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED_DIR = REPO / "artifacts"
@@ -66,7 +67,7 @@ def discover_runs(roots: tuple[str, ...]) -> tuple[list[str], list[tuple[str, st
     bad: list[tuple[str, str]] = []
     for path in find_runs(*[r for r in roots if Path(r).exists()]):
         try:
-            load_run(path)
+            checked_run(path)
         except RunFormatError as e:
             bad.append((str(path), str(e)))
         else:
@@ -96,6 +97,27 @@ def discover_groups(roots: tuple[str, ...]) -> tuple[dict[str, dict], list[tuple
                 "runs": [str(group.path / n) for n in group.run_names],
             }
     return groups, bad
+
+
+def checked_run(path: str | Path) -> Run:
+    """The run at ``path``, opened and validated once per version of its files.
+
+    Discovery, the group and the null-control lookups all ask whether a run
+    opens; opening one checks every level against the schema (tens of
+    milliseconds), so the answer is kept while :func:`artifacts.run_format.run_version`
+    (no file read) stays the same.
+
+    Raises
+    ------
+    RunFormatError
+        As :func:`analysis.load_run` (an error is not kept: the next call checks again).
+    """
+    return _checked_run(str(path), run_version(path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=512)
+def _checked_run(path: str, version: int) -> Run:
+    return load_run(path)
 
 
 def run_mtime(path: str) -> float:
@@ -879,7 +901,7 @@ def group_of(path: str) -> dict | None:
     runs, seeds = [], []
     for name, seed in members.items():
         try:
-            load_run(group.path / name)
+            checked_run(group.path / name)
         except RunFormatError:  # a seed a running sweep has not finished a level of yet
             continue
         runs.append(str(group.path / name))
@@ -1043,7 +1065,7 @@ def null_control(group_path: str) -> dict | None:
     runs, seeds = [], []
     for name, seed in zip(group.run_names, group.seeds, strict=True):
         try:
-            load_run(group.path / name)
+            checked_run(group.path / name)
         except RunFormatError:
             continue
         runs.append(str(group.path / name))

@@ -137,6 +137,36 @@ def file_version(path: str | Path, st: os.stat_result | None = None) -> tuple[st
     return os.path.abspath(path), st.st_mtime_ns, st.st_size, st.st_ino
 
 
+def run_version(run_dir: str | Path) -> int:
+    """Newest modification time (ns) in a run folder, down to the files of its level folders.
+
+    The run folder's entries, its method folders' entries and their level
+    folders' entries, whether complete or not (``lstat``: a link is not
+    followed). Cheap next to opening the run (no file is read), so a reader
+    validated once can be reused while this stays the same; taken before the
+    run is opened, a write during the opening makes the next version newer.
+
+    Raises
+    ------
+    RunFormatError
+        When ``run_dir`` is not a folder.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFormatError(f"{run_dir}: not a folder")
+    latest = 0
+    folders = [(run_dir, 2)]  # (folder, how many levels of subfolders below it to enter)
+    while folders:
+        folder, below = folders.pop()
+        latest = max(latest, folder.lstat().st_mtime_ns)
+        with os.scandir(folder) as entries:
+            for e in entries:
+                latest = max(latest, e.stat(follow_symlinks=False).st_mtime_ns)
+                if below and e.is_dir(follow_symlinks=False):
+                    folders.append((Path(e.path), below - 1))
+    return latest
+
+
 def level_dir(run_dir: str | Path, method: str, level: int) -> Path:
     """Folder of one level of one method (``method`` must be an identifier, never a path)."""
     return method_dir(run_dir, method) / f"level_{int(level):02d}"

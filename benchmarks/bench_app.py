@@ -52,6 +52,13 @@ def bench_run(run: Path, pages: list[str]) -> list[tuple[str, float, float, str]
     return rows
 
 
+def run_label(run: Path) -> str:
+    """``GROUP/seed-N`` for a run inside a run group, else the run folder's name."""
+    from artifacts.run_format import is_group
+
+    return f"{run.parent.name}/{run.name}" if is_group(run.parent) else run.name
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print one line per run and page; exit 1 if a page failed or missed a budget."""
     from analysis import find_runs
@@ -66,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     pages = [x for x in args.pages.split(",") if x]
     bad = 0
-    print(f"{'run':<24} {'page':<12} {'cold s':>8} {'warm s':>8}  status")
+    print(f"{'run':<36} {'page':<12} {'cold s':>8} {'warm s':>8}  status")
     for run in runs:
+        name = run_label(Path(run).resolve())
         for page, cold, warm, problems in bench_run(Path(run).resolve(), pages):
             status = "ok"
             if problems:
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             elif cold > COLD_BUDGET or warm > WARM_BUDGET:
                 status = f"over budget ({COLD_BUDGET:.0f} s cold, {WARM_BUDGET:.0f} s warm)"
             bad += status != "ok"
-            print(f"{Path(run).name:<24} {page:<12} {cold:8.2f} {warm:8.2f}  {status}", flush=True)
+            print(f"{name:<36} {page:<12} {cold:8.2f} {warm:8.2f}  {status}", flush=True)
     return 1 if bad else 0
 
 

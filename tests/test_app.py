@@ -296,6 +296,29 @@ def test_runs_dir_argument_and_environment(monkeypatch, tmp_path):
     assert roots[0] == str(data.EMBEDDED_DIR) and str(tmp_path.resolve()) in roots
 
 
+def test_discovery_checks_a_run_once_per_version_and_sees_a_later_corruption(monkeypatch, tmp_path):
+    from conftest import write_synthetic_run
+
+    from app import data
+    from artifacts import run_format as rf
+
+    run_dir = write_synthetic_run(tmp_path / "runs" / "r", seed=4)
+    opened = []
+    real = data.load_run
+    monkeypatch.setattr(data, "load_run", lambda p: opened.append(str(p)) or real(p))
+    data._checked_run.clear()
+    roots = (str(tmp_path / "runs"),)
+    for _ in range(2):  # the second time past discovery's time-to-live
+        data.discover_runs.clear()
+        assert data.discover_runs(roots) == ([str(run_dir)], [])
+    assert opened == [str(run_dir)]  # opened (and checked) once
+    (rf.level_dir(run_dir, "rtl", 1) / rf.LEVEL_JSON).write_text("{broken")
+    data.discover_runs.clear()
+    good, bad = data.discover_runs(roots)
+    assert good == [] and [p for p, _ in bad] == [str(run_dir)] and "level.json" in bad[0][1]
+    assert opened == [str(run_dir)] * 2
+
+
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_bytes())  # source is UTF-8 whatever the locale
     out = set()

@@ -159,6 +159,30 @@ def test_mtime_changes_when_a_level_file_is_rewritten_in_place(tmp_path):
     assert run.mtime() == before + 10
 
 
+def test_run_version_changes_with_any_write_below_the_run_down_to_level_files(tmp_path):
+    """The key validated readers are kept by: a file rewritten in place, a level begun, a new file."""
+    import os
+
+    path = tmp_path / "r"
+    _write_run(path)
+    first = rf.run_version(path)
+    assert first == rf.run_version(path)
+    info = rf.level_dir(path, "rtl", 1) / "level.json"
+    os.utime(info, ns=(first + 10, first + 10))  # in place: no folder's time changes
+    assert rf.run_version(path) == first + 10
+    begun = path / "rtl" / "level_02"
+    begun.mkdir()  # a level being written (no level.json yet)
+    later = 10**9 + max(first + 10, begun.stat().st_mtime_ns, begun.parent.stat().st_mtime_ns)
+    for folder in (begun, begun.parent):
+        os.utime(folder, ns=(later - 10**9, later - 10**9))
+    (begun / "masks.tmp").write_bytes(b"x")
+    os.utime(begun, ns=(later - 10**9, later - 10**9))
+    os.utime(begun / "masks.tmp", ns=(later, later))  # a file inside it, written last
+    assert rf.run_version(path) == later
+    with pytest.raises(RunFormatError, match="not a folder"):
+        rf.run_version(tmp_path / "missing")
+
+
 def test_file_version_changes_when_a_file_is_written_again(tmp_path):
     """The key the readers cache parsed files by: a rewrite (in place or by rename) gives a new key."""
     import os
