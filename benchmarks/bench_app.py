@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     pages = [x for x in args.pages.split(",") if x]
     bad = 0
     print(f"{'run':<36} {'page':<12} {'cold s':>8} {'warm s':>8}  status")
-    for run in runs:
-        name = run_label(Path(run).resolve())
-        for page, cold, warm, problems in bench_run(Path(run).resolve(), pages):
+    for run in (Path(r).resolve() for r in runs):
+        name = run_label(run)
+        for page, cold, warm, problems in bench_run(run, pages):
             status = "ok"
             if problems:
                 status = f"ERROR {problems}"
